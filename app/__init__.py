@@ -1,0 +1,1 @@
+"""LaaS: the Faust app, settings, topics and the command line."""

@@ -1,0 +1,89 @@
+"""The `laas` command line."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from app.settings import Settings, load_settings
+
+
+@click.group()
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """LaaS: Logging as a Service."""
+    ctx.obj = load_settings()
+
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+@main.group()
+def stack() -> None:
+    """The local Kafka, Elasticsearch and PostgreSQL servers."""
+
+
+@stack.command("up")
+@pass_settings
+def stack_up(settings: Settings) -> None:
+    """Start every local service not configured elsewhere and wait until it is ready."""
+    from deploy.stack import Stack, StackError
+
+    try:
+        for line in Stack(settings).up():
+            click.echo(line)
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@stack.command("down")
+@pass_settings
+def stack_down(settings: Settings) -> None:
+    """Stop the local services this stack started (and nothing else)."""
+    from deploy.stack import Stack
+
+    for line in Stack(settings).down():
+        click.echo(line)
+
+
+@stack.command("status")
+@pass_settings
+def stack_status(settings: Settings) -> None:
+    """Show each service, its address and whether it is up; exit 1 if one is down."""
+    from deploy.stack import Stack
+
+    statuses = Stack(settings).status()
+    for status in statuses:
+        click.echo(status.line())
+    if not all(status.up for status in statuses):
+        sys.exit(1)
+
+
+@main.command()
+@pass_settings
+def worker(settings: Settings) -> None:
+    """Run the Faust stream worker."""
+    from app.worker import run_worker
+
+    run_worker(settings)
+
+
+@main.command()
+@pass_settings
+def web(settings: Settings) -> None:
+    """Run the web app (HTTP API, WebSockets, UI)."""
+    import uvicorn
+
+    from web.app import create_app
+
+    uvicorn.run(create_app(settings), host=settings.web_host, port=settings.web_port)
+
+
+@main.command()
+@pass_settings
+def up(settings: Settings) -> None:
+    """Start the stack if needed, then every LaaS process; Ctrl-C stops the processes."""
+    from app.supervisor import run_up
+
+    sys.exit(run_up(settings))

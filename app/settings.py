@@ -1,0 +1,102 @@
+"""The one settings object: read once from `LAAS_*` variables (and an optional `.env`)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_HOST = "127.0.0.1"
+
+
+class Settings(BaseSettings):
+    """Every knob of LaaS. Frozen: build it once at start-up and pass it along.
+
+    `kafka_bootstrap`, `es_url` and `database_url` left empty mean "use the local stack"
+    (`laas stack up` starts Kafka and Elasticsearch on the `*_port` settings below and the
+    user database is an SQLite file in `state_dir`). Set them to use servers you already run;
+    then nothing is started for that service.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="LAAS_", env_file=".env", env_file_encoding="utf-8", frozen=True, extra="ignore"
+    )
+
+    state_dir: Path = Field(Path(".laas"), description="Data, logs and downloads of the local stack")
+
+    # Kafka
+    kafka_bootstrap: str | None = Field(None, description="Existing Kafka bootstrap servers")
+    kafka_port: int = Field(9092, description="Broker port of the local Kafka")
+    kafka_controller_port: int = Field(9093, description="KRaft controller port of the local Kafka")
+    kafka_version: str = Field("4.1.1", description="Kafka version the local stack resolves")
+    partitions: int = Field(4, ge=1, description="Partitions of the LaaS topics")
+    replication_factor: int = Field(1, ge=1, description="Replication factor of the LaaS topics")
+    topic_prefix: str = Field("", description="Prefix of every LaaS topic name")
+
+    # Elasticsearch
+    es_url: str | None = Field(None, description="Existing Elasticsearch URL")
+    es_port: int = Field(9200, description="HTTP port of the local Elasticsearch")
+    es_version: str = Field("8.19.21", description="Elasticsearch version the local stack runs")
+    es_heap: str = Field("1g", description="JVM heap of the local Elasticsearch")
+    es_username: str | None = Field(None, description="Elasticsearch user (existing servers)")
+    es_password: SecretStr | None = Field(None, description="Elasticsearch password")
+
+    # Databases
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the user database; empty: SQLite in state_dir"
+    )
+    postgres_enabled: bool = Field(True, description="Whether `laas stack up` starts PostgreSQL")
+    postgres_port: int = Field(5433, description="Port of the local PostgreSQL cluster")
+
+    # LaaS processes
+    app_id: str = Field("laas", description="Faust application id (consumer group)")
+    web_host: str = Field(LOCAL_HOST, description="Bind address of the web app")
+    web_port: int = Field(8080, description="Port of the web app")
+    gateway_port: int = Field(4317, description="Port of the gRPC gateway")
+    worker_web_port: int = Field(6066, description="Port of the Faust worker's own web server")
+    table_store: str = Field("rocksdb://", description="Faust table store (memory:// in unit tests)")
+
+    # Secrets
+    secret_key: SecretStr | None = Field(
+        None, description="Token signing key; empty: generated once into state_dir/secret_key"
+    )
+
+    @property
+    def kafka_managed(self) -> bool:
+        """True when the local stack runs Kafka (no external bootstrap given)."""
+        return not self.kafka_bootstrap
+
+    @property
+    def es_managed(self) -> bool:
+        return not self.es_url
+
+    @property
+    def postgres_managed(self) -> bool:
+        return self.postgres_enabled and not self.database_url
+
+    @cached_property
+    def kafka_servers(self) -> str:
+        return self.kafka_bootstrap or f"{LOCAL_HOST}:{self.kafka_port}"
+
+    @cached_property
+    def elasticsearch_url(self) -> str:
+        return self.es_url or f"http://{LOCAL_HOST}:{self.es_port}"
+
+    @cached_property
+    def db_url(self) -> str:
+        """The user database: the given URL, else an SQLite file in the state directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.state_dir / 'laas.db').resolve()}"
+
+    @cached_property
+    def local_postgres_url(self) -> str:
+        """URL of the PostgreSQL cluster that `laas stack up` runs."""
+        return f"postgresql+asyncpg://laas@{LOCAL_HOST}:{self.postgres_port}/laas"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings once; keyword overrides win over the environment."""
+    return Settings(**overrides)  # type: ignore[arg-type]

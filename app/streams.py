@@ -1,0 +1,31 @@
+"""The Faust application object: one per worker process, built from the settings."""
+
+from __future__ import annotations
+
+import faust
+
+from app.settings import Settings
+from app.topics import Topics, declare_topics
+
+
+def create_app(settings: Settings, *, app_id: str | None = None, store: str | None = None) -> faust.App:
+    """Build the Faust app with broker, table store and state directory from the settings."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        app_id or settings.app_id,
+        broker=f"kafka://{settings.kafka_servers}",
+        store=store or settings.table_store,
+        datadir=str((settings.state_dir / "worker").resolve()),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        producer_acks=-1,
+        web_port=settings.worker_web_port,
+        web_bind=settings.web_host,
+        autodiscover=False,
+    )
+
+
+def build_worker(settings: Settings) -> tuple[faust.App, Topics]:
+    """The worker's app with the LaaS topics declared on it (agents register themselves here)."""
+    app = create_app(settings)
+    return app, declare_topics(app, settings)

@@ -1,0 +1,43 @@
+"""Names of the LaaS Kafka topics, and their declaration on a Faust app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from app.settings import Settings
+
+RAW = "logs.raw"
+EVENTS = "logs.events"
+DEADLETTER = "logs.deadletter"
+ALERTS = "alerts"
+ALL = (RAW, EVENTS, DEADLETTER, ALERTS)
+
+
+def topic_name(settings: Settings, name: str) -> str:
+    """The broker-side name of a LaaS topic (with the configured prefix)."""
+    return f"{settings.topic_prefix}{name}"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The four LaaS topics declared on one Faust app (bytes in, bytes out)."""
+
+    raw: faust.TopicT
+    events: faust.TopicT
+    deadletter: faust.TopicT
+    alerts: faust.TopicT
+
+
+def declare_topics(app: faust.App, settings: Settings) -> Topics:
+    def topic(name: str) -> faust.TopicT:
+        return app.topic(
+            topic_name(settings, name),
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.partitions,
+            replicas=settings.replication_factor,
+        )
+
+    return Topics(raw=topic(RAW), events=topic(EVENTS), deadletter=topic(DEADLETTER), alerts=topic(ALERTS))

@@ -1,0 +1,1 @@
+"""The Starlette web app: HTTP API, WebSocket feeds and the web UI."""
