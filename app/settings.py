@@ -62,6 +62,33 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         None, description="Token signing key; empty: generated once into state_dir/secret_key"
     )
+    secret_keys_previous: list[SecretStr] = Field(
+        default_factory=list,
+        description="Former signing keys still accepted for verification (JSON list); rotation",
+    )
+
+    # Auth and tenancy
+    jwt_issuer: str = Field("laas", description="`iss` claim of issued access tokens")
+    jwt_audience: str = Field("laas-api", description="`aud` claim issued and required")
+    access_token_ttl: int = Field(900, ge=1, description="Access token lifetime, seconds")
+    refresh_token_ttl: int = Field(
+        14 * 24 * 3600, ge=1, description="Refresh token lifetime, seconds"
+    )
+    login_failure_window: int = Field(
+        900, ge=1, description="Seconds after which failed logins are forgotten"
+    )
+    login_delay_after: int = Field(
+        3, ge=1, description="Failed logins of one account before each retry must wait"
+    )
+    login_max_delay: int = Field(30, ge=1, description="Longest wait between retries, seconds")
+    login_account_lockout_after: int = Field(
+        10, ge=1, description="Failed logins of one account that lock it for a while"
+    )
+    login_address_lockout_after: int = Field(
+        50, ge=1, description="Failed logins from one client address that lock the address"
+    )
+    login_lockout_seconds: int = Field(900, ge=1, description="How long a lockout lasts, seconds")
+
 
     @property
     def kafka_managed(self) -> bool:
