@@ -58,6 +58,36 @@ class Settings(BaseSettings):
     worker_web_port: int = Field(6066, description="Port of the Faust worker's own web server")
     table_store: str = Field("rocksdb://", description="Faust table store (memory:// in unit tests)")
 
+    # Ingest limits (gateway, HTTP ingest)
+    ingest_max_record_bytes: int = Field(
+        64 * 1024, ge=256, description="Largest accepted record (serialized protobuf bytes)"
+    )
+    ingest_max_batch_records: int = Field(
+        10_000, ge=1, description="Most records in one push / HTTP request"
+    )
+    ingest_max_batch_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest push / HTTP request body (decompressed)"
+    )
+    ingest_max_attributes: int = Field(
+        128, ge=1, description="Most attributes on one record (and on its resource)"
+    )
+    ingest_max_key_length: int = Field(256, ge=1, description="Longest attribute key (characters)")
+    ingest_max_value_length: int = Field(
+        16 * 1024, ge=1, description="Longest string attribute value (characters)"
+    )
+    ingest_max_past_seconds: int = Field(
+        7 * 24 * 3600, ge=0, description="Oldest accepted event time, seconds before now"
+    )
+    ingest_max_future_seconds: int = Field(
+        600, ge=0, description="Furthest accepted event time, seconds after now"
+    )
+    ingest_default_rate_limit: float = Field(
+        5000.0, ge=0, description="Records/s per tenant when the tenant sets none (0: unlimited)"
+    )
+    ingest_produce_timeout: float = Field(
+        10.0, gt=0, description="Seconds to wait for Kafka's ack before answering UNAVAILABLE"
+    )
+
     # Secrets
     secret_key: SecretStr | None = Field(
         None, description="Token signing key; empty: generated once into state_dir/secret_key"
