@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     web_host: str = Field(LOCAL_HOST, description="Bind address of the web app")
     web_port: int = Field(8080, description="Port of the web app")
     gateway_port: int = Field(4317, description="Port of the gRPC gateway")
+    gateway_host: str = Field(LOCAL_HOST, description="Bind address of the gRPC gateway")
     worker_web_port: int = Field(6066, description="Port of the Faust worker's own web server")
     table_store: str = Field("rocksdb://", description="Faust table store (memory:// in unit tests)")
 

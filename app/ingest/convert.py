@@ -1,0 +1,309 @@
+"""Conversions into `laas.v1.LogRecord`: OTLP requests, the JSON forms, plain Python values.
+
+OTLP mapping (lossless): every OpenTelemetry `LogRecord` field keeps its name and meaning (the
+LaaS message is wire-compatible with it); the `ResourceLogs.resource` becomes `record.resource`
+(with `service.name` / `host.name` lifted into `service_name` / `host` by validation) and
+`ResourceLogs.schema_url` its `schema_url`; `ScopeLogs.scope` becomes `record.scope` and
+`ScopeLogs.schema_url` its `schema_url`. Key/value lists become maps (OTLP requires unique keys;
+on a duplicate the last one wins).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import struct
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import betterproto
+
+from protos.laas.v1 import AnyValue, ArrayValue, KeyValueList, LogRecord, Resource, Scope
+from protos.opentelemetry.proto.collector.logs.v1 import ExportLogsServiceRequest
+
+ANY_KEYS = frozenset({"stringValue", "boolValue", "intValue", "doubleValue", "arrayValue",
+                      "kvlistValue", "bytesValue"})
+_RECORD_KEYS = frozenset({"timeUnixNano", "observedTimeUnixNano", "severityNumber",
+                          "severityText", "body", "attributes", "resource", "traceId", "spanId",
+                          "flags", "scope", "eventName", "droppedAttributesCount"})
+_SHORTHAND_KEYS = {"message", "msg", "level", "ts", "timestamp", "time", "service", "host"}
+INT64 = 2**63
+
+
+class ConversionError(ValueError):
+    """A JSON document that is not a record; `field` names the offending part."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+# --- Python values ---------------------------------------------------------------------------
+
+def to_any(value: object) -> AnyValue:
+    """A plain Python/JSON value as an `AnyValue` (None → an empty value)."""
+    if isinstance(value, AnyValue):
+        return value
+    if value is None:
+        return AnyValue()
+    if isinstance(value, bool):
+        return AnyValue(bool_value=value)
+    if isinstance(value, int):
+        return AnyValue(int_value=value) if -INT64 <= value < INT64 else AnyValue(
+            string_value=str(value))
+    if isinstance(value, float):
+        return AnyValue(double_value=value)
+    if isinstance(value, str):
+        return AnyValue(string_value=value)
+    if isinstance(value, bytes | bytearray):
+        return AnyValue(bytes_value=bytes(value))
+    if isinstance(value, dict):
+        return AnyValue(kvlist_value=KeyValueList(values={str(k): to_any(v)
+                                                          for k, v in value.items()}))
+    if isinstance(value, list | tuple):
+        return AnyValue(array_value=ArrayValue(values=[to_any(v) for v in value]))
+    return AnyValue(string_value=str(value))
+
+
+def from_any(value: AnyValue) -> object:
+    """The plain Python value of an `AnyValue` (the inverse of `to_any`)."""
+    kind, inner = betterproto.which_one_of(value, "value")
+    if kind == "array_value":
+        return [from_any(v) for v in inner.values]
+    if kind == "kvlist_value":
+        return {k: from_any(v) for k, v in inner.values.items()}
+    return inner if kind else None
+
+
+def attributes(values: dict[str, object]) -> dict[str, AnyValue]:
+    return {str(k): to_any(v) for k, v in values.items()}
+
+
+# --- OTLP ------------------------------------------------------------------------------------
+
+def from_otlp(request: ExportLogsServiceRequest) -> Iterator[LogRecord]:
+    """The records of an OTLP export request, in order, resource and scope attached."""
+    for rl in request.resource_logs:
+        resource = Resource().parse(bytes(rl.resource))
+        resource.schema_url = rl.schema_url
+        for sl in rl.scope_logs:
+            scope = Scope().parse(bytes(sl.scope))
+            scope.schema_url = sl.schema_url
+            for otel in sl.log_records:
+                record = LogRecord().parse(bytes(otel))
+                record.resource = Resource().parse(bytes(resource))
+                record.scope = scope
+                yield record
+
+
+def _hex_ids(obj: Any) -> Any:
+    """OTLP/JSON spells trace and span ids in hex; proto3 JSON (betterproto) wants base64."""
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if k in ("traceId", "spanId", "trace_id", "span_id") and isinstance(v, str):
+                try:
+                    v = base64.b64encode(bytes.fromhex(v)).decode()
+                except ValueError as exc:
+                    raise ConversionError(k, f"{v!r} is not a hex id") from exc
+            out[k] = _hex_ids(v)
+        return out
+    if isinstance(obj, list):
+        return [_hex_ids(v) for v in obj]
+    return obj
+
+
+def otlp_from_json(data: bytes | str) -> ExportLogsServiceRequest:
+    """Parse the OTLP/HTTP JSON encoding (hex trace/span ids, enum numbers) of a logs export."""
+    doc = json.loads(data)
+    if not isinstance(doc, dict):
+        raise ConversionError("request", "an ExportLogsServiceRequest object expected")
+    return ExportLogsServiceRequest().from_dict(_hex_ids(doc))
+
+
+# --- LaaS JSON and the shorthand -------------------------------------------------------------
+
+def _id_bytes(field: str, value: str) -> str:
+    """Accept trace/span ids in hex (as OTLP/JSON writes them) or base64 (proto3 JSON)."""
+    hex_len = 32 if field == "traceId" else 16
+    if len(value) == hex_len:
+        try:
+            return base64.b64encode(bytes.fromhex(value)).decode()
+        except ValueError:
+            pass
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ConversionError(field, "neither hex nor base64") from exc
+    return value
+
+
+def _any_json(value: object) -> object:
+    """A JSON attribute/body value as AnyValue JSON; `{"stringValue": ...}` forms pass as is."""
+    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in ANY_KEYS:
+        return value
+    return to_any(value).to_dict()
+
+
+def parse_time(field: str, value: object) -> int:
+    """Nanoseconds since the epoch from RFC 3339 text, or a number of s, ms, µs or ns."""
+    if isinstance(value, bool):
+        raise ConversionError(field, "a timestamp expected")
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ConversionError(field, f"{value!r} is not an RFC 3339 timestamp") from exc
+        if dt.tzinfo is None:
+            raise ConversionError(field, f"{value!r} has no time zone")
+        return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0:
+            raise ConversionError(field, f"{value!r} is not a timestamp")
+        # Guess the unit from the magnitude (seconds until the year 5138).
+        for limit, scale in ((1e11, 1e9), (1e14, 1e6), (1e17, 1e3)):
+            if value < limit:
+                return int(value * scale)
+        return int(value)
+    raise ConversionError(field, "a timestamp expected")
+
+
+def _from_shorthand(doc: dict[str, Any]) -> LogRecord:
+    doc = dict(doc)
+    record = LogRecord()
+    message = doc.pop("message", doc.pop("msg", None))
+    if message is not None:
+        record.body = to_any(message)
+    level = doc.pop("level", None)
+    if level is not None:
+        if isinstance(level, int) and not isinstance(level, bool):
+            record.severity_number = level
+        elif isinstance(level, str):
+            record.severity_text = level
+        else:
+            raise ConversionError("level", "a level name or an OpenTelemetry severity number")
+    for key in ("ts", "timestamp", "time"):
+        if key in doc:
+            record.time_unix_nano = parse_time(key, doc.pop(key))
+            break
+    resource = Resource()
+    for key, attr in (("service", "service_name"), ("host", "host")):
+        value = doc.pop(key, None)
+        if value is not None:
+            if not isinstance(value, str):
+                raise ConversionError(key, "a string expected")
+            setattr(resource, attr, value)
+    record.resource = resource
+    for key in ("trace_id", "span_id"):
+        value = doc.pop(key, None)
+        if value is not None:
+            name = "traceId" if key == "trace_id" else "spanId"
+            setattr(record, key, base64.b64decode(_id_bytes(name, str(value))))
+    extra = doc.pop("attributes", {})
+    if not isinstance(extra, dict):
+        raise ConversionError("attributes", "an object expected")
+    extra.update(doc)  # every other key is an attribute
+    record.attributes = attributes(extra)
+    return record
+
+
+def _severity_name(value: str) -> int:
+    from app.ingest.validate import severity_number_for
+
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    number = severity_number_for(value.removeprefix("SEVERITY_NUMBER_"))
+    if not number and value != "SEVERITY_NUMBER_UNSPECIFIED":
+        raise ConversionError("severityNumber", f"{value!r} is not a severity")
+    return number
+
+
+def record_from_json(doc: object) -> LogRecord:
+    """A record from its JSON form (proto3 JSON of LogRecord) or the shorthand.
+
+    The shorthand is `{"message", "level", "ts", "service", "host", "attributes", ...}`; other
+    keys become attributes. In the full form attribute and body values may be plain JSON values
+    as well as AnyValue objects, and trace/span ids hex as well as base64.
+    Raises `ConversionError`.
+    """
+    if not isinstance(doc, dict):
+        raise ConversionError("record", "a JSON object expected")
+    keys = set(doc)
+    if not keys & _RECORD_KEYS or keys & _SHORTHAND_KEYS:
+        return _from_shorthand(doc)
+    unknown = keys - _RECORD_KEYS
+    if unknown:
+        raise ConversionError(sorted(unknown)[0], f"unknown field; a LogRecord has "
+                              f"{', '.join(sorted(_RECORD_KEYS))}")
+    doc = dict(doc)
+    try:
+        sev = doc.get("severityNumber")
+        if isinstance(sev, str):
+            doc["severityNumber"] = _severity_name(sev)
+        if "body" in doc:
+            doc["body"] = _any_json(doc["body"])
+        for holder, name in ((doc, "attributes"), (doc.get("resource"), "attributes"),
+                             (doc.get("scope"), "attributes")):
+            if isinstance(holder, dict) and isinstance(holder.get(name), dict):
+                holder[name] = {k: _any_json(v) for k, v in holder[name].items()}
+        for key in ("traceId", "spanId"):
+            if isinstance(doc.get(key), str):
+                doc[key] = _id_bytes(key, doc[key])
+        for key in ("timeUnixNano", "observedTimeUnixNano"):
+            if key in doc and not isinstance(doc[key], int):
+                doc[key] = parse_time(key, doc[key])
+        # betterproto does not type-check from_dict: serialising is the check.
+        return LogRecord().parse(bytes(LogRecord().from_dict(doc)))
+    except ConversionError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, binascii.Error, struct.error,
+            OverflowError) as exc:
+        raise ConversionError("record", f"not a LogRecord: {exc}") from exc
+
+
+# --- protobuf batches, record by record ------------------------------------------------------
+
+def decode_batch(data: bytes) -> tuple[list[LogRecord | ConversionError], list[int], Resource,
+                                        int]:
+    """Split a serialized `LogBatch` without failing on one bad record.
+
+    Returns the records (a `ConversionError` in place of a record that does not parse, e.g. for
+    invalid UTF-8), their serialized sizes, the batch's default resource and its batch id.
+    Raises `ConversionError` if the batch framing itself is broken.
+    """
+    records: list[LogRecord | ConversionError] = []
+    sizes: list[int] = []
+    resource = Resource()
+    batch_id = 0
+    try:
+        fields = list(betterproto.parse_fields(data))
+    except Exception as exc:  # noqa: BLE001 - any framing error means the same to the caller
+        raise ConversionError("batch", f"not a serialized LogBatch: {exc!r}") from exc
+    for f in fields:
+        if f.number == 1 and f.wire_type == 2:
+            sizes.append(len(f.value))
+            try:
+                records.append(LogRecord().parse(f.value))
+            except UnicodeDecodeError as exc:
+                records.append(ConversionError("record", f"not valid UTF-8: {exc.reason} at "
+                                                         f"byte {exc.start}"))
+            except Exception as exc:  # noqa: BLE001
+                records.append(ConversionError("record", f"not a LogRecord: {exc!r}"))
+        elif f.number == 2 and f.wire_type == 2:
+            try:
+                resource = Resource().parse(f.value)
+            except Exception as exc:  # noqa: BLE001
+                raise ConversionError("resource", f"not a Resource: {exc!r}") from exc
+        elif f.number == 3 and f.wire_type == 0:
+            batch_id = f.value
+    return records, sizes, resource, batch_id

@@ -1,0 +1,89 @@
+"""The ingest use case shared by gRPC and HTTP: authenticate, rate-limit, validate, write."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from app.ingest.auth import KeyVerifier, Principal, authenticate, key_from_headers
+from app.ingest.convert import ConversionError
+from app.ingest.errors import BatchRejected, RecordRejected
+from app.ingest.ratelimit import RateLimiter
+from app.ingest.validate import Limits, validate_record
+from app.ingest.writer import KafkaWriter
+from app.settings import Settings
+from protos.laas.v1 import LogRecord, PushAck, Rejection, Resource
+
+Item = LogRecord | ConversionError | RecordRejected
+
+
+class IngestService:
+    """Everything an ingest endpoint does after decoding its request.
+
+    `push` answers a `PushAck` only after Kafka acknowledged every accepted record; it raises
+    `BatchRejected`, `RateLimited` or `KafkaUnavailable` for the whole request.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        verifier: KeyVerifier,
+        *,
+        writer: KafkaWriter | None = None,
+        limiter: RateLimiter | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.settings = settings
+        self.limits = Limits.from_settings(settings)
+        self.verifier = verifier
+        self.writer = writer or KafkaWriter(settings)
+        self.limiter = limiter or RateLimiter(settings.ingest_default_rate_limit)
+        self.clock_ns = clock_ns
+
+    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        """The ingest principal of request headers/metadata (lower-case names)."""
+        return await authenticate(self.verifier, key_from_headers(headers))
+
+    def check_batch(self, count: int, size: int) -> None:
+        """Refuse a request over the batch limits before looking at its records."""
+        if count > self.limits.max_batch_records:
+            raise BatchRejected(f"{count} records in one request, at most "
+                                f"{self.limits.max_batch_records} allowed", too_large=True)
+        if size > self.limits.max_batch_bytes:
+            raise BatchRejected(f"{size} bytes in one request, at most "
+                                f"{self.limits.max_batch_bytes} allowed", too_large=True)
+
+    async def push(
+        self,
+        principal: Principal,
+        items: Sequence[Item],
+        *,
+        sizes: Sequence[int] | None = None,
+        default_resource: Resource | None = None,
+        batch_id: int = 0,
+        source: str = "gateway",
+    ) -> PushAck:
+        """Validate `items`, write the valid records, and report the invalid ones by index."""
+        self.check_batch(len(items), sum(sizes) if sizes else 0)
+        now = self.clock_ns()
+        valid: list[LogRecord] = []
+        rejections: list[Rejection] = []
+        for i, item in enumerate(items):
+            try:
+                if isinstance(item, RecordRejected):
+                    raise item
+                if isinstance(item, ConversionError):
+                    raise RecordRejected(i, item.field, item.reason)
+                valid.append(validate_record(
+                    item, i, self.limits, now, default_resource=default_resource,
+                    size=sizes[i] if sizes else None))
+            except RecordRejected as exc:
+                rejections.append(Rejection(index=exc.index, field=exc.field, reason=exc.reason))
+        if valid:
+            self.limiter.check(principal.tenant_id, len(valid), principal.rate_limit)
+            await self.writer.write(valid, tenant_id=principal.tenant_id,
+                                    tenant_slug=principal.tenant_slug, source=source)
+        return PushAck(accepted=len(valid), rejections=rejections, batch_id=batch_id)
+
+    async def close(self) -> None:
+        await self.writer.stop()

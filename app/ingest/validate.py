@@ -1,0 +1,192 @@
+"""Pure validation and normalisation of `laas.v1.LogRecord`s (no I/O, no clock of its own)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import betterproto
+
+from app.ingest.errors import RecordRejected
+from app.settings import Settings
+from protos.laas.v1 import AnyValue, LogRecord, Resource
+
+NS = 1_000_000_000
+MAX_DEPTH = 8  # nesting of array / kvlist values
+UNKNOWN_SERVICE = "unknown_service"
+
+# OpenTelemetry severity scale: the first number of each range and its short name.
+_RANGES = (("TRACE", 1), ("DEBUG", 5), ("INFO", 9), ("WARN", 13), ("ERROR", 17), ("FATAL", 21))
+_TEXT_TO_NUMBER = {
+    "trace": 1, "finest": 1, "finer": 2, "verbose": 3,
+    "debug": 5, "fine": 5, "dbg": 5,
+    "info": 9, "information": 9, "informational": 9, "notice": 10, "config": 9,
+    "warn": 13, "warning": 13,
+    "error": 17, "err": 17, "severe": 17, "exception": 17,
+    "critical": 21, "crit": 21, "fatal": 21, "alert": 22, "emerg": 23, "emergency": 23,
+    "panic": 24,
+}
+for _name, _base in _RANGES:
+    for _i in range(2, 5):
+        _TEXT_TO_NUMBER[f"{_name.lower()}{_i}"] = _base + _i - 1
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The ingest limits, taken from `Settings`."""
+
+    max_record_bytes: int
+    max_batch_records: int
+    max_batch_bytes: int
+    max_attributes: int
+    max_key_length: int
+    max_value_length: int
+    max_past_ns: int
+    max_future_ns: int
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Limits:
+        return cls(
+            max_record_bytes=s.ingest_max_record_bytes,
+            max_batch_records=s.ingest_max_batch_records,
+            max_batch_bytes=s.ingest_max_batch_bytes,
+            max_attributes=s.ingest_max_attributes,
+            max_key_length=s.ingest_max_key_length,
+            max_value_length=s.ingest_max_value_length,
+            max_past_ns=s.ingest_max_past_seconds * NS,
+            max_future_ns=s.ingest_max_future_seconds * NS,
+        )
+
+
+def severity_number_for(text: str) -> int:
+    """The OpenTelemetry severity number for a level name (`warning`, `ERROR`, `info3`), or 0."""
+    return _TEXT_TO_NUMBER.get(text.strip().lower(), 0)
+
+
+def severity_text_for(number: int) -> str:
+    """The OpenTelemetry short name of a severity number (`INFO`, `WARN2`), "" for 0."""
+    if number <= 0:
+        return ""
+    for name, base in reversed(_RANGES):
+        if number >= base:
+            return name if number == base else f"{name}{number - base + 1}"
+    return ""
+
+
+def _check_text(index: int, field: str, value: str, limit: int | None) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RecordRejected(index, field, "not valid UTF-8 (lone surrogate)") from exc
+    if limit is not None and len(value) > limit:
+        raise RecordRejected(index, field, f"{len(value)} characters, at most {limit} allowed")
+
+
+def _check_value(index: int, field: str, value: AnyValue, limits: Limits, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise RecordRejected(index, field, f"nested deeper than {MAX_DEPTH} levels")
+    kind, inner = betterproto.which_one_of(value, "value")
+    if kind == "string_value":
+        _check_text(index, field, inner, limits.max_value_length)
+    elif kind == "bytes_value":
+        if len(inner) > limits.max_value_length:
+            raise RecordRejected(index, field, f"{len(inner)} bytes, at most "
+                                 f"{limits.max_value_length} allowed")
+    elif kind == "array_value":
+        for i, item in enumerate(inner.values):
+            _check_value(index, f"{field}[{i}]", item, limits, depth + 1)
+    elif kind == "kvlist_value":
+        _check_attributes(index, field, inner.values, limits, depth + 1)
+
+
+def _check_attributes(
+    index: int, field: str, attributes: dict[str, AnyValue], limits: Limits, depth: int = 0
+) -> None:
+    if len(attributes) > limits.max_attributes:
+        raise RecordRejected(index, field, f"{len(attributes)} attributes, at most "
+                             f"{limits.max_attributes} allowed")
+    for key, value in attributes.items():
+        if not key:
+            raise RecordRejected(index, field, "empty attribute key")
+        _check_text(index, f"{field}.{key[:64]}", key, limits.max_key_length)
+        _check_value(index, f"{field}.{key[:64]}", value, limits, depth)
+
+
+def _normalise_resource(resource: Resource, default: Resource | None) -> Resource:
+    if not (resource.service_name or resource.host or resource.attributes) and default:
+        resource = Resource().parse(bytes(default))
+    attrs = resource.attributes
+    if not resource.service_name:
+        name = attrs.get("service.name")
+        if name is not None and name.string_value:
+            resource.service_name = attrs.pop("service.name").string_value
+        else:
+            resource.service_name = UNKNOWN_SERVICE
+    if not resource.host:
+        host = attrs.get("host.name")
+        if host is not None and host.string_value:
+            resource.host = attrs.pop("host.name").string_value
+    return resource
+
+
+def validate_record(
+    record: LogRecord,
+    index: int,
+    limits: Limits,
+    now_ns: int,
+    *,
+    default_resource: Resource | None = None,
+    size: int | None = None,
+) -> LogRecord:
+    """Check one record against `limits` and normalise it in place; return it.
+
+    Normalisation: a missing observed time becomes `now_ns`, a missing event time becomes the
+    observed time; severity number and text are completed from each other; `service_name` and
+    `host` are lifted from the resource attributes `service.name` / `host.name` (or taken from
+    the batch's `default_resource`), an unknown service is `unknown_service`.
+    Raises `RecordRejected` naming the record `index`, the field and the limit.
+    """
+    size = len(bytes(record)) if size is None else size
+    if size > limits.max_record_bytes:
+        raise RecordRejected(index, "record", f"{size} bytes, at most "
+                             f"{limits.max_record_bytes} allowed")
+    if not record.observed_time_unix_nano:
+        record.observed_time_unix_nano = now_ns
+    if not record.time_unix_nano:
+        record.time_unix_nano = record.observed_time_unix_nano
+    t = record.time_unix_nano
+    if t < now_ns - limits.max_past_ns or t > now_ns + limits.max_future_ns:
+        raise RecordRejected(
+            index, "time_unix_nano",
+            f"{t} is outside the accepted window of {limits.max_past_ns // NS}s in the past to "
+            f"{limits.max_future_ns // NS}s in the future (now {now_ns})",
+        )
+    if not 0 <= record.severity_number <= 24:
+        raise RecordRejected(index, "severity_number",
+                             f"{record.severity_number} is not in 0..24 (OpenTelemetry scale)")
+    _check_text(index, "severity_text", record.severity_text, limits.max_key_length)
+    if not record.severity_number and record.severity_text:
+        record.severity_number = severity_number_for(record.severity_text)
+    if record.severity_number and not record.severity_text:
+        record.severity_text = severity_text_for(record.severity_number)
+    _check_text(index, "event_name", record.event_name, limits.max_key_length)
+    if len(record.trace_id) not in (0, 16):
+        raise RecordRejected(index, "trace_id", f"{len(record.trace_id)} bytes, 16 or none allowed")
+    if len(record.span_id) not in (0, 8):
+        raise RecordRejected(index, "span_id", f"{len(record.span_id)} bytes, 8 or none allowed")
+    if betterproto.serialized_on_wire(record.body):
+        kind, body = betterproto.which_one_of(record.body, "value")
+        if kind == "string_value":
+            _check_text(index, "body", body, None)  # bounded by the record size
+        else:
+            _check_value(index, "body", record.body, limits, 0)
+    _check_attributes(index, "attributes", record.attributes, limits)
+    record.resource = _normalise_resource(record.resource, default_resource)
+    res = record.resource
+    _check_text(index, "resource.service_name", res.service_name, limits.max_key_length)
+    _check_text(index, "resource.host", res.host, limits.max_key_length)
+    _check_attributes(index, "resource.attributes", res.attributes, limits)
+    if betterproto.serialized_on_wire(record.scope):
+        _check_text(index, "scope.name", record.scope.name, limits.max_key_length)
+        _check_text(index, "scope.version", record.scope.version, limits.max_key_length)
+        _check_attributes(index, "scope.attributes", record.scope.attributes, limits)
+    return record

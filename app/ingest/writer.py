@@ -1,0 +1,118 @@
+"""The Kafka side of ingest: records to `logs.raw`, answered only once Kafka acknowledged.
+
+Message format written here (documented for other producers in docs/ingest.md):
+key `<tenant id>/<service name>` (UTF-8), value the serialized `laas.v1.LogRecord`, headers
+`content-type: application/x-protobuf; messageType=laas.v1.LogRecord`, `laas-tenant-id`,
+`laas-tenant` (slug) and `laas-source` (`gateway` or `http`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from app.ingest.errors import KafkaUnavailable
+from app.settings import Settings
+from app.topics import RAW, topic_name
+from protos.laas.v1 import LogRecord
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = b"application/x-protobuf; messageType=laas.v1.LogRecord"
+HEADER_CONTENT_TYPE = "content-type"
+HEADER_TENANT_ID = "laas-tenant-id"
+HEADER_TENANT = "laas-tenant"
+HEADER_SOURCE = "laas-source"
+HEADER_API_KEY = "laas-api-key"
+
+
+def record_key(tenant_id: str, record: LogRecord) -> bytes:
+    """`tenant/service`: keeps one tenant's service in order on one partition."""
+    return f"{tenant_id}/{record.resource.service_name}".encode()
+
+
+class KafkaWriter:
+    """An idempotent, acks=all producer for `logs.raw`; start lazily, restart after failures."""
+
+    def __init__(self, settings: Settings, *, topic: str | None = None) -> None:
+        self.settings = settings
+        self.topic = topic or topic_name(settings, RAW)
+        self.timeout = settings.ingest_produce_timeout
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> AIOKafkaProducer:
+        """Connect (once); `KafkaUnavailable` when the brokers cannot be reached."""
+        async with self._lock:
+            if self._producer is not None:
+                return self._producer
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.settings.kafka_servers,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=2,
+                max_batch_size=1024 * 1024,
+                max_request_size=max(2 * 1024 * 1024, self.settings.ingest_max_record_bytes * 2),
+                request_timeout_ms=int(self.timeout * 1000),
+                compression_type="gzip",
+            )
+            try:
+                await asyncio.wait_for(producer.start(), self.timeout)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                await _quietly_stop(producer)
+                raise KafkaUnavailable(f"cannot connect to {self.settings.kafka_servers}: "
+                                       f"{exc!r}") from exc
+            self._producer = producer
+            return producer
+
+    async def stop(self) -> None:
+        async with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            await _quietly_stop(producer)
+
+    async def write(
+        self, records: Sequence[LogRecord], *, tenant_id: str, tenant_slug: str, source: str
+    ) -> None:
+        """Write `records` and wait until Kafka acknowledged every one of them.
+
+        Raises `KafkaUnavailable` if any record is not acknowledged within the produce timeout;
+        some records may then still have been written (the caller retries: at-least-once).
+        """
+        if not records:
+            return
+        producer = await self.start()
+        headers = [
+            (HEADER_CONTENT_TYPE, CONTENT_TYPE),
+            (HEADER_TENANT_ID, tenant_id.encode()),
+            (HEADER_TENANT, tenant_slug.encode()),
+            (HEADER_SOURCE, source.encode()),
+        ]
+
+        async def send_all() -> None:
+            futures = [
+                await producer.send(self.topic, value=bytes(r), key=record_key(tenant_id, r),
+                                    headers=headers)
+                for r in records
+            ]
+            await asyncio.gather(*futures)
+
+        try:
+            await asyncio.wait_for(send_all(), self.timeout)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning("produce to %s failed: %r", self.topic, exc)
+            if isinstance(exc, TimeoutError):
+                # A producer stuck on a dead broker: start afresh on the next call.
+                await self.stop()
+            raise KafkaUnavailable(f"records not acknowledged: {exc!r}") from exc
+
+
+async def _quietly_stop(producer: AIOKafkaProducer) -> None:
+    try:
+        await asyncio.wait_for(producer.stop(), 5)
+    except Exception as exc:  # noqa: BLE001 - already failing; keep the first error
+        log.debug("producer stop failed: %r", exc)

@@ -1,0 +1,100 @@
+"""Fixtures for the ingest tests: a fresh raw topic on the real Kafka, a key table, a gateway.
+
+Import the fixtures into a test module with `from tests.ingest_fixtures import *`.
+Kafka comes from the settings (LAAS_KAFKA_BOOTSTRAP or the local stack); unreachable → error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from app.gateway import bound_port, start_gateway
+from app.ingest.auth import Principal
+from app.settings import Settings, load_settings
+from app.topics import RAW, topic_name
+
+__all__ = ["KEYS", "KeyTable", "consume", "gateway", "keys", "raw_settings"]
+
+KEYS = {
+    "ingest-key": Principal("1", "acme", "ingest"),
+    "admin-key": Principal("1", "acme", "admin"),
+    "read-key": Principal("1", "acme", "read"),
+    "slow-key": Principal("2", "slowco", "ingest", rate_limit=5.0),
+}
+
+
+@dataclass
+class KeyTable:
+    """A `KeyVerifier` over a dict (the accounts module's own tests cover the database)."""
+
+    keys: dict[str, Principal] = field(default_factory=lambda: dict(KEYS))
+
+    async def __call__(self, key: str) -> Principal | None:
+        return self.keys.get(key)
+
+
+@pytest.fixture
+def keys() -> KeyTable:
+    return KeyTable()
+
+
+@pytest.fixture
+async def raw_settings() -> AsyncIterator[Settings]:
+    """Settings with a uuid topic prefix and its `logs.raw` created (1 partition, keeps order)."""
+    settings = load_settings(topic_prefix=f"t{uuid.uuid4().hex[:12]}.", ingest_produce_timeout=5.0)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers,
+                                request_timeout_ms=5000)
+    try:
+        await asyncio.wait_for(admin.start(), 15)
+    except Exception as exc:
+        pytest.fail(f"Kafka at {settings.kafka_servers} unreachable: {exc!r}")
+    topic = topic_name(settings, RAW)
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+        yield settings
+    finally:
+        try:
+            await admin.delete_topics([topic])
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def gateway(raw_settings: Settings, keys: KeyTable) -> AsyncIterator[int]:
+    """A real gateway on a free port writing to the test topic; yields the port."""
+    server, service = await start_gateway(raw_settings, verifier=keys, host="127.0.0.1", port=0)
+    try:
+        yield bound_port(server)
+    finally:
+        server.close()
+        await server.wait_closed()
+        await service.close()
+
+
+async def consume(settings: Settings, count: int, timeout: float = 15.0) -> list:
+    """Read `count` messages from the start of the test's raw topic (fewer on timeout)."""
+    consumer = AIOKafkaConsumer(
+        topic_name(settings, RAW), bootstrap_servers=settings.kafka_servers,
+        auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
+    )
+    await consumer.start()
+    out: list = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(out) < count:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            batch = await consumer.getmany(timeout_ms=int(min(left, 1.0) * 1000))
+            for msgs in batch.values():
+                out.extend(msgs)
+    finally:
+        await consumer.stop()
+    return out
