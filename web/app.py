@@ -1,13 +1,32 @@
-"""Starlette application factory."""
+"""Starlette application factory.
+
+Areas add their endpoints by exposing `routes` in a module listed in `ROUTE_MODULES`.
+The lifespan migrates the user database and opens the engine; endpoints reach it through
+`web.auth.db_sessions(request)` and the caller through `web.auth.require(request, ...)`.
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
+from app.account_errors import AccountError
+from app.db import create_engine, session_factory
+from app.logins import AuthConfig
+from app.migrations import upgrade_database_async
 from app.settings import Settings
+from web.auth import AuthBackend, account_error_response
+
+# Modules exposing `routes: list[BaseRoute]`; add yours here.
+ROUTE_MODULES = ["web.auth", "web.apikeys", "web.users", "web.tenants"]
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -15,7 +34,34 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    """Migrate the user database, open the engine and signing keys; close on shutdown."""
+    settings: Settings = app.state.settings
+    engine = create_engine(settings)
+    try:
+        await upgrade_database_async(engine)
+        app.state.engine = engine
+        app.state.sessions = session_factory(engine)
+        app.state.auth = AuthConfig.from_settings(settings)
+        yield
+    finally:
+        await engine.dispose()
+
+
+def collect_routes() -> list[BaseRoute]:
+    routes: list[BaseRoute] = [Route("/healthz", healthz)]
+    for name in ROUTE_MODULES:
+        routes.extend(importlib.import_module(name).routes)
+    return routes
+
+
 def create_app(settings: Settings) -> Starlette:
-    app = Starlette(routes=[Route("/healthz", healthz)])
+    app = Starlette(
+        routes=collect_routes(),
+        middleware=[Middleware(AuthenticationMiddleware, backend=AuthBackend())],
+        exception_handlers={AccountError: account_error_response},
+        lifespan=lifespan,
+    )
     app.state.settings = settings
     return app

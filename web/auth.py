@@ -1,0 +1,252 @@
+"""Authentication for every endpoint, permission checks, and the login/refresh/logout/me API.
+
+`AuthBackend` turns `Authorization: Bearer <jwt | api key>` or `X-API-Key: <key>` (and, on
+WebSockets, a `token` query parameter) into a `Principal` on `request.user`. Endpoints call
+`require(request, Permission.READ)` (or use `@requires(...)`) to get the principal or an error.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.authentication import (
+    AuthCredentials,
+    AuthenticationBackend,
+    UnauthenticatedUser,
+)
+from starlette.exceptions import WebSocketException
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.status import WS_1008_POLICY_VIOLATION
+
+from app import logins
+from app.account_errors import (
+    AccountError,
+    InvalidInput,
+    NotAuthenticated,
+    PermissionDenied,
+    Throttled,
+)
+from app.accounts import get_tenant_by_id, user_tenants, verify_api_key
+from app.authz import Permission, Principal
+from app.db import SessionFactory
+from app.logins import AuthConfig
+from app.security import looks_like_api_key
+
+
+class Anonymous(UnauthenticatedUser):
+    """No valid credentials; `reason` tells why when some were presented."""
+
+    def __init__(self, reason: str | None = None) -> None:
+        self.reason = reason
+
+
+def db_sessions(conn: HTTPConnection) -> SessionFactory:
+    """The app's session factory (set up by the lifespan in `web.app`)."""
+    sessions: SessionFactory | None = getattr(conn.app.state, "sessions", None)
+    if sessions is None:
+        raise RuntimeError("database not set up: run the app with its lifespan (web.app)")
+    return sessions
+
+
+def auth_config(conn: HTTPConnection) -> AuthConfig:
+    config: AuthConfig | None = getattr(conn.app.state, "auth", None)
+    if config is None:
+        raise RuntimeError("auth not set up: run the app with its lifespan (web.app)")
+    return config
+
+
+def presented_credential(conn: HTTPConnection) -> str | None:
+    """The bearer token or API key sent with the request, if any."""
+    header = conn.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        return ""  # present but unusable: reported as such
+    key = conn.headers.get("x-api-key")
+    if key:
+        return key.strip()
+    if conn.scope["type"] == "websocket":
+        # Browsers cannot set headers on WebSockets; URLs end up in logs, so HTTP never reads it.
+        return conn.query_params.get("token") or None
+    return None
+
+
+class AuthBackend(AuthenticationBackend):
+    """Starlette authentication backend for JWT access tokens and API keys.
+
+    Bad credentials do not fail the request here: the caller stays anonymous with a
+    reason, and endpoints that need a principal answer 401 with that reason. Public
+    endpoints (`/healthz`, login) keep working with a stale token.
+    """
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, Any] | None:
+        credential = presented_credential(conn)
+        if credential is None:
+            return None
+        if not credential:
+            return AuthCredentials(), Anonymous("Authorization header must be 'Bearer <token>'")
+        try:
+            async with db_sessions(conn).begin() as session:
+                if looks_like_api_key(credential):
+                    principal = await verify_api_key(session, credential)
+                else:
+                    principal = await logins.principal_from_access_token(
+                        session, auth_config(conn).codec, credential
+                    )
+        except AccountError as exc:
+            return AuthCredentials(), Anonymous(exc.detail)
+        scopes = ["authenticated", *sorted(p.value for p in principal.permissions)]
+        return AuthCredentials(scopes), principal
+
+
+def require(conn: HTTPConnection, permission: Permission | str | None = None) -> Principal:
+    """The caller, if authenticated and holding `permission`; raises otherwise.
+
+    HTTP: `NotAuthenticated` (401) or `PermissionDenied` (403), rendered as JSON.
+    WebSocket: closes with 1008 (policy violation) and the reason.
+    """
+    user = conn.scope.get("user")
+    try:
+        if not isinstance(user, Principal):
+            reason = getattr(user, "reason", None) or "credentials required"
+            raise NotAuthenticated(reason)
+        if permission is not None and not user.can(permission):
+            raise PermissionDenied(f"{user.describe()} may not {Permission(permission).value}")
+    except AccountError as exc:
+        if conn.scope["type"] == "websocket":
+            raise WebSocketException(WS_1008_POLICY_VIOLATION, exc.detail) from exc
+        raise
+    return user
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def requires(permission: Permission | str | None = None) -> Callable[[Endpoint], Endpoint]:
+    """Decorator form of `require` for endpoint functions."""
+
+    def decorate(endpoint: Endpoint) -> Endpoint:
+        @functools.wraps(endpoint)
+        async def wrapper(request: Request) -> Response:
+            require(request, permission)
+            return await endpoint(request)
+
+        return wrapper
+
+    return decorate
+
+
+async def account_error_response(request: Request, exc: Exception) -> Response:
+    """Render an `AccountError` as `{"error", "detail"}` JSON with its status code."""
+    assert isinstance(exc, AccountError)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Throttled) else None
+    if exc.status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="laas"'}
+    return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
+
+
+# --- request body helpers ----------------------------------------------------------------------
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object; `InvalidInput` if it is not one."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InvalidInput("request body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("request body must be a JSON object")
+    return body
+
+
+def text_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise InvalidInput(f"field {name!r} is required", field=name)
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"field {name!r} must be a string", field=name)
+    return value
+
+
+# --- endpoints -------------------------------------------------------------------------------
+
+
+async def login_endpoint(request: Request) -> Response:
+    """POST {email, password, tenant?} → access and refresh tokens."""
+    body = await json_body(request)
+    pair = await logins.login(
+        db_sessions(request),
+        auth_config(request),
+        email=text_field(body, "email") or "",
+        password=text_field(body, "password") or "",
+        tenant=text_field(body, "tenant", required=False),
+        client_address=request.client.host if request.client else None,
+    )
+    return JSONResponse(pair.to_dict(), headers={"Cache-Control": "no-store"})
+
+
+async def refresh_endpoint(request: Request) -> Response:
+    """POST {refresh_token} → a new pair; the old refresh token is spent."""
+    body = await json_body(request)
+    token = text_field(body, "refresh_token") or ""
+    pair = await logins.refresh(db_sessions(request), auth_config(request), token)
+    return JSONResponse(pair.to_dict(), headers={"Cache-Control": "no-store"})
+
+
+async def logout_endpoint(request: Request) -> Response:
+    """POST (access token and/or {refresh_token}) → the session is revoked."""
+    user = request.scope.get("user")
+    session_id = user.session_id if isinstance(user, Principal) else None
+    body = await json_body(request) if await request.body() else {}
+    token = text_field(body, "refresh_token", required=False)
+    if session_id is None and token is None:
+        require(request)  # reports why the access token was not accepted
+        raise InvalidInput("send the refresh token to end a session", field="refresh_token")
+    await logins.logout(db_sessions(request), session_id=session_id, refresh_token=token)
+    return Response(status_code=204)
+
+
+async def me_endpoint(request: Request) -> Response:
+    """GET → who the caller is, in which tenant, with which permissions."""
+    principal = require(request)
+    async with db_sessions(request)() as session:
+        tenant = await get_tenant_by_id(session, principal.tenant_id)
+        tenants = (
+            [
+                {"slug": t.slug, "name": t.name, "role": r.value}
+                for t, r in await user_tenants(session, principal.user_id)
+            ]
+            if principal.user_id is not None
+            else []
+        )
+    return JSONResponse(
+        {
+            "kind": principal.kind,
+            "user": (
+                {"id": principal.user_id, "email": principal.email}
+                if principal.kind == "user"
+                else None
+            ),
+            "api_key": principal.api_key_id,
+            "tenant": {"id": tenant.id, "slug": tenant.slug, "name": tenant.name},
+            "role": principal.role.value if principal.role else None,
+            "scope": principal.scope.value if principal.scope else None,
+            "permissions": sorted(p.value for p in principal.permissions),
+            "tenants": tenants,
+        }
+    )
+
+
+routes = [
+    Route("/api/v1/auth/login", login_endpoint, methods=["POST"]),
+    Route("/api/v1/auth/refresh", refresh_endpoint, methods=["POST"]),
+    Route("/api/v1/auth/logout", logout_endpoint, methods=["POST"]),
+    Route("/api/v1/me", me_endpoint, methods=["GET"]),
+]
