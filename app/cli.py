@@ -87,3 +87,8 @@ def up(settings: Settings) -> None:
     from app.supervisor import run_up
 
     sys.exit(run_up(settings))
+
+
+from app.cli_accounts import register as register_account_commands  # noqa: E402
+
+register_account_commands(main)
