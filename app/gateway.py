@@ -28,6 +28,7 @@ from app.ingest.errors import (
     PermissionDenied,
     RateLimited,
     Unauthenticated,
+    Unavailable,
 )
 from app.ingest.service import IngestService
 from app.settings import Settings
@@ -102,7 +103,7 @@ def _status_of(exc: IngestError) -> tuple[Status, float | None]:
         return Status.PERMISSION_DENIED, None
     if isinstance(exc, RateLimited):
         return Status.RESOURCE_EXHAUSTED, exc.retry_after
-    if isinstance(exc, KafkaUnavailable):
+    if isinstance(exc, Unavailable):
         return Status.UNAVAILABLE, exc.retry_after
     if isinstance(exc, BatchRejected) and exc.too_large:
         return Status.RESOURCE_EXHAUSTED, None
@@ -204,8 +205,8 @@ async def start_gateway(
 
 def bound_port(server: Server) -> int:
     """The TCP port a started server listens on."""
-    assert server._server is not None  # grpclib keeps the asyncio server here
-    return int(server._server.sockets[0].getsockname()[1])
+    inner: Any = server._server  # grpclib keeps the asyncio server here
+    return int(inner.sockets[0].getsockname()[1])
 
 
 async def serve(settings: Settings) -> None:

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     ingest_default_rate_limit: float = Field(
         5000.0, ge=0, description="Records/s per tenant when the tenant sets none (0: unlimited)"
     )
+    ingest_key_cache_seconds: float = Field(
+        5.0, ge=0, description="How long ingest caches an API key check (revocation delay)"
+    )
     ingest_produce_timeout: float = Field(
         10.0, gt=0, description="Seconds to wait for Kafka's ack before answering UNAVAILABLE"
     )

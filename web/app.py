@@ -26,7 +26,7 @@ from app.settings import Settings
 from web.auth import AuthBackend, account_error_response
 
 # Modules exposing `routes: list[BaseRoute]`; add yours here.
-ROUTE_MODULES = ["web.auth", "web.apikeys", "web.users", "web.tenants"]
+ROUTE_MODULES = ["web.auth", "web.apikeys", "web.users", "web.tenants", "web.ingest"]
 
 
 async def healthz(request: Request) -> JSONResponse:

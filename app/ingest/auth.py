@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from app.ingest.errors import PermissionDenied, Unauthenticated
+from app.ingest.errors import DatabaseUnavailable, PermissionDenied, Unauthenticated
+from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.db import SessionFactory
 
 INGEST_SCOPES = frozenset({"ingest", "admin"})
 
@@ -44,8 +50,53 @@ async def authenticate(verify: KeyVerifier, key: str | None) -> Principal:
     return principal
 
 
-def accounts_verifier(settings: object) -> KeyVerifier:
-    """The real verifier, backed by the user database (`app.accounts`)."""
-    from app import accounts  # late: the accounts module pulls in the database layer
+class DatabaseVerifier:
+    """The real `KeyVerifier`: `app.accounts.verify_api_key` plus the tenant's ingest rate.
 
-    return accounts.ingest_key_verifier(settings)  # type: ignore[attr-defined,no-any-return]
+    Answers are cached for `ttl` seconds (a revoked key stops working within that time) so a
+    busy producer does not cost a database round trip per push.
+    """
+
+    def __init__(self, sessions: SessionFactory, ttl: float = 5.0) -> None:
+        self.sessions = sessions
+        self.ttl = ttl
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+
+    async def __call__(self, key: str) -> Principal | None:
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        principal = await self._lookup(key)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (now, principal)
+        return principal
+
+    async def _lookup(self, key: str) -> Principal | None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from app.account_errors import AccountError
+        from app.accounts import verify_api_key
+        from app.models import Tenant
+
+        try:
+            async with self.sessions.begin() as session:
+                try:
+                    found = await verify_api_key(session, key)
+                except AccountError:
+                    return None
+                tenant = await session.get(Tenant, found.tenant_id)
+                rate = tenant.ingest_rate_limit if tenant is not None else None
+        except (SQLAlchemyError, OSError) as exc:
+            raise DatabaseUnavailable(repr(exc)) from exc
+        scope = found.scope.value if found.scope is not None else ""
+        return Principal(str(found.tenant_id), found.tenant_slug, scope, rate)
+
+
+def accounts_verifier(settings: Settings) -> DatabaseVerifier:
+    """A `DatabaseVerifier` on the configured user database (its own engine)."""
+    from app.db import create_engine, session_factory
+
+    return DatabaseVerifier(session_factory(create_engine(settings)),
+                            ttl=settings.ingest_key_cache_seconds)

@@ -21,6 +21,7 @@ from typing import Any
 
 import betterproto
 
+from app.ingest.validate import which
 from protos.laas.v1 import AnyValue, ArrayValue, KeyValueList, LogRecord, Resource, Scope
 from protos.opentelemetry.proto.collector.logs.v1 import ExportLogsServiceRequest
 
@@ -71,7 +72,7 @@ def to_any(value: object) -> AnyValue:
 
 def from_any(value: AnyValue) -> object:
     """The plain Python value of an `AnyValue` (the inverse of `to_any`)."""
-    kind, inner = betterproto.which_one_of(value, "value")
+    kind, inner = which(value)
     if kind == "array_value":
         return [from_any(v) for v in inner.values]
     if kind == "kvlist_value":

@@ -44,10 +44,24 @@ class RateLimited(IngestError):
         self.rate = rate
 
 
-class KafkaUnavailable(IngestError):
-    """Kafka did not acknowledge the records in time; nothing of the batch was acknowledged."""
+class Unavailable(IngestError):
+    """A backend (Kafka, the user database) cannot serve the request now; retry later."""
+
+    service = "service"
 
     def __init__(self, reason: str, retry_after: float = 1.0) -> None:
-        super().__init__(f"Kafka unavailable: {reason}; retry after {retry_after:g}s")
+        super().__init__(f"{self.service} unavailable: {reason}; retry after {retry_after:g}s")
         self.reason = reason
         self.retry_after = retry_after
+
+
+class KafkaUnavailable(Unavailable):
+    """Kafka did not acknowledge the records in time; nothing of the batch was acknowledged."""
+
+    service = "Kafka"
+
+
+class DatabaseUnavailable(Unavailable):
+    """The user database could not be asked about an API key."""
+
+    service = "user database"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import betterproto
 
@@ -57,6 +58,11 @@ class Limits:
         )
 
 
+def which(value: AnyValue) -> tuple[str, Any]:
+    """The set member of an `AnyValue` and its value ("" and None when empty)."""
+    return betterproto.which_one_of(value, "value")
+
+
 def severity_number_for(text: str) -> int:
     """The OpenTelemetry severity number for a level name (`warning`, `ERROR`, `info3`), or 0."""
     return _TEXT_TO_NUMBER.get(text.strip().lower(), 0)
@@ -84,7 +90,7 @@ def _check_text(index: int, field: str, value: str, limit: int | None) -> None:
 def _check_value(index: int, field: str, value: AnyValue, limits: Limits, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise RecordRejected(index, field, f"nested deeper than {MAX_DEPTH} levels")
-    kind, inner = betterproto.which_one_of(value, "value")
+    kind, inner = which(value)
     if kind == "string_value":
         _check_text(index, field, inner, limits.max_value_length)
     elif kind == "bytes_value":
@@ -145,10 +151,8 @@ def validate_record(
     the batch's `default_resource`), an unknown service is `unknown_service`.
     Raises `RecordRejected` naming the record `index`, the field and the limit.
     """
-    size = len(bytes(record)) if size is None else size
-    if size > limits.max_record_bytes:
-        raise RecordRejected(index, "record", f"{size} bytes, at most "
-                             f"{limits.max_record_bytes} allowed")
+    if size is not None:
+        _check_size(index, size, limits)
     if not record.observed_time_unix_nano:
         record.observed_time_unix_nano = now_ns
     if not record.time_unix_nano:
@@ -174,7 +178,7 @@ def validate_record(
     if len(record.span_id) not in (0, 8):
         raise RecordRejected(index, "span_id", f"{len(record.span_id)} bytes, 8 or none allowed")
     if betterproto.serialized_on_wire(record.body):
-        kind, body = betterproto.which_one_of(record.body, "value")
+        kind, body = which(record.body)
         if kind == "string_value":
             _check_text(index, "body", body, None)  # bounded by the record size
         else:
@@ -189,4 +193,12 @@ def validate_record(
         _check_text(index, "scope.name", record.scope.name, limits.max_key_length)
         _check_text(index, "scope.version", record.scope.version, limits.max_key_length)
         _check_attributes(index, "scope.attributes", record.scope.attributes, limits)
+    if size is None:  # after the field checks, which name a bad string's field
+        _check_size(index, len(bytes(record)), limits)
     return record
+
+
+def _check_size(index: int, size: int, limits: Limits) -> None:
+    if size > limits.max_record_bytes:
+        raise RecordRejected(index, "record", f"{size} bytes, at most "
+                             f"{limits.max_record_bytes} allowed")

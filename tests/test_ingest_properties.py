@@ -1,0 +1,177 @@
+"""Property tests (hypothesis): ingest validators, conversions, JSON and protobuf forms."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.ingest.convert import ConversionError, from_any, record_from_json, to_any
+from app.ingest.errors import RateLimited, RecordRejected
+from app.ingest.ratelimit import RateLimiter
+from app.ingest.validate import (
+    NS,
+    Limits,
+    severity_number_for,
+    severity_text_for,
+    validate_record,
+)
+from app.settings import load_settings
+from protos.laas.v1 import AnyValue, ArrayValue, KeyValueList, LogRecord, Resource, Scope
+
+NOW = 1_800_000_000 * NS
+LIMITS = Limits.from_settings(load_settings())
+int64 = st.integers(-(2**63), 2**63 - 1)
+text = st.text(max_size=20)
+
+scalars = st.one_of(
+    st.builds(lambda v: AnyValue(string_value=v), text),
+    st.builds(lambda v: AnyValue(bool_value=v), st.booleans()),
+    st.builds(lambda v: AnyValue(int_value=v), int64),
+    st.builds(lambda v: AnyValue(double_value=v), st.floats(allow_nan=False)),
+    st.builds(lambda v: AnyValue(bytes_value=v), st.binary(max_size=10)),
+)
+any_values = st.recursive(scalars, lambda inner: st.one_of(
+    st.builds(lambda v: AnyValue(array_value=ArrayValue(values=v)), st.lists(inner, max_size=3)),
+    st.builds(lambda v: AnyValue(kvlist_value=KeyValueList(values=v)),
+              st.dictionaries(text, inner, max_size=3)),
+), max_leaves=8)
+attrs = st.dictionaries(text, any_values, max_size=5)
+records = st.builds(
+    LogRecord,
+    time_unix_nano=st.integers(0, 2**64 - 1),
+    observed_time_unix_nano=st.integers(0, 2**64 - 1),
+    severity_number=st.integers(-5, 30),
+    severity_text=text,
+    body=any_values,
+    attributes=attrs,
+    dropped_attributes_count=st.integers(0, 2**32 - 1),
+    flags=st.integers(0, 2**32 - 1),
+    trace_id=st.binary(max_size=17),
+    span_id=st.binary(max_size=9),
+    event_name=text,
+    resource=st.builds(Resource, service_name=text, host=text, attributes=attrs),
+    scope=st.builds(Scope, name=text, version=text, attributes=attrs),
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | text
+    | st.floats(allow_nan=False, allow_infinity=False),
+    # Non-empty keys: betterproto drops a map entry whose key and value are both empty
+    # (validation refuses empty attribute keys anyway).
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(min_size=1, max_size=20), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@given(records)
+def test_protobuf_round_trip(record: LogRecord) -> None:
+    assert LogRecord().parse(bytes(record)) == record
+
+
+@given(records)
+def test_json_round_trip(record: LogRecord) -> None:
+    assert LogRecord().from_json(record.to_json()) == record
+    # ...and the ingest JSON reader takes the same form.
+    assert record_from_json(json.loads(record.to_json())) == record
+
+
+@given(json_values)
+def test_any_value_round_trip(value: object) -> None:
+    assert from_any(to_any(value)) == value
+    assert from_any(AnyValue().parse(bytes(to_any(value)))) == value
+
+
+@given(records, st.integers(0, 1000))
+@settings(max_examples=300)
+def test_validate_rejects_by_index_or_normalises(record: LogRecord, index: int) -> None:
+    try:
+        out = validate_record(record, index, LIMITS, NOW)
+    except RecordRejected as exc:
+        assert exc.index == index and exc.field and exc.reason
+        return
+    assert NOW - LIMITS.max_past_ns <= out.time_unix_nano <= NOW + LIMITS.max_future_ns
+    assert 0 <= out.severity_number <= 24
+    assert out.resource.service_name
+    assert len(out.trace_id) in (0, 16) and len(out.span_id) in (0, 8)
+    # Normalisation is idempotent.
+    again = validate_record(LogRecord().parse(bytes(out)), index, LIMITS, NOW)
+    assert again == out
+
+
+@given(st.integers(NOW - LIMITS.max_past_ns, NOW + LIMITS.max_future_ns),
+       st.sampled_from(["warn", "WARNING", "Error", "info", "debug", "fatal", "trace"]))
+def test_valid_records_are_kept(t: int, level: str) -> None:
+    out = validate_record(LogRecord(time_unix_nano=t, severity_text=level), 0, LIMITS, NOW)
+    assert out.time_unix_nano == t and out.observed_time_unix_nano == NOW
+    assert out.severity_number == severity_number_for(level) > 0
+    assert out.severity_text == level
+
+
+def test_missing_time_is_observed_time() -> None:
+    out = validate_record(LogRecord(severity_number=17), 0, LIMITS, NOW)
+    assert out.time_unix_nano == out.observed_time_unix_nano == NOW
+    assert out.severity_text == "ERROR"
+    assert out.resource.service_name == "unknown_service"
+
+
+def test_service_and_host_are_lifted_from_resource_attributes() -> None:
+    r = LogRecord(resource=Resource(attributes={"service.name": AnyValue(string_value="api"),
+                                                "host.name": AnyValue(string_value="h")}))
+    out = validate_record(r, 0, LIMITS, NOW)
+    assert (out.resource.service_name, out.resource.host) == ("api", "h")
+    assert out.resource.attributes == {}
+
+
+@given(st.integers(1, 24))
+def test_severity_names_round_trip(n: int) -> None:
+    assert severity_number_for(severity_text_for(n)) == n
+
+
+@given(st.text(max_size=3), st.integers(0, 10))
+def test_limits_name_field_and_limit(key: str, extra: int) -> None:
+    limits = Limits.from_settings(load_settings(ingest_max_key_length=5,
+                                                ingest_max_value_length=8))
+    r = LogRecord(attributes={"k" * (6 + extra): AnyValue(string_value=key)})
+    try:
+        validate_record(r, 3, limits, NOW)
+    except RecordRejected as exc:
+        assert exc.index == 3 and exc.field.startswith("attributes.") and "at most 5" in exc.reason
+    else:
+        raise AssertionError("long key accepted")
+
+
+def test_lone_surrogate_is_rejected() -> None:
+    r = record_from_json({"message": "x", "attributes": {"a": "\ud800"}})
+    try:
+        validate_record(r, 0, LIMITS, NOW)
+    except RecordRejected as exc:
+        assert exc.field == "attributes.a" and "UTF-8" in exc.reason
+    else:
+        raise AssertionError("lone surrogate accepted")
+
+
+@given(st.dictionaries(st.text(max_size=5), json_values, max_size=5))
+def test_shorthand_never_crashes(doc: dict[str, object]) -> None:
+    try:
+        record_from_json(doc)
+    except ConversionError as exc:
+        assert exc.field
+
+
+@given(st.floats(1, 1000), st.lists(st.tuples(st.floats(0, 2), st.integers(1, 50)),
+                                    max_size=40))
+def test_token_bucket_never_exceeds_rate(rate: float, steps: list[tuple[float, int]]) -> None:
+    clock = [0.0]
+    limiter = RateLimiter(rate, clock=lambda: clock[0])
+    granted = 0
+    for dt, n in steps:
+        clock[0] += dt
+        try:
+            limiter.check("t", n, None)
+            granted += n
+        except RateLimited as exc:
+            assert exc.retry_after > 0
+    # Capacity is one second of rate; a batch larger than it may overdraw by itself once.
+    assert granted <= rate * (clock[0] + 1) + 50
