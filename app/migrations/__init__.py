@@ -8,6 +8,10 @@ scripts live next to this file, so it works from an installed package as from a 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from alembic import command
@@ -52,10 +56,27 @@ def _run(connection: Connection, action: str, revision: str) -> None:
         command.downgrade(config, revision)
 
 
+@asynccontextmanager
+async def _sqlite_file_lock(engine: AsyncEngine) -> AsyncIterator[None]:
+    """Serialise migrations of one SQLite file across tasks and processes (flock)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    path = Path(database).with_name(Path(database).name + ".migrate-lock")
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 async def _migrate(target: Settings | str | AsyncEngine, action: str, revision: str) -> None:
     engine = target if isinstance(target, AsyncEngine) else create_engine(target)
     try:
-        async with engine.begin() as connection:
+        async with _sqlite_file_lock(engine), engine.begin() as connection:
             await connection.run_sync(_run, action, revision)
     finally:
         if engine is not target:
