@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     )
 
     state_dir: Path = Field(Path(".laas"), description="Data, logs and downloads of the local stack")
+    java_home: Path | None = Field(
+        None, description="JDK for Kafka and Elasticsearch; empty: JAVA_HOME, then java on PATH"
+    )
 
     # Kafka
     kafka_bootstrap: str | None = Field(None, description="Existing Kafka bootstrap servers")
@@ -122,7 +125,6 @@ class Settings(BaseSettings):
         50, ge=1, description="Failed logins from one client address that lock the address"
     )
     login_lockout_seconds: int = Field(900, ge=1, description="How long a lockout lasts, seconds")
-
 
     @property
     def kafka_managed(self) -> bool:

@@ -36,6 +36,8 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
             topic_name(settings, name),
             key_type=bytes,
             value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
             partitions=settings.partitions,
             replicas=settings.replication_factor,
         )

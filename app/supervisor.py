@@ -1,0 +1,94 @@
+"""`laas up`: the local stack if needed, then every LaaS process, supervised until Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from app.settings import Settings
+from deploy.proc import StackError, tail, wait_until
+from deploy.stack import Stack
+
+PROCESSES = ("worker", "web")
+
+
+@dataclass
+class Child:
+    name: str
+    log_file: Path
+    popen: subprocess.Popen[bytes]
+
+
+def start_child(settings: Settings, name: str) -> Child:
+    log_file = settings.state_dir / "logs" / f"{name}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "app", name], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+        )
+    return Child(name, log_file, popen)
+
+
+def web_healthy(settings: Settings) -> bool:
+    try:
+        url = f"http://{settings.web_host}:{settings.web_port}/healthz"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def run_up(settings: Settings) -> int:
+    """Bring everything up, print where it is, and supervise; returns the exit status."""
+    try:
+        for line in Stack(settings).up():
+            print(line, flush=True)
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+    children = [start_child(settings, name) for name in PROCESSES]
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        web = next(child for child in children if child.name == "web")
+        wait_until(
+            lambda: web_healthy(settings), service="web", log_file=web.log_file, timeout=60,
+            alive=lambda: web.popen.poll() is None,
+        )
+        print(f"\nLaaS is up: http://{settings.web_host}:{settings.web_port}/", flush=True)
+        for child in children:
+            print(f"  {child.name:<8} pid {child.popen.pid:<8} log {child.log_file}", flush=True)
+        print("Ctrl-C stops the LaaS processes; `laas stack down` stops the servers.", flush=True)
+        while not stopping:
+            for child in children:
+                if child.popen.poll() is not None:
+                    print(f"error: {child.name} exited with {child.popen.returncode}; see {child.log_file}\n"
+                          f"{tail(child.log_file)}", file=sys.stderr)
+                    return 1
+            time.sleep(0.5)
+        return 0
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for child in children:
+            if child.popen.poll() is None:
+                child.popen.terminate()
+        for child in children:
+            try:
+                child.popen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.popen.kill()

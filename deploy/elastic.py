@@ -1,0 +1,112 @@
+"""The local Elasticsearch: Maven Central's integ-test-zip, single node, bound to 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from app.settings import LOCAL_HOST, Settings
+from deploy import proc
+from deploy.java import java_home
+
+ARTIFACT = "org.elasticsearch.distribution.integ-test-zip:elasticsearch:{version}:zip"
+
+
+class Elasticsearch:
+    """A single-node Elasticsearch run by a non-root user, security off, loopback only."""
+
+    name = "elasticsearch"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.base = settings.state_dir / "elasticsearch"
+        self.downloads = settings.state_dir / "downloads"
+        self.dist = self.base / f"elasticsearch-{settings.es_version}"
+        self.data = self.base / "data"
+        self.logs = self.base / "logs"
+        self.log_file = self.logs / "laas.log"
+        self.console_log = self.logs / "console.log"
+        self.pid_file = self.base / "elasticsearch.pid"
+
+    @property
+    def address(self) -> str:
+        return self.settings.elasticsearch_url
+
+    def prepare(self) -> None:
+        """Fetch the zip with Maven once and unpack it (keeping file modes)."""
+        if (self.dist / "bin" / "elasticsearch").exists():
+            return
+        version = self.settings.es_version
+        archive = self.downloads / f"elasticsearch-{version}.zip"
+        if not archive.exists():
+            mvn = proc.require_command("mvn", "install Maven (Debian: apt-get install maven)")
+            proc.run_logged(
+                [
+                    mvn, "-q", "-B", "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy",
+                    f"-Dartifact={ARTIFACT.format(version=version)}",
+                    f"-DoutputDirectory={self.downloads.resolve()}", "-Dmdep.stripVersion=false",
+                ],
+                what="downloading Elasticsearch with Maven",
+                log_file=self.base / "maven.log",
+            )
+        unpack = self.base / "unpack.tmp"
+        shutil.rmtree(unpack, ignore_errors=True)
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                target = Path(zf.extract(info, unpack))
+                mode = info.external_attr >> 16
+                if mode and not info.is_dir():
+                    target.chmod(mode & 0o777)
+        (unpack / f"elasticsearch-{version}").rename(self.dist)
+        unpack.rmdir()
+
+    def start(self) -> None:
+        s = self.settings
+        config = self.dist / "config"
+        (config / "elasticsearch.yml").write_text(
+            "\n".join(
+                [
+                    "cluster.name: laas",
+                    "node.name: laas-1",
+                    f"path.data: {self.data.resolve()}",
+                    f"path.logs: {self.logs.resolve()}",
+                    f"network.host: {LOCAL_HOST}",
+                    f"http.port: {s.es_port}",
+                    f"transport.port: {s.es_port + 100}",
+                    "discovery.type: single-node",
+                    "xpack.security.enabled: false",
+                    "action.destructive_requires_name: false",
+                    "",
+                ]
+            )
+        )
+        options = config / "jvm.options.d"
+        options.mkdir(exist_ok=True)
+        (options / "laas.options").write_text(f"-Xms{s.es_heap}\n-Xmx{s.es_heap}\n")
+        user = proc.service_user()
+        proc.give_to(user, self.dist, self.data, self.logs)
+        proc.spawn(
+            [str(self.dist / "bin" / "elasticsearch")],
+            log_file=self.console_log,
+            pid_file=self.pid_file,
+            env={"ES_JAVA_HOME": str(java_home(s)), "ES_PATH_CONF": str(config.resolve())},
+            user=user,
+        )
+
+    def ready(self) -> bool:
+        """Cluster health is yellow or green."""
+        try:
+            url = f"{self.address}/_cluster/health?timeout=2s"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.load(response).get("status") in ("yellow", "green")
+        except (OSError, ValueError):
+            return False
+
+    def running(self) -> bool:
+        return proc.read_pid(self.pid_file) is not None
+
+    def stop(self) -> bool:
+        return proc.terminate(self.pid_file)

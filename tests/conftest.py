@@ -1,0 +1,63 @@
+"""Shared fixtures: settings and the real local stack (Kafka, Elasticsearch, PostgreSQL).
+
+The README's test command starts the stack before pytest; these fixtures only check that each
+service answers and fail (never skip) when one does not.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from elasticsearch import AsyncElasticsearch
+
+from app.settings import Settings, load_settings
+from deploy.elastic import Elasticsearch
+from deploy.kafka import Kafka
+from deploy.postgres import Postgres
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return load_settings()
+
+
+def _require(service: Kafka | Elasticsearch | Postgres) -> None:
+    if not service.ready():
+        pytest.fail(
+            f"{service.name} at {service.address} does not answer: start the stack with "
+            f"`laas stack up` (or `bash deploy/bootstrap.sh test`)",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def kafka_servers(settings: Settings) -> str:
+    _require(Kafka(settings))
+    return settings.kafka_servers
+
+
+@pytest.fixture(scope="session")
+def es_url(settings: Settings) -> str:
+    _require(Elasticsearch(settings))
+    return settings.elasticsearch_url
+
+
+@pytest.fixture(scope="session")
+def postgres_url(settings: Settings) -> str:
+    _require(Postgres(settings))
+    return settings.local_postgres_url
+
+
+@pytest.fixture
+async def es(es_url: str) -> AsyncIterator[AsyncElasticsearch]:
+    client = AsyncElasticsearch(es_url)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A fresh name for a topic, consumer group, index or database."""
+    return f"t{uuid.uuid4().hex[:12]}"

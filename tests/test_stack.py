@@ -1,0 +1,39 @@
+"""`laas stack` against the real local services: status and an idempotent `up`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from app.settings import Settings
+from deploy.stack import Stack
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def laas(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_status_reports_three_services_up(kafka_servers: str, es_url: str, postgres_url: str) -> None:
+    result = laas("stack", "status")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line.split()[:2] for line in result.stdout.splitlines()]
+    assert rows == [["kafka", "up"], ["elasticsearch", "up"], ["postgres", "up"]]
+
+
+def test_up_twice_is_harmless(settings: Settings, kafka_servers: str, es_url: str, postgres_url: str) -> None:
+    stack = Stack(settings)
+    pids_before = [(s.name, s.pid_file.read_text()) for s, _ in stack.services if s.running()]  # type: ignore[attr-defined]
+    result = laas("stack", "up")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        f"kafka: already up at {settings.kafka_servers}",
+        f"elasticsearch: already up at {settings.elasticsearch_url}",
+        f"postgres: already up at {settings.local_postgres_url}",
+    ]
+    pids_after = [(s.name, s.pid_file.read_text()) for s, _ in stack.services if s.running()]  # type: ignore[attr-defined]
+    assert pids_after == pids_before
