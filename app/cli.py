@@ -92,3 +92,7 @@ def up(settings: Settings) -> None:
 from app.cli_accounts import register as register_account_commands  # noqa: E402
 
 register_account_commands(main)
+
+from app.cli_ingest import register as register_ingest_commands  # noqa: E402
+
+register_ingest_commands(main)

@@ -1,0 +1,132 @@
+"""`laas gateway` and `laas send` (file shipper, stdin, demo and load generator)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import sys
+import time
+from collections.abc import Iterator
+from typing import IO
+
+import click
+
+from app.settings import Settings
+
+_DEMO_SERVICES = ("checkout", "payments", "search", "auth")
+_DEMO_LINES = (
+    ("INFO", "GET /api/items/{n} 200 in {ms}ms"),
+    ("INFO", "user {n} logged in from 10.0.{a}.{b}"),
+    ("WARN", "slow query on orders took {ms}ms"),
+    ("ERROR", "payment {n} declined: card expired"),
+    ("DEBUG", "cache miss for key item:{n}"),
+)
+
+
+def demo_records(service: str | None) -> Iterator[dict[str, object]]:
+    """Endless demo traffic in the shorthand JSON form."""
+    rnd = random.Random(7)
+    while True:
+        level, template = rnd.choice(_DEMO_LINES)
+        yield {"message": template.format(n=rnd.randint(1, 9999), ms=rnd.randint(1, 900),
+                                          a=rnd.randint(0, 255), b=rnd.randint(0, 255)),
+               "level": level, "service": service or rnd.choice(_DEMO_SERVICES),
+               "ts": time.time()}
+
+
+def file_records(stream: IO[str], service: str | None, as_json: bool) -> Iterator[object]:
+    """One record per non-empty line: JSON objects with --json, else plain messages."""
+    for line in stream:
+        line = line.rstrip("\n")
+        if not line.strip():
+            continue
+        doc: object = json.loads(line) if as_json else {"message": line}
+        if service and isinstance(doc, dict) and "message" in doc:
+            doc.setdefault("service", service)
+        yield doc
+
+
+def register(main: click.Group) -> None:
+    """Add the ingest commands to the `laas` group."""
+    pass_settings = click.make_pass_decorator(Settings)
+
+    @main.command()
+    @pass_settings
+    def gateway(settings: Settings) -> None:
+        """Run the gRPC gateway (laas.v1.LogIngest and OTLP LogsService) on gateway_port."""
+        from app.gateway import run_gateway
+
+        run_gateway(settings)
+
+    @main.command()
+    @click.argument("source", required=False, type=click.File("r"))
+    @click.option("--api-key", envvar="LAAS_API_KEY", required=True,
+                  help="Ingest API key (or LAAS_API_KEY)")
+    @click.option("--url", default=None,
+                  help="http://host:port (HTTP ingest) or grpc://host:port (gateway); "
+                       "default: the local web app")
+    @click.option("--service", default=None, help="Service name of the records")
+    @click.option("--json", "as_json", is_flag=True, help="SOURCE lines are JSON records")
+    @click.option("--demo", is_flag=True, help="Send generated demo traffic")
+    @click.option("--count", type=int, default=None, help="Stop after N records")
+    @click.option("--rate", type=float, default=None, help="Records per second (default: max)")
+    @click.option("--batch-size", type=int, default=500, show_default=True)
+    @pass_settings
+    def send(settings: Settings, source: IO[str] | None, api_key: str, url: str | None,
+             service: str | None, as_json: bool, demo: bool, count: int | None,
+             rate: float | None, batch_size: int) -> None:
+        """Send a file ('-' for stdin), or demo/load traffic, to LaaS with a progress bar."""
+        from app.client import SendError, Shipper
+        from app.ingest.convert import ConversionError, record_from_json
+
+        if demo == (source is not None):
+            raise click.UsageError("give exactly one of SOURCE or --demo")
+        docs: Iterator[object] = (demo_records(service) if demo
+                                  else file_records(source or sys.stdin, service, as_json))
+        if count is not None:
+            docs = itertools.islice(docs, count)
+        if demo and count is None:
+            count = 1000
+            docs = itertools.islice(docs, count)
+        if count is None and source is not None and source.seekable():
+            count = sum(1 for line in source if line.strip())
+            source.seek(0)
+        shipper = Shipper(url or f"http://{settings.web_host}:{settings.web_port}", api_key)
+        accepted = rejected = 0
+        started = time.monotonic()
+        with click.progressbar(length=count or 0, label="sending", show_pos=True,
+                               show_percent=bool(count), show_eta=bool(count)) as bar:
+            while True:
+                batch = []
+                for doc in itertools.islice(docs, batch_size):
+                    try:
+                        batch.append(record_from_json(doc))
+                    except ConversionError as exc:
+                        rejected += 1
+                        click.echo(f"\nskipped: {exc}", err=True)
+                if not batch:
+                    break
+                for attempt in range(6):
+                    try:
+                        result = shipper.push(batch)
+                        break
+                    except SendError as exc:
+                        if not exc.retry or attempt == 5:
+                            raise click.ClickException(str(exc)) from exc
+                        time.sleep(exc.retry_after or 0.5 * 2**attempt)
+                accepted += result.accepted
+                rejected += result.rejected
+                for err in result.errors[:5]:
+                    click.echo(f"\nrejected: {err}", err=True)
+                bar.update(len(batch))
+                if rate:
+                    ahead = (accepted + rejected) / rate - (time.monotonic() - started)
+                    if ahead > 0:
+                        time.sleep(ahead)
+        shipper.close()
+        took = time.monotonic() - started
+        click.echo(f"accepted {accepted}, rejected {rejected} in {took:.1f}s "
+                   f"({accepted / took if took else 0:.0f} records/s)")
+        if rejected and not accepted:
+            sys.exit(1)
