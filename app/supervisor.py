@@ -15,7 +15,7 @@ from app.settings import Settings
 from deploy.proc import StackError, tail, wait_until
 from deploy.stack import Stack
 
-PROCESSES = ("worker", "web")
+PROCESSES = ("worker", "gateway", "web")
 
 
 @dataclass
@@ -44,6 +44,27 @@ def web_healthy(settings: Settings) -> bool:
         return False
 
 
+def demo_login(settings: Settings) -> str:
+    """Migrate the user database; on first start make the demo tenant and say how to log in.
+
+    The generated password is kept in `state_dir/demo-login.txt` (mode 0600) so later starts
+    can point at it; delete the file once you changed the password.
+    """
+    from app.accounts import ensure_demo
+
+    saved = settings.state_dir / "demo-login.txt"
+    created = ensure_demo(settings)
+    if created is not None:
+        saved.touch(mode=0o600)
+        saved.write_text(
+            f"tenant: {created.tenant}\nemail: {created.email}\npassword: {created.password}\n"
+        )
+        return f"  log in as {created.email} with password {created.password} (tenant {created.tenant})"
+    if saved.exists():
+        return f"  demo login: see {saved}"
+    return "  log in with your user (create one with `laas user create`)"
+
+
 def run_up(settings: Settings) -> int:
     """Bring everything up, print where it is, and supervise; returns the exit status."""
     try:
@@ -51,6 +72,12 @@ def run_up(settings: Settings) -> int:
             print(line, flush=True)
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+    try:
+        login = demo_login(settings)
+    except Exception as exc:  # noqa: BLE001 - report any database failure and stop
+        print(f"error: the user database at {settings.db_url} is not usable: {exc!r}", file=sys.stderr)
         return 1
 
     children = [start_child(settings, name) for name in PROCESSES]
@@ -69,6 +96,8 @@ def run_up(settings: Settings) -> int:
             alive=lambda: web.popen.poll() is None,
         )
         print(f"\nLaaS is up: http://{settings.web_host}:{settings.web_port}/", flush=True)
+        print(f"  gRPC/OTLP ingest: {settings.web_host}:{settings.gateway_port}", flush=True)
+        print(login, flush=True)
         for child in children:
             print(f"  {child.name:<8} pid {child.popen.pid:<8} log {child.log_file}", flush=True)
         print("Ctrl-C stops the LaaS processes; `laas stack down` stops the servers.", flush=True)

@@ -1,18 +1,21 @@
-"""`laas up`: the main job brings up the worker and the web app, and stops them on Ctrl-C."""
+"""`laas up`: the main job brings up worker, gateway and web, prints a login that works, stops on Ctrl-C."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
+import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
 from app.topics import ALL
+from deploy.proc import port_open
 from tests.test_kafka import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,15 +38,18 @@ async def topics(servers: str) -> set[str]:
         await admin.close()
 
 
-async def test_up_runs_worker_and_web(kafka_servers: str, es_url: str, postgres_url: str, unique: str) -> None:
-    web_port = free_port()
+async def test_up_runs_every_process_and_prints_a_working_login(
+    kafka_servers: str, es_url: str, postgres_url: str, unique: str, tmp_path: Path
+) -> None:
+    web_port, gateway_port = free_port(), free_port()
     env = {
         **os.environ,
+        "LAAS_STATE_DIR": str(tmp_path),  # fresh SQLite user database: the demo login is made
         "LAAS_APP_ID": unique,
         "LAAS_TOPIC_PREFIX": f"{unique}.",
         "LAAS_WEB_PORT": str(web_port),
+        "LAAS_GATEWAY_PORT": str(gateway_port),
         "LAAS_WORKER_WEB_PORT": str(free_port()),
-        "LAAS_GATEWAY_PORT": str(free_port()),
     }
     up = subprocess.Popen(
         [sys.executable, "-m", "app", "up"], cwd=ROOT, env=env,
@@ -52,12 +58,29 @@ async def test_up_runs_worker_and_web(kafka_servers: str, es_url: str, postgres_
     try:
         wanted = {f"{unique}.{name}" for name in ALL}
         async with asyncio.timeout(120):
-            while not (healthz(web_port) and wanted <= await topics(kafka_servers)):
+            while not (
+                healthz(web_port)
+                and port_open("127.0.0.1", gateway_port)
+                and wanted <= await topics(kafka_servers)
+            ):
                 assert up.poll() is None, up.communicate()[0]
                 await asyncio.sleep(0.5)
+        saved = dict(line.split(": ", 1) for line in (tmp_path / "demo-login.txt").read_text().splitlines())
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web_port}") as client:
+            response = await client.post(
+                "/api/v1/auth/login", json={"email": saved["email"], "password": saved["password"]}
+            )
+            assert response.status_code == 200, response.text
+            token = response.json()["access_token"]
+            me = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+            assert me.status_code == 200, me.text
     finally:
         up.send_signal(signal.SIGINT)
         output, _ = up.communicate(timeout=60)
     assert up.returncode == 0, output
     assert f"LaaS is up: http://127.0.0.1:{web_port}/" in output
+    printed = re.search(r"log in as (\S+) with password (\S+) \(tenant demo\)", output)
+    assert printed is not None, output
+    assert printed.groups() == (saved["email"], saved["password"])
     assert not healthz(web_port)
+    assert not port_open("127.0.0.1", gateway_port)
