@@ -248,7 +248,7 @@ async def list_members(session: AsyncSession, tenant_id: int) -> list[Member]:
         .where(Membership.tenant_id == tenant_id)
         .order_by(User.email)
     )
-    return [_member(user, membership) for user, membership in rows.tuples()]
+    return [_member(user, membership) for user, membership in rows]
 
 
 async def _membership(
@@ -263,7 +263,7 @@ async def _membership(
     ).first()
     if row is None:
         raise NotFound(f"user {user_id} is not a member of this tenant")
-    return row.tuple()
+    return tuple(row)
 
 
 async def get_member(session: AsyncSession, tenant_id: int, user_id: int) -> Member:
@@ -353,7 +353,7 @@ async def user_tenants(session: AsyncSession, user_id: int) -> list[tuple[Tenant
         .where(Membership.user_id == user_id)
         .order_by(Membership.created_at, Membership.id)
     )
-    return [(tenant, Role(role)) for tenant, role in rows.tuples()]
+    return [(tenant, Role(role)) for tenant, role in rows]
 
 
 # --- API keys --------------------------------------------------------------------------------
@@ -444,7 +444,7 @@ async def verify_api_key(
     ).first()
     if row is None or not constant_time_equals(row[0].key_hash, sha256_hex(plain)):
         raise InvalidCredentials("unknown API key")
-    key, slug = row.tuple()
+    key, slug = tuple(row)
     if key.revoked_at is not None:
         raise InvalidCredentials("API key revoked")
     now = now or utcnow()

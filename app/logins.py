@@ -266,13 +266,17 @@ async def refresh(
             raise InvalidCredentials("refresh token revoked; log in again")
         if token.expires_at <= now:
             raise InvalidCredentials("refresh token expired; log in again")
-        # Claim the token atomically: of two concurrent uses, only one gets a row updated.
-        claimed = await session.execute(
-            update(RefreshToken)
-            .where(RefreshToken.id == token.id, RefreshToken.used_at.is_(None))
-            .values(used_at=now)
-        )
-        if token.used_at is not None or claimed.rowcount != 1:  # type: ignore[attr-defined]
+        claimed = 0
+        if token.used_at is None:
+            # Claim atomically: of two concurrent uses only one updates the row.
+            result = await session.execute(
+                update(RefreshToken)
+                .where(RefreshToken.id == token.id, RefreshToken.used_at.is_(None))
+                .values(used_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            claimed = result.rowcount  # type: ignore[attr-defined]
+        if claimed != 1:
             await _revoke_family(session, token.family_id, now)
             reason = "refresh token was used already; the session is revoked, log in again"
         else:
@@ -288,7 +292,7 @@ async def refresh(
                 await _revoke_family(session, token.family_id, now)
                 reason = "account disabled or no longer a member of the tenant"
             else:
-                user, tenant, role = row.tuple()
+                user, tenant, role = tuple(row)
                 return await _open_session(
                     session,
                     config,
@@ -357,7 +361,7 @@ async def principal_from_access_token(
     ).first()
     if row is None:
         raise NotAuthenticated("account disabled or no longer a member of the token's tenant")
-    email, slug, role, live = row.tuple()
+    email, slug, role, live = row
     if not live:
         raise NotAuthenticated("session ended (logged out or revoked); log in again")
     return Principal.for_user(
