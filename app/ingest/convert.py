@@ -15,7 +15,7 @@ import binascii
 import json
 import math
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -308,3 +308,30 @@ def decode_batch(data: bytes) -> tuple[list[LogRecord | ConversionError], list[i
         elif f.number == 3 and f.wire_type == 0:
             batch_id = f.value
     return records, sizes, resource, batch_id
+
+
+# --- values on logs.raw ----------------------------------------------------------------------
+
+def decode_raw_value(value: bytes, headers: Sequence[tuple[str, bytes]]) -> LogRecord:
+    """A `logs.raw` value as a `LogRecord`, by its `content-type` header (see docs/ingest.md).
+
+    protobuf `LogRecord`, JSON (full form or shorthand), or a plain text line. Raises
+    `ConversionError`; validation (`validate_record`) is a separate step.
+    """
+    ctype = next((v.decode("latin-1") for k, v in headers if k.lower() == "content-type"), "")
+    media = ctype.split(";")[0].strip().lower()
+    if media in ("application/x-protobuf", "application/protobuf"):
+        try:
+            return LogRecord().parse(value)
+        except Exception as exc:  # noqa: BLE001
+            raise ConversionError("value", f"not a protobuf LogRecord: {exc!r}") from exc
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConversionError("value", f"not valid UTF-8 at byte {exc.start}") from exc
+    if media == "application/json" or (not media and text.lstrip().startswith("{")):
+        try:
+            return record_from_json(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise ConversionError("value", f"not JSON: {exc.msg}") from exc
+    return record_from_json({"message": text.rstrip("\r\n")})
