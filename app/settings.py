@@ -24,7 +24,7 @@ class Settings(BaseSettings):
         env_prefix="LAAS_", env_file=".env", env_file_encoding="utf-8", frozen=True, extra="ignore"
     )
 
-    state_dir: Path = Field(Path(".laas"), description="Data, logs and downloads of the local stack")
+    state_dir: Path = Field(Path(".laas"), description="Data, logs and downloads of the stack")
     java_home: Path | None = Field(
         None, description="JDK for Kafka and Elasticsearch; empty: JAVA_HOME, then java on PATH"
     )
@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     gateway_port: int = Field(4317, description="Port of the gRPC gateway")
     gateway_host: str = Field(LOCAL_HOST, description="Bind address of the gRPC gateway")
     worker_web_port: int = Field(6066, description="Port of the Faust worker's own web server")
-    table_store: str = Field("rocksdb://", description="Faust table store (memory:// in unit tests)")
+    table_store: str = Field("rocksdb://", description="Faust table store (memory:// in tests)")
 
     # Ingest limits (gateway, HTTP ingest)
     ingest_max_record_bytes: int = Field(
@@ -93,6 +93,44 @@ class Settings(BaseSettings):
     )
     ingest_produce_timeout: float = Field(
         10.0, gt=0, description="Seconds to wait for Kafka's ack before answering UNAVAILABLE"
+    )
+
+    # Stream processing (normalize, index, stats, retention)
+    index_prefix: str = Field("laas-", description="Prefix of every LaaS Elasticsearch index")
+    es_shards: int = Field(1, ge=1, description="Primary shards of each daily log index")
+    es_replicas: int = Field(0, ge=0, description="Replicas of each daily log index")
+    es_batch_size: int = Field(2000, ge=1, description="Most events in one bulk request")
+    es_batch_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest bulk request body (bytes of the events)"
+    )
+    es_linger: float = Field(0.5, gt=0, description="Longest wait to fill a bulk batch, seconds")
+    es_retry_initial: float = Field(0.5, gt=0, description="First retry delay of a failed bulk")
+    es_retry_max: float = Field(15.0, gt=0, description="Longest delay between bulk retries")
+    es_request_timeout: float = Field(30.0, gt=0, description="Timeout of one bulk request")
+    message_keyword_max: int = Field(
+        1024, ge=16, description="Longest message indexed as exact keyword (ignore_above)"
+    )
+    event_max_attributes: int = Field(
+        256, ge=1, description="Most attributes kept on an event (extracted fields included)"
+    )
+    api_key_cache_seconds: float = Field(
+        30.0, ge=0, description="How long normalize trusts an API key check of a direct producer"
+    )
+    stats_window_seconds: int = Field(60, ge=1, description="Tumbling window of source stats")
+    stats_window_retention: int = Field(
+        24 * 3600, ge=60, description="How long per-window source stats are kept, seconds"
+    )
+    stats_snapshot_interval: float = Field(
+        5.0, gt=0, description="Seconds between snapshots of the stats tables to Elasticsearch"
+    )
+    retention_default_days: int = Field(
+        30, ge=1, description="Index retention of tenants that set none (days)"
+    )
+    retention_interval: float = Field(
+        3600.0, gt=0, description="Seconds between runs of the index retention job in the worker"
+    )
+    metrics_lag_interval: float = Field(
+        15.0, gt=0, description="Seconds between consumer lag measurements of the worker"
     )
 
     # Secrets

@@ -8,7 +8,9 @@ from app.settings import Settings
 from app.topics import Topics, declare_topics
 
 
-def create_app(settings: Settings, *, app_id: str | None = None, store: str | None = None) -> faust.App:
+def create_app(
+    settings: Settings, *, app_id: str | None = None, store: str | None = None
+) -> faust.App:
     """Build the Faust app with broker, table store and state directory from the settings."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     return faust.App(

@@ -30,7 +30,10 @@ def start_child(settings: Settings, name: str) -> Child:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
         popen = subprocess.Popen(
-            [sys.executable, "-m", "app", name], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "app", name],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     return Child(name, log_file, popen)
 
@@ -59,7 +62,10 @@ def demo_login(settings: Settings) -> str:
         saved.write_text(
             f"tenant: {created.tenant}\nemail: {created.email}\npassword: {created.password}\n"
         )
-        return f"  log in as {created.email} with password {created.password} (tenant {created.tenant})"
+        return (
+            f"  log in as {created.email} with password {created.password}"
+            f" (tenant {created.tenant})"
+        )
     if saved.exists():
         return f"  demo login: see {saved}"
     return "  log in with your user (create one with `laas user create`)"
@@ -77,7 +83,9 @@ def run_up(settings: Settings) -> int:
     try:
         login = demo_login(settings)
     except Exception as exc:  # noqa: BLE001 - report any database failure and stop
-        print(f"error: the user database at {settings.db_url} is not usable: {exc!r}", file=sys.stderr)
+        print(
+            f"error: the user database at {settings.db_url} is not usable: {exc!r}", file=sys.stderr
+        )
         return 1
 
     children = [start_child(settings, name) for name in PROCESSES]
@@ -92,7 +100,10 @@ def run_up(settings: Settings) -> int:
     try:
         web = next(child for child in children if child.name == "web")
         wait_until(
-            lambda: web_healthy(settings), service="web", log_file=web.log_file, timeout=60,
+            lambda: web_healthy(settings),
+            service="web",
+            log_file=web.log_file,
+            timeout=60,
             alive=lambda: web.popen.poll() is None,
         )
         print(f"\nLaaS is up: http://{settings.web_host}:{settings.web_port}/", flush=True)
@@ -104,8 +115,12 @@ def run_up(settings: Settings) -> int:
         while not stopping:
             for child in children:
                 if child.popen.poll() is not None:
-                    print(f"error: {child.name} exited with {child.popen.returncode}; see {child.log_file}\n"
-                          f"{tail(child.log_file)}", file=sys.stderr)
+                    print(
+                        f"error: {child.name} exited with {child.popen.returncode}; "
+                        f"see {child.log_file}\n"
+                        f"{tail(child.log_file)}",
+                        file=sys.stderr,
+                    )
                     return 1
             time.sleep(0.5)
         return 0

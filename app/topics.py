@@ -42,4 +42,6 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
             replicas=settings.replication_factor,
         )
 
-    return Topics(raw=topic(RAW), events=topic(EVENTS), deadletter=topic(DEADLETTER), alerts=topic(ALERTS))
+    return Topics(
+        raw=topic(RAW), events=topic(EVENTS), deadletter=topic(DEADLETTER), alerts=topic(ALERTS)
+    )

@@ -45,9 +45,13 @@ class Elasticsearch:
             mvn = proc.require_command("mvn", "install Maven (Debian: apt-get install maven)")
             proc.run_logged(
                 [
-                    mvn, "-q", "-B", "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy",
+                    mvn,
+                    "-q",
+                    "-B",
+                    "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy",
                     f"-Dartifact={ARTIFACT.format(version=version)}",
-                    f"-DoutputDirectory={self.downloads.resolve()}", "-Dmdep.stripVersion=false",
+                    f"-DoutputDirectory={self.downloads.resolve()}",
+                    "-Dmdep.stripVersion=false",
                 ],
                 what="downloading Elasticsearch with Maven",
                 log_file=self.base / "maven.log",

@@ -24,7 +24,8 @@ def java_home(settings: Settings) -> Path:
         java = shutil.which("java")
         if java is None:
             raise StackError(
-                f"no Java found; install a JDK ≥ {MIN_JAVA} (Debian: apt-get install openjdk-17-jdk-headless)"
+                f"no Java found; install a JDK ≥ {MIN_JAVA} "
+                "(Debian: apt-get install openjdk-17-jdk-headless)"
                 " or set LAAS_JAVA_HOME"
             )
         home = Path(java).resolve().parent.parent
@@ -33,7 +34,9 @@ def java_home(settings: Settings) -> Path:
         raise StackError(f"{java_bin} does not exist; set LAAS_JAVA_HOME to a JDK ≥ {MIN_JAVA}")
     version = java_major(java_bin)
     if version < MIN_JAVA:
-        raise StackError(f"{java_bin} is Java {version}; Kafka and Elasticsearch need Java ≥ {MIN_JAVA}")
+        raise StackError(
+            f"{java_bin} is Java {version}; Kafka and Elasticsearch need Java ≥ {MIN_JAVA}"
+        )
     return home
 
 

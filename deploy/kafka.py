@@ -58,9 +58,15 @@ class Kafka:
         self.libs.mkdir(parents=True, exist_ok=True)
         proc.run_logged(
             [
-                mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+                mvn,
+                "-q",
+                "-B",
+                "-f",
+                str(POM),
+                "dependency:copy-dependencies",
                 f"-Dkafka.version={self.settings.kafka_version}",
-                f"-DoutputDirectory={self.libs.resolve()}", "-DincludeScope=runtime",
+                f"-DoutputDirectory={self.libs.resolve()}",
+                "-DincludeScope=runtime",
             ],
             what="resolving the Kafka jars with Maven",
             log_file=self.home / "logs" / "maven.log",
@@ -78,18 +84,33 @@ class Kafka:
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
             proc.run_logged(
                 [
-                    java, f"-Dlog4j2.configurationFile={log4j.resolve()}", "-cp", classpath,
-                    "kafka.tools.StorageTool", "format", "--cluster-id", cluster_id,
-                    "--config", str(self.config.resolve()), "--standalone",
+                    java,
+                    f"-Dlog4j2.configurationFile={log4j.resolve()}",
+                    "-cp",
+                    classpath,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--cluster-id",
+                    cluster_id,
+                    "--config",
+                    str(self.config.resolve()),
+                    "--standalone",
                 ],
                 what="formatting the Kafka storage",
                 log_file=self.console_log,
             )
         proc.spawn(
             [
-                java, "-Xms512m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-                f"-Dlog4j2.configurationFile={log4j.resolve()}", "-cp", classpath,
-                "kafka.Kafka", str(self.config.resolve()),
+                java,
+                "-Xms512m",
+                "-Xmx1g",
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={log4j.resolve()}",
+                "-cp",
+                classpath,
+                "kafka.Kafka",
+                str(self.config.resolve()),
             ],
             log_file=self.console_log,
             pid_file=self.pid_file,

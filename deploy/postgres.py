@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from pathlib import Path
 
@@ -27,7 +26,7 @@ def pg_bin_dir() -> Path | None:
 
 
 class Postgres:
-    """A PostgreSQL cluster in the state directory, trust auth on loopback, run as a non-root user."""
+    """A PostgreSQL cluster in the state dir, trust auth on loopback, run by a non-root user."""
 
     name = "postgres"
 
@@ -50,17 +49,28 @@ class Postgres:
         if not proc.is_root() or shutil.which("apt-get") is None:
             raise proc.StackError(
                 "PostgreSQL server binaries not found under /usr/lib/postgresql; install them "
-                "(Debian: apt-get install postgresql) or set LAAS_DATABASE_URL / LAAS_POSTGRES_ENABLED=false"
+                "(Debian: apt-get install postgresql) "
+                "or set LAAS_DATABASE_URL / LAAS_POSTGRES_ENABLED=false"
             )
         log = self.base / "apt.log"
         env = {"DEBIAN_FRONTEND": "noninteractive"}
         try:
-            proc.run_logged(["apt-get", "install", "-y", "-q", "postgresql"], what="apt-get install postgresql",
-                            log_file=log, env=env)
+            proc.run_logged(
+                ["apt-get", "install", "-y", "-q", "postgresql"],
+                what="apt-get install postgresql",
+                log_file=log,
+                env=env,
+            )
         except proc.StackError:
-            proc.run_logged(["apt-get", "update", "-q"], what="apt-get update", log_file=log, env=env)
-            proc.run_logged(["apt-get", "install", "-y", "-q", "postgresql"], what="apt-get install postgresql",
-                            log_file=log, env=env)
+            proc.run_logged(
+                ["apt-get", "update", "-q"], what="apt-get update", log_file=log, env=env
+            )
+            proc.run_logged(
+                ["apt-get", "install", "-y", "-q", "postgresql"],
+                what="apt-get install postgresql",
+                log_file=log,
+                env=env,
+            )
 
     def start(self) -> None:
         bin_dir = pg_bin_dir()
@@ -69,26 +79,50 @@ class Postgres:
         proc.give_to(user, self.base)
         if not (self.data / "PG_VERSION").exists():
             proc.run_logged(
-                [str(bin_dir / "initdb"), "-D", str(self.data.resolve()), "-U", ROLE, "--auth=trust",
-                 "-E", "UTF8", "--locale=C.UTF-8"],
-                what="initdb", log_file=self.log_file, user=user,
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(self.data.resolve()),
+                    "-U",
+                    ROLE,
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ],
+                what="initdb",
+                log_file=self.log_file,
+                user=user,
             )
         self.socket_dir.mkdir(exist_ok=True)
         proc.give_to(user, self.socket_dir)
         proc.spawn(
-            [str(bin_dir / "postgres"), "-D", str(self.data.resolve()), "-p", str(self.settings.postgres_port),
-             "-k", str(self.socket_dir.resolve()), "-c", f"listen_addresses={LOCAL_HOST}"],
-            log_file=self.log_file, pid_file=self.pid_file, user=user,
+            [
+                str(bin_dir / "postgres"),
+                "-D",
+                str(self.data.resolve()),
+                "-p",
+                str(self.settings.postgres_port),
+                "-k",
+                str(self.socket_dir.resolve()),
+                "-c",
+                f"listen_addresses={LOCAL_HOST}",
+            ],
+            log_file=self.log_file,
+            pid_file=self.pid_file,
+            user=user,
         )
 
     def ready(self) -> bool:
-        """The server accepts a query (the local cluster's `laas` database is created on first start)."""
+        """The server answers a query (the local `laas` database is created on first start)."""
         url = make_url(self.address)
         if not proc.port_open(url.host or LOCAL_HOST, url.port or 5432):
             return False
         try:
-            return proc.run_coroutine(lambda: _accepts_query(url, create=self.settings.postgres_managed))
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+            return proc.run_coroutine(
+                lambda: _accepts_query(url, create=self.settings.postgres_managed)
+            )
+        except (TimeoutError, OSError, asyncpg.PostgresError):
             return False
 
     def running(self) -> bool:
@@ -101,8 +135,12 @@ class Postgres:
 async def _accepts_query(url: URL, *, create: bool) -> bool:
     async def connect(database: str) -> asyncpg.Connection:
         return await asyncpg.connect(
-            host=url.host, port=url.port or 5432, user=url.username, password=url.password,
-            database=database, timeout=3,
+            host=url.host,
+            port=url.port or 5432,
+            user=url.username,
+            password=url.password,
+            database=database,
+            timeout=3,
         )
 
     database = url.database or DATABASE

@@ -43,7 +43,14 @@ def service_user() -> str | None:
         pwd.getpwnam(SERVICE_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                SERVICE_USER,
+            ],
             check=True,
         )
     return SERVICE_USER
@@ -59,7 +66,9 @@ def give_to(user: str | None, *paths: Path) -> None:
         for root, dirs, files in os.walk(path):
             os.chown(root, entry.pw_uid, entry.pw_gid)
             for name in dirs + files:
-                os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+                os.chown(
+                    os.path.join(root, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False
+                )
         for parent in path.resolve().parents:
             mode = parent.stat().st_mode
             if not mode & 0o001:
@@ -187,7 +196,9 @@ def run_logged(
             env={**os.environ, **(env or {})},
         )
     if result.returncode != 0:
-        raise StackError(f"{what} failed (exit {result.returncode}); see {log_file}\n{tail(log_file)}")
+        raise StackError(
+            f"{what} failed (exit {result.returncode}); see {log_file}\n{tail(log_file)}"
+        )
 
 
 def run_coroutine(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:

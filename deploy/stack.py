@@ -41,7 +41,11 @@ class ServiceStatus:
 
     def line(self) -> str:
         state = "up" if self.up else "DOWN"
-        origin = "local stack" if self.started_here else ("external" if not self.managed else "not started")
+        origin = (
+            "local stack"
+            if self.started_here
+            else ("external" if not self.managed else "not started")
+        )
         return f"{self.name:<14} {state:<5} {self.address:<48} ({origin})"
 
 
@@ -86,10 +90,12 @@ class Stack:
             yield f"{service.name}: ready at {service.address} (log: {service.log_file})"
         for service, managed in self.services:
             if not managed and not service.ready():
-                raise StackError(f"{service.name} at {service.address} (configured) does not answer")
+                raise StackError(
+                    f"{service.name} at {service.address} (configured) does not answer"
+                )
 
     def down(self) -> Iterator[str]:
-        """Stop what this stack started, newest first; services configured elsewhere are left alone."""
+        """Stop what this stack started, newest first; configured services are left alone."""
         for service, managed in reversed(self.services):
             if managed and service.stop():
                 yield f"{service.name}: stopped"

@@ -23,7 +23,9 @@ def test_help_lists_the_commands() -> None:
         assert f"  {command} " in result.output
 
 
-def test_status_of_unreachable_external_services(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_status_of_unreachable_external_services(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("LAAS_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("LAAS_KAFKA_BOOTSTRAP", CLOSED)
     monkeypatch.setenv("LAAS_ES_URL", f"http://{CLOSED}")
@@ -32,12 +34,16 @@ def test_status_of_unreachable_external_services(monkeypatch: pytest.MonkeyPatch
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert [line.split()[:2] for line in lines] == [
-        ["kafka", "DOWN"], ["elasticsearch", "DOWN"], ["postgres", "DOWN"]
+        ["kafka", "DOWN"],
+        ["elasticsearch", "DOWN"],
+        ["postgres", "DOWN"],
     ]
     assert all("(external)" in line for line in lines[:2])
 
 
-def test_up_names_an_unreachable_external_service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_up_names_an_unreachable_external_service(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("LAAS_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("LAAS_KAFKA_BOOTSTRAP", CLOSED)
     monkeypatch.setenv("LAAS_ES_URL", f"http://{CLOSED}")

@@ -30,7 +30,9 @@ async def fresh_postgres(postgres_url: str, name: str) -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> AsyncIterator[AsyncEngine]:
+async def engine(
+    request: pytest.FixtureRequest, tmp_path: Path, unique: str
+) -> AsyncIterator[AsyncEngine]:
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'probe.db'}"
     else:

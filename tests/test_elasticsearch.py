@@ -12,8 +12,12 @@ async def test_index_and_search(es: AsyncElasticsearch, unique: str) -> None:
     )
     try:
         await es.index(
-            index=unique, id="raw-0-1",
-            document={"message": "disk quota exceeded on /var", "ts": "2026-11-27T10:00:00.123456789Z"},
+            index=unique,
+            id="raw-0-1",
+            document={
+                "message": "disk quota exceeded on /var",
+                "ts": "2026-11-27T10:00:00.123456789Z",
+            },
             refresh=True,
         )
         hits = (await es.search(index=unique, query={"match": {"message": "quota"}}))["hits"]

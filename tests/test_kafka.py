@@ -1,4 +1,4 @@
-"""Kafka on the local stack: produce, consume, commit and rebalance with aiokafka; a Faust round trip."""
+"""Kafka on the local stack: produce, consume, commit, rebalance (aiokafka); a Faust round trip."""
 
 from __future__ import annotations
 
@@ -39,7 +39,9 @@ async def consume(consumer: AIOKafkaConsumer, count: int, timeout: float = 30) -
     async with asyncio.timeout(timeout):
         while len(values) < count:
             batches = await consumer.getmany(timeout_ms=500)
-            values += [msg.value for msgs in batches.values() for msg in msgs if msg.value is not None]
+            values += [
+                msg.value for msgs in batches.values() for msg in msgs if msg.value is not None
+            ]
     return values
 
 
@@ -49,8 +51,11 @@ async def test_produce_consume_commit(kafka_servers: str, unique: str) -> None:
     await produce(kafka_servers, unique, records)
 
     consumer = AIOKafkaConsumer(
-        unique, bootstrap_servers=kafka_servers, group_id=unique,
-        auto_offset_reset="earliest", enable_auto_commit=False,
+        unique,
+        bootstrap_servers=kafka_servers,
+        group_id=unique,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
     )
     await consumer.start()
     try:
@@ -63,8 +68,9 @@ async def test_produce_consume_commit(kafka_servers: str, unique: str) -> None:
     assert sum(offset or 0 for offset in committed) == 20
 
     # A new consumer in the same group resumes after the committed offsets: nothing left.
-    again = AIOKafkaConsumer(unique, bootstrap_servers=kafka_servers, group_id=unique,
-                             auto_offset_reset="earliest")
+    again = AIOKafkaConsumer(
+        unique, bootstrap_servers=kafka_servers, group_id=unique, auto_offset_reset="earliest"
+    )
     await again.start()
     try:
         leftover = await again.getmany(timeout_ms=2000)
@@ -86,9 +92,12 @@ async def test_rebalance_splits_partitions_between_members(kafka_servers: str, u
         try:
             async with asyncio.timeout(60):
                 while not (len(first.assignment()) == 1 and len(second.assignment()) == 1):
-                    await asyncio.gather(first.getmany(timeout_ms=200), second.getmany(timeout_ms=200))
+                    await asyncio.gather(
+                        first.getmany(timeout_ms=200), second.getmany(timeout_ms=200)
+                    )
             assert first.assignment() | second.assignment() == {
-                TopicPartition(unique, 0), TopicPartition(unique, 1)
+                TopicPartition(unique, 0),
+                TopicPartition(unique, 1),
             }
         finally:
             await second.stop()
@@ -108,14 +117,20 @@ async def test_faust_agent_round_trip(kafka_servers: str, unique: str, tmp_path:
     await create_topic(kafka_servers, sink, 2)
     env = {
         **os.environ,
-        "ECHO_SOURCE": source, "ECHO_SINK": sink, "LAAS_APP_ID": unique,
-        "LAAS_KAFKA_BOOTSTRAP": kafka_servers, "LAAS_STATE_DIR": str(tmp_path),
+        "ECHO_SOURCE": source,
+        "ECHO_SINK": sink,
+        "LAAS_APP_ID": unique,
+        "LAAS_KAFKA_BOOTSTRAP": kafka_servers,
+        "LAAS_STATE_DIR": str(tmp_path),
         "LAAS_WORKER_WEB_PORT": str(free_port()),
     }
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
         [sys.executable, "-m", "tests.faust_echo", "worker", "-l", "info"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     consumer = AIOKafkaConsumer(sink, bootstrap_servers=kafka_servers, auto_offset_reset="earliest")
     await consumer.start()

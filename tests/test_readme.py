@@ -1,4 +1,4 @@
-"""README stays true: its configuration table is the settings model's, its Quickstart has two commands."""
+"""README stays true: the settings table is generated, the Quickstart has two commands."""
 
 from __future__ import annotations
 

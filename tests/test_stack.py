@@ -18,14 +18,18 @@ def laas(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_status_reports_three_services_up(kafka_servers: str, es_url: str, postgres_url: str) -> None:
+def test_status_reports_three_services_up(
+    kafka_servers: str, es_url: str, postgres_url: str
+) -> None:
     result = laas("stack", "status")
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [line.split()[:2] for line in result.stdout.splitlines()]
     assert rows == [["kafka", "up"], ["elasticsearch", "up"], ["postgres", "up"]]
 
 
-def test_up_twice_is_harmless(settings: Settings, kafka_servers: str, es_url: str, postgres_url: str) -> None:
+def test_up_twice_is_harmless(
+    settings: Settings, kafka_servers: str, es_url: str, postgres_url: str
+) -> None:
     stack = Stack(settings)
     pids_before = [(s.name, s.pid_file.read_text()) for s, _ in stack.services if s.running()]  # type: ignore[attr-defined]
     result = laas("stack", "up")

@@ -1,4 +1,4 @@
-"""`laas up`: the main job brings up worker, gateway and web, prints a login that works, stops on Ctrl-C."""
+"""`laas up`: worker, gateway and web come up, the printed login works, Ctrl-C stops them."""
 
 from __future__ import annotations
 
@@ -52,8 +52,12 @@ async def test_up_runs_every_process_and_prints_a_working_login(
         "LAAS_WORKER_WEB_PORT": str(free_port()),
     }
     up = subprocess.Popen(
-        [sys.executable, "-m", "app", "up"], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "app", "up"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         wanted = {f"{unique}.{name}" for name in ALL}
@@ -65,7 +69,9 @@ async def test_up_runs_every_process_and_prints_a_working_login(
             ):
                 assert up.poll() is None, up.communicate()[0]
                 await asyncio.sleep(0.5)
-        saved = dict(line.split(": ", 1) for line in (tmp_path / "demo-login.txt").read_text().splitlines())
+        saved = dict(
+            line.split(": ", 1) for line in (tmp_path / "demo-login.txt").read_text().splitlines()
+        )
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web_port}") as client:
             response = await client.post(
                 "/api/v1/auth/login", json={"email": saved["email"], "password": saved["password"]}
