@@ -1,0 +1,257 @@
+"""Role and scope matrix for every endpoint, and cross-tenant access attempts.
+
+`MATRIX` lists every `/api` route of the app with the status each kind of caller gets.
+`test_matrix_covers_every_endpoint` fails when a route is added without a row here: add
+one (with `prepare` if the route needs a target) when you add an endpoint.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.routing import Route, WebSocketRoute
+
+from app import logins
+from app.models import Role, Scope
+from tests.auth_fixtures import *  # noqa: F403
+from tests.auth_fixtures import PASSWORD, World, client_for, make_settings
+from web.app import create_app
+
+WHO = ["anonymous", "viewer", "member", "admin", "key_ingest", "key_read", "key_admin"]
+
+
+@dataclass(frozen=True)
+class Target:
+    path: str
+    body: Any = None
+    headers: dict[str, str] | None = None  # replaces the caller's credentials
+    content: bytes | None = None  # raw body instead of JSON
+    content_type: str | None = None
+
+
+OK = -1  # passes authentication and authorisation: anything but 401/403
+DENY = -2  # 401 or 403 (endpoints with their own key check answer users with 401)
+
+
+def matches(expected: int, status: int) -> bool:
+    if expected == OK:
+        return status not in (401, 403)
+    if expected == DENY:
+        return status in (401, 403)
+    return status == expected
+
+
+Prepare = Callable[[World, str], Awaitable[Target]]
+
+
+def fixed(path: str, body: Any = None) -> Prepare:
+    async def prepare(world: World, who: str) -> Target:
+        return Target(path, body)
+
+    return prepare
+
+
+async def own_key(world: World, who: str) -> Target:
+    """A key the caller made (admin's for anonymous callers and API keys)."""
+    maker = who if who in ("viewer", "member", "admin") else "admin"
+    name = f"target-{who}-{uuid.uuid4().hex[:6]}"
+    await world.add_key("acme", name, Scope.READ, by=maker)
+    return Target(f"/api/v1/apikeys/{world.key_ids[name]}")
+
+
+async def spare_user(world: World, who: str) -> Target:
+    user_id = await world.add_user("acme", f"spare-{who}-{uuid.uuid4().hex[:6]}", Role.VIEWER)
+    return Target(f"/api/v1/users/{user_id}", {"role": "member"})
+
+
+async def new_user(world: World, who: str) -> Target:
+    email = f"new-{uuid.uuid4().hex[:8]}@acme.test"
+    return Target("/api/v1/users", {"email": email, "role": "viewer"})
+
+
+async def fresh_session(world: World, who: str) -> Target:
+    """Logout ends a session: give each user caller a session of its own to end."""
+    if who in ("viewer", "member", "admin"):
+        pair = await logins.login(
+            world.sessions, world.app.state.auth, email=world.emails[who], password=PASSWORD
+        )
+        return Target(
+            "/api/v1/auth/logout", headers={"Authorization": f"Bearer {pair.access_token}"}
+        )
+    return Target("/api/v1/auth/logout")
+
+
+def raw(path: str, content: bytes, content_type: str) -> Prepare:
+    """A body the endpoint refuses only after authenticating (so no Kafka is needed)."""
+
+    async def prepare(world: World, who: str) -> Target:
+        return Target(path, content=content, content_type=content_type)
+
+    return prepare
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    route: str
+    prepare: Prepare
+    expect: dict[str, int]  # caller -> status
+
+    @staticmethod
+    def of(method: str, route: str, prepare: Prepare, *codes: int) -> Row:
+        assert len(codes) == len(WHO)
+        return Row(method, route, prepare, dict(zip(WHO, codes, strict=True)))
+
+
+# fmt: off
+#                                                      anon view memb admin ingest read adminkey
+MATRIX = [
+    Row.of("GET", "/api/v1/me", fixed("/api/v1/me"),  401, 200, 200, 200, 200, 200, 200),
+    Row.of("POST", "/api/v1/auth/logout", fresh_session,
+                                                       401, 204, 204, 204, 422, 422, 422),
+    Row.of("GET", "/api/v1/tenant", fixed("/api/v1/tenant"),
+                                                       401, 200, 200, 200, 403, 200, 200),
+    Row.of("PATCH", "/api/v1/tenant", fixed("/api/v1/tenant", {"retention_days": 9}),
+                                                       401, 403, 403, 200, 403, 403, 200),
+    Row.of("GET", "/api/v1/apikeys", fixed("/api/v1/apikeys"),
+                                                       401, 403, 200, 200, 403, 403, 200),
+    Row.of("POST", "/api/v1/apikeys", fixed("/api/v1/apikeys", {"name": "n", "scope": "read"}),
+                                                       401, 403, 201, 201, 403, 403, 201),
+    Row.of("POST", "/api/v1/apikeys", fixed("/api/v1/apikeys", {"name": "n", "scope": "admin"}),
+                                                       401, 403, 403, 201, 403, 403, 201),
+    Row.of("DELETE", "/api/v1/apikeys/{key_id:int}", own_key,
+                                                       401, 403, 200, 200, 403, 403, 200),
+    Row.of("GET", "/api/v1/users", fixed("/api/v1/users"),
+                                                       401, 403, 403, 200, 403, 403, 200),
+    Row.of("POST", "/api/v1/users", new_user,
+                                                       401, 403, 403, 201, 403, 403, 201),
+    Row.of("PATCH", "/api/v1/users/{user_id:int}", spare_user,
+                                                       401, 403, 403, 200, 403, 403, 200),
+    Row.of("DELETE", "/api/v1/users/{user_id:int}", spare_user,
+                                                       401, 403, 403, 204, 403, 403, 204),
+    # ingest (web.ingest): authenticates before checking content type / decoding the body
+    Row.of("POST", "/api/v1/logs", raw("/api/v1/logs", b"<x/>", "application/xml"),
+                                                       401, DENY, DENY, DENY, OK, 403, OK),
+    Row.of("POST", "/v1/logs", raw("/v1/logs", b"{not json", "application/json"),
+                                                       401, DENY, DENY, DENY, OK, 403, OK),
+]
+# fmt: on
+PUBLIC = {("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/refresh")}
+
+
+def test_matrix_covers_every_endpoint(tmp_path: Any) -> None:
+    app = create_app(make_settings("sqlite+aiosqlite://", tmp_path))
+    routes: set[tuple[str, str]] = set()
+    for route in app.routes:
+        if not route.path.startswith(("/api/", "/v1/")):  # type: ignore[attr-defined]
+            continue
+        if isinstance(route, Route):
+            routes |= {(m, route.path) for m in (route.methods or set()) if m != "HEAD"}
+        elif isinstance(route, WebSocketRoute):
+            routes.add(("WEBSOCKET", route.path))
+    covered = {(row.method, row.route) for row in MATRIX} | PUBLIC
+    assert routes - covered == set(), "add these endpoints to MATRIX"
+    assert covered - routes == set(), "MATRIX names endpoints that do not exist"
+
+
+async def test_role_and_scope_matrix(world: World) -> None:
+    mismatches = []
+    async with client_for(world.app) as client:
+        for row in MATRIX:
+            for who, expected in row.expect.items():
+                target = await row.prepare(world, who)
+                headers = target.headers if target.headers is not None else world.headers(who)
+                if target.content is not None:
+                    headers = {**headers, "Content-Type": target.content_type or ""}
+                    response = await client.request(
+                        row.method, target.path, content=target.content, headers=headers
+                    )
+                else:
+                    response = await client.request(
+                        row.method, target.path, json=target.body, headers=headers
+                    )
+                if not matches(expected, response.status_code):
+                    mismatches.append(
+                        f"{row.method} {target.path} as {who}: {response.status_code} "
+                        f"(expected {expected}) {response.text[:120]}"
+                    )
+                if response.status_code in (401, 403) and not row.route.startswith("/v1/"):
+                    body = response.json()
+                    assert {"error"} <= set(body) or {"detail"} <= set(body), body
+    assert mismatches == []
+
+
+async def test_cross_tenant_access_is_refused(world: World) -> None:
+    acme_key = world.key_ids["key_read"]
+    acme_user = world.user_ids["member"]
+    beta = world.headers("b_admin")
+    beta_key = world.headers("b_key_admin")
+    async with client_for(world.app) as client:
+        for headers in (beta, beta_key):
+            keys = (await client.get("/api/v1/apikeys", headers=headers)).json()["keys"]
+            assert {k["id"] for k in keys} == {
+                world.key_ids["b_key_admin"],
+                world.key_ids["b_key_ingest"],
+            }
+            users = (await client.get("/api/v1/users", headers=headers)).json()["users"]
+            assert {u["email"] for u in users} == {"b-admin@beta.test", "b-member@beta.test"}
+            tenant = (await client.get("/api/v1/tenant", headers=headers)).json()
+            assert tenant["slug"] == "beta"
+
+            revoke = await client.delete(f"/api/v1/apikeys/{acme_key}", headers=headers)
+            patch = await client.patch(
+                f"/api/v1/users/{acme_user}", json={"role": "admin"}, headers=headers
+            )
+            remove = await client.delete(f"/api/v1/users/{acme_user}", headers=headers)
+            for response in (revoke, patch, remove):
+                assert response.status_code == 404, response.text
+                assert "acme" not in response.text and "member@" not in response.text
+
+        # the acme objects are untouched
+        mine = (await client.get("/api/v1/apikeys", headers=world.headers("admin"))).json()
+        assert all(k["active"] for k in mine["keys"])
+        me = (await client.get("/api/v1/me", headers=world.headers("member"))).json()
+        assert me["role"] == "member"
+
+        # a beta admin cannot log into acme, nor pass acme's slug anywhere
+        cross = await client.post(
+            "/api/v1/auth/login",
+            json={
+                "email": "b-admin@beta.test",
+                "password": "correct horse battery",
+                "tenant": "acme",
+            },
+        )
+        assert cross.status_code == 403
+        smuggled = await client.post(
+            "/api/v1/apikeys",
+            json={"name": "x", "scope": "read", "tenant": "acme"},
+            headers=beta,
+        )
+        assert smuggled.status_code == 201
+        assert smuggled.json()["id"] not in {k["id"] for k in mine["keys"]}
+        listed = (await client.get("/api/v1/apikeys", headers=world.headers("admin"))).json()
+        assert smuggled.json()["id"] not in {k["id"] for k in listed["keys"]}
+
+
+async def test_member_sees_and_revokes_only_own_keys(world: World) -> None:
+    async with client_for(world.app) as client:
+        made = await client.post(
+            "/api/v1/apikeys",
+            json={"name": "mine", "scope": "ingest"},
+            headers=world.headers("member"),
+        )
+        assert made.status_code == 201
+        listed = (await client.get("/api/v1/apikeys", headers=world.headers("member"))).json()
+        assert [k["id"] for k in listed["keys"]] == [made.json()["id"]]
+        admins_key = world.key_ids["key_read"]
+        refused = await client.delete(
+            f"/api/v1/apikeys/{admins_key}", headers=world.headers("member")
+        )
+        assert refused.status_code == 404
+        everything = (await client.get("/api/v1/apikeys", headers=world.headers("admin"))).json()
+    assert made.json()["id"] in {k["id"] for k in everything["keys"]}
+    assert len(everything["keys"]) == 4
