@@ -41,3 +41,16 @@ def test_up_twice_is_harmless(
     ]
     pids_after = [(s.name, s.pid_file.read_text()) for s, _ in stack.services if s.running()]  # type: ignore[attr-defined]
     assert pids_after == pids_before
+
+
+def test_down_stops_only_what_it_started(
+    tmp_path: Path, kafka_servers: str, es_url: str, postgres_url: str
+) -> None:
+    """A stack whose state dir started nothing stops nothing, even with the servers up."""
+    other = Stack(Settings(state_dir=tmp_path))
+    assert list(other.down()) == [
+        "postgres: was not running",
+        "elasticsearch: was not running",
+        "kafka: was not running",
+    ]
+    assert all(status.up for status in Stack(Settings()).status())
