@@ -1,0 +1,166 @@
+"""`laas db|tenant|user|apikey` commands (click CliRunner) on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from app import accounts
+from app.accounts import ensure_demo
+from app.db import create_engine, session_factory
+from app.migrations import head_revision
+from app.security import verify_password
+from tests.auth_fixtures import *  # noqa: F403
+from tests.auth_fixtures import make_settings
+
+
+def laas(db_url: str, state: Path, *args: str, stdin: str | None = None) -> Result:
+    from app.cli import main
+
+    env = {"LAAS_DATABASE_URL": db_url, "LAAS_STATE_DIR": str(state), "LAAS_SECRET_KEY": "k"}
+    return CliRunner().invoke(main, list(args), input=stdin, env=env)
+
+
+def _in_db(db_url: str, work):  # type: ignore[no-untyped-def]
+    async def go():  # type: ignore[no-untyped-def]
+        engine = create_engine(db_url)
+        try:
+            async with session_factory(engine).begin() as session:
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def test_db_upgrade(auth_db_url: str, tmp_path: Path) -> None:
+    result = laas(auth_db_url, tmp_path, "db", "upgrade")
+    assert result.exit_code == 0, result.output
+    assert f"revision {head_revision()}" in result.output
+
+
+def test_tenant_user_and_key_commands(auth_db_url: str, tmp_path: Path) -> None:
+    created = laas(auth_db_url, tmp_path, "tenant", "create", "acme", "--name", "Acme")
+    assert created.exit_code == 0, created.output
+    assert "created tenant acme" in created.output
+    duplicate = laas(auth_db_url, tmp_path, "tenant", "create", "acme")
+    assert duplicate.exit_code == 1 and "exists already" in duplicate.output
+    invalid = laas(auth_db_url, tmp_path, "tenant", "create", "Not A Slug!")
+    assert invalid.exit_code == 1 and "not allowed" in invalid.output
+
+    user = laas(
+        auth_db_url,
+        tmp_path,
+        "user",
+        "create",
+        "Ann@Acme.io",
+        "--tenant",
+        "acme",
+        "--role",
+        "admin",
+        stdin="s3cret-password\n",
+    )
+    assert user.exit_code == 0, user.output
+    assert "created user ann@acme.io to acme as admin" in user.output
+    short = laas(
+        auth_db_url, tmp_path, "user", "create", "bob@acme.io", "--tenant", "acme", stdin="short\n"
+    )
+    assert short.exit_code == 1 and "password must have" in short.output
+    no_tenant = laas(
+        auth_db_url,
+        tmp_path,
+        "user",
+        "create",
+        "bob@acme.io",
+        "--tenant",
+        "nope",
+        stdin="s3cret-password\n",
+    )
+    assert no_tenant.exit_code == 1 and "does not exist" in no_tenant.output
+
+    async def stored_hash(session):  # type: ignore[no-untyped-def]
+        found = await accounts.find_user(session, "ann@acme.io")
+        return found.password_hash
+
+    assert verify_password(_in_db(auth_db_url, stored_hash), "s3cret-password")
+
+    key = laas(
+        auth_db_url,
+        tmp_path,
+        "apikey",
+        "create",
+        "--tenant",
+        "acme",
+        "--name",
+        "shipper",
+        "--scope",
+        "ingest",
+    )
+    assert key.exit_code == 0, key.output
+    plain = key.stdout.strip()
+    assert plain.startswith("laas_") and "\n" not in plain  # stdout carries the key alone
+    assert "not shown again" in key.stderr
+
+    async def verify(session):  # type: ignore[no-untyped-def]
+        return await accounts.verify_api_key(session, plain)
+
+    principal = _in_db(auth_db_url, verify)
+    assert principal.tenant_slug == "acme" and principal.scope == "ingest"
+
+    listed = laas(auth_db_url, tmp_path, "apikey", "list", "--tenant", "acme")
+    assert "shipper" in listed.output and "active" in listed.output and plain not in listed.output
+    key_id = listed.output.split("\t", 1)[0]
+    revoked = laas(auth_db_url, tmp_path, "apikey", "revoke", "--tenant", "acme", key_id)
+    assert revoked.exit_code == 0 and "revoked" in revoked.output
+    listed = laas(auth_db_url, tmp_path, "apikey", "list", "--tenant", "acme")
+    assert "revoked" in listed.output
+    bad_scope = laas(
+        auth_db_url,
+        tmp_path,
+        "apikey",
+        "create",
+        "--tenant",
+        "acme",
+        "--name",
+        "x",
+        "--scope",
+        "root",
+    )
+    assert bad_scope.exit_code == 2
+
+
+def test_user_create_adds_existing_users_without_a_password(
+    auth_db_url: str, tmp_path: Path
+) -> None:
+    for slug in ("one", "two"):
+        assert laas(auth_db_url, tmp_path, "tenant", "create", slug).exit_code == 0
+    first = laas(
+        auth_db_url,
+        tmp_path,
+        "user",
+        "create",
+        "eve@x.io",
+        "--tenant",
+        "one",
+        stdin="first-password\n",
+    )
+    assert first.exit_code == 0
+    second = laas(
+        auth_db_url, tmp_path, "user", "create", "eve@x.io", "--tenant", "two", "--role", "viewer"
+    )
+    assert second.exit_code == 0, second.output
+    assert "added existing user eve@x.io to two as viewer" in second.output
+
+
+def test_ensure_demo_for_laas_up(auth_db_url: str, tmp_path: Path) -> None:
+    settings = make_settings(auth_db_url, tmp_path)
+    credentials = ensure_demo(settings)
+    assert credentials is not None and credentials.email == "admin@demo.local"
+    assert ensure_demo(settings) is None
+
+    async def stored_hash(session):  # type: ignore[no-untyped-def]
+        return (await accounts.find_user(session, credentials.email)).password_hash
+
+    assert verify_password(_in_db(auth_db_url, stored_hash), credentials.password)
