@@ -263,7 +263,7 @@ async def _membership(
     ).first()
     if row is None:
         raise NotFound(f"user {user_id} is not a member of this tenant")
-    return tuple(row)
+    return row[0], row[1]
 
 
 async def get_member(session: AsyncSession, tenant_id: int, user_id: int) -> Member:
@@ -444,7 +444,7 @@ async def verify_api_key(
     ).first()
     if row is None or not constant_time_equals(row[0].key_hash, sha256_hex(plain)):
         raise InvalidCredentials("unknown API key")
-    key, slug = tuple(row)
+    key, slug = row
     if key.revoked_at is not None:
         raise InvalidCredentials("API key revoked")
     now = now or utcnow()

@@ -292,7 +292,7 @@ async def refresh(
                 await _revoke_family(session, token.family_id, now)
                 reason = "account disabled or no longer a member of the tenant"
             else:
-                user, tenant, role = tuple(row)
+                user, tenant, role = row
                 return await _open_session(
                     session,
                     config,
