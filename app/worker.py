@@ -6,6 +6,7 @@ import faust
 
 from app.settings import Settings
 from app.streams import build_worker
+from app.topics import Topics
 
 
 def create_worker_app(settings: Settings) -> faust.App:
@@ -17,7 +18,18 @@ def create_worker_app(settings: Settings) -> faust.App:
         for topic in (topics.raw, topics.events, topics.deadletter, topics.alerts):
             await topic.maybe_declare()
 
+    register_stages(app, topics, settings)
     return app
+
+
+def register_stages(app: faust.App, topics: Topics, settings: Settings) -> None:
+    """The stream stages (agents/): normalize, stats, index, and operations."""
+    from agents import index, normalize, ops, stats
+
+    normalize.register(app, topics, settings)
+    stats.register(app, topics, settings)
+    index.register(app, settings)
+    ops.register(app, settings)
 
 
 def run_worker(settings: Settings) -> None:

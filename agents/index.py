@@ -1,0 +1,199 @@
+"""Stage `index`: `logs.events` → Elasticsearch, offsets committed only after ES accepted.
+
+Not a Faust agent on purpose (docs/stream.md, "Commit semantics"): Faust commits what its
+streams acked, and `Stream.take()` acks a buffer in a `finally` — also when the bulk failed or
+the task was cancelled — and records a commit as done even when it failed (#316). The sink
+therefore runs its own aiokafka consumer (group `{app_id}-index`) inside the worker: batch by
+count, bytes and time, write, dead-letter permanent rejections (waiting for Kafka's ack), and
+only then commit the batch's offsets. While Elasticsearch is down the consumer's partitions
+are paused and it keeps polling (so it stays in the group): nothing is dropped, nothing is
+read ahead beyond one batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from elasticsearch import AsyncElasticsearch
+
+from app.events import DeadLetter, LogEvent, RawPosition
+from app.metrics import METRICS
+from app.settings import Settings
+from app.sink import ElasticsearchSink
+from app.topics import DEADLETTER, EVENTS, topic_name
+
+log = logging.getLogger(__name__)
+
+
+def es_client(settings: Settings) -> AsyncElasticsearch:
+    auth = None
+    if settings.es_username and settings.es_password is not None:
+        auth = (settings.es_username, settings.es_password.get_secret_value())
+    return AsyncElasticsearch(settings.elasticsearch_url, basic_auth=auth,
+                              request_timeout=settings.es_request_timeout)
+
+
+def index_group(settings: Settings) -> str:
+    return f"{settings.app_id}-index"
+
+
+class IndexConsumer:
+    """The sink loop; `run()` until cancelled."""
+
+    def __init__(self, settings: Settings, *, es: AsyncElasticsearch | None = None) -> None:
+        self.settings = settings
+        self.topic = topic_name(settings, EVENTS)
+        self.dead_topic = topic_name(settings, DEADLETTER)
+        self.es = es or es_client(settings)
+        self.sink = ElasticsearchSink(self.es, settings)
+        self.consumer = AIOKafkaConsumer(
+            self.topic, bootstrap_servers=settings.kafka_servers, group_id=index_group(settings),
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            max_poll_records=settings.es_batch_size, max_poll_interval_ms=300_000,
+            isolation_level="read_committed",
+        )
+        self.producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all",
+                                         enable_idempotence=True, linger_ms=5)
+        self._carry: list[ConsumerRecord] = []
+
+    async def run(self) -> None:
+        await self.producer.start()
+        await self.consumer.start()
+        try:
+            await self.sink.setup(self._idle)
+            while True:
+                batch = await self._collect()
+                if batch:
+                    await self._process(batch)
+        finally:
+            await asyncio.shield(self._close())
+
+    async def _close(self) -> None:
+        for stop in (self.consumer.stop, self.producer.stop, self.es.close):
+            try:
+                await asyncio.wait_for(stop(), 10)
+            except Exception as exc:  # noqa: BLE001 - closing anyway
+                log.debug("index consumer close: %r", exc)
+
+    async def _collect(self) -> list[ConsumerRecord]:
+        """Up to `es_batch_size` records / `es_batch_bytes` bytes, waiting at most the linger
+        time once the first record is in."""
+        batch, self._carry = self._carry, []
+        size = sum(len(r.value or b"") for r in batch)
+        deadline: float | None = time.monotonic() + self.settings.es_linger if batch else None
+        while len(batch) < self.settings.es_batch_size and size < self.settings.es_batch_bytes:
+            wait = 1.0 if deadline is None else deadline - time.monotonic()
+            if wait <= 0:
+                break
+            fetched = await self.consumer.getmany(
+                timeout_ms=int(wait * 1000),
+                max_records=self.settings.es_batch_size - len(batch))
+            for records in fetched.values():
+                for record in records:
+                    batch.append(record)
+                    size += len(record.value or b"")
+            if batch and deadline is None:
+                deadline = time.monotonic() + self.settings.es_linger
+            if deadline is None:
+                return []
+        return batch
+
+    async def _idle(self) -> None:
+        """Between retries: keep polling (group membership) with every partition paused."""
+        assigned = self.consumer.assignment()
+        if assigned:
+            self.consumer.pause(*assigned)
+        fetched = await self.consumer.getmany(timeout_ms=0)
+        for records in fetched.values():  # assigned during a rebalance before the pause
+            self._carry.extend(records)
+
+    async def _process(self, batch: list[ConsumerRecord]) -> None:
+        events: list[LogEvent] = []
+        dead: list[DeadLetter] = []
+        METRICS.inc("laas_events_in_total", len(batch), stage="index")
+        for record in batch:
+            try:
+                events.append(LogEvent.from_json(record.value or b""))
+            except (ValueError, TypeError, KeyError) as exc:
+                dead.append(DeadLetter("undecodable_event", f"not a LogEvent: {exc!r}", "index",
+                                       RawPosition(record.topic, record.partition, record.offset),
+                                       record.value or b"", record.key, time=time.time_ns()))
+        for rejection in await self.sink.write(events, self._idle):
+            event = rejection.event
+            log.warning("Elasticsearch rejected %s (tenant %s): %s %s", event.doc_id(),
+                        event.tenant_id, rejection.error_type, rejection.reason)
+            dead.append(DeadLetter("index_rejected",
+                                   f"HTTP {rejection.status} {rejection.error_type}: "
+                                   f"{rejection.reason}", "index", event.raw,
+                                   event.to_json(), event.source_key.encode(),
+                                   tenant_id=event.tenant_id, time=time.time_ns()))
+        await self._dead_letter(dead)
+        await self._commit(batch)
+
+    async def _dead_letter(self, dead: list[DeadLetter]) -> None:
+        if not dead:
+            return
+        delay = 0.5
+        while True:
+            try:
+                futures = [await self.producer.send(self.dead_topic, d.to_json(), key=d.key,
+                                                    headers=d.kafka_headers()) for d in dead]
+                await asyncio.gather(*futures)
+                break
+            except KafkaError as exc:
+                log.warning("dead letters not acknowledged (%r); retry in %.1fs", exc, delay)
+                await self._idle()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15.0)
+        for d in dead:
+            METRICS.inc("laas_deadletters_total", stage="index", reason=d.reason)
+        METRICS.inc("laas_events_out_total", len(dead), stage="index", topic=self.dead_topic)
+
+    async def _commit(self, batch: list[ConsumerRecord]) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for record in batch:
+            tp = TopicPartition(record.topic, record.partition)
+            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+        assigned = self.consumer.assignment()
+        mine = {tp: off for tp, off in offsets.items() if tp in assigned}
+        if mine:
+            try:
+                await self.consumer.commit(mine)
+            except KafkaError as exc:
+                # Partitions moved during the batch: their new owner redoes it from the last
+                # commit; the documents have the same _id, so this costs time, not duplicates.
+                log.warning("commit of %s failed after a rebalance: %r", mine, exc)
+        paused = self.consumer.paused()
+        if paused:
+            self.consumer.resume(*paused)
+        for tp in assigned:
+            end = self.consumer.highwater(tp)
+            position = offsets.get(tp)
+            if end is not None and position is not None:
+                METRICS.set("laas_consumer_lag", max(end - position, 0),
+                            group=index_group(self.settings), topic=tp.topic,
+                            partition=tp.partition)
+
+
+def register(app: faust.App, settings: Settings) -> Any:
+    """Run the index consumer as a task of every worker (they share its consumer group)."""
+
+    @app.task
+    async def index_sink() -> None:
+        while True:
+            try:
+                await IndexConsumer(settings).run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - restart with a fresh consumer, never die
+                log.exception("index consumer failed; restarting in 5s (uncommitted records "
+                              "are read again)")
+                await asyncio.sleep(5)
+
+    return index_sink

@@ -1,0 +1,111 @@
+"""Stage `normalize`: `logs.raw` → `logs.events` (+ `logs.deadletter`), a thin agent over
+`app.normalize.normalize`.
+
+Concurrency stays 1 (faust-streaming #606: with concurrency > 1 an offset can be committed past
+an event still in flight). Faust acks an event when the loop asks for the next one and flushes
+the producer before it commits offsets, so a raw record's offset is committed only after its
+events and dead letters were handed to (and flushed by) the producer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import faust
+
+from app.ingest.auth import KeyVerifier, Principal
+from app.ingest.errors import DatabaseUnavailable
+from app.metrics import METRICS
+from app.normalize import Limits, Normalized, RawMessage, normalize
+from app.settings import Settings
+from app.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+def headers_of(headers: Any) -> dict[str, bytes]:
+    """Faust/aiokafka headers (list of pairs or mapping) as a dict, names lower-cased."""
+    if not headers:
+        return {}
+    pairs: Iterable[tuple[str, Any]] = headers.items() if isinstance(headers, dict) else headers
+    return {str(k).lower(): (v if isinstance(v, bytes) else str(v).encode())
+            for k, v in pairs if v is not None}
+
+
+def raw_message(message: Any) -> RawMessage:
+    """The `RawMessage` of a Faust `Message` (timestamp in seconds) or aiokafka record (ms)."""
+    ts = message.timestamp
+    ms = int(ts * 1000) if isinstance(ts, float) else int(ts or 0)
+    return RawMessage(topic=message.topic, partition=message.partition, offset=message.offset,
+                      timestamp_ms=ms, key=message.key, value=message.value,
+                      headers=headers_of(message.headers))
+
+
+class KeyCheck:
+    """API keys of direct producers, checked once per TTL (the ingest `DatabaseVerifier`)."""
+
+    def __init__(self, settings: Settings, verifier: KeyVerifier | None = None) -> None:
+        self.settings = settings
+        self._verifier = verifier
+
+    def verifier(self) -> KeyVerifier:
+        if self._verifier is None:
+            from app.ingest.auth import accounts_verifier
+
+            verifier = accounts_verifier(self.settings)
+            verifier.ttl = self.settings.api_key_cache_seconds
+            self._verifier = verifier
+        return self._verifier
+
+    async def __call__(self, key: str) -> Principal | None:
+        """The key's owner; waits (backpressure) while the user database is unreachable."""
+        delay = 0.5
+        while True:
+            try:
+                return await self.verifier()(key)
+            except DatabaseUnavailable as exc:
+                log.warning("API key check: user database unavailable (%s); retry in %.1fs",
+                            exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15.0)
+
+
+async def process(raw: RawMessage, keys: KeyCheck, limits: Limits) -> Normalized:
+    principal = await keys(raw.api_key) if raw.api_key else None
+    return normalize(raw, principal, now_ns=time.time_ns(), limits=limits)
+
+
+def register(app: faust.App, topics: Topics, settings: Settings,
+             keys: KeyCheck | None = None) -> faust.types.AgentT:
+    """Declare the normalize agent on `app`."""
+    limits = Limits.from_settings(settings)
+    checker = keys or KeyCheck(settings)
+    events_topic = topics.events.get_topic_name()
+    dead_topic = topics.deadletter.get_topic_name()
+
+    @app.agent(topics.raw, name="normalize", concurrency=1)
+    async def normalize_agent(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            raw = raw_message(event.message)
+            METRICS.inc("laas_events_in_total", stage="normalize")
+            result = await process(raw, checker, limits)
+            for out in result.events:
+                await topics.events.send(key=out.source_key.encode(), value=out.to_json())
+            for dead in result.dead:
+                log.info("dead letter %s from %s[%d]@%d: %s", dead.reason, raw.topic,
+                         raw.partition, raw.offset, dead.detail)
+                await topics.deadletter.send(key=raw.key, value=dead.to_json(),
+                                             headers=dead.kafka_headers())
+                METRICS.inc("laas_deadletters_total", stage="normalize", reason=dead.reason)
+            if result.events:
+                METRICS.inc("laas_events_out_total", len(result.events), stage="normalize",
+                            topic=events_topic)
+            if result.dead:
+                METRICS.inc("laas_events_out_total", len(result.dead), stage="normalize",
+                            topic=dead_topic)
+
+    return normalize_agent

@@ -1,0 +1,73 @@
+"""Worker operations: `/metrics` (Prometheus), consumer lag, the scheduled retention job."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from agents.index import es_client, index_group
+from app.metrics import METRICS
+from app.retention import apply_retention, tenant_retention
+from app.settings import Settings
+from app.topics import EVENTS, RAW, topic_name
+
+log = logging.getLogger(__name__)
+
+
+class LagProbe:
+    """Committed offset vs end offset per partition for the worker's consumer groups."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.groups = {settings.app_id: [topic_name(settings, RAW), topic_name(settings, EVENTS)],
+                       index_group(settings): [topic_name(settings, EVENTS)]}
+        self.admin: AIOKafkaAdminClient | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+
+    async def measure(self) -> None:
+        if self.admin is None or self.consumer is None:
+            self.admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_servers)
+            await self.admin.start()
+            self.consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_servers)
+            await self.consumer.start()
+        for group, topics in self.groups.items():
+            committed = await self.admin.list_consumer_group_offsets(group)
+            tps = [TopicPartition(t, p) for t in topics
+                   for p in (self.consumer.partitions_for_topic(t) or ())]
+            if not tps:
+                continue
+            ends = await self.consumer.end_offsets(tps)
+            for tp in tps:
+                meta = committed.get(tp)
+                position = meta.offset if meta is not None and meta.offset >= 0 else 0
+                METRICS.set("laas_consumer_lag", max(ends[tp] - position, 0), group=group,
+                            topic=tp.topic, partition=tp.partition)
+
+
+def register(app: faust.App, settings: Settings) -> None:
+    probe = LagProbe(settings)
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        return web.text(METRICS.render(), content_type="text/plain; version=0.0.4")
+
+    @app.timer(settings.metrics_lag_interval)
+    async def consumer_lag() -> None:
+        try:
+            await probe.measure()
+        except Exception as exc:  # noqa: BLE001 - metrics must never stop the worker
+            log.warning("consumer lag measurement failed: %r", exc)
+
+    @app.timer(settings.retention_interval, on_leader=True)
+    async def retention() -> None:
+        es = es_client(settings)
+        try:
+            await apply_retention(es, settings, await tenant_retention(settings))
+        except Exception as exc:  # noqa: BLE001 - next run retries
+            log.warning("retention run failed: %r", exc)
+        finally:
+            await es.close()

@@ -1,0 +1,146 @@
+"""Stage `stats`: per-source counts in changelog-backed Faust tables, snapshotted to ES.
+
+Tables (RocksDB store, changelog topics `{app_id}-source-totals-changelog` and
+`{app_id}-source-windows-changelog`): running totals per source, and tumbling windows of
+`stats_window_seconds` kept `stats_window_retention` seconds (windows follow arrival time in
+`logs.events`). The web process does not talk to the worker: a timer writes each changed
+source's totals and recent windows to the `{index_prefix}sources` index, which
+`GET /api/v1/sources` reads with a tenant filter (docs/stream.md, "Statistics").
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+import faust
+from elasticsearch import AsyncElasticsearch, BadRequestError
+
+from agents.index import es_client
+from app import esindex
+from app.events import LogEvent
+from app.metrics import METRICS
+from app.settings import Settings
+from app.stats import SOURCES_MAPPINGS, fold, snapshot_doc
+from app.topics import Topics
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_WINDOWS = 60  # windows per source in a snapshot document (the most recent ones)
+FULL_SNAPSHOT_EVERY = 12  # timer runs between snapshots of every local source
+
+
+async def ensure_sources_index(es: AsyncElasticsearch, settings: Settings) -> None:
+    try:
+        await es.indices.create(index=esindex.sources_index(settings), mappings=SOURCES_MAPPINGS,
+                                settings={"number_of_shards": 1,
+                                          "number_of_replicas": settings.es_replicas})
+    except BadRequestError as exc:
+        if exc.error != "resource_already_exists_exception":
+            raise
+
+
+class SourceStats:
+    """The two tables, the agent folding events into them and the snapshot writer."""
+
+    def __init__(self, app: faust.App, topics: Topics, settings: Settings) -> None:
+        self.settings = settings
+        self.topics = topics
+        schema = faust.Schema(key_serializer="json", value_serializer="json")
+        self.totals = app.Table("source-totals", default=dict, schema=schema,
+                                partitions=settings.partitions)
+        self.windows = app.Table(
+            "source-windows", default=dict, schema=schema, partitions=settings.partitions,
+        ).tumbling(settings.stats_window_seconds,
+                   expires=timedelta(seconds=settings.stats_window_retention)
+                   ).relative_to_stream()
+        self.dirty: set[str] = set()
+        self._runs = 0
+        self._es: AsyncElasticsearch | None = None
+
+    def apply(self, event: LogEvent, offset: int) -> bool:
+        """Fold one event into both tables (inside the agent: the current event decides the
+        changelog partition). False if the totals had counted it already."""
+        key = event.source_key
+        totals = fold(self.totals[key], event, offset)
+        if totals is not None:
+            self.totals[key] = totals
+            self.dirty.add(key)
+        window = fold(self.windows[key].current(), event, offset)
+        if window is not None:
+            self.windows[key] = window
+            self.dirty.add(key)
+        return totals is not None
+
+    def recent_windows(self, key: str, now: float) -> list[tuple[float, dict[str, Any]]]:
+        size = self.settings.stats_window_seconds
+        table = self.windows.table
+        start = now - now % size
+        found = []
+        for i in range(min(SNAPSHOT_WINDOWS, self.settings.stats_window_retention // size)):
+            at = start - i * size
+            value = table._windowed_timestamp(key, at)  # read outside an event: no writes
+            if value:
+                found.append((at, value))
+        return found
+
+    def documents(self, keys: set[str] | None) -> list[tuple[str, dict[str, Any]]]:
+        now = time.time()
+        items = ((k, self.totals.get(k)) for k in keys) if keys is not None else \
+            list(self.totals.items())
+        docs = []
+        for key, totals in items:
+            if not totals:
+                continue
+            doc = snapshot_doc(totals, self.recent_windows(key, now),
+                               self.settings.stats_window_seconds)
+            doc["updated"] = int(now * 1000)
+            docs.append((key, doc))
+        return docs
+
+    async def snapshot(self) -> int:
+        """Write changed sources (every source every few runs) to the sources index."""
+        self._runs += 1
+        full = self._runs % FULL_SNAPSHOT_EVERY == 1
+        keys, self.dirty = (None if full else self.dirty), set()
+        docs = self.documents(keys)
+        if not docs:
+            return 0
+        if self._es is None:
+            self._es = es_client(self.settings)
+            await ensure_sources_index(self._es, self.settings)
+        index = esindex.sources_index(self.settings)
+        operations: list[dict[str, Any]] = []
+        for key, doc in docs:
+            operations += [{"index": {"_index": index, "_id": key}}, doc]
+        try:
+            response = await self._es.bulk(operations=operations)
+        except Exception as exc:  # noqa: BLE001 - retried by the next run
+            log.warning("stats snapshot failed (%r); next run retries", exc)
+            self.dirty.update(key for key, _ in docs)
+            return 0
+        if response.get("errors"):
+            self.dirty.update(key for key, _ in docs)
+        return len(docs)
+
+
+def register(app: faust.App, topics: Topics, settings: Settings) -> SourceStats:
+    stats = SourceStats(app, topics, settings)
+
+    @app.agent(topics.events, name="stats", concurrency=1)
+    async def stats_agent(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            METRICS.inc("laas_events_in_total", stage="stats")
+            try:
+                log_event = LogEvent.from_json(event.value)
+            except (ValueError, TypeError, KeyError):
+                continue  # the index stage dead-letters undecodable events
+            stats.apply(log_event, event.message.offset)
+
+    @app.timer(settings.stats_snapshot_interval)
+    async def stats_snapshot() -> None:
+        await stats.snapshot()
+
+    return stats

@@ -1,0 +1,225 @@
+"""Elasticsearch layout of the log index: names, template, documents, and tenant-scoped queries.
+
+Tenant isolation (docs/stream.md): every tenant has its own daily indices
+`{index_prefix}logs-{tenant_id}-{YYYY.MM.DD}`, all reachable through one alias per tenant,
+`{index_prefix}logs-{tenant_id}`, and every document also carries `tenant_id`. A search never
+names an index itself: `tenant_search()` builds the request (the tenant's alias *and* a
+`tenant_id` filter), so forgetting the tenant is not possible through this module.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from elasticsearch import AsyncElasticsearch, BadRequestError
+
+from app.events import NS, LogEvent, iso_nanos
+from app.settings import Settings
+
+_TENANT_ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+
+
+class InvalidTenant(ValueError):
+    """A tenant id that cannot be part of an index name."""
+
+
+def _tenant(tenant_id: str | int) -> str:
+    value = str(tenant_id).lower()
+    if not _TENANT_ID.fullmatch(value):
+        raise InvalidTenant(f"tenant id {tenant_id!r} cannot name an index")
+    return value
+
+
+def logs_base(settings: Settings, name: str = "logs") -> str:
+    """`{index_prefix}{name}`: the base of a set of log indices (`logs` is the live set)."""
+    return f"{settings.index_prefix}{name}"
+
+
+def tenant_alias(settings: Settings, tenant_id: str | int) -> str:
+    """The alias every search of one tenant goes through: `{prefix}logs-{tenant_id}`."""
+    return f"{logs_base(settings)}-{_tenant(tenant_id)}"
+
+
+def daily_index(settings: Settings, tenant_id: str | int, time_ns: int,
+                base: str | None = None) -> str:
+    """`{base}-{tenant_id}-{YYYY.MM.DD}` (UTC day of the event's time)."""
+    day = datetime.fromtimestamp(time_ns // NS, UTC).strftime("%Y.%m.%d")
+    return f"{base or logs_base(settings)}-{_tenant(tenant_id)}-{day}"
+
+
+def index_day(name: str) -> datetime | None:
+    """The UTC day a daily index holds, from its name; None for other names."""
+    m = re.search(r"-(\d{4}\.\d{2}\.\d{2})$", name)
+    if not m:
+        return None
+    return datetime.strptime(m.group(1), "%Y.%m.%d").replace(tzinfo=UTC)
+
+
+def all_logs_pattern(settings: Settings) -> str:
+    """Every live log index of every tenant (operators only: retention, metrics)."""
+    return f"{logs_base(settings)}-*"
+
+
+def template_name(settings: Settings) -> str:
+    return f"{settings.index_prefix}logs"
+
+
+def sources_index(settings: Settings) -> str:
+    """The snapshot index of per-source statistics written by the stats agent."""
+    return f"{settings.index_prefix}sources"
+
+
+def mappings(settings: Settings) -> dict[str, Any]:
+    """Explicit, strict mappings: unknown top-level fields are refused, attributes are one
+    `flattened` field (one mapping entry whatever keys producers send)."""
+    keyword = {"type": "keyword"}
+    return {
+        "dynamic": "strict",
+        "properties": {
+            "@timestamp": {"type": "date_nanos"},
+            "observed_timestamp": {"type": "date_nanos"},
+            "tenant_id": keyword,
+            "tenant": keyword,
+            "severity": keyword,
+            "severity_number": {"type": "byte"},
+            "message": {
+                "type": "text",
+                "fields": {"keyword": {"type": "keyword",
+                                       "ignore_above": settings.message_keyword_max}},
+            },
+            "service": keyword,
+            "host": keyword,
+            "template_id": keyword,
+            "trace_id": keyword,
+            "span_id": keyword,
+            "format": keyword,
+            "source": keyword,
+            "size": {"type": "integer"},
+            "attributes": {"type": "flattened", "ignore_above": 1024, "depth_limit": 8},
+            "raw": {
+                "properties": {
+                    "topic": keyword,
+                    "partition": {"type": "integer"},
+                    "offset": {"type": "long"},
+                    "index": {"type": "integer"},
+                }
+            },
+        },
+    }
+
+
+def index_settings(settings: Settings) -> dict[str, Any]:
+    return {
+        "number_of_shards": settings.es_shards,
+        "number_of_replicas": settings.es_replicas,
+        "refresh_interval": "1s",
+        "mapping.total_fields.limit": 100,
+    }
+
+
+def template_body(settings: Settings) -> dict[str, Any]:
+    """The composable index template of every log index set under `index_prefix`."""
+    return {
+        "index_patterns": [f"{settings.index_prefix}logs-*", f"{settings.index_prefix}replay-*"],
+        "priority": 200,
+        "template": {"settings": index_settings(settings), "mappings": mappings(settings)},
+        "_meta": {"owner": "laas", "doc": "docs/stream.md"},
+    }
+
+
+async def ensure_template(es: AsyncElasticsearch, settings: Settings) -> None:
+    """Install (or update) the index template; idempotent."""
+    body = template_body(settings)
+    await es.indices.put_index_template(
+        name=template_name(settings), index_patterns=body["index_patterns"],
+        priority=body["priority"], template=body["template"], meta=body["_meta"])
+
+
+async def ensure_index(es: AsyncElasticsearch, name: str, alias: str | None) -> None:
+    """Create a daily index with its tenant alias unless it exists already."""
+    try:
+        await es.indices.create(index=name, aliases={alias: {}} if alias else None)
+    except BadRequestError as exc:
+        if exc.error != "resource_already_exists_exception":
+            raise
+
+
+def document(event: LogEvent) -> dict[str, Any]:
+    """The Elasticsearch source of an event (its `_id` is `event.doc_id()`)."""
+    doc: dict[str, Any] = {
+        "@timestamp": iso_nanos(event.time),
+        "observed_timestamp": iso_nanos(event.observed_time),
+        "tenant_id": event.tenant_id,
+        "tenant": event.tenant,
+        "severity": event.severity,
+        "severity_number": event.severity_number,
+        "message": event.message,
+        "service": event.service,
+        "host": event.host,
+        "template_id": event.template_id,
+        "format": event.format,
+        "source": event.source,
+        "size": event.size,
+        "attributes": event.attributes,
+        "raw": {"topic": event.raw.topic, "partition": event.raw.partition,
+                "offset": event.raw.offset, "index": event.raw.index},
+    }
+    if event.trace_id:
+        doc["trace_id"] = event.trace_id
+    if event.span_id:
+        doc["span_id"] = event.span_id
+    return doc
+
+
+# --- the one way to query ------------------------------------------------------------------------
+
+def _time(value: int | str | datetime) -> str:
+    if isinstance(value, datetime):
+        return iso_nanos(int(value.timestamp()) * NS + value.microsecond * 1000)
+    if isinstance(value, int):
+        return iso_nanos(value)
+    return value
+
+
+def tenant_query(tenant_id: str | int, query: dict[str, Any] | None = None, *,
+                 since: int | str | datetime | None = None,
+                 until: int | str | datetime | None = None) -> dict[str, Any]:
+    """`query` (any Elasticsearch query, e.g. `query_string`) wrapped in a bool query whose
+    filter pins `tenant_id` (and the optional `@timestamp` range: ns ints, datetimes or
+    date-math strings; `since` inclusive, `until` exclusive)."""
+    filters: list[dict[str, Any]] = [{"term": {"tenant_id": str(tenant_id)}}]
+    if since is not None or until is not None:
+        bounds: dict[str, str] = {}
+        if since is not None:
+            bounds["gte"] = _time(since)
+        if until is not None:
+            bounds["lt"] = _time(until)
+        filters.append({"range": {"@timestamp": bounds}})
+    bool_query: dict[str, Any] = {"filter": filters}
+    if query:
+        bool_query["must"] = [query]
+    return {"bool": bool_query}
+
+
+def tenant_search(settings: Settings, tenant_id: str | int, query: dict[str, Any] | None = None,
+                  *, since: int | str | datetime | None = None,
+                  until: int | str | datetime | None = None, **extra: Any) -> dict[str, Any]:
+    """Keyword arguments for `AsyncElasticsearch.search` / `.count` scoped to one tenant.
+
+    The search layer builds every log query with this: `es.search(**tenant_search(settings,
+    principal.tenant_id, {"query_string": {...}}, since=..., size=50, sort=[...]))`. It targets
+    the tenant's alias (never a wildcard) with `ignore_unavailable` (a tenant without logs
+    yet has no alias), and filters on `tenant_id` as well. `extra` passes through (size, sort,
+    aggs, highlight, search_after ...) but may not replace `index` or `query`.
+    """
+    if "index" in extra or "query" in extra:
+        raise ValueError("tenant_search sets index and query itself")
+    return {
+        "index": tenant_alias(settings, tenant_id),
+        "query": tenant_query(tenant_id, query, since=since, until=until),
+        "ignore_unavailable": True,
+        "allow_no_indices": True,
+        **extra,
+    }

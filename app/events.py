@@ -1,0 +1,124 @@
+"""The records between stages: `LogEvent` on `logs.events`, `DeadLetter` on `logs.deadletter`.
+
+Both travel as compact JSON (UTF-8). A `LogEvent` carries the position of the raw record it came
+from; `doc_id` turns that position into the Elasticsearch `_id`, which is what makes retries,
+worker crashes and replays idempotent in the index.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+NS = 1_000_000_000
+# date_nanos covers 1970-01-01 .. 2262-04-11; events outside get their observed time instead.
+MAX_NS = 9_200_000_000_000_000_000
+
+Attributes = dict[str, "str | list[str]"]
+
+
+@dataclass(frozen=True)
+class RawPosition:
+    """Where a raw record sits in Kafka; `index` > 0 numbers the records of one JSON array."""
+
+    topic: str
+    partition: int
+    offset: int
+    index: int = 0
+
+    def doc_id(self) -> str:
+        """The Elasticsearch `_id`: `topic/partition/offset[/index]` (stable across replays)."""
+        base = f"{self.topic}/{self.partition}/{self.offset}"
+        return f"{base}/{self.index}" if self.index else base
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    """One normalised log event (the value of `logs.events`).
+
+    Times are nanoseconds since the epoch (UTC). `severity` is the OpenTelemetry short name
+    (TRACE, DEBUG, INFO, WARN, ERROR, FATAL) or UNKNOWN; `severity_number` the OpenTelemetry
+    number (0 when unknown). `attributes` are flat: dotted keys, string (or list of string)
+    values, capped in number by normalize.
+    """
+
+    tenant_id: str
+    tenant: str
+    time: int
+    observed_time: int
+    severity: str
+    severity_number: int
+    message: str
+    service: str
+    host: str
+    raw: RawPosition
+    attributes: Attributes = field(default_factory=dict)
+    template_id: str = ""
+    trace_id: str = ""
+    span_id: str = ""
+    format: str = ""  # protobuf | json | text
+    source: str = ""  # gateway | http | kafka
+    size: int = 0  # bytes of the raw record
+
+    @property
+    def source_key(self) -> str:
+        """`tenant_id/service/host`: the unit of statistics and the `logs.events` key."""
+        return f"{self.tenant_id}/{self.service}/{self.host}"
+
+    def doc_id(self) -> str:
+        return self.raw.doc_id()
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> LogEvent:
+        doc = json.loads(data)
+        doc["raw"] = RawPosition(**doc["raw"])
+        return cls(**doc)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record a stage could not handle: why, where it came from and its original bytes.
+
+    `reason` is a short stable code (see docs/stream.md), `detail` the human explanation,
+    `stage` the stage that gave up (normalize, index), `raw` the position in `logs.raw`.
+    """
+
+    reason: str
+    detail: str
+    stage: str
+    raw: RawPosition
+    value: bytes
+    key: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    tenant_id: str = ""
+    time: int = 0
+
+    def to_json(self) -> bytes:
+        doc: dict[str, Any] = asdict(self)
+        doc["value"] = base64.b64encode(self.value).decode()
+        doc["key"] = base64.b64encode(self.key).decode() if self.key is not None else None
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> DeadLetter:
+        doc = json.loads(data)
+        doc["raw"] = RawPosition(**doc["raw"])
+        doc["value"] = base64.b64decode(doc["value"])
+        doc["key"] = base64.b64decode(doc["key"]) if doc.get("key") is not None else None
+        return cls(**doc)
+
+    def kafka_headers(self) -> list[tuple[str, bytes]]:
+        return [("laas-dl-reason", self.reason.encode()), ("laas-dl-stage", self.stage.encode())]
+
+
+def iso_nanos(ns: int) -> str:
+    """`2026-11-27T10:00:00.123456789Z`: the date_nanos form of a nanosecond timestamp."""
+    seconds, frac = divmod(ns, NS)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{frac:09d}Z"

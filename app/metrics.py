@@ -1,0 +1,80 @@
+"""Process-wide Prometheus metrics of the worker in the text exposition format (no dependency).
+
+Counters (`inc`), gauges (`set`) and summaries (`observe`: `_count` and `_sum` plus a max),
+labelled by keyword arguments. The worker serves `render()` at `/metrics` on its web port.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+HELP = {
+    "laas_events_in_total": ("counter", "Records consumed, by stage"),
+    "laas_events_out_total": ("counter", "Records produced, by stage and topic"),
+    "laas_deadletters_total": ("counter", "Records sent to logs.deadletter, by stage and reason"),
+    "laas_sink_events_total": ("counter", "Events accepted by Elasticsearch"),
+    "laas_sink_retries_total": ("counter", "Bulk retries (request or item level)"),
+    "laas_sink_batch_seconds": ("summary", "Time from bulk start to all items accepted"),
+    "laas_consumer_lag": ("gauge", "Records behind the end of the partition, by group"),
+    "laas_retention_deleted_total": ("counter", "Indices deleted by the retention job"),
+}
+
+
+def _labels(labels: dict[str, object]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, str(v)) for k, v in labels.items()))
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counters: dict[str, dict[tuple, float]] = defaultdict(lambda: defaultdict(float))
+        self.gauges: dict[str, dict[tuple, float]] = defaultdict(dict)
+        self.summaries: dict[str, dict[tuple, list[float]]] = defaultdict(dict)
+
+    def inc(self, name: str, amount: float = 1, **labels: object) -> None:
+        with self._lock:
+            self.counters[name][_labels(labels)] += amount
+
+    def set(self, name: str, value: float, **labels: object) -> None:
+        with self._lock:
+            self.gauges[name][_labels(labels)] = value
+
+    def observe(self, name: str, value: float, **labels: object) -> None:
+        with self._lock:
+            entry = self.summaries[name].setdefault(_labels(labels), [0.0, 0.0, 0.0])
+            entry[0] += 1
+            entry[1] += value
+            entry[2] = max(entry[2], value)
+
+    def value(self, name: str, **labels: object) -> float:
+        key = _labels(labels)
+        return self.counters.get(name, {}).get(key, self.gauges.get(name, {}).get(key, 0.0))
+
+    def render(self) -> str:
+        lines: list[str] = []
+
+        def head(name: str, kind: str) -> None:
+            lines.append(f"# HELP {name} {HELP.get(name, ('', name))[1]}")
+            lines.append(f"# TYPE {name} {kind}")
+
+        def fmt(labels: tuple, extra: str = "") -> str:
+            parts = [f'{k}="{v}"' for k, v in labels]
+            return "{" + ",".join(parts) + "}" if parts else ""
+
+        with self._lock:
+            for name, series in sorted(self.counters.items()):
+                head(name, "counter")
+                lines += [f"{name}{fmt(k)} {v}" for k, v in series.items()]
+            for name, series in sorted(self.gauges.items()):
+                head(name, "gauge")
+                lines += [f"{name}{fmt(k)} {v}" for k, v in series.items()]
+            for name, summaries in sorted(self.summaries.items()):
+                head(name, "summary")
+                for k, (count, total, peak) in summaries.items():
+                    lines += [f"{name}_count{fmt(k)} {count}", f"{name}_sum{fmt(k)} {total}",
+                              f"{name}_max{fmt(k)} {peak}"]
+        return "\n".join(lines) + "\n"
+
+
+METRICS = Metrics()

@@ -1,0 +1,377 @@
+"""The normalize stage as a pure function: one raw Kafka record → `LogEvent`s and `DeadLetter`s.
+
+Accepted raw formats (see docs/stream.md): a serialized `laas.v1.LogRecord` (content-type
+`application/x-protobuf`, written by the gateway and HTTP ingest), a JSON record or JSON array of
+records (LogRecord proto3 JSON or the `{"message", "level", "ts", ...}` shorthand), and a plain
+text line (syslog, Apache, log4j, ISO-prefixed or free text). The tenant comes from the ingest
+stamp (`laas-tenant-id` header) or from a direct producer's `laas-api-key` header, which the
+caller verifies (I/O) and passes in as `principal`. `normalize` never raises.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from app.events import MAX_NS, DeadLetter, LogEvent, RawPosition
+from app.ingest.convert import ConversionError, from_any, record_from_json
+from app.ingest.validate import which
+from app.parsing import (
+    UNKNOWN,
+    json_in_message,
+    key_values,
+    parse_line,
+    parse_timestamp,
+    severity_from_text,
+    severity_from_value,
+    severity_in_line,
+    severity_name,
+    template_id,
+)
+from protos.laas.v1 import LogRecord
+
+log = logging.getLogger(__name__)
+
+H_CONTENT_TYPE = "content-type"
+H_TENANT_ID = "laas-tenant-id"
+H_TENANT = "laas-tenant"
+H_SOURCE = "laas-source"
+H_API_KEY = "laas-api-key"
+H_SERVICE = "laas-service"
+H_HOST = "laas-host"
+UNKNOWN_SERVICE = "unknown_service"
+INGEST_SCOPES = frozenset({"ingest", "admin"})
+MAX_ARRAY_RECORDS = 10_000
+
+# Dead letter reasons (stable codes; docs/stream.md lists them).
+R_MISSING_TENANT = "missing_tenant"
+R_UNKNOWN_KEY = "unknown_api_key"
+R_FORBIDDEN_KEY = "forbidden_api_key"
+R_TENANT_MISMATCH = "tenant_mismatch"
+R_EMPTY = "empty"
+R_UNDECODABLE = "undecodable"
+R_NOT_UTF8 = "not_utf8"
+R_INVALID_JSON = "invalid_json"
+R_INVALID_RECORD = "invalid_record"
+R_INTERNAL = "internal_error"
+
+
+class KeyOwner(Protocol):
+    """What an API key check answers (app.ingest.auth.Principal fits)."""
+
+    tenant_id: str
+    tenant_slug: str
+    scope: str
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """A record of `logs.raw` as the consumer saw it."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: Mapping[str, bytes] = field(default_factory=dict)
+
+    def header(self, name: str) -> str:
+        raw = self.headers.get(name)
+        return raw.decode("utf-8", "replace").strip() if raw else ""
+
+    @property
+    def api_key(self) -> str:
+        return self.header(H_API_KEY)
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    slug: str
+
+
+@dataclass
+class Normalized:
+    events: list[LogEvent] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_attributes: int = 256
+
+    @classmethod
+    def from_settings(cls, settings: object) -> Limits:
+        return cls(max_attributes=int(getattr(settings, "event_max_attributes", 256)))
+
+
+def dead_letter(raw: RawMessage, reason: str, detail: str, *, index: int = 0,
+                tenant_id: str = "", now_ns: int = 0, stage: str = "normalize") -> DeadLetter:
+    """A dead letter carrying the raw record's bytes, key, headers (API key removed) and place."""
+    headers = {k: v.decode("utf-8", "replace") for k, v in raw.headers.items() if k != H_API_KEY}
+    return DeadLetter(reason=reason, detail=detail[:2000], stage=stage,
+                      raw=RawPosition(raw.topic, raw.partition, raw.offset, index),
+                      value=raw.value or b"", key=raw.key, headers=headers,
+                      tenant_id=tenant_id, time=now_ns)
+
+
+def bind_tenant(raw: RawMessage, principal: KeyOwner | None) -> Tenant | tuple[str, str]:
+    """The tenant of a raw record, or (reason, detail) when it has none it may claim.
+
+    With a `laas-api-key` header the key decides (`principal` is the verifier's answer) and a
+    `laas-tenant-id` stamp, if also present, must agree. Without one, the ingest stamp decides.
+    """
+    stamped = raw.header(H_TENANT_ID)
+    if raw.api_key:
+        if principal is None:
+            return R_UNKNOWN_KEY, "unknown, expired or revoked API key in laas-api-key"
+        if principal.scope not in INGEST_SCOPES:
+            return R_FORBIDDEN_KEY, f"API key has scope {principal.scope!r}; ingest needs 'ingest'"
+        if stamped and stamped != str(principal.tenant_id):
+            return R_TENANT_MISMATCH, (f"laas-tenant-id {stamped!r} is not the API key's tenant "
+                                       f"{principal.tenant_id!r}")
+        return Tenant(str(principal.tenant_id), principal.tenant_slug)
+    if stamped:
+        return Tenant(stamped, raw.header(H_TENANT) or stamped)
+    return R_MISSING_TENANT, "no laas-tenant-id header (ingest stamp) and no laas-api-key header"
+
+
+def normalize(raw: RawMessage, principal: KeyOwner | None = None, *, now_ns: int,
+              limits: Limits | None = None) -> Normalized:
+    """Turn one raw record into events (and dead letters); never raises."""
+    try:
+        return _normalize(raw, principal, now_ns, limits or Limits())
+    except Exception as exc:  # noqa: BLE001 - a parser bug must not kill the worker
+        log.exception("normalize failed on %s[%d]@%d", raw.topic, raw.partition, raw.offset)
+        return Normalized(dead=[dead_letter(raw, R_INTERNAL, f"{type(exc).__name__}: {exc}",
+                                            now_ns=now_ns)])
+
+
+def _normalize(raw: RawMessage, principal: KeyOwner | None, now_ns: int,
+               limits: Limits) -> Normalized:
+    out = Normalized()
+    tenant = bind_tenant(raw, principal)
+    if isinstance(tenant, tuple):
+        out.dead.append(dead_letter(raw, *tenant, now_ns=now_ns))
+        return out
+    value = raw.value or b""
+    if not value.strip():
+        out.dead.append(dead_letter(raw, R_EMPTY, "empty record value", tenant_id=tenant.id,
+                                    now_ns=now_ns))
+        return out
+    ctx = _Context(raw, tenant, limits, observed=_observed(raw, now_ns),
+                   source=raw.header(H_SOURCE) or "kafka")
+    ctype = raw.header(H_CONTENT_TYPE).lower()
+    if "protobuf" in ctype:
+        try:
+            record = LogRecord().parse(value)
+        except Exception as exc:  # noqa: BLE001 - betterproto raises many kinds
+            out.dead.append(dead_letter(raw, R_UNDECODABLE, f"not a laas.v1.LogRecord: {exc!r}",
+                                        tenant_id=tenant.id, now_ns=now_ns))
+            return out
+        _add(ctx, out, ctx.from_record(record, "protobuf", 0), now_ns)
+        return out
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        out.dead.append(dead_letter(raw, R_NOT_UTF8, f"not valid UTF-8 at byte {exc.start}",
+                                    tenant_id=tenant.id, now_ns=now_ns))
+        return out
+    stripped = text.strip()
+    if "json" in ctype or stripped[:1] in ("{", "["):
+        try:
+            doc = json.loads(stripped)
+        except (ValueError, RecursionError) as exc:
+            if "json" in ctype:
+                out.dead.append(dead_letter(raw, R_INVALID_JSON, f"invalid JSON: {exc}",
+                                            tenant_id=tenant.id, now_ns=now_ns))
+                return out
+        else:
+            _from_json(ctx, doc, out, now_ns)
+            return out
+    _add(ctx, out, ctx.from_text(text), now_ns)
+    return out
+
+
+def _add(ctx: _Context, out: Normalized, event: LogEvent, now_ns: int) -> None:
+    if event.message.strip() or event.attributes:
+        out.events.append(event)
+    else:
+        out.dead.append(dead_letter(ctx.raw, R_EMPTY, "record has no message and no attributes",
+                                    index=event.raw.index, tenant_id=ctx.tenant.id,
+                                    now_ns=now_ns))
+
+
+def _observed(raw: RawMessage, now_ns: int) -> int:
+    ts = raw.timestamp_ms * 1_000_000 if raw.timestamp_ms and raw.timestamp_ms > 0 else now_ns
+    return ts if 0 < ts < MAX_NS else now_ns
+
+
+def _from_json(ctx: _Context, doc: object, out: Normalized, now_ns: int) -> None:
+    docs = doc if isinstance(doc, list) else [doc]
+    if not docs or len(docs) > MAX_ARRAY_RECORDS:
+        out.dead.append(dead_letter(ctx.raw, R_INVALID_RECORD,
+                                    f"a JSON array of 1..{MAX_ARRAY_RECORDS} records expected",
+                                    tenant_id=ctx.tenant.id, now_ns=now_ns))
+        return
+    many = isinstance(doc, list)
+    for i, item in enumerate(docs):
+        index = i + 1 if many else 0
+        try:
+            record = record_from_json(item)
+        except ConversionError as exc:
+            out.dead.append(dead_letter(ctx.raw, R_INVALID_RECORD, f"{exc.field}: {exc.reason}",
+                                        index=index, tenant_id=ctx.tenant.id, now_ns=now_ns))
+            continue
+        except (ValueError, TypeError, RecursionError) as exc:
+            out.dead.append(dead_letter(ctx.raw, R_INVALID_RECORD, f"not a record: {exc}",
+                                        index=index, tenant_id=ctx.tenant.id, now_ns=now_ns))
+            continue
+        _add(ctx, out, ctx.from_record(record, "json", index), now_ns)
+
+
+# --- building events ---------------------------------------------------------------------------
+
+def _scalar(value: object) -> str | list[str]:
+    if isinstance(value, list):
+        return [v if isinstance(v, str) else json.dumps(v, separators=(",", ":"), default=str)
+                for v in value[:100]]
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else str(value)
+
+
+def flatten(values: Mapping[str, object], prefix: str = "", into: dict | None = None,
+            depth: int = 0) -> dict[str, str | list[str]]:
+    """Nested values as `dotted.key → string` (lists of strings for lists)."""
+    out: dict[str, str | list[str]] = {} if into is None else into
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and depth < 8:
+            flatten(value, f"{name}.", out, depth + 1)
+        elif value is not None:
+            out[name] = _scalar(value)
+    return out
+
+
+@dataclass
+class _Context:
+    raw: RawMessage
+    tenant: Tenant
+    limits: Limits
+    observed: int
+    source: str
+
+    def event(self, *, index: int, fmt: str, message: str, time: int | None, severity: int,
+              service: str, host: str, attributes: dict[str, str | list[str]],
+              trace_id: str = "", span_id: str = "") -> LogEvent:
+        message, time, severity = _enrich(message, time, severity, attributes)
+        if time is None or not 0 < time < MAX_NS:
+            if time is not None:
+                attributes["laas.invalid_time"] = str(time)
+            time = self.observed
+        if not severity:
+            severity = severity_in_line(message)
+        dropped = len(attributes) - self.limits.max_attributes
+        if dropped > 0:
+            attributes = dict(list(attributes.items())[: self.limits.max_attributes])
+            attributes["laas.dropped_attributes"] = str(dropped)
+        name = severity_name(severity)
+        return LogEvent(
+            tenant_id=self.tenant.id, tenant=self.tenant.slug, time=time,
+            observed_time=self.observed, severity=name,
+            severity_number=severity if name != UNKNOWN else 0, message=message,
+            service=service or self.raw.header(H_SERVICE) or UNKNOWN_SERVICE,
+            host=host or self.raw.header(H_HOST),
+            raw=RawPosition(self.raw.topic, self.raw.partition, self.raw.offset, index),
+            attributes=attributes, template_id=template_id(message), trace_id=trace_id,
+            span_id=span_id, format=fmt, source=self.source, size=len(self.raw.value or b""),
+        )
+
+    def from_record(self, record: LogRecord, fmt: str, index: int) -> LogEvent:
+        attributes: dict[str, str | list[str]] = {}
+        kind, body = which(record.body)
+        if kind == "kvlist_value":
+            values = from_any(record.body)
+            assert isinstance(values, dict)
+            msg = values.pop("message", values.pop("msg", None))
+            message = msg if isinstance(msg, str) else json.dumps(values, default=str)
+            flatten(values, "", attributes)
+        elif kind == "string_value":
+            message = body
+        elif kind:
+            value = from_any(record.body)
+            message = value if isinstance(value, str) else json.dumps(value, default=str) \
+                if not isinstance(value, bytes) else value.hex()
+        else:
+            message = ""
+        flatten({k: from_any(v) for k, v in record.attributes.items()}, "", attributes)
+        resource = record.resource
+        res_attrs = {k: from_any(v) for k, v in resource.attributes.items()}
+        service = resource.service_name or str(res_attrs.pop("service.name", "") or "")
+        host = resource.host or str(res_attrs.pop("host.name", "") or "")
+        res_attrs.pop("service.name", None)
+        res_attrs.pop("host.name", None)
+        flatten(res_attrs, "resource.", attributes)
+        if record.scope.name:
+            attributes["scope.name"] = record.scope.name
+        if record.event_name:
+            attributes["event.name"] = record.event_name
+        severity = record.severity_number if 1 <= record.severity_number <= 24 else \
+            severity_from_text(record.severity_text)
+        time = record.time_unix_nano or record.observed_time_unix_nano or None
+        return self.event(index=index, fmt=fmt, message=message, time=time, severity=severity,
+                          service=service, host=host, attributes=attributes,
+                          trace_id=record.trace_id.hex(), span_id=record.span_id.hex())
+
+    def from_text(self, text: str) -> LogEvent:
+        fields = parse_line(text, self.observed)
+        attributes: dict[str, str | list[str]] = dict(fields.attributes)
+        if fields.format != "text":
+            attributes["log.format"] = fields.format
+        return self.event(index=0, fmt="text", message=fields.message, time=fields.time,
+                          severity=fields.severity, service=fields.service, host=fields.host,
+                          attributes=attributes)
+
+
+_MESSAGE_KEYS = ("message", "msg")
+_LEVEL_KEYS = ("level", "severity", "lvl", "loglevel")
+_TIME_KEYS = ("ts", "timestamp", "time", "@timestamp")
+
+
+def _enrich(message: str, time: int | None, severity: int,
+            attributes: dict[str, str | list[str]]) -> tuple[str, int | None, int]:
+    """Fields hidden in the message: a JSON object, or key=value pairs. Known keys win nothing
+    over what the record already said; new keys become attributes."""
+    doc = json_in_message(message)
+    if doc is not None:
+        for key in _MESSAGE_KEYS:
+            if isinstance(doc.get(key), str):
+                message = str(doc.pop(key))
+                break
+        for key in _LEVEL_KEYS:
+            if key in doc:
+                found = severity_from_value(doc.pop(key))
+                severity = severity or found
+                break
+        for key in _TIME_KEYS:
+            if key in doc:
+                found_time = parse_timestamp(doc.pop(key))
+                time = time or found_time
+                break
+        for key, value in flatten(doc).items():
+            attributes.setdefault(key, value)
+        return message, time, severity
+    pairs = key_values(message)
+    for key, value in pairs.items():
+        lowered = key.lower()
+        if lowered in _LEVEL_KEYS and not severity:
+            severity = severity_from_text(value)
+        attributes.setdefault(key, value)
+    return message, time, severity

@@ -1,0 +1,174 @@
+"""The Elasticsearch bulk sink: idempotent writes, retries with backoff, permanent rejections out.
+
+Lifecycle (quix-streams style): `setup()` installs the template, `write(events)` returns only
+when every event is either accepted by Elasticsearch or permanently rejected (the rejections are
+returned; the caller dead-letters them). 429, 5xx and connection failures are retried — for the
+whole request or per item — with exponential backoff and no limit: the caller, which does not
+consume while `write` runs, is the backpressure (vector's `sinks/elasticsearch/retry.rs` rules).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from elasticsearch import (
+    ApiError,
+    AsyncElasticsearch,
+    ConnectionError,
+    ConnectionTimeout,
+    TransportError,
+)
+
+from app import esindex
+from app.events import LogEvent
+from app.metrics import METRICS
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An event Elasticsearch refused for good: status and its error type and reason."""
+
+    event: LogEvent
+    status: int
+    error_type: str
+    reason: str
+
+
+class Retry(Exception):
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+Idle = Callable[[], Awaitable[None]]
+
+
+class ElasticsearchSink:
+    """Bulk-index `LogEvent`s into their tenant's daily index, `_id` = raw position.
+
+    `base` picks the index set: the live `{prefix}logs` (default) or e.g. a replay set; `alias`
+    False skips adding new indices to the tenant alias (replay into a new set adds them at the
+    swap).
+    """
+
+    def __init__(self, es: AsyncElasticsearch, settings: Settings, *, base: str | None = None,
+                 alias: bool = True, stage: str = "index") -> None:
+        self.es = es
+        self.settings = settings
+        self.base = base or esindex.logs_base(settings)
+        self.alias = alias
+        self.stage = stage
+        self._known: set[str] = set()
+        self.stopping = False
+
+    async def setup(self, idle: Idle | None = None) -> None:
+        """Install the index template, retrying until Elasticsearch answers."""
+        await self._retrying(lambda: esindex.ensure_template(self.es, self.settings), idle,
+                             "put index template")
+
+    def index_of(self, event: LogEvent) -> str:
+        return esindex.daily_index(self.settings, event.tenant_id, event.time, self.base)
+
+    async def write(self, events: Sequence[LogEvent], idle: Idle | None = None) -> list[Rejection]:
+        """Index `events`; returns the permanently rejected ones. Retries everything else."""
+        if not events:
+            return []
+        started = time.monotonic()
+        pending = list(events)
+        rejected: list[Rejection] = []
+        delay = self.settings.es_retry_initial
+        while pending:
+            await self._ensure_indices(pending, idle)
+            try:
+                response = await self._bulk(pending)
+            except Retry as exc:
+                METRICS.inc("laas_sink_retries_total", stage=self.stage, cause="request")
+                log.warning("bulk of %d events failed (%s); retry in %.1fs", len(pending),
+                            exc.what, delay)
+                delay = await self._backoff(delay, idle)
+                continue
+            retry: list[LogEvent] = []
+            for event, item in zip(pending, response["items"], strict=True):
+                result = next(iter(item.values()))
+                status = int(result.get("status", 500))
+                if status < 300:
+                    continue
+                error = result.get("error") or {}
+                if status in RETRYABLE_STATUS:
+                    retry.append(event)
+                else:
+                    rejected.append(Rejection(event, status, str(error.get("type", "")),
+                                              str(error.get("reason", error))[:1000]))
+            if retry:
+                METRICS.inc("laas_sink_retries_total", stage=self.stage, cause="item")
+                log.warning("%d of %d bulk items to retry (429/5xx); retry in %.1fs",
+                            len(retry), len(pending), delay)
+                delay = await self._backoff(delay, idle)
+            pending = retry
+        METRICS.observe("laas_sink_batch_seconds", time.monotonic() - started, stage=self.stage)
+        METRICS.inc("laas_sink_events_total", len(events) - len(rejected), stage=self.stage)
+        return rejected
+
+    async def _bulk(self, events: Sequence[LogEvent]) -> dict[str, Any]:
+        operations: list[dict[str, Any]] = []
+        for event in events:
+            operations.append({"index": {"_index": self.index_of(event), "_id": event.doc_id()}})
+            operations.append(esindex.document(event))
+        try:
+            response = await self.es.options(
+                request_timeout=self.settings.es_request_timeout).bulk(operations=operations)
+        except ApiError as exc:
+            if exc.status_code in RETRYABLE_STATUS:
+                raise Retry(f"HTTP {exc.status_code}") from exc
+            raise
+        except (ConnectionError, ConnectionTimeout, TransportError, OSError,
+                asyncio.TimeoutError) as exc:
+            raise Retry(repr(exc)) from exc
+        return dict(response.body)
+
+    async def _ensure_indices(self, events: Sequence[LogEvent], idle: Idle | None) -> None:
+        for event in events:
+            name = self.index_of(event)
+            if name in self._known:
+                continue
+            alias = esindex.tenant_alias(self.settings, event.tenant_id) if self.alias else None
+            await self._retrying(lambda n=name, a=alias: esindex.ensure_index(self.es, n, a),
+                                 idle, f"create index {name}")
+            self._known.add(name)
+
+    async def _retrying(self, call: Callable[[], Awaitable[Any]], idle: Idle | None,
+                        what: str) -> Any:
+        delay = self.settings.es_retry_initial
+        while True:
+            try:
+                return await call()
+            except ApiError as exc:
+                if exc.status_code not in RETRYABLE_STATUS:
+                    raise
+                log.warning("%s: HTTP %s; retry in %.1fs", what, exc.status_code, delay)
+            except (ConnectionError, ConnectionTimeout, TransportError, OSError,
+                    asyncio.TimeoutError) as exc:
+                log.warning("%s: %r; retry in %.1fs", what, exc, delay)
+            delay = await self._backoff(delay, idle)
+
+    async def _backoff(self, delay: float, idle: Idle | None) -> float:
+        """Sleep `delay` (with jitter) while keeping the consumer alive; the next delay."""
+        if self.stopping:
+            raise asyncio.CancelledError
+        deadline = time.monotonic() + delay * random.uniform(0.8, 1.2)
+        while (left := deadline - time.monotonic()) > 0:
+            if idle is not None:
+                await idle()
+            await asyncio.sleep(min(left, 1.0))
+        return min(delay * 2, self.settings.es_retry_max)

@@ -1,0 +1,97 @@
+"""The worker end to end on the real stack: raw records become searchable documents, bad ones
+dead letters with reasons; stats reach the sources index."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from elasticsearch import AsyncElasticsearch
+
+from app import esindex
+from app.events import DeadLetter, LogEvent
+from app.topics import DEADLETTER, EVENTS
+from protos.laas.v1 import AnyValue, LogRecord, Resource
+from tests.stream_fixtures import *  # noqa: F403
+from tests.stream_fixtures import StreamEnv, es_count, gateway_headers, produce_raw, read_topic
+
+
+async def test_raw_records_become_documents_and_dead_letters(
+        stream: StreamEnv, es: AsyncElasticsearch) -> None:
+    now = time.time_ns()
+    record = LogRecord(time_unix_nano=now, severity_number=17, severity_text="ERROR",
+                       body=AnyValue(string_value="payment failed order=42 user=alice"),
+                       resource=Resource(service_name="checkout", host="web-1"),
+                       attributes={"http.status": AnyValue(int_value=502)},
+                       trace_id=bytes(range(16)), span_id=bytes(range(8)))
+    text_headers = [("laas-tenant-id", b"7"), ("laas-tenant", b"acme")]
+    good = [
+        (b"7/checkout", bytes(record), gateway_headers("7", "acme")),
+        (None, b"2026-11-27 10:30:45,123 WARN [main] com.acme.Db - slow query ms=900",
+         text_headers + [("laas-service", b"db")]),
+        (None, json.dumps({"message": "hello", "level": "info", "service": "api",
+                           "ts": "2026-11-27T10:00:00.5Z", "region": "eu"}).encode(),
+         text_headers),
+    ]
+    bad = [
+        (None, b"no tenant at all", []),
+        (b"7/x", b"\xff\xfe not utf8", text_headers),
+        (b"7/x", b"{broken json", text_headers + [("content-type", b"application/json")]),
+        (b"7/x", json.dumps({"timeUnixNano": "yesterday"}).encode(), text_headers),
+    ]
+    await produce_raw(stream.settings, good + bad)
+    worker = stream.worker()
+    alias = esindex.tenant_alias(stream.settings, "7")
+    await stream.wait(lambda: _at_least(es, alias, 3), 90, "3 documents indexed")
+    dead = [DeadLetter.from_json(r.value) for r in await read_topic(stream.settings, DEADLETTER, 4)]
+    assert sorted(d.reason for d in dead) == sorted(
+        ["missing_tenant", "not_utf8", "invalid_json", "invalid_record"])
+    for d in dead:
+        assert d.stage == "normalize" and d.detail and d.value
+        assert d.raw.topic == stream.topic("logs.raw") and d.raw.offset >= 0
+    assert {d.value for d in dead} == {v for _, v, _ in bad}
+
+    result = await es.search(**esindex.tenant_search(stream.settings, "7", size=10,
+                                                     sort=[{"@timestamp": "asc"}]))
+    docs = {h["_source"]["service"]: h for h in result["hits"]["hits"]}
+    assert set(docs) == {"checkout", "db", "api"}
+    pay = docs["checkout"]
+    src = pay["_source"]
+    assert src["severity"] == "ERROR" and src["severity_number"] == 17
+    assert src["host"] == "web-1" and src["tenant"] == "acme" and src["tenant_id"] == "7"
+    assert src["message"] == "payment failed order=42 user=alice"
+    assert src["attributes"] == {"http.status": "502", "order": "42", "user": "alice"}
+    assert src["trace_id"] == bytes(range(16)).hex() and src["format"] == "protobuf"
+    assert src["@timestamp"].endswith(f"{now % 1_000_000_000:09d}Z")
+    assert pay["_id"] == f"{stream.topic('logs.raw')}/{src['raw']['partition']}/" \
+                         f"{src['raw']['offset']}"
+    db = docs["db"]["_source"]
+    assert db["severity"] == "WARN" and db["@timestamp"] == "2026-11-27T10:30:45.123000000Z"
+    assert db["attributes"]["log.logger"] == "com.acme.Db" and db["attributes"]["ms"] == "900"
+    api = docs["api"]["_source"]
+    assert api["severity"] == "INFO" and api["attributes"] == {"region": "eu"}
+    assert api["@timestamp"] == "2026-11-27T10:00:00.500000000Z"
+
+    # Full-text and exact search work through the tenant-scoped request only.
+    hits = await es.search(**esindex.tenant_search(
+        stream.settings, "7", {"query_string": {"query": "payment AND attributes.user:alice"}}))
+    assert hits["hits"]["total"]["value"] == 1
+    other = await es.search(**esindex.tenant_search(stream.settings, "8"))
+    assert other["hits"]["total"]["value"] == 0
+
+    # logs.events carries the same events, keyed by source.
+    events = [LogEvent.from_json(r.value) for r in await read_topic(stream.settings, EVENTS, 3)]
+    assert {e.source_key for e in events} == {"7/checkout/web-1", "7/db/", "7/api/"}
+
+    # The stats snapshot reaches the sources index.
+    sources = esindex.sources_index(stream.settings)
+    await stream.wait(lambda: _at_least(es, sources, 3), 60, "3 sources in the snapshot")
+    snap = await es.get(index=sources, id="7/checkout/web-1")
+    assert snap["_source"]["count"] == 1 and snap["_source"]["severity"] == {"ERROR": 1}
+    assert snap["_source"]["windows"][0]["count"] == 1
+    assert worker.proc is not None and worker.proc.poll() is None, stream.logs()
+
+
+async def _at_least(es: AsyncElasticsearch, index: str, n: int) -> int | None:
+    count = await es_count(es, index)
+    return count if count >= n else None
