@@ -100,7 +100,7 @@ async def _throttle_rows(session: AsyncSession, keys: list[str]) -> dict[str, Lo
 
 
 async def _check_throttle(
-    sessions: SessionFactory, config: AuthConfig, keys: dict[str, ThrottlePolicy], now: datetime
+    sessions: SessionFactory, keys: dict[str, ThrottlePolicy], now: datetime
 ) -> None:
     async with sessions() as session:
         rows = await _throttle_rows(session, list(keys))
@@ -206,7 +206,7 @@ async def login(
     keys = {f"account:{email_key}": config.account_policy}
     if client_address:
         keys[f"address:{client_address}"] = config.address_policy
-    await _check_throttle(sessions, config, keys, now)
+    await _check_throttle(sessions, keys, now)
 
     async with sessions.begin() as session:
         user = await session.scalar(select(User).where(User.email == email_key))

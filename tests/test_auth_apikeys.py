@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from typing import Any
 
 import pytest
 from sqlalchemy import select, text
 from starlette.routing import WebSocketRoute
-from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app import accounts
@@ -20,6 +20,11 @@ from tests.auth_fixtures import *  # noqa: F403
 from tests.auth_fixtures import PASSWORD, World, bearer, build_world, client_for
 from web.app import create_app
 from web.auth import require
+
+with warnings.catch_warnings():
+    # Starlette 1.x would like `httpx2` for its TestClient; httpx still works.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from starlette.testclient import TestClient
 
 
 async def _all_stored_text(world: World) -> str:
