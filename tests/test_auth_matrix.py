@@ -137,6 +137,13 @@ MATRIX = [
                                                        401, DENY, DENY, DENY, OK, 403, OK),
     Row.of("POST", "/v1/logs", raw("/v1/logs", b"{not json", "application/json"),
                                                        401, DENY, DENY, DENY, OK, 403, OK),
+    # search (web.search): read permission; an empty tenant answers 200 with no hits
+    *[Row.of(method, path, fixed(path, {} if method == "POST" else None),
+                                                       401, 200, 200, 200, 403, 200, 200)
+      for path in ("/api/v1/search", "/api/v1/histogram", "/api/v1/fields")
+      for method in ("GET", "POST")],
+    Row.of("GET", "/api/v1/logs/{id:path}/context", fixed("/api/v1/logs/logs.raw/0/1/context"),
+                                                       401, 404, 404, 404, 403, 404, 404),
 ]
 # fmt: on
 PUBLIC = {("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/refresh")}

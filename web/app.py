@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -17,16 +18,18 @@ from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
+from starlette.types import ExceptionHandler
 
 from app.account_errors import AccountError
 from app.db import create_engine, session_factory
+from app.elastic import es_client
 from app.logins import AuthConfig
 from app.migrations import upgrade_database_async
 from app.settings import Settings
 from web.auth import AuthBackend, account_error_response
 
-# Modules exposing `routes: list[BaseRoute]`; add yours here.
-ROUTE_MODULES = ["web.auth", "web.apikeys", "web.users", "web.tenants", "web.ingest"]
+# Modules exposing `routes: list[BaseRoute]` (and optionally `exception_handlers`); add yours here.
+ROUTE_MODULES = ["web.auth", "web.apikeys", "web.users", "web.tenants", "web.ingest", "web.search"]
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -44,8 +47,11 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
         app.state.auth = AuthConfig.from_settings(settings)
+        app.state.es = es_client(settings)
         yield
     finally:
+        if (es := getattr(app.state, "es", None)) is not None:
+            await es.close()
         await engine.dispose()
 
 
@@ -56,11 +62,18 @@ def collect_routes() -> list[BaseRoute]:
     return routes
 
 
+def collect_exception_handlers() -> dict[Any, ExceptionHandler]:
+    handlers: dict[Any, ExceptionHandler] = {AccountError: account_error_response}
+    for name in ROUTE_MODULES:
+        handlers.update(getattr(importlib.import_module(name), "exception_handlers", {}))
+    return handlers
+
+
 def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=collect_routes(),
         middleware=[Middleware(AuthenticationMiddleware, backend=AuthBackend())],
-        exception_handlers={AccountError: account_error_response},
+        exception_handlers=collect_exception_handlers(),
         lifespan=lifespan,
     )
     app.state.settings = settings
