@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, text
+from starlette.exceptions import StarletteDeprecationWarning
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -23,7 +24,7 @@ from web.auth import require
 
 with warnings.catch_warnings():
     # Starlette 1.x would like `httpx2` for its TestClient; httpx still works.
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from starlette.testclient import TestClient
 
 
