@@ -7,6 +7,7 @@ one (with `prepare` if the route needs a target) when you add an endpoint.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -84,6 +85,38 @@ async def fresh_session(world: World, who: str) -> Target:
     return Target("/api/v1/auth/logout")
 
 
+async def websocket_status(app: Any, path: str, headers: dict[str, str]) -> int:
+    """Open a WebSocket at the ASGI level and report how the app answered the handshake.
+
+    101: accepted; 403: closed with 1008 (policy violation: `require` refused); any other
+    close code or HTTP status as is. The client disconnects right after the first answer.
+    """
+    route, _, query = path.partition("?")
+    scope = {
+        "type": "websocket", "asgi": {"version": "3.0"}, "scheme": "ws", "path": route,
+        "raw_path": route.encode(), "query_string": query.encode(), "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 40000), "server": ("laas.test", 80), "subprotocols": [],
+    }
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    await inbox.put({"type": "websocket.connect"})
+    task = asyncio.create_task(app(scope, inbox.get, outbox.put))
+    try:
+        first = await asyncio.wait_for(outbox.get(), 10)
+    finally:
+        await inbox.put({"type": "websocket.disconnect", "code": 1000})
+        try:
+            await asyncio.wait_for(task, 10)
+        except Exception:  # noqa: BLE001 - the endpoint's own fate after we left is not tested
+            task.cancel()
+    if first["type"] == "websocket.accept":
+        return 101
+    if first["type"] == "websocket.close":
+        return 403 if first.get("code") == 1008 else int(first.get("code", 1000))
+    return int(first.get("status", 0))
+
+
 def raw(path: str, content: bytes, content_type: str) -> Prepare:
     """A body the endpoint refuses only after authenticating (so no Kafka is needed)."""
 
@@ -137,6 +170,9 @@ MATRIX = [
                                                        401, DENY, DENY, DENY, OK, 403, OK),
     Row.of("POST", "/v1/logs", raw("/v1/logs", b"{not json", "application/json"),
                                                        401, DENY, DENY, DENY, OK, 403, OK),
+    # live tail (web.tail); a bad `since` makes the endpoint close without touching Kafka
+    Row.of("WEBSOCKET", "/api/v1/tail", fixed("/api/v1/tail?since=not-a-time"),
+                                                       403, 101, 101, 101, 403, 101, 101),
     # search (web.search): read permission; an empty tenant answers 200 with no hits
     *[Row.of(method, path, fixed(path, {} if method == "POST" else None),
                                                        401, 200, 200, 200, 403, 200, 200)
@@ -171,6 +207,11 @@ async def test_role_and_scope_matrix(world: World) -> None:
             for who, expected in row.expect.items():
                 target = await row.prepare(world, who)
                 headers = target.headers if target.headers is not None else world.headers(who)
+                if row.method == "WEBSOCKET":
+                    status = await websocket_status(world.app, target.path, headers)
+                    if not matches(expected, status):
+                        mismatches.append(f"WS {target.path} as {who}: {status} (want {expected})")
+                    continue
                 if target.content is not None:
                     headers = {**headers, "Content-Type": target.content_type or ""}
                     response = await client.request(
