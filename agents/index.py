@@ -56,6 +56,8 @@ class IndexConsumer:
             self.topic, bootstrap_servers=settings.kafka_servers, group_id=index_group(settings),
             enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=settings.es_batch_size, max_poll_interval_ms=300_000,
+            session_timeout_ms=int(settings.worker_session_timeout * 1000),
+            heartbeat_interval_ms=int(min(3.0, settings.worker_session_timeout / 5) * 1000),
             isolation_level="read_committed",
         )
         self.producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all",

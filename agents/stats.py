@@ -60,15 +60,15 @@ class SourceStats:
         self._runs = 0
         self._es: AsyncElasticsearch | None = None
 
-    def apply(self, event: LogEvent, offset: int) -> bool:
+    def apply(self, event: LogEvent) -> bool:
         """Fold one event into both tables (inside the agent: the current event decides the
         changelog partition). False if the totals had counted it already."""
         key = event.source_key
-        totals = fold(self.totals[key], event, offset)
+        totals = fold(self.totals[key], event)
         if totals is not None:
             self.totals[key] = totals
             self.dirty.add(key)
-        window = fold(self.windows[key].current(), event, offset)
+        window = fold(self.windows[key].current(), event)
         if window is not None:
             self.windows[key] = window
             self.dirty.add(key)
@@ -137,7 +137,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> SourceStats:
                 log_event = LogEvent.from_json(event.value)
             except (ValueError, TypeError, KeyError):
                 continue  # the index stage dead-letters undecodable events
-            stats.apply(log_event, event.message.offset)
+            stats.apply(log_event)
 
     @app.timer(settings.stats_snapshot_interval)
     async def stats_snapshot() -> None:

@@ -94,7 +94,8 @@ def epoch_to_ns(value: float) -> int | None:
         return None
     for limit, scale in ((1e11, NS), (1e14, 1_000_000), (1e17, 1000)):
         if value < limit:
-            ns = int(value * scale)
+            whole = int(value)  # exact for ints; the fraction alone for floats
+            ns = whole * scale + round((value - whole) * scale)
             break
     else:
         ns = int(value)
@@ -152,10 +153,13 @@ def parse_timestamp(value: object) -> int | None:
         text = value.strip()
         if not text:
             return None
-        try:
-            return epoch_to_ns(float(text)) if len(text) < 40 else None
-        except ValueError:
-            return parse_iso(text)
+        if len(text) < 40:
+            for number in (int, float):
+                try:
+                    return epoch_to_ns(number(text))
+                except ValueError:
+                    pass
+        return parse_iso(text)
     return None
 
 

@@ -129,9 +129,22 @@ class Settings(BaseSettings):
     retention_interval: float = Field(
         3600.0, gt=0, description="Seconds between runs of the index retention job in the worker"
     )
+    worker_session_timeout: float = Field(
+        30.0, gt=1, description="Kafka session timeout of the worker's consumers, seconds "
+        "(how long a dead worker's partitions wait before moving)"
+    )
     metrics_lag_interval: float = Field(
         15.0, gt=0, description="Seconds between consumer lag measurements of the worker"
     )
+
+    # Live tail
+    tail_queue_size: int = Field(1000, ge=1, description="Events queued per tail socket (then dropped)")
+    tail_ring_seconds: float = Field(
+        30.0, ge=0, description="Recent events each web process keeps per tenant (tail seam)"
+    )
+    tail_ring_max: int = Field(10000, ge=0, description="Most recent events kept per tenant")
+    tail_history_max: int = Field(5000, ge=0, description="Most history events a tail replays")
+    tail_heartbeat_seconds: float = Field(15.0, gt=0, description="Idle seconds between heartbeats")
 
     # Secrets
     secret_key: SecretStr | None = Field(

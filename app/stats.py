@@ -1,10 +1,13 @@
 """Per-source statistics as pure functions: fold an event into a table value, snapshot docs.
 
 A table value is a small JSON dict: counts by severity, bytes, first/last seen (event time,
-ns) and the `logs.events` offset of the last event folded in. A source (tenant/service/host)
-lives on one `logs.events` partition, so offsets only grow per key: an event at or below the
-stored offset was already counted (Faust reprocesses after a crash or rebalance, #502/#517)
-and `fold` skips it. The table state is therefore exactly-once in effect.
+ns) and, per raw partition, the raw position (offset, array index) of the last event folded in.
+Normalize reads each raw partition in order and a source's events all go to one `logs.events`
+partition, so per key and raw partition the positions only grow — except for re-deliveries:
+normalize re-emitting after a crash (new `logs.events` offsets, same raw position) and the
+stats agent itself re-reading after a crash or rebalance (faust-streaming #502/#517). Both
+carry a raw position at or below the stored one and `fold` skips them: the counts are
+exactly-once in effect.
 """
 
 from __future__ import annotations
@@ -14,11 +17,15 @@ from typing import Any
 from app.events import NS, LogEvent, iso_nanos
 
 
-def fold(value: dict[str, Any] | None, event: LogEvent, offset: int) -> dict[str, Any] | None:
-    """The value after counting `event` (at `offset` in logs.events); None if already counted."""
+def fold(value: dict[str, Any] | None, event: LogEvent) -> dict[str, Any] | None:
+    """The value after counting `event`; None if its raw position was counted already."""
     current = dict(value or {})
-    if current.get("offset", -1) >= offset:
+    where = f"{event.raw.topic}/{event.raw.partition}"
+    position = [event.raw.offset, event.raw.index]
+    seen = dict(current.get("raw", {}))
+    if where in seen and seen[where] >= position:
         return None
+    seen[where] = position
     severity = dict(current.get("severity", {}))
     severity[event.severity] = severity.get(event.severity, 0) + 1
     first = current.get("first_seen") or event.time
@@ -32,7 +39,7 @@ def fold(value: dict[str, Any] | None, event: LogEvent, offset: int) -> dict[str
         "severity": severity,
         "first_seen": min(first, event.time),
         "last_seen": max(current.get("last_seen", 0), event.time),
-        "offset": offset,
+        "raw": seen,
     }
 
 

@@ -12,6 +12,8 @@ from app.topics import Topics
 def create_worker_app(settings: Settings) -> faust.App:
     """The worker's Faust app: LaaS topics declared (and created on start), stages registered."""
     app, topics = build_worker(settings)
+    app.conf.broker_session_timeout = settings.worker_session_timeout
+    app.conf.broker_heartbeat_interval = min(3.0, settings.worker_session_timeout / 5)
 
     @app.task(on_leader=False)
     async def declare_topics() -> None:

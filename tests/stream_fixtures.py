@@ -56,14 +56,15 @@ async def wait_for(check: Callable[[], Awaitable[Any]], timeout: float, what: st
 class Worker:
     """`python -m app worker` as a subprocess with the test's settings."""
 
-    def __init__(self, env: StreamEnv, name: str = "w1", extra: dict[str, str] | None = None):
+    def __init__(self, env: StreamEnv, name: str = "w1", extra: dict[str, str] | None = None,
+                 state: str | None = None):
         self.env = env
         self.name = name
         self.extra = extra or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.expected_exit = False
         self.log_path = env.tmp / f"{name}.log"
-        self.state = env.tmp / f"state-{name}"
+        self.state = env.tmp / f"state-{state or name}"
 
     def start(self) -> Worker:
         environ = {**os.environ, **self.env.environ(), **self.extra,
@@ -126,8 +127,9 @@ class StreamEnv:
     def topic(self, name: str) -> str:
         return topic_name(self.settings, name)
 
-    def worker(self, name: str = "w1", **extra: str) -> Worker:
-        worker = Worker(self, name, extra).start()
+    def worker(self, name: str = "w1", state: str | None = None, **extra: str) -> Worker:
+        """Start a worker; `state` reuses another worker's state directory (a restart)."""
+        worker = Worker(self, name, extra, state).start()
         self.workers.append(worker)
         return worker
 

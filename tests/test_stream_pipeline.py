@@ -9,7 +9,7 @@ import time
 from elasticsearch import AsyncElasticsearch
 
 from app import esindex
-from app.events import DeadLetter, LogEvent
+from app.events import DeadLetter, LogEvent, RawPosition
 from app.topics import DEADLETTER, EVENTS
 from protos.laas.v1 import AnyValue, LogRecord, Resource
 from tests.stream_fixtures import *  # noqa: F403
@@ -40,10 +40,24 @@ async def test_raw_records_become_documents_and_dead_letters(
         (b"7/x", json.dumps({"timeUnixNano": "yesterday"}).encode(), text_headers),
     ]
     await produce_raw(stream.settings, good + bad)
+    # Straight onto logs.events: one event Elasticsearch refuses, one that is not an event.
+    refused = LogEvent(tenant_id="7", tenant="acme", time=now, observed_time=now,
+                       severity="INFO", severity_number=1000, message="too severe",
+                       service="x", host="", raw=RawPosition("elsewhere", 0, 1))
+    await produce_raw(stream.settings, [(b"7/x/", refused.to_json(), []),
+                                        (b"7/x/", b"not an event", [])],
+                      topic=stream.topic(EVENTS))
     worker = stream.worker()
     alias = esindex.tenant_alias(stream.settings, "7")
     await stream.wait(lambda: _at_least(es, alias, 3), 90, "3 documents indexed")
-    dead = [DeadLetter.from_json(r.value) for r in await read_topic(stream.settings, DEADLETTER, 4)]
+    dead = [DeadLetter.from_json(r.value) for r in await read_topic(stream.settings, DEADLETTER, 6)]
+    by_stage = {d.reason: d for d in dead if d.stage == "index"}
+    assert set(by_stage) == {"index_rejected", "undecodable_event"}
+    rejected = by_stage["index_rejected"]
+    assert "HTTP 400" in rejected.detail and "severity_number" in rejected.detail
+    assert rejected.raw == RawPosition("elsewhere", 0, 1) and rejected.tenant_id == "7"
+    assert LogEvent.from_json(rejected.value) == refused
+    dead = [d for d in dead if d.stage == "normalize"]
     assert sorted(d.reason for d in dead) == sorted(
         ["missing_tenant", "not_utf8", "invalid_json", "invalid_record"])
     for d in dead:

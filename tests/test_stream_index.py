@@ -1,0 +1,123 @@
+"""The index layout, sink, retention and stats folding against the real Elasticsearch."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from elasticsearch import AsyncElasticsearch
+
+from app import esindex
+from app.events import LogEvent, RawPosition
+from app.retention import apply_retention, expired
+from app.settings import Settings, load_settings
+from app.sink import ElasticsearchSink
+from app.stats import fold
+
+
+def event(tenant: str, offset: int, *, time_ns: int | None = None, **changes: object) -> LogEvent:
+    t = time_ns or time.time_ns()
+    base = LogEvent(tenant_id=tenant, tenant=f"slug{tenant}", time=t, observed_time=t,
+                    severity="INFO", severity_number=9, message=f"hello {offset} user=u{offset}",
+                    service="api", host="h", raw=RawPosition("x.logs.raw", 0, offset),
+                    attributes={"user": f"u{offset}", "deep.key": ["a", "b"]}, size=10)
+    return dataclasses.replace(base, **changes)
+
+
+@pytest.fixture
+async def layout(es: AsyncElasticsearch, unique: str) -> AsyncIterator[Settings]:
+    settings = load_settings(index_prefix=f"{unique}-", es_retry_initial=0.05)
+    yield settings
+    await es.indices.delete(index=f"{unique}-*", ignore_unavailable=True, allow_no_indices=True)
+    await es.options(ignore_status=404).indices.delete_index_template(name=f"{unique}-logs")
+
+
+async def test_sink_indexes_idempotently_and_returns_rejections(
+        es: AsyncElasticsearch, layout: Settings) -> None:
+    sink = ElasticsearchSink(es, layout)
+    await sink.setup()
+    day = int(datetime(2026, 11, 20, 8, tzinfo=UTC).timestamp()) * 10**9
+    good = [event("1", i, time_ns=day + i) for i in range(5)] + [event("2", 9)]
+    bad = event("1", 7, severity_number=1000)  # a byte field: mapper_parsing_exception
+    rejected = await sink.write(good + [bad])
+    assert [r.event for r in rejected] == [bad]
+    assert rejected[0].status == 400 and rejected[0].error_type == "document_parsing_exception"
+    assert await sink.write(good) == []  # the same _ids again: overwritten, not duplicated
+
+    await es.indices.refresh(index=f"{layout.index_prefix}*")
+    one = await es.count(**_count(esindex.tenant_search(layout, "1")))
+    assert one["count"] == 5
+    names = await es.indices.get_alias(name=esindex.tenant_alias(layout, "1"))
+    assert f"{layout.index_prefix}logs-1-2026.11.20" in names.body
+    assert all(name.startswith(f"{layout.index_prefix}logs-1-") for name in names.body)
+    doc = await es.get(index=f"{layout.index_prefix}logs-1-2026.11.20", id="x.logs.raw/0/3")
+    assert doc["_source"]["@timestamp"] == "2026-11-20T08:00:00.000000003Z"
+    mapping = await es.indices.get_mapping(index=f"{layout.index_prefix}logs-1-2026.11.20")
+    props = next(iter(mapping.body.values()))["mappings"]["properties"]
+    assert props["attributes"]["type"] == "flattened"
+    assert props["@timestamp"]["type"] == "date_nanos"
+    assert props["message"]["fields"]["keyword"]["ignore_above"] == layout.message_keyword_max
+
+    found = await es.search(**esindex.tenant_search(
+        layout, "1", {"query_string": {"query": "attributes.user:u3"}}))
+    assert [h["_id"] for h in found["hits"]["hits"]] == ["x.logs.raw/0/3"]
+    ranged = await es.count(**_count(esindex.tenant_search(
+        layout, "1", since=day + 1, until=day + 3)))
+    assert ranged["count"] == 2
+    nobody = await es.search(**esindex.tenant_search(layout, "3"))  # no alias yet: empty
+    assert nobody["hits"]["total"]["value"] == 0
+
+
+def _count(request: dict) -> dict:
+    return {k: v for k, v in request.items() if k in ("index", "query", "ignore_unavailable",
+                                                      "allow_no_indices")}
+
+
+def test_tenant_query_always_filters() -> None:
+    settings = load_settings()
+    request = esindex.tenant_search(settings, 5, {"match_all": {}}, size=3)
+    assert request["index"] == "laas-logs-5" and request["size"] == 3
+    assert {"term": {"tenant_id": "5"}} in request["query"]["bool"]["filter"]
+    with pytest.raises(ValueError):
+        esindex.tenant_search(settings, 5, index="laas-logs-*")
+    with pytest.raises(esindex.InvalidTenant):
+        esindex.tenant_alias(settings, "5,laas-logs-*")
+
+
+def test_retention_selects_whole_days_past_each_tenants_limit() -> None:
+    now = datetime(2026, 11, 27, 15, tzinfo=UTC)
+    names = ["p-logs-1-2026.11.27", "p-logs-1-2026.11.21", "p-logs-1-2026.11.20",
+             "p-logs-2-2026.11.26", "p-logs-2-2026.11.25", "p-replay-1-2026.11.01",
+             "p-sources", "p-logs-3-2026.01.01"]
+    assert expired(names, {"1": 7, "2": 2}, 365, now) == [
+        "p-logs-1-2026.11.20", "p-logs-2-2026.11.25", "p-replay-1-2026.11.01"]
+
+
+async def test_retention_deletes_real_indices(es: AsyncElasticsearch, layout: Settings) -> None:
+    sink = ElasticsearchSink(es, layout)
+    await sink.setup()
+    old = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp()) * 10**9
+    await sink.write([event("1", 1, time_ns=old), event("1", 2), event("2", 3, time_ns=old)])
+    deleted = await apply_retention(es, layout, {"1": 30, "2": 3650})
+    assert deleted == [f"{layout.index_prefix}logs-1-2026.01.01"]
+    left = await es.indices.get(index=f"{layout.index_prefix}logs-*")
+    assert len(left.body) == 2
+
+
+def test_stats_fold_counts_each_offset_once() -> None:
+    value = None
+    for offset, sev in enumerate(["INFO", "ERROR", "INFO"]):
+        value = fold(value, event("1", offset, severity=sev, time_ns=10**18 + offset))
+    assert value is not None
+    assert value["count"] == 3 and value["severity"] == {"INFO": 2, "ERROR": 1}
+    assert value["bytes"] == 30 and value["first_seen"] == 10**18
+    assert value["last_seen"] == 10**18 + 2
+    assert fold(value, event("1", 1)) is None  # re-delivered after a crash: not counted again
+    assert fold(value, event("1", 2)) is None
+    later = fold(value, event("1", 2, raw=RawPosition("x.logs.raw", 0, 2, 1)))  # array item
+    assert later is not None and later["count"] == 4
+    other = fold(value, event("1", 0, raw=RawPosition("x.logs.raw", 1, 0)))  # raw partition 1
+    assert other is not None and other["count"] == 4

@@ -1,0 +1,236 @@
+"""Unit tests of the pure normalize stage: parsers, timestamps, severity, fields, tenants, ids."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.events import DeadLetter, LogEvent, RawPosition
+from app.ingest.auth import Principal
+from app.normalize import RawMessage, normalize
+from app.parsing import (
+    json_in_message,
+    key_values,
+    parse_iso,
+    parse_line,
+    parse_timestamp,
+    severity_from_text,
+    severity_name,
+    template_id,
+)
+from protos.laas.v1 import AnyValue, KeyValueList, LogRecord, Resource
+
+NOW = int(datetime(2026, 11, 27, 12, 0, tzinfo=UTC).timestamp() * 1e9)
+PROTO = b"application/x-protobuf; messageType=laas.v1.LogRecord"
+
+
+def ns(*args: int, micro: int = 0) -> int:
+    return int(datetime(*args, tzinfo=UTC).timestamp()) * 10**9 + micro * 1000
+
+
+def raw(value: bytes, headers: dict[str, bytes] | None = None, offset: int = 3) -> RawMessage:
+    base = {"laas-tenant-id": b"7", "laas-tenant": b"acme"} if headers is None else headers
+    return RawMessage("p.logs.raw", 1, offset, NOW // 10**6, b"k", value, base)
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("2024-01-15T10:30:45Z", ns(2024, 1, 15, 10, 30, 45)),
+    ("2024-01-15T10:30:45.123456789+02:00", ns(2024, 1, 15, 8, 30, 45) + 123456789),
+    ("2024-01-15 10:30:45,123", ns(2024, 1, 15, 10, 30, 45) + 123_000_000),
+    (1705314645, ns(2024, 1, 15, 10, 30, 45)),
+    (1705314645.5, ns(2024, 1, 15, 10, 30, 45) + 500_000_000),
+    (1705314645123, ns(2024, 1, 15, 10, 30, 45) + 123_000_000),
+    (1705314645123456, ns(2024, 1, 15, 10, 30, 45) + 123_456_000),
+    (1705314645123456789, ns(2024, 1, 15, 10, 30, 45) + 123_456_789),
+    ("1705314645123", ns(2024, 1, 15, 10, 30, 45) + 123_000_000),
+    ("yesterday", None), (-5, None), (True, None), (float("nan"), None), ("", None),
+])
+def test_timestamps(value: object, expected: int | None) -> None:
+    assert parse_timestamp(value) == expected
+
+
+def test_iso_rejects_impossible_dates() -> None:
+    assert parse_iso("2024-02-30T10:00:00Z") is None
+
+
+@pytest.mark.parametrize("text,number,name", [
+    ("ERROR", 17, "ERROR"), ("warning", 13, "WARN"), ("info", 9, "INFO"), ("debug", 5, "DEBUG"),
+    ("TRACE", 1, "TRACE"), ("fatal", 21, "FATAL"), ("crit", 21, "FATAL"), ("E", 17, "ERROR"),
+    ("notice", 10, "INFO"), ("info3", 11, "INFO"), ("SEVERITY_NUMBER_WARN", 13, "WARN"),
+    ("17", 17, "ERROR"), ("nonsense", 0, "UNKNOWN"), ("99", 0, "UNKNOWN"),
+])
+def test_severity(text: str, number: int, name: str) -> None:
+    assert severity_from_text(text) == number
+    assert severity_name(number) == name
+
+
+def test_syslog_rfc5424() -> None:
+    f = parse_line('<165>1 2003-10-11T22:14:15.003Z host1 evntslog 77 ID47 [x@1 a="b"] An event',
+                   NOW)
+    assert (f.format, f.time, f.host, f.service, f.message) == (
+        "syslog", ns(2003, 10, 11, 22, 14, 15) + 3_000_000, "host1", "evntslog", "An event")
+    assert f.severity == 10 and f.attributes["process.pid"] == "77"
+
+
+def test_syslog_rfc3164_infers_the_year() -> None:
+    f = parse_line("<34>Oct 11 22:14:15 mymachine su[123]: 'su root' failed", NOW)
+    assert f.time == ns(2026, 10, 11, 22, 14, 15) and f.severity == 21  # crit
+    assert (f.host, f.service, f.attributes["process.pid"]) == ("mymachine", "su", "123")
+    december = parse_line("Dec 31 23:59:59 h app: happy new year", NOW)
+    assert december.time == ns(2025, 12, 31, 23, 59, 59)  # not a year in the future
+
+
+def test_apache_access_and_error() -> None:
+    f = parse_line('10.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /a.gif HTTP/1.0" 503 '
+                   '2326 "http://r" "Mozilla/4.08"', NOW)
+    assert f.format == "apache_access" and f.time == ns(2000, 10, 10, 20, 55, 36)
+    assert f.severity == 17
+    assert f.attributes["http.response.status_code"] == "503"
+    assert f.attributes["url.path"] == "/a.gif" and f.attributes["user.name"] == "frank"
+    e = parse_line("[Wed Oct 11 14:32:52.123456 2000] [core:error] [pid 35708:tid 4328636416] "
+                   "[client 72.15.99.187] File does not exist: /usr/local", NOW)
+    assert e.format == "apache_error" and e.time == ns(2000, 10, 11, 14, 32, 52, micro=123456)
+    assert e.severity == 17 and e.message == "File does not exist: /usr/local"
+    assert e.attributes["client.address"] == "72.15.99.187"
+
+
+def test_log4j_and_iso_prefixed_lines() -> None:
+    f = parse_line("2024-01-15 10:30:45,123 ERROR [main] com.foo.Bar - boom", NOW)
+    assert (f.format, f.severity, f.message) == ("log4j", 17, "boom")
+    assert f.time == ns(2024, 1, 15, 10, 30, 45) + 123_000_000
+    assert f.attributes == {"thread.name": "main", "log.logger": "com.foo.Bar"}
+    g = parse_line("2024-01-15T10:30:45.5Z disk almost full, WARNING", NOW)
+    assert g.time == ns(2024, 1, 15, 10, 30, 45) + 500_000_000 and g.severity == 13
+    plain = parse_line("nothing special here", NOW)
+    assert (plain.format, plain.time, plain.severity) == ("text", None, 0)
+
+
+def test_key_values_and_json_in_message() -> None:
+    assert key_values('done user=alice ms=12 path="/a b" x.y=1,') == {
+        "user": "alice", "ms": "12", "path": "/a b", "x.y": "1"}
+    assert key_values("a == b, no pairs") == {}
+    assert json_in_message('prefix: {"a": 1}') == {"a": 1}
+    assert json_in_message("{not json}") is None and json_in_message("[1]") is None
+
+
+def test_template_id_ignores_variables() -> None:
+    assert template_id("user 42 logged in from 10.0.0.1") == \
+        template_id("user 7 logged in from 192.168.1.20")
+    assert template_id("user 42 logged in") != template_id("user 42 logged out")
+
+
+def test_protobuf_record_becomes_event() -> None:
+    record = LogRecord(time_unix_nano=NOW - 5, severity_text="warning",
+                       body=AnyValue(kvlist_value=KeyValueList(values={
+                           "message": AnyValue(string_value="cache miss key=a1"),
+                           "shard": AnyValue(int_value=3)})),
+                       resource=Resource(service_name="api", host="h1", attributes={
+                           "deployment.environment": AnyValue(string_value="prod")}),
+                       attributes={"tags": AnyValue(string_value="x")})
+    out = normalize(raw(bytes(record), {"content-type": PROTO, "laas-tenant-id": b"7",
+                                        "laas-tenant": b"acme", "laas-source": b"gateway"}),
+                    now_ns=NOW)
+    assert not out.dead
+    (event,) = out.events
+    assert (event.tenant_id, event.tenant, event.service, event.host) == ("7", "acme", "api", "h1")
+    assert (event.severity, event.severity_number, event.time) == ("WARN", 13, NOW - 5)
+    assert event.message == "cache miss key=a1" and event.source == "gateway"
+    assert event.attributes == {"shard": "3", "tags": "x", "key": "a1",
+                                "resource.deployment.environment": "prod"}
+    assert event.doc_id() == "p.logs.raw/1/3" and event.format == "protobuf"
+    assert LogEvent.from_json(event.to_json()) == event
+
+
+def test_json_array_numbers_its_records_and_isolates_bad_ones() -> None:
+    value = json.dumps([{"message": "a"}, "oops", {"msg": '{"level":"error","k":{"n":1}}'}])
+    out = normalize(raw(value.encode()), now_ns=NOW)
+    assert [e.doc_id() for e in out.events] == ["p.logs.raw/1/3/1", "p.logs.raw/1/3/3"]
+    assert out.events[1].severity == "ERROR" and out.events[1].attributes == {"k.n": "1"}
+    (dead,) = out.dead
+    assert dead.reason == "invalid_record" and dead.raw == RawPosition("p.logs.raw", 1, 3, 2)
+    assert DeadLetter.from_json(dead.to_json()) == dead
+
+
+def test_observed_time_when_the_line_has_none_or_a_bad_one() -> None:
+    (e,) = normalize(raw(b"hello"), now_ns=NOW + 10**9).events
+    assert e.time == e.observed_time == NOW // 10**6 * 10**6
+    (f,) = normalize(raw(b'{"body": "m", "timeUnixNano": 1}'), now_ns=NOW).events
+    assert f.time == 1  # an explicit epoch time is kept
+
+
+@pytest.mark.parametrize("value,headers,reason", [
+    (b"x", {}, "missing_tenant"),
+    (b"", None, "empty"),
+    (b"   ", None, "empty"),
+    (b"\xff\xfe", None, "not_utf8"),
+    (b"{oops", {"laas-tenant-id": b"7", "content-type": b"application/json"}, "invalid_json"),
+    (b'{"timeUnixNano": "soon"}', None, "invalid_record"),
+    (b"{}", None, "empty"),
+])
+def test_dead_letters(value: bytes, headers: dict[str, bytes] | None, reason: str) -> None:
+    out = normalize(raw(value, headers), now_ns=NOW)
+    assert not out.events and [d.reason for d in out.dead] == [reason]
+    assert out.dead[0].value == value and out.dead[0].raw.offset == 3
+
+
+def test_broken_json_without_content_type_is_a_text_line() -> None:
+    (e,) = normalize(raw(b"{oops"), now_ns=NOW).events
+    assert e.message == "{oops"
+
+
+def test_api_key_binds_the_tenant() -> None:
+    key = {"laas-api-key": b"lk_secret"}
+    owner = Principal("9", "beta", "ingest")
+    (e,) = normalize(raw(b"hi", key), owner, now_ns=NOW).events
+    assert (e.tenant_id, e.tenant) == ("9", "beta")
+    assert normalize(raw(b"hi", key), None, now_ns=NOW).dead[0].reason == "unknown_api_key"
+    reader = Principal("9", "beta", "read")
+    assert normalize(raw(b"hi", key), reader, now_ns=NOW).dead[0].reason == "forbidden_api_key"
+    forged = {**key, "laas-tenant-id": b"7"}
+    dead = normalize(raw(b"hi", forged), owner, now_ns=NOW).dead[0]
+    assert dead.reason == "tenant_mismatch" and "laas-api-key" not in dead.headers
+
+
+def test_attribute_cap() -> None:
+    from app.normalize import Limits
+
+    value = json.dumps({"message": "m", **{f"a{i}": i for i in range(50)}}).encode()
+    (e,) = normalize(raw(value), now_ns=NOW, limits=Limits(max_attributes=10)).events
+    assert len(e.attributes) == 11 and e.attributes["laas.dropped_attributes"] == "40"
+
+
+headers = st.dictionaries(st.sampled_from(["laas-tenant-id", "laas-tenant", "content-type",
+                                           "laas-source", "laas-service"]),
+                          st.one_of(st.binary(max_size=20),
+                                    st.sampled_from([b"7", PROTO, b"application/json"])))
+values = st.one_of(
+    st.binary(max_size=300),
+    st.text(max_size=300).map(str.encode),
+    st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                 lambda c: st.lists(c, max_size=4) | st.dictionaries(
+                     st.sampled_from(["message", "msg", "level", "ts", "time", "body",
+                                      "attributes", "timeUnixNano", "severityNumber", "x"]),
+                     c, max_size=5), max_leaves=20).map(lambda v: json.dumps(v).encode()),
+    st.builds(lambda r: bytes(r), st.builds(
+        LogRecord, time_unix_nano=st.integers(0, 2**64 - 1),
+        severity_number=st.integers(-5, 40), severity_text=st.text(max_size=10),
+        body=st.builds(AnyValue, string_value=st.text(max_size=50)))),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=values, hdrs=headers, ts=st.integers(-10, 2**62))
+def test_normalize_never_raises(value: bytes, hdrs: dict[str, bytes], ts: int) -> None:
+    message = RawMessage("t", 0, 1, ts, None, value, hdrs)
+    out = normalize(message, now_ns=NOW)
+    assert len(out.events) + len(out.dead) >= 1
+    for event in out.events:
+        assert 0 < event.time < 2**63 and event.tenant_id
+        LogEvent.from_json(event.to_json())
+    for dead in out.dead:
+        assert dead.reason != "internal_error", dead.detail
+        assert dead.value == value
