@@ -1,0 +1,181 @@
+"""Per source, per window (10 s by default): accumulate events, emit one feature vector.
+
+`WindowAccumulator` is what a stream stage keeps per source for the open window; `Windows`
+keeps the accumulators of many sources and closes windows by event time, emitting *empty*
+windows for sources that sent nothing (that is how a silent source becomes visible).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+Features = dict[str, float]
+
+ERROR_LEVELS = frozenset({"ERROR", "FATAL", "CRITICAL", "EMERGENCY", "ALERT"})
+WARN_LEVELS = frozenset({"WARN", "WARNING"})
+
+# The schema every detector sees, in this order (fixed keys: HST and the scaler want them).
+FEATURES: tuple[str, ...] = (
+    "count",  # events in the window
+    "count_error",  # ERROR and FATAL events
+    "count_warn",
+    "share_error",  # count_error / count (0 for an empty window)
+    "share_warn",
+    "distinct_templates",
+    "new_templates",  # templates the tenant's miner created in this window
+    "new_error_templates",  # ... of which the first event was an error
+    "error_templates",  # distinct templates among errors: one loud error vs many kinds
+    "template_entropy",  # Shannon entropy (bits) of the template mix: a shift in what is logged
+    "mean_length",  # mean message length (characters): stack traces, dumps, truncation
+)
+
+
+@dataclass
+class Sample:
+    """An event kept as evidence for an alert."""
+
+    template_id: str
+    severity: str
+    message: str
+
+
+@dataclass
+class WindowAccumulator:
+    """Counts of one source's open window; a few hundred bytes whatever the traffic."""
+
+    start: float
+    count: int = 0
+    errors: int = 0
+    warns: int = 0
+    length_sum: int = 0
+    templates: Counter[str] = field(default_factory=Counter)
+    error_template_ids: set[str] = field(default_factory=set)
+    new_templates: int = 0
+    new_errors: list[Sample] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    max_samples: int = 5
+
+    def add(self, severity: str, template_id: str, is_new: bool, message: str) -> None:
+        """Count one event. `is_new` comes from the miner (`Match.is_new`)."""
+        self.count += 1
+        self.length_sum += len(message)
+        self.templates[template_id] += 1
+        is_error = severity in ERROR_LEVELS
+        if is_error:
+            self.errors += 1
+            self.error_template_ids.add(template_id)
+        elif severity in WARN_LEVELS:
+            self.warns += 1
+        if is_new:
+            self.new_templates += 1
+            if is_error and len(self.new_errors) < self.max_samples:
+                self.new_errors.append(Sample(template_id, severity, message[:500]))
+        if (is_error or len(self.samples) < self.max_samples // 2) and (
+            len(self.samples) < self.max_samples
+        ):
+            self.samples.append(Sample(template_id, severity, message[:500]))
+
+    def features(self) -> Features:
+        """The window's feature vector (keys: `FEATURES`)."""
+        n = self.count
+        entropy = 0.0
+        for c in self.templates.values():
+            p = c / n
+            entropy -= p * math.log2(p)
+        return {
+            "count": float(n),
+            "count_error": float(self.errors),
+            "count_warn": float(self.warns),
+            "share_error": self.errors / n if n else 0.0,
+            "share_warn": self.warns / n if n else 0.0,
+            "distinct_templates": float(len(self.templates)),
+            "new_templates": float(self.new_templates),
+            "new_error_templates": float(len(self.new_errors)),
+            "error_templates": float(len(self.error_template_ids)),
+            "template_entropy": entropy + 0.0,
+            "mean_length": self.length_sum / n if n else 0.0,
+        }
+
+
+@dataclass(frozen=True)
+class Window:
+    """A closed window of one source: what detectors score."""
+
+    source: str
+    start: float
+    end: float
+    features: Features
+    new_errors: tuple[Sample, ...] = ()
+    samples: tuple[Sample, ...] = ()
+
+
+class Windows:
+    """Tumbling event-time windows for many sources.
+
+    `add` routes an event to its source's window; `close(now)` emits every window that ended
+    before `now - lateness`, including empty ones for known sources, oldest first. Sources
+    silent for longer than `forget_after` seconds are forgotten (bounded memory), and at most
+    `max_sources` are tracked (the least recently active one is dropped).
+    """
+
+    def __init__(self, size: float = 10.0, lateness: float = 2.0, forget_after: float = 3600.0,
+                 max_sources: int = 10_000) -> None:
+        self.size = size
+        self.lateness = lateness
+        self.forget_after = forget_after
+        self.max_sources = max_sources
+        self._open: dict[str, WindowAccumulator] = {}
+        self._last_event: dict[str, float] = {}
+        self.late_events = 0
+        self._ready: list[Window] = []
+
+    def window_start(self, t: float) -> float:
+        return math.floor(t / self.size) * self.size
+
+    def add(self, source: str, t: float, severity: str, template_id: str, is_new: bool,
+            message: str) -> None:
+        start = self.window_start(t)
+        acc = self._open.get(source)
+        if acc is None:
+            if len(self._open) >= self.max_sources:
+                oldest = min(self._last_event, key=self._last_event.__getitem__)
+                self._open.pop(oldest, None)
+                self._last_event.pop(oldest, None)
+            acc = self._open[source] = WindowAccumulator(start)
+        if start < acc.start:
+            self.late_events += 1  # its window is closed already; counted, not re-opened
+            return
+        if start - acc.start > self.forget_after:  # back after a long gap: start afresh
+            acc = self._open[source] = WindowAccumulator(start)
+        while start > acc.start:  # the source moved on before close() ran
+            acc = self._roll(source, acc)
+        acc.add(severity, template_id, is_new, message)
+        self._last_event[source] = max(self._last_event.get(source, t), t)
+
+    def close(self, now: float) -> list[Window]:
+        """Close every window that ended before `now - lateness` (empty ones included)."""
+        out, self._ready = self._ready, []
+        horizon = now - self.lateness
+        for source in list(self._open):
+            acc = self._open[source]
+            while acc.start + self.size <= horizon:
+                acc = self._roll(source, acc)
+            if horizon - self._last_event.get(source, horizon) > self.forget_after:
+                del self._open[source]
+                self._last_event.pop(source, None)
+        out += self._ready
+        self._ready = []
+        out.sort(key=lambda w: (w.start, w.source))
+        return out
+
+    def _roll(self, source: str, acc: WindowAccumulator) -> WindowAccumulator:
+        end = acc.start + self.size
+        self._ready.append(Window(source, acc.start, end, acc.features(),
+                                  tuple(acc.new_errors), tuple(acc.samples)))
+        nxt = self._open[source] = WindowAccumulator(end)
+        return nxt
+
+    def sources(self) -> list[str]:
+        return list(self._open)

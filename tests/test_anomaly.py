@@ -1,0 +1,165 @@
+"""Anomaly detection: one contract over every detector, explicit detectors, windows, state."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+from collections.abc import Callable
+
+import pytest
+
+from app.anomaly import (
+    FEATURES,
+    Detector,
+    ErrorBurstDetector,
+    HalfSpaceTreesDetector,
+    MonitorConfig,
+    NewErrorTemplateDetector,
+    SilentSourceDetector,
+    SourceMonitor,
+    ThresholdDetector,
+    VolumeSpikeDetector,
+    WindowAccumulator,
+    Windows,
+)
+from app.anomaly.features import Features
+
+DETECTORS: list[Callable[[], ThresholdDetector]] = [
+    lambda: HalfSpaceTreesDetector(window_size=20, warmup=40, seed=1),
+    SilentSourceDetector,
+    NewErrorTemplateDetector,
+    VolumeSpikeDetector,
+    ErrorBurstDetector,
+]
+
+
+def normal(rng: random.Random) -> Features:
+    acc = WindowAccumulator(0.0)
+    for _ in range(50 + rng.randint(-5, 5)):
+        error = rng.random() < 0.02
+        acc.add("ERROR" if error else "INFO", f"t{rng.randint(0, 4)}", False, "x" * 40)
+    return acc.features()
+
+
+def incident(kind: str) -> Features:
+    acc = WindowAccumulator(0.0)
+    if kind == "silent":
+        return acc.features()
+    n = 500 if kind == "spike" else 50
+    for i in range(n):
+        sev = "ERROR" if kind == "errors" and i < 40 else "INFO"
+        acc.add(sev, "t1", kind == "new_error" and i == 0, "x" * 40)
+    if kind == "new_error":
+        acc.add("ERROR", "brand-new", True, "kernel panic")
+    return acc.features()
+
+
+def trained(make: Callable[[], ThresholdDetector], n: int = 300) -> ThresholdDetector:
+    rng = random.Random(3)
+    det = make()
+    for _ in range(n):
+        f = normal(rng)
+        det.score_one(f)
+        det.learn_one(f)
+    return det
+
+
+@pytest.mark.parametrize("make", DETECTORS)
+def test_detector_contract(make: Callable[[], ThresholdDetector]) -> None:
+    det = make()
+    assert isinstance(det, Detector) and isinstance(det, ThresholdDetector)
+    rng = random.Random(0)
+    first = det.score_one(normal(rng))
+    assert math.isfinite(first) and not det.ready  # scores before learning; not yet ready
+    det = trained(make)
+    assert det.ready and math.isfinite(det.threshold())
+    f = normal(random.Random(99))
+    score = det.score_one(f)
+    assert math.isfinite(score) and score >= 0.0
+    assert det.score_one(f) == score  # scoring does not learn
+    clone = pickle.loads(pickle.dumps(det))
+    assert clone.score_one(f) == score and clone.threshold() == det.threshold()
+    assert all(isinstance(v, float) for v in det.baseline().values())
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [(SilentSourceDetector, "silent"), (NewErrorTemplateDetector, "new_error"),
+     (VolumeSpikeDetector, "spike"), (ErrorBurstDetector, "errors")],
+)
+def test_detector_fires_on_its_incident_and_not_on_normal(
+    make: Callable[[], ThresholdDetector], kind: str
+) -> None:
+    det = trained(make)
+    assert det.score_one(incident(kind)) > det.threshold()
+    normal_scores = [det.score_one(normal(random.Random(s))) for s in range(20)]
+    assert max(normal_scores) <= det.threshold()
+
+
+@pytest.mark.parametrize("kind", ["spike", "silent", "errors"])
+def test_half_space_trees_ranks_incidents_above_normal_windows(kind: str) -> None:
+    det = trained(DETECTORS[0])
+    normal_scores = [det.score_one(normal(random.Random(s))) for s in range(20)]
+    assert det.score_one(incident(kind)) > max(normal_scores)
+
+
+def test_volume_spike_ignores_slow_drift() -> None:
+    det = VolumeSpikeDetector()
+    for i in range(600):  # 50 -> 150 events per window over 100 minutes
+        f = dict.fromkeys(FEATURES, 0.0) | {"count": 50.0 + i / 6}
+        assert not (det.ready and det.score_one(f) > det.threshold())
+        det.learn_one(f)
+
+
+def test_windows_emit_empty_windows_and_roll_by_event_time() -> None:
+    windows = Windows(size=10.0, lateness=1.0)
+    windows.add("a", 1.0, "INFO", "t1", True, "hello")
+    windows.add("a", 12.0, "ERROR", "t2", True, "boom")
+    out = windows.close(41.0)
+    assert [(w.start, w.features["count"]) for w in out] == [
+        (0.0, 1.0), (10.0, 1.0), (20.0, 0.0), (30.0, 0.0)]
+    assert out[1].features["new_error_templates"] == 1.0
+    assert out[1].new_errors[0].message == "boom"
+    windows.add("a", 5.0, "INFO", "t1", False, "late")
+    assert windows.late_events == 1
+
+
+def test_monitor_explains_findings_and_suppresses_repeats() -> None:
+    monitor = SourceMonitor("t/svc/h", MonitorConfig(hst_window=20, hst_warmup=40))
+    windows = Windows(size=10.0, lateness=0.0)
+    rng = random.Random(5)
+    t = 0.0
+    for _ in range(200):
+        for _ in range(30 + rng.randint(-3, 3)):
+            windows.add("t/svc/h", t + 1, "INFO", "t1", False, "ok")
+        t += 10.0
+        for w in windows.close(t):
+            assert monitor.observe(w) == []
+    findings = []
+    for _ in range(3):  # three silent windows: one finding, then cooldown
+        t += 10.0
+        windows.add("t/other/h", t - 1, "INFO", "t1", False, "keeps the clock")
+        for w in windows.close(t):
+            if w.source == "t/svc/h":
+                findings += monitor.observe(w)
+    assert [f.detector for f in findings] == ["silent_source"]
+    f = findings[0]
+    assert f.score > f.threshold and f.baseline["expected_count"] > 20
+    assert f.features["count"] == 0.0 and "silent_source" in f.summary
+
+
+def test_monitor_state_round_trip_and_size() -> None:
+    monitor = SourceMonitor("s", MonitorConfig(hst_window=20, hst_warmup=40))
+    rng = random.Random(1)
+    from app.anomaly import Window
+    for i in range(100):
+        monitor.observe(Window("s", i * 10.0, i * 10.0 + 10, normal(rng)))
+    light, model = monitor.light_state(), monitor.model_state()
+    assert len(light) < 2_000 and len(model) < 100_000
+    restored = SourceMonitor.restore(light, model)
+    f = normal(rng)
+    assert restored.hst.score_one(f) == monitor.hst.score_one(f)
+    assert restored.windows == monitor.windows
+    fresh = SourceMonitor.restore(light, None)
+    assert not fresh.hst.ready and fresh.explicit[0].ready
