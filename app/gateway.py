@@ -228,5 +228,12 @@ async def serve(settings: Settings) -> None:
 
 
 def run_gateway(settings: Settings) -> None:
-    """Blocking entry point of `laas gateway`."""
+    """Blocking entry point of `laas gateway`: migrate the user database, then serve.
+
+    The gateway checks API keys in the user database, so it brings the schema to head first
+    (idempotent, and serialised across processes when `laas up` starts web and gateway at once).
+    """
+    from app.migrations import upgrade_database
+
+    upgrade_database(settings)
     asyncio.run(serve(settings))

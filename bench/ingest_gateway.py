@@ -1,100 +1,388 @@
-"""Records/s through the gRPC gateway (unary, streaming) next to a raw aiokafka producer.
+"""Records/s accepted by the ingest endpoints, next to a raw aiokafka producer in the same run.
 
-    python -m bench.ingest_gateway [--records 20000]
+    python -m bench.ingest_gateway [--records N] [--small N] [--repeat N] [--out FILE]
 
-Not a test: needs the local Kafka; prints one line per case and the gateway/raw ratio.
+Not a test (needs the local Kafka; run it on demand). Every server runs in its own process
+(`--serve grpclib|grpcio|http`, started here), so client-side encoding does not share the
+server's event loop. Each request is prebuilt bytes, so the client measures the server, not
+its own serialisation. The servers authenticate with a fixed principal (no database) and write
+to a fresh `bench<uuid>.logs.raw` topic with the real `KafkaWriter`.
+
+Cases, for batch sizes 1, 100 and 1000:
+- raw: `AIOKafkaProducer` with the writer's `producer_config` (acks=all, idempotence, batch
+  size, gzip) but `linger_ms=5`, which suits a bulk producer, sending the same serialized
+  records, all sends first, then one wait for every ack;
+- raw/batch: the writer's exact producer settings (no linger), waiting for the acks of each
+  batch before the next (what a synchronous caller of the gateway gets at best); each ratio
+  is to the better of the two raw figures;
+- grpclib unary (one request at a time), grpclib stream (`PushStream`, all batches sent, acks
+  read concurrently), grpcio unary (the same handler under a grpcio aio server: the library
+  choice), HTTP NDJSON (`POST /api/v1/logs` under uvicorn, one request at a time).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-from aiokafka import AIOKafkaProducer
-from grpclib.client import Channel
-
-from app.gateway import bound_port, start_gateway
-from app.ingest.auth import Principal
-from app.settings import load_settings
-from app.topics import RAW, topic_name
-from protos.laas.v1 import AnyValue, LogBatch, LogIngestStub, LogRecord, Resource
+ROOT = Path(__file__).resolve().parent.parent
+BATCHES = (1, 100, 1000)
 
 
-async def _key(key: str) -> Principal:
+# --- servers (child processes) ------------------------------------------------------------------
+
+async def _principal(key: str) -> Any:
+    from app.ingest.auth import Principal
+
     return Principal("1", "bench", "ingest", rate_limit=0)
 
 
-def _records(n: int) -> list[LogRecord]:
+def _service(prefix: str) -> Any:
+    from app.ingest.service import IngestService
+    from app.settings import load_settings
+
+    return IngestService(load_settings(topic_prefix=prefix), _principal)
+
+
+async def _serve_grpclib(prefix: str, port: int) -> None:
+    from app.gateway import make_server
+
+    service = _service(prefix)
+    await service.writer.start()
+    server = make_server(service)
+    await server.start("127.0.0.1", port)
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+
+async def _serve_grpcio(prefix: str, port: int) -> None:
+    """The gateway's `Push` handler under grpcio's aio server (raw bytes in, PushAck out)."""
+    import grpc
+
+    from app.gateway import Gateway
+    from app.ingest.errors import IngestError
+
+    service = _service(prefix)
+    await service.writer.start()
+    gateway = Gateway(service)
+    principal = await _principal("")
+
+    async def push(data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        await service.authenticate({k: v for k, v in context.invocation_metadata()
+                                    if isinstance(v, str)})
+        try:
+            return bytes(await gateway._push_one(principal, data))
+        except IngestError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            raise
+
+    handler = grpc.method_handlers_generic_handler("laas.v1.LogIngest", {
+        "Push": grpc.unary_unary_rpc_method_handler(push)})
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    print("ready", flush=True)
+    await server.wait_for_termination()
+
+
+async def _serve_http(prefix: str, port: int) -> None:
+    import uvicorn
+    from starlette.applications import Starlette
+
+    from web.ingest import routes
+
+    app = Starlette(routes=routes)
+    app.state.ingest = _service(prefix)
+    await app.state.ingest.writer.start()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            access_log=False)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    print("ready", flush=True)
+    await task
+
+
+SERVERS = {"grpclib": _serve_grpclib, "grpcio": _serve_grpcio, "http": _serve_http}
+
+
+class Child:
+    """A server subprocess of this module, on a free port."""
+
+    def __init__(self, kind: str, prefix: str) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.ingest_gateway", "--serve", kind, "--prefix", prefix,
+             "--port", str(self.port)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"{kind} server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+# --- payloads -------------------------------------------------------------------------------
+
+def records(n: int) -> list[bytes]:
+    """n serialized `laas.v1.LogRecord`s, an access-log line each (about 90 bytes)."""
+    from app.ingest.wire import pb
+
     now = time.time_ns()
-    return [LogRecord(time_unix_nano=now, severity_text="INFO",
-                      body=AnyValue(string_value=f"GET /api/items/{i} 200 in 12ms"),
-                      attributes={"user": AnyValue(string_value="bob")},
-                      resource=Resource(service_name="bench")) for i in range(n)]
+    return [pb.LogRecord(
+        time_unix_nano=now + i, severity_text="INFO",
+        body=pb.AnyValue(string_value=f"GET /api/items/{i} 200 in {i % 97}ms"),
+        attributes={"user": pb.AnyValue(string_value=f"user{i % 50}")},
+        resource=pb.Resource(service_name="bench", host="bench-host"),
+    ).SerializeToString() for i in range(n)]
 
 
-async def raw_producer(servers: str, topic: str, records: list[LogRecord], batch: int) -> float:
-    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", enable_idempotence=True,
-                                linger_ms=2, max_batch_size=1024 * 1024, compression_type="gzip")
+def batch_bytes(recs: Sequence[bytes]) -> bytes:
+    """A serialized `LogBatch` of already serialized records (field 1, length-delimited)."""
+    return b"".join(b"\x0a" + _varint(len(r)) + r for r in recs)
+
+
+def ndjson(n: int) -> list[bytes]:
+    now = time.time()
+    return [json.dumps({"message": f"GET /api/items/{i} 200 in {i % 97}ms", "level": "info",
+                        "ts": now, "service": "bench", "host": "bench-host",
+                        "user": f"user{i % 50}"}).encode() for i in range(n)]
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _chunks(items: Sequence[bytes], size: int) -> list[Sequence[bytes]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+# --- clients --------------------------------------------------------------------------------
+
+class Prebuilt:
+    """A request whose bytes are already encoded (grpclib's codec calls SerializeToString)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def SerializeToString(self) -> bytes:  # noqa: N802 - the codec's interface
+        return self.data
+
+
+async def raw(settings: Any, topic: str, recs: Sequence[bytes], batch: int | None) -> float:
+    """The writer's producer config; all sends then one wait, or a wait per batch."""
+    from aiokafka import AIOKafkaProducer
+
+    from app.ingest.writer import producer_config
+
+    # The writer's settings, but with a linger: a bulk producer that sends everything before
+    # waiting is faster with one (about 100k vs 75k records/s here), the gateway is not.
+    config = producer_config(settings)
+    producer = AIOKafkaProducer(**(config if batch else {**config, "linger_ms": 5}))
     await producer.start()
+    headers = [("content-type", b"application/x-protobuf; messageType=laas.v1.LogRecord"),
+               ("laas-tenant-id", b"1"), ("laas-tenant", b"bench"), ("laas-source", b"raw")]
     try:
+        await producer.send_and_wait(topic, recs[0], key=b"1/bench", headers=headers)  # warm
         start = time.perf_counter()
-        for i in range(0, len(records), batch):
-            futs = [await producer.send(topic, bytes(r), key=b"1/bench")
-                    for r in records[i:i + batch]]
-            await asyncio.gather(*futs)
-        return len(records) / (time.perf_counter() - start)
+        for chunk in _chunks(recs, batch or len(recs)):
+            futures = [await producer.send(topic, r, key=b"1/bench", headers=headers)
+                       for r in chunk]
+            await asyncio.gather(*futures)
+        return len(recs) / (time.perf_counter() - start)
     finally:
         await producer.stop()
 
 
-async def gateway_unary(port: int, records: list[LogRecord], batch: int) -> float:
+async def grpc_unary(port: int, recs: Sequence[bytes], batch: int) -> float:
+    from grpclib.client import Channel
+    from grpclib.const import Cardinality
+
+    from protos.laas.v1 import PushAck
+
+    bodies = [Prebuilt(batch_bytes(c)) for c in _chunks(recs, batch)]
     channel = Channel("127.0.0.1", port)
-    stub = LogIngestStub(channel, metadata={"x-api-key": "k"})
-    start = time.perf_counter()
-    for i in range(0, len(records), batch):
-        await stub.push(LogBatch(records=records[i:i + batch]))
-    channel.close()
-    return len(records) / (time.perf_counter() - start)
+    accepted = 0
 
+    async def push(body: Prebuilt) -> int:
+        async with channel.request("/laas.v1.LogIngest/Push", Cardinality.UNARY_UNARY,
+                                   Prebuilt, PushAck, metadata={"x-api-key": "k"}) as stream:
+            await stream.send_message(body, end=True)
+            ack = await stream.recv_message()
+            assert ack is not None
+            return int(ack.accepted)
 
-async def gateway_stream(port: int, records: list[LogRecord], batch: int) -> float:
-    channel = Channel("127.0.0.1", port)
-    stub = LogIngestStub(channel, metadata={"x-api-key": "k"})
-
-    async def batches():  # type: ignore[no-untyped-def]
-        for i in range(0, len(records), batch):
-            yield LogBatch(records=records[i:i + batch])
-
-    start = time.perf_counter()
-    async for _ in stub.push_stream(batches()):
-        pass
-    channel.close()
-    return len(records) / (time.perf_counter() - start)
-
-
-async def main(total: int) -> None:
-    settings = load_settings(topic_prefix=f"bench{uuid.uuid4().hex[:8]}.")
-    server, service = await start_gateway(settings, verifier=_key, host="127.0.0.1", port=0)
-    port = bound_port(server)
-    topic = topic_name(settings, RAW)
     try:
-        for batch in (1, 100, 1000):
-            n = min(total, 2000) if batch == 1 else total
-            records = _records(n)
-            raw = await raw_producer(settings.kafka_servers, topic, records, batch)
-            unary = await gateway_unary(port, records, batch)
-            stream = await gateway_stream(port, records, batch)
-            print(f"batch {batch:5d}: raw {raw:9.0f}/s  unary {unary:9.0f}/s "
-                  f"({unary / raw:.2f})  stream {stream:9.0f}/s ({stream / raw:.2f})")
+        accepted += await push(bodies[0])  # warm: connection, producer metadata
+        start = time.perf_counter()
+        for body in bodies:
+            accepted += await push(body)
+        elapsed = time.perf_counter() - start
     finally:
-        server.close()
-        await server.wait_closed()
-        await service.close()
+        channel.close()
+    assert accepted == len(recs) + batch, f"accepted {accepted}"
+    return len(recs) / elapsed
+
+
+async def grpc_stream(port: int, recs: Sequence[bytes], batch: int) -> float:
+    from grpclib.client import Channel
+    from grpclib.const import Cardinality
+
+    from protos.laas.v1 import PushAck
+
+    bodies = [Prebuilt(batch_bytes(c)) for c in _chunks(recs, batch)]
+    channel = Channel("127.0.0.1", port)
+    try:
+        async with channel.request("/laas.v1.LogIngest/PushStream",
+                                   Cardinality.STREAM_STREAM, Prebuilt, PushAck,
+                                   metadata={"x-api-key": "k"}) as stream:
+            await stream.send_message(bodies[0])  # warm
+            await stream.recv_message()
+            start = time.perf_counter()
+
+            async def send() -> None:
+                for body in bodies:
+                    await stream.send_message(body)
+                await stream.end()
+
+            sender = asyncio.create_task(send())
+            accepted = 0
+            for _ in bodies:
+                ack = await stream.recv_message()
+                assert ack is not None
+                accepted += ack.accepted
+            elapsed = time.perf_counter() - start
+            await sender
+    finally:
+        channel.close()
+    assert accepted == len(recs), f"accepted {accepted}"
+    return len(recs) / elapsed
+
+
+async def http(port: int, lines: Sequence[bytes], batch: int) -> float:
+    import httpx
+
+    bodies = [b"\n".join(c) for c in _chunks(lines, batch)]
+    headers = {"content-type": "application/x-ndjson", "x-api-key": "k"}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        (await client.post("/api/v1/logs", content=bodies[0], headers=headers)).raise_for_status()
+        start = time.perf_counter()
+        accepted = 0
+        for body in bodies:
+            r = await client.post("/api/v1/logs", content=body, headers=headers)
+            r.raise_for_status()
+            accepted += r.json()["accepted"]
+        elapsed = time.perf_counter() - start
+    assert accepted == len(lines), f"accepted {accepted}"
+    return len(lines) / elapsed
+
+
+# --- the run --------------------------------------------------------------------------------
+
+def machine() -> str:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text()
+                .splitlines() if ln.startswith("model name")), platform.processor())
+    mem = next((int(ln.split()[1]) // 1024 // 1024 for ln in Path("/proc/meminfo").read_text()
+                .splitlines() if ln.startswith("MemTotal")), 0)
+    load = os.getloadavg()[0]
+    return (f"{cpu}, {os.cpu_count()} vCPU, {mem} GiB RAM, Python {platform.python_version()}, "
+            f"load average {load:.1f} at start; Kafka (local stack, one broker) on the same host")
+
+
+async def run(total: int, small: int, repeat: int) -> list[dict[str, Any]]:
+    """Every case `repeat` times, interleaved; each keeps its best run (the box is shared)."""
+    from app.settings import load_settings
+    from app.topics import RAW, topic_name
+
+    prefix = f"bench{uuid.uuid4().hex[:8]}."
+    settings = load_settings(topic_prefix=prefix)
+    topic = topic_name(settings, RAW)
+    children = {kind: Child(kind, prefix) for kind in SERVERS}
+    rows = []
+    try:
+        for batch in BATCHES:
+            n = small if batch == 1 else total
+            recs, lines = records(n), ndjson(small)  # HTTP is slower: fewer records
+            row: dict[str, Any] = {"batch": batch, "records": n, "http records": small}
+            cases: dict[str, tuple[Any, tuple[Any, ...]]] = {
+                "raw": (raw, (settings, topic, recs, None)),
+                "raw/batch": (raw, (settings, topic, recs, batch)),
+                "grpclib unary": (grpc_unary, (children["grpclib"].port, recs, batch)),
+                "grpclib stream": (grpc_stream, (children["grpclib"].port, recs, batch)),
+                "grpcio unary": (grpc_unary, (children["grpcio"].port, recs, batch)),
+                "http ndjson": (http, (children["http"].port, lines, batch)),
+            }
+            for _ in range(repeat):
+                for name, (case, case_args) in cases.items():
+                    row[name] = max(row.get(name, 0.0), await case(*case_args))
+            print(" ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}"
+                           for k, v in row.items()), flush=True)
+            rows.append(row)
+    finally:
+        for child in children.values():
+            child.stop()
+    return rows
+
+
+CASES = ("grpclib unary", "grpclib stream", "grpcio unary", "http ndjson")
+
+
+def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """A markdown table; ratios are to the better of the two raw producer figures."""
+    head = ("| batch | records (HTTP) | raw, send all (rec/s) | raw, wait per batch (rec/s) | "
+            + " | ".join(f"{c} (rec/s, ratio)" for c in CASES) + " |")
+    lines = [head, "|" + " --- |" * (4 + len(CASES))]
+    for row in rows:
+        best = max(row["raw"], row["raw/batch"])
+        cells = [f"{row[c]:,.0f} ({row[c] / best:.2f})" for c in CASES]
+        lines.append(f"| {row['batch']} | {row['records']} ({row['http records']}) | "
+                     f"{row['raw']:,.0f} | {row['raw/batch']:,.0f} | " + " | ".join(cells) + " |")
+    return (f"Run `python -m bench.ingest_gateway --records {args.records} --small {args.small}"
+            f" --repeat {args.repeat}` (best of {args.repeat}) on "
+            f"{time.strftime('%Y-%m-%d %H:%M')}.\n\nMachine: {machine()}.\n\n"
+            + "\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=20000)
+    parser.add_argument("--small", type=int, default=2000,
+                        help="records at batch size 1, and for HTTP at every size")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per case; the best counts")
+    parser.add_argument("--out", type=Path, help="also write the markdown table here")
+    parser.add_argument("--serve", choices=sorted(SERVERS), help=argparse.SUPPRESS)
+    parser.add_argument("--prefix", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(SERVERS[args.serve](args.prefix, args.port))
+        return
+    table = report(asyncio.run(run(args.records, args.small, args.repeat)), args)
+    print(table)
+    if args.out:
+        args.out.write_text(table)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--records", type=int, default=20000)
-    asyncio.run(main(parser.parse_args().records))
+    main()

@@ -186,3 +186,39 @@ async def test_kafka_unreachable_gives_unavailable(keys) -> None:  # type: ignor
         server.close()
         await server.wait_closed()
         await service.close()
+
+
+async def test_laas_gateway_migrates_the_user_database(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`laas gateway` on a fresh database brings it to head before serving."""
+    import asyncio
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from app.migrations import current_revision, head_revision
+
+    db = f"sqlite+aiosqlite:///{tmp_path}/users.db"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "LAAS_DATABASE_URL": db, "LAAS_STATE_DIR": str(tmp_path / "state"),
+           "LAAS_GATEWAY_PORT": str(port)}
+    assert await current_revision(db) is None
+    proc = subprocess.Popen([sys.executable, "-m", "app", "gateway"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]
+                assert asyncio.get_running_loop().time() < deadline, "gateway did not listen"
+                await asyncio.sleep(0.2)
+        assert await current_revision(db) == head_revision()
+    finally:
+        proc.terminate()
+        proc.wait(15)

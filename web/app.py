@@ -52,6 +52,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     finally:
         if (es := getattr(app.state, "es", None)) is not None:
             await es.close()
+        if (ingest := getattr(app.state, "ingest", None)) is not None:  # web.ingest's producer
+            await ingest.close()
         await engine.dispose()
 
 

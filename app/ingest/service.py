@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from app.ingest.auth import KeyVerifier, Principal, authenticate, key_from_headers
 from app.ingest.convert import ConversionError
@@ -14,7 +15,9 @@ from app.ingest.writer import KafkaWriter
 from app.settings import Settings
 from protos.laas.v1 import LogRecord, PushAck, Rejection, Resource
 
-Item = LogRecord | ConversionError | RecordRejected
+# A decoded record (betterproto `LogRecord`, or its upb form from the gateway's fast path, see
+# `app.ingest.wire`) or why it could not be decoded.
+Item = LogRecord | ConversionError | RecordRejected | Any
 
 
 class IngestService:
@@ -59,14 +62,14 @@ class IngestService:
         items: Sequence[Item],
         *,
         sizes: Sequence[int] | None = None,
-        default_resource: Resource | None = None,
+        default_resource: Resource | Any | None = None,
         batch_id: int = 0,
         source: str = "gateway",
     ) -> PushAck:
         """Validate `items`, write the valid records, and report the invalid ones by index."""
         self.check_batch(len(items), sum(sizes) if sizes else 0)
         now = self.clock_ns()
-        valid: list[LogRecord] = []
+        valid: list[Any] = []
         rejections: list[Rejection] = []
         for i, item in enumerate(items):
             try:

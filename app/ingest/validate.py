@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import betterproto
-
+from app.ingest import wire
 from app.ingest.errors import RecordRejected
 from app.settings import Settings
-from protos.laas.v1 import AnyValue, LogRecord, Resource
+from protos.laas.v1 import AnyValue, Resource
 
 NS = 1_000_000_000
 MAX_DEPTH = 8  # nesting of array / kvlist values
@@ -60,7 +59,7 @@ class Limits:
 
 def which(value: AnyValue) -> tuple[str, Any]:
     """The set member of an `AnyValue` and its value ("" and None when empty)."""
-    return betterproto.which_one_of(value, "value")
+    return wire.which(value)
 
 
 def severity_number_for(text: str) -> int:
@@ -117,9 +116,14 @@ def _check_attributes(
         _check_value(index, f"{field}.{key[:64]}", value, limits, depth)
 
 
-def _normalise_resource(resource: Resource, default: Resource | None) -> Resource:
+def _normalise_resource(record: Any, default: Any) -> Any:
+    """Complete `record.resource` in place (a upb message's sub-message cannot be replaced)."""
+    resource = record.resource
     if not (resource.service_name or resource.host or resource.attributes) and default:
-        resource = Resource().parse(bytes(default))
+        if wire.is_pb(record):
+            resource.ParseFromString(wire.encode(default))
+        else:
+            resource = record.resource = Resource().parse(wire.encode(default))
     attrs = resource.attributes
     if not resource.service_name:
         name = attrs.get("service.name")
@@ -135,14 +139,14 @@ def _normalise_resource(resource: Resource, default: Resource | None) -> Resourc
 
 
 def validate_record(
-    record: LogRecord,
+    record: Any,
     index: int,
     limits: Limits,
     now_ns: int,
     *,
-    default_resource: Resource | None = None,
+    default_resource: Any = None,
     size: int | None = None,
-) -> LogRecord:
+) -> Any:
     """Check one record against `limits` and normalise it in place; return it.
 
     Normalisation: a missing observed time becomes `now_ns`, a missing event time becomes the
@@ -150,6 +154,8 @@ def validate_record(
     `host` are lifted from the resource attributes `service.name` / `host.name` (or taken from
     the batch's `default_resource`), an unknown service is `unknown_service`.
     Raises `RecordRejected` naming the record `index`, the field and the limit.
+    `record` (and `default_resource`) may be betterproto `LogRecord`s or their upb counterparts
+    from `app.ingest.wire` (the gateway's fast path); the checks are the same.
     """
     if size is not None:
         _check_size(index, size, limits)
@@ -177,24 +183,23 @@ def validate_record(
         raise RecordRejected(index, "trace_id", f"{len(record.trace_id)} bytes, 16 or none allowed")
     if len(record.span_id) not in (0, 8):
         raise RecordRejected(index, "span_id", f"{len(record.span_id)} bytes, 8 or none allowed")
-    if betterproto.serialized_on_wire(record.body):
+    if wire.has_field(record, "body"):
         kind, body = which(record.body)
         if kind == "string_value":
             _check_text(index, "body", body, None)  # bounded by the record size
         else:
             _check_value(index, "body", record.body, limits, 0)
     _check_attributes(index, "attributes", record.attributes, limits)
-    record.resource = _normalise_resource(record.resource, default_resource)
-    res = record.resource
+    res = _normalise_resource(record, default_resource)
     _check_text(index, "resource.service_name", res.service_name, limits.max_key_length)
     _check_text(index, "resource.host", res.host, limits.max_key_length)
     _check_attributes(index, "resource.attributes", res.attributes, limits)
-    if betterproto.serialized_on_wire(record.scope):
+    if wire.has_field(record, "scope"):
         _check_text(index, "scope.name", record.scope.name, limits.max_key_length)
         _check_text(index, "scope.version", record.scope.version, limits.max_key_length)
         _check_attributes(index, "scope.attributes", record.scope.attributes, limits)
     if size is None:  # after the field checks, which name a bad string's field
-        _check_size(index, len(bytes(record)), limits)
+        _check_size(index, wire.size_of(record), limits)
     return record
 
 
