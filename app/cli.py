@@ -96,3 +96,7 @@ register_account_commands(main)
 from app.cli_ingest import register as register_ingest_commands  # noqa: E402
 
 register_ingest_commands(main)
+
+from app.cli_stream import register as register_stream_commands  # noqa: E402
+
+register_stream_commands(main)
