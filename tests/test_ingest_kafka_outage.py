@@ -188,7 +188,7 @@ async def test_kafka_stop_and_restart(
     found: dict[str, int] = {}
     for m in msgs:
         record = LogRecord().parse(m.value)
-        text = from_any(record.body)
+        text = str(from_any(record.body))
         assert from_any(record.attributes["n"]) == len(text)
         found[text] = found.get(text, 0) + 1
     missing = [t for t in acked if t not in found]
