@@ -175,3 +175,29 @@ def test_token_bucket_never_exceeds_rate(rate: float, steps: list[tuple[float, i
             assert exc.retry_after > 0
     # Capacity is one second of rate; a batch larger than it may overdraw by itself once.
     assert granted <= rate * (clock[0] + 1) + 50
+
+
+@given(records, st.booleans(), st.booleans())
+@settings(max_examples=300)
+def test_upb_and_betterproto_validate_alike(
+    record: LogRecord, fresh: bool, with_default: bool
+) -> None:
+    """The gateway's upb fast path (app.ingest.wire) accepts, rejects and normalises exactly
+    as the betterproto path does."""
+    from app.ingest.wire import encode, pb
+
+    if fresh:  # mostly inside the time window: exercise normalisation, not only rejection
+        record.time_unix_nano = record.observed_time_unix_nano = 0
+    default = Resource(service_name="batch-svc", host="h") if with_default else None
+    data = bytes(record)
+    outcomes = []
+    for message, res in ((LogRecord().parse(data), default),
+                         (pb.LogRecord.FromString(data),
+                          pb.Resource.FromString(bytes(default)) if default else None)):
+        try:
+            out = validate_record(message, 3, LIMITS, NOW, default_resource=res)
+        except RecordRejected as exc:
+            outcomes.append((exc.index, exc.field, exc.reason))
+        else:
+            outcomes.append(LogRecord().parse(encode(out)))
+    assert outcomes[0] == outcomes[1]
