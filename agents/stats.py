@@ -48,7 +48,7 @@ class SourceStats:
     def __init__(self, app: faust.App, topics: Topics, settings: Settings) -> None:
         self.settings = settings
         self.topics = topics
-        schema = faust.Schema(key_serializer="json", value_serializer="json")
+        schema: faust.Schema = faust.Schema(key_serializer="json", value_serializer="json")
         self.totals = app.Table("source-totals", default=dict, schema=schema,
                                 partitions=settings.partitions)
         self.windows = app.Table(
@@ -76,7 +76,7 @@ class SourceStats:
 
     def recent_windows(self, key: str, now: float) -> list[tuple[float, dict[str, Any]]]:
         size = self.settings.stats_window_seconds
-        table = self.windows.table
+        table: Any = self.windows.table
         start = now - now % size
         found = []
         for i in range(min(SNAPSHOT_WINDOWS, self.settings.stats_window_retention // size)):

@@ -62,9 +62,12 @@ R_INTERNAL = "internal_error"
 class KeyOwner(Protocol):
     """What an API key check answers (app.ingest.auth.Principal fits)."""
 
-    tenant_id: str
-    tenant_slug: str
-    scope: str
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def tenant_slug(self) -> str: ...
+    @property
+    def scope(self) -> str: ...
 
 
 @dataclass(frozen=True)

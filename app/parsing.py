@@ -258,10 +258,10 @@ def parse_line(line: str, now_ns: int) -> LineFields:
         return fields
     m = _APACHE_ACCESS.fullmatch(text)
     if m and _month(m.group(5)):
-        (client, _ident, user, day, mon, year, hh, mm, ss, zone, request, status, size,
+        (client, _ident, user, day, mon, yr, hh, mm, ss, zone, request, status, size,
          referer, agent) = m.groups()
         fields = LineFields("apache_access", text, time=_from_parts(
-            int(year), _month(mon), int(day), int(hh), int(mm), int(ss), None, _tz(zone)))
+            int(yr), _month(mon), int(day), int(hh), int(mm), int(ss), None, _tz(zone)))
         code = int(status)
         fields.severity = 17 if code >= 500 else 13 if code >= 400 else 9
         attrs = {"client.address": client, "http.request": request,
@@ -281,9 +281,9 @@ def parse_line(line: str, now_ns: int) -> LineFields:
         return fields
     m = _APACHE_ERROR.fullmatch(text)
     if m and _month(m.group(1)):
-        mon, day, hh, mm, ss, frac, year, module, level, pid, client, msg = m.groups()
+        mon, day, hh, mm, ss, frac, yr, module, level, pid, client, msg = m.groups()
         fields = LineFields("apache_error", msg, time=_from_parts(
-            int(year), _month(mon), int(day), int(hh), int(mm), int(ss), frac, UTC))
+            int(yr), _month(mon), int(day), int(hh), int(mm), int(ss), frac, UTC))
         fields.severity = severity_from_text(level)
         if module:
             fields.attributes["apache.module"] = module

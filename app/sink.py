@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from elasticsearch import (
@@ -132,8 +133,7 @@ class ElasticsearchSink:
             if exc.status_code in RETRYABLE_STATUS:
                 raise Retry(f"HTTP {exc.status_code}") from exc
             raise
-        except (ConnectionError, ConnectionTimeout, TransportError, OSError,
-                asyncio.TimeoutError) as exc:
+        except (TimeoutError, ConnectionError, ConnectionTimeout, TransportError, OSError) as exc:
             raise Retry(repr(exc)) from exc
         return dict(response.body)
 
@@ -143,7 +143,7 @@ class ElasticsearchSink:
             if name in self._known:
                 continue
             alias = esindex.tenant_alias(self.settings, event.tenant_id) if self.alias else None
-            await self._retrying(lambda n=name, a=alias: esindex.ensure_index(self.es, n, a),
+            await self._retrying(partial(esindex.ensure_index, self.es, name, alias),
                                  idle, f"create index {name}")
             self._known.add(name)
 
@@ -157,8 +157,8 @@ class ElasticsearchSink:
                 if exc.status_code not in RETRYABLE_STATUS:
                     raise
                 log.warning("%s: HTTP %s; retry in %.1fs", what, exc.status_code, delay)
-            except (ConnectionError, ConnectionTimeout, TransportError, OSError,
-                    asyncio.TimeoutError) as exc:
+            except (TimeoutError, ConnectionError, ConnectionTimeout, TransportError,
+                    OSError) as exc:
                 log.warning("%s: %r; retry in %.1fs", what, exc, delay)
             delay = await self._backoff(delay, idle)
 

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -198,8 +198,8 @@ def gateway_headers(tenant_id: str, slug: str, source: str = "gateway",
             ("laas-tenant", slug.encode()), ("laas-source", source.encode())]
 
 
-async def produce_raw(settings: Settings, records: list[tuple[bytes | None, bytes,
-                                                              list[tuple[str, bytes]]]],
+async def produce_raw(settings: Settings, records: Sequence[tuple[bytes | None, bytes,
+                                                                  list[tuple[str, bytes]]]],
                       topic: str | None = None) -> list[tuple[int, int]]:
     """Produce (key, value, headers) to `logs.raw`; (partition, offset) of each, acked."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all",

@@ -6,6 +6,7 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from elasticsearch import AsyncElasticsearch
@@ -18,7 +19,7 @@ from app.sink import ElasticsearchSink
 from app.stats import fold
 
 
-def event(tenant: str, offset: int, *, time_ns: int | None = None, **changes: object) -> LogEvent:
+def event(tenant: str, offset: int, *, time_ns: int | None = None, **changes: Any) -> LogEvent:
     t = time_ns or time.time_ns()
     base = LogEvent(tenant_id=tenant, tenant=f"slug{tenant}", time=t, observed_time=t,
                     severity="INFO", severity_number=9, message=f"hello {offset} user=u{offset}",

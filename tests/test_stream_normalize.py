@@ -28,8 +28,10 @@ NOW = int(datetime(2026, 11, 27, 12, 0, tzinfo=UTC).timestamp() * 1e9)
 PROTO = b"application/x-protobuf; messageType=laas.v1.LogRecord"
 
 
-def ns(*args: int, micro: int = 0) -> int:
-    return int(datetime(*args, tzinfo=UTC).timestamp()) * 10**9 + micro * 1000
+def ns(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0,
+       micro: int = 0) -> int:
+    moment = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    return int(moment.timestamp()) * 10**9 + micro * 1000
 
 
 def raw(value: bytes, headers: dict[str, bytes] | None = None, offset: int = 3) -> RawMessage:
