@@ -26,10 +26,20 @@ from app.elastic import es_client
 from app.logins import AuthConfig
 from app.migrations import upgrade_database_async
 from app.settings import Settings
+from app.tail import TailHub
 from web.auth import AuthBackend, account_error_response
 
 # Modules exposing `routes: list[BaseRoute]` (and optionally `exception_handlers`); add yours here.
-ROUTE_MODULES = ["web.auth", "web.apikeys", "web.users", "web.tenants", "web.ingest", "web.search"]
+ROUTE_MODULES = [
+    "web.auth",
+    "web.apikeys",
+    "web.users",
+    "web.tenants",
+    "web.ingest",
+    "web.search",
+    "web.tail",
+    "web.sources",
+]
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -48,8 +58,11 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.sessions = session_factory(engine)
         app.state.auth = AuthConfig.from_settings(settings)
         app.state.es = es_client(settings)
+        app.state.tail = TailHub(settings)
         yield
     finally:
+        if (tail := getattr(app.state, "tail", None)) is not None:
+            await tail.stop()
         if (es := getattr(app.state, "es", None)) is not None:
             await es.close()
         if (ingest := getattr(app.state, "ingest", None)) is not None:  # web.ingest's producer

@@ -1,0 +1,231 @@
+"""The live tail hub: one `logs.events` reader per web process, fanned out to every tail socket.
+
+The hub's consumer joins no consumer group (it assigns itself every partition), so it never
+takes partitions from the workers. Each subscription has a bounded queue; when a client is too
+slow its queue fills and further events are counted as dropped (the socket reports the count)
+instead of slowing the hub, other sockets or the pipeline. The hub keeps the last
+`tail_ring_seconds` of events per tenant so a tail that starts with history from search can
+bridge the indexing delay without a gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from app.events import NS, LogEvent
+from app.settings import Settings
+from app.topics import EVENTS, topic_name
+
+log = logging.getLogger(__name__)
+
+Predicate = Callable[[dict[str, object]], bool]
+
+
+def fields_of(event: LogEvent) -> dict[str, object]:
+    """The flat field view a query predicate evaluates (`app.query.match`)."""
+    return event.__dict__
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One tail socket: its tenant, its filter, and a bounded queue of matching events."""
+
+    tenant_id: str
+    predicate: Predicate
+    queue: asyncio.Queue[LogEvent]
+    dropped: int = 0
+
+    def offer(self, event: LogEvent) -> None:
+        """Queue the event if it matches; never blocks (a full queue counts a drop)."""
+        if not self.predicate(fields_of(event)):
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    def take_dropped(self) -> int:
+        dropped, self.dropped = self.dropped, 0
+        return dropped
+
+
+@dataclass
+class Ring:
+    """Recent events of one tenant, bounded by age and count."""
+
+    seconds: float
+    limit: int
+    events: deque[LogEvent] = field(default_factory=deque)
+
+    def add(self, event: LogEvent, now_ns: int) -> None:
+        if self.limit == 0:
+            return
+        self.events.append(event)
+        horizon = now_ns - int(self.seconds * NS)
+        while self.events and (
+            len(self.events) > self.limit or self.events[0].observed_time < horizon
+        ):
+            self.events.popleft()
+
+
+class TailHub:
+    """Reads `logs.events` once for the process and fans events out to subscriptions."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topic = topic_name(settings, EVENTS)
+        self.subscriptions: dict[str, set[Subscription]] = {}
+        self.rings: dict[str, Ring] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.positions: dict[TopicPartition, int] = {}  # next offset to read, per partition
+        self.ready = asyncio.Event()
+
+    # -- subscriptions --------------------------------------------------------------------
+    def subscribe(self, tenant_id: str, predicate: Predicate) -> Subscription:
+        self.start()
+        sub = Subscription(tenant_id, predicate, asyncio.Queue(self.settings.tail_queue_size))
+        self.subscriptions.setdefault(tenant_id, set()).add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        subs = self.subscriptions.get(sub.tenant_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self.subscriptions[sub.tenant_id]
+
+    def recent(self, tenant_id: str) -> list[LogEvent]:
+        """The tenant's events read in the last `tail_ring_seconds`, in arrival order."""
+        ring = self.rings.get(tenant_id)
+        return list(ring.events) if ring else []
+
+    def dispatch(self, event: LogEvent, *, live: bool = True) -> None:
+        """Remember the event; hand it to the tenant's matching subscriptions if `live`."""
+        ring = self.rings.get(event.tenant_id)
+        if ring is None:
+            ring = self.rings[event.tenant_id] = Ring(
+                self.settings.tail_ring_seconds, self.settings.tail_ring_max
+            )
+        ring.add(event, time.time_ns())
+        if not live:
+            return
+        for sub in self.subscriptions.get(event.tenant_id, ()):
+            sub.offer(event)
+
+    # -- the consumer ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Start reading (once); retries in the background while Kafka or the topic is missing."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="tail-hub")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except (KafkaError, OSError) as exc:
+                log.warning(
+                    "tail: reading %s failed (%r); retrying in %.1fs", self.topic, exc, delay
+                )
+            except Exception:  # noqa: BLE001 - the hub must outlive any one bad batch
+                log.exception("tail: unexpected error reading %s", self.topic)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    async def _consume(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=50,
+            auto_offset_reset="latest",
+        )
+        await consumer.start()
+        try:
+            partitions = await self._partitions()
+            consumer.assign(partitions)
+            if self.positions:  # a restart after an error: go on where we stopped, all live
+                for tp in partitions:
+                    consumer.seek(tp, self.positions.get(tp, 0))
+                live_from = dict(self.positions)
+            else:
+                live_from = await self._seek_recent(consumer, partitions)
+            while True:
+                if not self.ready.is_set() and all(
+                    self.positions.get(tp, 0) >= live_from.get(tp, 0) for tp in partitions
+                ):
+                    self.ready.set()  # the ring holds the recent past: tails may start
+                batches = await consumer.getmany(timeout_ms=100, max_records=2000)
+                for tp, records in batches.items():
+                    for record in records:
+                        self._handle(record, live=record.offset >= live_from.get(tp, 0))
+                        self.positions[tp] = record.offset + 1
+        finally:
+            self.ready.clear()
+            await consumer.stop()
+
+    def _handle(self, record: ConsumerRecord[bytes, bytes], *, live: bool) -> None:
+        if record.value is None:
+            return
+        try:
+            event = LogEvent.from_json(record.value)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning(
+                "tail: skipping undecodable event at %s/%d/%d: %r",
+                record.topic,
+                record.partition,
+                record.offset,
+                exc,
+            )
+            return
+        self.dispatch(event, live=live)
+
+    async def _partitions(self) -> list[TopicPartition]:
+        """The topic's partitions, waiting (with backoff) until the worker has created it."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_servers)
+        await admin.start()
+        try:
+            delay = 0.2
+            while True:
+                (described,) = await admin.describe_topics([self.topic])
+                ids = sorted(p["partition"] for p in described["partitions"])
+                if described["error_code"] == 0 and ids:
+                    return [TopicPartition(self.topic, p) for p in ids]
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        finally:
+            await admin.close()
+
+    async def _seek_recent(
+        self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """Start `tail_ring_seconds` back so the ring covers the indexing delay from the start;
+        returns each partition's end offset, where live delivery begins."""
+        since_ms = int((time.time() - self.settings.tail_ring_seconds) * 1000)
+        offsets = await consumer.offsets_for_times({tp: since_ms for tp in partitions})
+        ends = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            found = offsets.get(tp)
+            start = found.offset if found is not None else ends[tp]
+            consumer.seek(tp, start)
+            self.positions[tp] = start
+        return ends

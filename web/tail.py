@@ -1,0 +1,145 @@
+"""WebSocket `/api/v1/tail`: a filtered live tail of the caller's tenant, optionally after history.
+
+Protocol (server → client, JSON text frames):
+- `{"type": "event", "event": {...}}` — one event, shaped like a search hit;
+- `{"type": "ready", "history": N}` — history (if `since` was given) is complete, live follows;
+- `{"type": "notice", "dropped": N, "detail": ...}` — the client read too slowly, N events skipped;
+- `{"type": "heartbeat", "time": ...}` — after `tail_heartbeat_seconds` without events;
+- `{"type": "error", "parameter": ..., "detail": ..., "position": ...}` then close 4400.
+Parameters: `q` (same syntax as search), `since` (ISO 8601 or `15m`), credentials as for every
+endpoint or `token`. Auth failures refuse the handshake (policy violation, 1008).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from app import esindex, search
+from app.authz import Permission
+from app.events import LogEvent, iso_nanos
+from app.query.match import compile_predicate
+from app.search import BadParameter
+from app.settings import Settings
+from app.tail import Subscription, TailHub
+from web.auth import require
+
+CLOSE_BAD_FILTER = 4400
+
+
+def event_message(event: LogEvent) -> dict[str, Any]:
+    hit = {"_id": event.doc_id(), "_source": esindex.document(event)}
+    return {"type": "event", "event": search.shape_hit(hit)}
+
+
+async def history(
+    ws: WebSocket,
+    settings: Settings,
+    tenant_id: int,
+    query: search.Query,
+    hub: TailHub,
+    limit: int,
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """The latest `limit` events from `since` to now, oldest first: indexed ones from search,
+    then those the hub has read but the index does not hold yet (the indexing delay)."""
+    hits: list[dict[str, Any]] = []
+    request = search.SearchRequest(query, min(limit, search.MAX_LIMIT), "newest", None, False)
+    while limit and len(hits) < limit:
+        body = search.search_body(settings, tenant_id, request, "10s")
+        page = (await ws.app.state.es.search(**body))["hits"]["hits"]
+        hits += page
+        if len(page) < request.limit:
+            break
+        cursor = search.Cursor(
+            page[-1]["sort"], query.since, query.until, "newest", search.query_hash(query.text)
+        )
+        request = search.SearchRequest(query, request.limit, "newest", cursor, False)
+    hits = hits[:limit]
+    seen = {hit["_id"] for hit in hits}
+    messages = [{"type": "event", "event": search.shape_hit(hit)} for hit in reversed(hits)]
+    predicate = compile_predicate(query.node)
+    for event in hub.recent(str(tenant_id)):
+        if event.doc_id() not in seen and event.time >= query.since and predicate(event.__dict__):
+            seen.add(event.doc_id())
+            messages.append(event_message(event))
+    return messages, seen
+
+
+async def pump(ws: WebSocket, sub: Subscription, seen: set[str], heartbeat: float) -> None:
+    """Send live events (skipping those already sent as history), drop notices and heartbeats."""
+    while True:
+        try:
+            event = await asyncio.wait_for(sub.queue.get(), heartbeat)
+        except TimeoutError:
+            await ws.send_json({"type": "heartbeat", "time": iso_nanos(time.time_ns())})
+            continue
+        if dropped := sub.take_dropped():
+            await ws.send_json(
+                {
+                    "type": "notice",
+                    "dropped": dropped,
+                    "detail": f"dropped {dropped} events: the client reads too slowly",
+                }
+            )
+        if seen and event.doc_id() in seen:
+            seen.discard(event.doc_id())
+            continue
+        await ws.send_json(event_message(event))
+
+
+async def tail_endpoint(ws: WebSocket) -> None:
+    principal = require(ws, Permission.READ)
+    settings: Settings = ws.app.state.settings
+    hub: TailHub = ws.app.state.tail
+    await ws.accept()
+    params = dict(ws.query_params)
+    params.pop("token", None)
+    try:
+        query = search.read_query(
+            {**params, "since": params.get("since") or "1s"}, now_ns=time.time_ns()
+        )
+    except BadParameter as exc:
+        await ws.send_json({"type": "error", **exc.to_dict()})
+        await ws.close(CLOSE_BAD_FILTER, exc.reason[:120])
+        return
+    sub = hub.subscribe(str(principal.tenant_id), compile_predicate(query.node))
+    try:
+        await asyncio.wait_for(hub.ready.wait(), 30)
+        sent: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        if params.get("since"):
+            sent, seen = await history(
+                ws, settings, principal.tenant_id, query, hub, settings.tail_history_max
+            )
+        for message in sent:
+            await ws.send_json(message)
+        await ws.send_json({"type": "ready", "history": len(sent)})
+        sender = asyncio.create_task(pump(ws, sub, seen, settings.tail_heartbeat_seconds))
+        try:
+            while (await ws.receive())["type"] != "websocket.disconnect":
+                pass  # clients send nothing; reading notices the close
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+                await sender
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    except TimeoutError:
+        await ws.send_json(
+            {
+                "type": "error",
+                "error": "unavailable",
+                "detail": "the event stream (Kafka) is not reachable; reconnect later",
+            }
+        )
+        await ws.close(1013)
+    finally:
+        hub.unsubscribe(sub)
+
+
+routes = [WebSocketRoute("/api/v1/tail", tail_endpoint)]
