@@ -39,6 +39,7 @@ ROUTE_MODULES = [
     "web.search",
     "web.tail",
     "web.sources",
+    "web.ui",  # the web UI at / (its route pattern excludes /api, /v1 and the like)
 ]
 
 
