@@ -100,3 +100,7 @@ register_ingest_commands(main)
 from app.cli_stream import register as register_stream_commands  # noqa: E402
 
 register_stream_commands(main)
+
+from app.cli_query import register as register_query_commands  # noqa: E402
+
+register_query_commands(main)
