@@ -1,0 +1,95 @@
+// Shapes of the API's answers (web/*.py).
+
+export interface LogHit {
+  id: string;
+  time: string;
+  observed_time?: string | null;
+  level: string | null;
+  service: string | null;
+  host: string | null;
+  message: string | null;
+  template_id?: string | null;
+  trace_id?: string | null;
+  span_id?: string | null;
+  attributes: Record<string, string>;
+  highlight?: { message?: string[] };
+}
+
+export interface SearchResult {
+  hits: LogHit[];
+  total: { value: number; relation: 'eq' | 'gte' };
+  next_cursor: string | null;
+  partial: boolean;
+  took_ms: number;
+  since: string;
+  until: string;
+}
+
+export interface HistogramBucket {
+  time: string;
+  count: number;
+  levels: Record<string, number>;
+}
+
+export interface HistogramResult {
+  interval_seconds: number;
+  since: string;
+  until: string;
+  total: number;
+  buckets: HistogramBucket[];
+}
+
+export interface FieldFacet {
+  field: string;
+  values: { value: string; count: number }[];
+  other: number;
+}
+
+export interface ContextResult {
+  event: LogHit;
+  before: LogHit[];
+  after: LogHit[];
+}
+
+export interface Me {
+  kind: string;
+  user: { id: number; email: string } | null;
+  tenant: { id: number; slug: string; name: string };
+  role: string | null;
+  permissions: string[];
+  tenants: { slug: string; name: string; role: string }[];
+}
+
+export interface ApiKey {
+  id: number;
+  name: string;
+  scope: string;
+  prefix: string;
+  created_by: number | null;
+  created_at: string;
+  last_used_at: string | null;
+  revoked_at: string | null;
+  active: boolean;
+  key?: string;
+}
+
+export interface Member {
+  id: number;
+  email: string;
+  role: string;
+  active: boolean;
+  created_at: string;
+  last_login_at: string | null;
+}
+
+export interface Source {
+  service: string;
+  host: string;
+  count: number;
+  bytes?: number;
+  severity?: Record<string, number>;
+  first_seen?: string;
+  last_seen?: string;
+  window_seconds?: number;
+  windows?: { start: string; count: number; bytes?: number; severity?: Record<string, number> }[];
+}
