@@ -1,0 +1,147 @@
+"""End-to-end benchmark: `logs.raw` → worker → searchable documents, next to a raw bulk baseline.
+
+    python -m bench.pipeline --events 20000
+
+1. Baseline: the same events (normalized in-process) bulk-indexed straight into Elasticsearch
+   with the async bulk helper (no Kafka, no Faust).
+2. Pipeline: the records are produced to a fresh `logs.raw` first, then a worker is started;
+   the rate is documents per second from the first to the last searchable document.
+3. Delay: with the worker running, records are produced in timed chunks; a chunk is
+   "searchable" when the tenant's count reaches its end (approximate across partitions).
+Prints events/s of both, their ratio (target ≥ 0.8) and p50/p99 ack-to-searchable delay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from elasticsearch import AsyncElasticsearch
+from elasticsearch.helpers import async_bulk
+
+from app import esindex
+from app.normalize import RawMessage, normalize
+from app.settings import load_settings
+from app.topics import ALL, RAW, topic_name
+from protos.laas.v1 import AnyValue, LogRecord, Resource
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADERS = [("content-type", b"application/x-protobuf; messageType=laas.v1.LogRecord"),
+           ("laas-tenant-id", b"1"), ("laas-tenant", b"bench"), ("laas-source", b"gateway")]
+
+
+def record(i: int) -> bytes:
+    return bytes(LogRecord(time_unix_nano=time.time_ns(), severity_number=9 + (i % 3) * 4,
+                           body=AnyValue(string_value=f"request {i} done user=u{i % 97} ms={i % 500}"),
+                           resource=Resource(service_name=f"svc{i % 8}", host=f"h{i % 3}")))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def count(es: AsyncElasticsearch, index: str) -> int:
+    try:
+        await es.indices.refresh(index=index, ignore_unavailable=True, allow_no_indices=True)
+        return int((await es.count(index=index, ignore_unavailable=True,
+                                   allow_no_indices=True))["count"])
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+async def main(n: int, chunks: int) -> None:
+    run = f"b{uuid.uuid4().hex[:8]}"
+    settings = load_settings(app_id=run, topic_prefix=f"{run}.", index_prefix=f"{run}-")
+    es = AsyncElasticsearch(settings.elasticsearch_url, request_timeout=60)
+    values = [record(i) for i in range(n)]
+
+    # 1. baseline
+    base = load_settings(index_prefix=f"{run}base-")
+    await esindex.ensure_template(es, base)
+    events = [normalize(RawMessage("raw", 0, i, 0, None, v, dict(HEADERS)), now_ns=time.time_ns())
+              .events[0] for i, v in enumerate(values)]
+    actions = [{"_index": esindex.daily_index(base, "1", e.time), "_id": e.doc_id(),
+                "_source": esindex.document(e)} for e in events]
+    started = time.monotonic()
+    await async_bulk(es, actions, chunk_size=settings.es_batch_size, refresh="wait_for")
+    raw_rate = n / (time.monotonic() - started)
+
+    # 2. pipeline throughput
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic_name(settings, t), settings.partitions, 1)
+                               for t in ALL])
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all",
+                                enable_idempotence=True, linger_ms=5)
+    await producer.start()
+    raw_topic = topic_name(settings, RAW)
+    futures = [await producer.send(raw_topic, v, key=f"1/svc{i % 8}".encode(), headers=HEADERS)
+               for i, v in enumerate(values)]
+    await asyncio.gather(*futures)
+    env = {**os.environ, "LAAS_APP_ID": run, "LAAS_TOPIC_PREFIX": f"{run}.",
+           "LAAS_INDEX_PREFIX": f"{run}-", "LAAS_WORKER_WEB_PORT": str(free_port()),
+           "LAAS_STATE_DIR": f"/tmp/{run}"}
+    log = open(f"/tmp/{run}.log", "wb")
+    worker = subprocess.Popen([sys.executable, "-m", "app", "worker"], cwd=ROOT, env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    alias = esindex.tenant_alias(settings, "1")
+    try:
+        first = None
+        while (c := await count(es, alias)) < n:
+            if worker.poll() is not None:
+                raise SystemExit(f"worker exited; see /tmp/{run}.log")
+            if c and first is None:
+                first = (time.monotonic(), c)
+            await asyncio.sleep(0.2)
+        assert first is not None
+        pipe_rate = (n - first[1]) / (time.monotonic() - first[0])
+
+        # 3. delay, chunk by chunk at a steady rate
+        delays = []
+        per = max(n // chunks, 1)
+        total = n
+        for k in range(chunks):
+            batch = [await producer.send(raw_topic, record(i), key=b"1/svc", headers=HEADERS)
+                     for i in range(per)]
+            await asyncio.gather(*batch)
+            acked = time.monotonic()
+            total += per
+            while await count(es, alias) < total:
+                await asyncio.sleep(0.05)
+            delays.append(time.monotonic() - acked)
+    finally:
+        worker.terminate()
+        worker.wait(60)
+        await producer.stop()
+        await admin.delete_topics([topic_name(settings, t) for t in ALL])
+        await admin.close()
+        await es.indices.delete(index=f"{run}*", ignore_unavailable=True)
+        await es.close()
+    delays.sort()
+    p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
+    print(f"events: {n}")
+    print(f"raw bulk baseline: {raw_rate:,.0f} events/s")
+    print(f"pipeline (raw → searchable): {pipe_rate:,.0f} events/s")
+    print(f"ratio: {pipe_rate / raw_rate:.2f} (target ≥ 0.8)")
+    print(f"ack → searchable delay over {len(delays)} chunks of {per}: "
+          f"p50 {statistics.median(delays) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--chunks", type=int, default=20)
+    args = parser.parse_args()
+    asyncio.run(main(args.events, args.chunks))
