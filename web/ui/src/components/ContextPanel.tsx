@@ -31,7 +31,9 @@ export function ContextPanel({ id, onClose }: { id: string; onClose: () => void 
     return () => window.removeEventListener('keydown', onKey);
   }, [onClose]);
 
-  useEffect(() => anchor.current?.scrollIntoView({ block: 'center' }), [data]);
+  useEffect(() => {
+    anchor.current?.scrollIntoView({ block: 'center' }); // returns a Promise in new Chromium: never the cleanup
+  }, [data]);
 
   const line = (hit: ContextResult['event'], kind: string) => (
     <li key={hit.id} className={`ctx-${kind}`} ref={kind === 'anchor' ? anchor : undefined} aria-current={kind === 'anchor' ? 'true' : undefined}>

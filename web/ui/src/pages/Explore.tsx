@@ -42,7 +42,9 @@ export function ExplorePage({ search }: { search: string }) {
     [],
   );
 
-  useEffect(() => setDraft(state.q), [state.q]);
+  useEffect(() => {
+    setDraft(state.q);
+  }, [state.q]);
 
   // `/` focuses the query from anywhere outside a text field.
   useEffect(() => {

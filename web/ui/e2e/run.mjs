@@ -1,0 +1,254 @@
+// End-to-end run of the web UI in Debian's Chromium (playwright-core, no browser download).
+// Started by tests/test_ui_e2e.py, which runs the real app and feeds it data; settings via env:
+//   LAAS_URL, LAAS_PASSWORD, LAAS_ADMIN, LAAS_VIEWER, LAAS_BETA (emails), LAAS_MARKER (text only
+//   tenant acme's logs hold), LAAS_BETA_MARKER (only beta's), LAAS_LIVE_MARKER (the live event),
+//   LAAS_SCREENSHOTS (folder). Prints `STEP <name>` as it goes and `LIVE_READY` when the test
+//   should publish the live event; exits non-zero with the failing step on any error.
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`environment variable ${name} is required`);
+  return value;
+};
+const URL_ = env('LAAS_URL');
+const PASSWORD = env('LAAS_PASSWORD');
+const SHOTS = env('LAAS_SCREENSHOTS');
+const MARKER = env('LAAS_MARKER');
+const BETA_MARKER = env('LAAS_BETA_MARKER');
+const LIVE_MARKER = env('LAAS_LIVE_MARKER');
+mkdirSync(SHOTS, { recursive: true });
+for (const name of readdirSync(SHOTS)) if (name.endsWith('.png')) rmSync(`${SHOTS}/${name}`);
+
+let current = 'start';
+const step = (name) => {
+  current = name;
+  console.log(`STEP ${name}`);
+};
+const check = (ok, message) => {
+  if (!ok) throw new Error(message);
+};
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+});
+const errors = [];
+const pages = [];
+
+async function newPage() {
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15_000);
+  page.on('pageerror', (e) => errors.push(`page error: ${e.message}\n${e.stack}`));
+  page.on('dialog', (d) => d.accept());
+  pages.push(page);
+  return page;
+}
+
+async function signIn(page, email) {
+  await page.goto(`${URL_}/`);
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('navigation', { name: 'Pages' }).waitFor();
+}
+
+async function search(page, q) {
+  const box = page.getByRole('combobox', { name: /Query/ });
+  await box.fill(q);
+  await box.press('Enter');
+  await page.waitForURL((u) => (new URL(u).searchParams.get('q') ?? '') === q);
+  await page.getByTestId('total').waitFor();
+}
+
+const shot = (page, name) => page.screenshot({ path: `${SHOTS}/${name}.png` });
+
+try {
+  // --- admin of tenant acme -------------------------------------------------------------
+  const page = await newPage();
+  step('login page');
+  await page.goto(`${URL_}/`);
+  await page.getByRole('heading', { name: 'Sign in to LaaS' }).waitFor();
+  await shot(page, '01-login');
+  step('wrong password is refused in words');
+  await page.getByLabel('Email').fill(env('LAAS_ADMIN'));
+  await page.getByLabel('Password').fill('not the password');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('alert').waitFor();
+  check((await page.getByRole('alert').innerText()).length > 5, 'login error has no text');
+  step('login');
+  await signIn(page, env('LAAS_ADMIN'));
+  await page.waitForURL(/\/explore/);
+
+  step('explore finds the known logs');
+  await search(page, MARKER);
+  const total = await page.getByTestId('total').innerText();
+  check(/^40 events/.test(total), `expected 40 events, got "${total}"`);
+  check((await page.locator('[data-testid=results] mark').count()) > 0, 'matches are not highlighted');
+  await page.getByTestId('histogram').locator('.layer rect:not([height="0"])').first().waitFor();
+  await shot(page, '02-explore');
+
+  step('field completion and syntax error at its position');
+  const box = page.getByRole('combobox', { name: /Query/ });
+  await box.fill('serv');
+  await page.getByRole('option', { name: 'service:' }).waitFor();
+  await box.press('Tab');
+  check((await box.inputValue()) === 'service:', `completion gave "${await box.inputValue()}"`);
+  await box.fill('service:api AND (');
+  await box.press('Enter');
+  await page.locator('#query-error').waitFor();
+  check(/At position \d+/.test(await page.locator('#query-error').innerText()), 'syntax error has no position');
+  await shot(page, '03-syntax-error');
+  await search(page, MARKER);
+
+  step('slash focuses the query, Esc leaves it');
+  await page.locator('body').click({ position: { x: 5, y: 300 } });
+  await page.keyboard.press('/');
+  check(await box.evaluate((el) => el === document.activeElement), '/ did not focus the query');
+  await page.keyboard.press('Escape');
+
+  step('zoom the histogram');
+  const chart = await page.getByTestId('histogram').boundingBox();
+  const y = chart.y + chart.height / 2;
+  await page.mouse.move(chart.x + chart.width * 0.45, y);
+  await page.mouse.down();
+  await page.mouse.move(chart.x + chart.width * 0.7, y, { steps: 8 });
+  await page.mouse.move(chart.x + chart.width * 0.99, y, { steps: 8 });
+  await page.mouse.up();
+  await page.waitForURL((u) => new URL(u).searchParams.has('until'));
+  await page.getByTestId('total').waitFor();
+  const zoomed = await page.getByTestId('total').innerText();
+  const zoomedCount = Number(zoomed.split(' ')[0].replace(/,/g, ''));
+  check(zoomedCount > 0 && zoomedCount < 40, `zoomed view should hold part of the 40 events, got "${zoomed}"`);
+  await shot(page, '04-zoomed');
+
+  step('the URL reproduces the view');
+  const link = page.url();
+  const other = await newPage();
+  await signIn(other, env('LAAS_ADMIN'));
+  await other.goto(link);
+  await other.getByTestId('total').waitFor();
+  check((await other.getByTestId('total').innerText()) === zoomed, 'a copied link shows another view');
+  await other.context().close();
+
+  step('expand a row and open its context');
+  await search(page, MARKER);
+  await page.locator('[data-testid=results] .row .summary').first().click();
+  await page.getByRole('button', { name: 'Show surrounding context' }).click();
+  const ctx = page.getByTestId('context');
+  await ctx.locator('.ctx-anchor').waitFor();
+  const lines = await ctx.locator('li').count();
+  check(lines > 1 && (await ctx.locator('.ctx-before, .ctx-after').count()) > 0, `context shows ${lines} lines`);
+  check(new URL(page.url()).searchParams.has('context'), 'context is not in the URL');
+  await shot(page, '05-context');
+  await page.keyboard.press('Escape');
+  await ctx.waitFor({ state: 'detached' });
+
+  step('infinite scroll loads the next page by cursor');
+  await search(page, '');
+  const before = await page.locator('[data-testid=results] .row').count();
+  check(/^(More than )?\d+/.test(await page.getByTestId('total').innerText()), 'no total');
+  await page.getByTestId('results').evaluate((el) => el.scrollTo(0, el.scrollHeight));
+  await page.waitForFunction(() => /End of results \(\d+\)/.test(document.querySelector('.list-footer')?.textContent ?? ''));
+  const footer = await page.locator('.list-footer').innerText();
+  check(Number(/\((\d+)\)/.exec(footer)[1]) > 100, `expected more than one page (100), footer "${footer}" (rows rendered before: ${before})`);
+
+  step('live tail shows a new log');
+  await page.getByRole('checkbox', { name: 'Live' }).check();
+  await page.getByText('Live: new events appear at the top').waitFor();
+  console.log('LIVE_READY');
+  await page.locator('[data-testid=results]').getByText(LIVE_MARKER).waitFor({ timeout: 30_000 });
+  await shot(page, '06-live');
+  step('pause holds events');
+  await page.getByRole('button', { name: 'Pause' }).click();
+  await page.getByText(/Paused — \d+ new events held/).waitFor();
+  await page.getByRole('button', { name: 'Resume' }).click();
+  await page.getByRole('checkbox', { name: 'Live' }).uncheck();
+
+  step('sources');
+  await page.getByRole('link', { name: 'Sources' }).click();
+  await page.getByTestId('sources').waitFor();
+  check((await page.locator('[data-testid=sources] tbody tr').count()) >= 2, 'sources table has fewer than 2 rows');
+  check((await page.locator('tr.silent').count()) >= 1, 'the silent source is not highlighted');
+  await shot(page, '07-sources');
+
+  step('create an API key, shown once');
+  await page.getByRole('link', { name: 'Settings' }).click();
+  await page.getByLabel('Name').fill('e2e-key');
+  await page.getByLabel('Scope').selectOption('ingest');
+  await page.getByRole('button', { name: 'Create key' }).click();
+  const secret = await page.getByTestId('new-key').locator('code').innerText();
+  check(secret.length > 20, `new key looks wrong: "${secret}"`);
+  await page.getByTestId('users').getByRole('cell', { name: env('LAAS_VIEWER'), exact: true }).waitFor();
+  await shot(page, '08-settings-admin');
+  await page.getByRole('button', { name: 'Done' }).click();
+  check((await page.getByText(secret).count()) === 0, 'the key is still shown after Done');
+  step('revoke the key');
+  await page.getByRole('button', { name: 'Revoke e2e-key' }).click();
+  await page.locator('tr[data-key="e2e-key"]').getByText(/^revoked/).waitFor();
+
+  step('sign out');
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('heading', { name: 'Sign in to LaaS' }).waitFor();
+  await page.goto(`${URL_}/settings`);
+  await page.getByRole('heading', { name: 'Sign in to LaaS' }).waitFor();
+  await page.context().close();
+
+  // --- viewer of tenant acme: no admin settings ------------------------------------------
+  step('viewer sees no admin settings');
+  const viewer = await newPage();
+  await signIn(viewer, env('LAAS_VIEWER'));
+  await viewer.getByRole('link', { name: 'Settings' }).click();
+  await viewer.getByTestId('viewer-note').waitFor();
+  check((await viewer.getByTestId('apikeys').count()) === 0, 'viewer sees API keys');
+  check((await viewer.getByTestId('users').count()) === 0, 'viewer sees users');
+  await shot(viewer, '09-settings-viewer');
+  step('session survives a reload (refresh flow)');
+  await viewer.reload();
+  await viewer.getByTestId('viewer-note').waitFor();
+  await viewer.context().close();
+
+  // --- admin of tenant beta: never sees acme's data --------------------------------------
+  step('tenant beta never shows tenant acme data');
+  const beta = await newPage();
+  await signIn(beta, env('LAAS_BETA'));
+  await search(beta, MARKER);
+  check((await beta.getByTestId('total').innerText()).startsWith('0 events'), 'beta finds acme logs');
+  await search(beta, '');
+  await beta.locator('[data-testid=results] .row').first().waitFor();
+  const text = await beta.getByTestId('results').innerText();
+  check(text.includes(BETA_MARKER) && !text.includes(MARKER), 'beta sees acme logs in its list');
+  await beta.getByRole('checkbox', { name: 'Live' }).check();
+  await beta.getByText('Live: new events appear at the top').waitFor();
+  await beta.waitForTimeout(1500);
+  check(!(await beta.locator('body').innerText()).includes(LIVE_MARKER), 'beta sees acme live log');
+  await beta.getByRole('link', { name: 'Sources' }).click();
+  await beta.getByTestId('sources').waitFor();
+  check(!(await beta.getByTestId('sources').innerText()).includes('checkout'), 'beta sees acme sources');
+  await shot(beta, '10-tenant-beta');
+  await beta.context().close();
+
+  // --- dark theme -----------------------------------------------------------------------
+  step('dark theme');
+  const dark = await newPage();
+  await signIn(dark, env('LAAS_ADMIN'));
+  await dark.getByRole('button', { name: /Use the dark theme/ }).click();
+  await search(dark, MARKER);
+  await dark.getByTestId('histogram').locator('.layer rect:not([height="0"])').first().waitFor();
+  await shot(dark, '11-explore-dark');
+  await dark.context().close();
+
+  check(errors.length === 0, errors.join('\n'));
+  console.log('OK');
+} catch (exc) {
+  console.error(`FAILED at step "${current}": ${exc.message}`);
+  if (errors.length) console.error(errors.join('\n'));
+  for (const [i, p] of pages.entries()) {
+    if (!p.isClosed()) await p.screenshot({ path: `${SHOTS}/failed-${i}.png` }).catch(() => {});
+  }
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
