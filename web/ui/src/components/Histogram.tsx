@@ -5,6 +5,7 @@ import { brushX } from 'd3-brush';
 import { scaleLinear, scaleTime } from 'd3-scale';
 import { select } from 'd3-selection';
 import { stack } from 'd3-shape';
+import { timeFormat } from 'd3-time-format';
 import type { HistogramResult } from '../types';
 
 export const LEVEL_ORDER = ['FATAL', 'ERROR', 'WARN', 'INFO', 'DEBUG', 'TRACE', 'UNKNOWN'];
@@ -13,6 +14,14 @@ interface Props {
   data: HistogramResult;
   onZoom: (startMs: number, endMs: number) => void;
   height?: number;
+}
+
+/** 24-hour tick labels fitted to the span shown. */
+export function tickFormat(spanMs: number): (d: Date) => string {
+  if (spanMs > 2 * 86_400_000) return timeFormat('%b %d');
+  if (spanMs > 86_400_000) return timeFormat('%b %d %H:%M');
+  if (spanMs > 10 * 60_000) return timeFormat('%H:%M');
+  return timeFormat('%H:%M:%S');
 }
 
 type Row = Record<string, number> & { t: number };
@@ -48,13 +57,20 @@ export function Histogram({ data, onZoom, height = 140 }: Props) {
     const root = select(svg.current);
     root.selectAll('*').remove();
     const g = root.append('g').attr('transform', `translate(${margin.left},${margin.top})`);
-    g.append('g').attr('class', 'axis').attr('transform', `translate(0,${h})`).call(axisBottom(x).ticks(Math.max(2, Math.floor(w / 110))));
+    const clip = `hclip-${Math.random().toString(36).slice(2)}`;
+    g.append('clipPath').attr('id', clip).append('rect').attr('width', w).attr('height', h);
+    g.append('g').attr('class', 'axis').attr('transform', `translate(0,${h})`).call(
+        axisBottom(x)
+          .ticks(Math.max(2, Math.floor(w / 110)))
+          .tickFormat((d) => tickFormat(+x.domain()[1] - +x.domain()[0])(d as Date)),
+      );
     g.append('g').attr('class', 'axis').call(axisLeft(y).ticks(4).tickFormat((v) => String(v)));
     const barWidth = (t: number) => Math.max(1, x(t + step) - x(t) - 1);
     g.selectAll('g.layer')
       .data(series)
       .join('g')
       .attr('class', 'layer')
+      .attr('clip-path', `url(#${clip})`)
       .style('fill', (s) => `var(--lvl-${s.key.toLowerCase()})`)
       .selectAll('rect')
       .data((s) => s)

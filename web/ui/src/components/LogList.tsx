@@ -76,6 +76,23 @@ function Details({ hit, onContext, onFilter }: { hit: LogHit; onContext?: Props[
   );
 }
 
+/** One event: a one-line summary that toggles the full fields and the context button. */
+export function LogRow({ hit, expanded, onToggle, onContext, onFilter }: { hit: LogHit; expanded: boolean; onToggle: () => void; onContext?: Props['onContext']; onFilter?: Props['onFilter'] }) {
+  return (
+    <>
+      <button type="button" className="summary" aria-expanded={expanded} onClick={onToggle}>
+        <span className="chev" aria-hidden="true">{expanded ? '▾' : '▸'}</span>
+        <time dateTime={hit.time}>{formatTime(hit.time)}</time>
+        <LevelBadge level={hit.level} />
+        <span className="svc">{hit.service}</span>
+        <span className="host">{hit.host}</span>
+        <Message hit={hit} />
+      </button>
+      {expanded && <Details hit={hit} onContext={onContext} onFilter={onFilter} />}
+    </>
+  );
+}
+
 export function LogList({ hits, onNearEnd, onContext, onFilter, footer, label }: Props) {
   const parent = useRef<HTMLDivElement>(null);
   const [open, setOpen] = useState<Set<string>>(new Set());
@@ -85,6 +102,7 @@ export function LogList({ hits, onNearEnd, onContext, onFilter, footer, label }:
     estimateSize: () => 30,
     overscan: 12,
     getItemKey: (i) => hits[i].id,
+    initialRect: { width: 1000, height: 600 }, // until measured (and where nothing is laid out)
   });
   const items = virtualizer.getVirtualItems();
   const last = items.length ? items[items.length - 1].index : -1;
@@ -117,15 +135,7 @@ export function LogList({ hits, onNearEnd, onContext, onFilter, footer, label }:
               ref={virtualizer.measureElement}
               style={{ position: 'absolute', top: 0, left: 0, width: '100%', transform: `translateY(${item.start}px)` }}
             >
-              <button type="button" className="summary" aria-expanded={expanded} onClick={() => toggle(hit.id)}>
-                <span className="chev" aria-hidden="true">{expanded ? '▾' : '▸'}</span>
-                <time dateTime={hit.time}>{formatTime(hit.time)}</time>
-                <LevelBadge level={hit.level} />
-                <span className="svc">{hit.service}</span>
-                <span className="host">{hit.host}</span>
-                <Message hit={hit} />
-              </button>
-              {expanded && <Details hit={hit} onContext={onContext} onFilter={onFilter} />}
+<LogRow hit={hit} expanded={expanded} onToggle={() => toggle(hit.id)} onContext={onContext} onFilter={onFilter} />
             </div>
           );
         })}

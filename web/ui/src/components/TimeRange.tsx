@@ -50,7 +50,7 @@ export function TimeRange({ since, until, onChange }: Props) {
       }}
     >
       <button type="button" aria-haspopup="dialog" aria-expanded={open} onClick={() => setOpen(!open)} data-testid="timerange">
-        🕒 {describeRange({ since, until })}
+        {describeRange({ since, until })}
       </button>
       {open && (
         <div className="popover" role="dialog" aria-label="Time range">

@@ -10,16 +10,27 @@ import { formatState, DEFAULT_STATE } from '../state';
 /** A source is silent when nothing arrived for this long (or 10 windows, if longer). */
 export const SILENT_AFTER_MS = 5 * 60_000;
 
+/** Rate over the last minute, error share, silence, and counts per window for the last
+ * `SPARK_WINDOWS` windows (the snapshot keeps only non-empty windows: gaps are zeros). */
+export const SPARK_WINDOWS = 30;
+
 export function sourceStats(s: Source, now: number) {
-  const windows = s.windows ?? [];
   const seconds = s.window_seconds || 10;
-  const recent = windows.slice(-6);
-  const rate = recent.length ? recent.reduce((n, w) => n + w.count, 0) / (recent.length * seconds) : 0;
+  const step = seconds * 1000;
+  const end = Math.floor(now / step) * step;
+  const series = new Array<number>(SPARK_WINDOWS).fill(0);
+  let lastMinute = 0;
+  for (const w of s.windows ?? []) {
+    const start = Date.parse(w.start);
+    const slot = SPARK_WINDOWS - 1 - Math.round((end - start) / step);
+    if (slot >= 0 && slot < SPARK_WINDOWS) series[slot] += w.count;
+    if (start >= now - 60_000) lastMinute += w.count;
+  }
   const sev = s.severity ?? {};
   const errors = (sev.ERROR ?? 0) + (sev.FATAL ?? 0);
   const lastSeen = s.last_seen ? Date.parse(s.last_seen) : 0;
-  const silent = !lastSeen || now - lastSeen > Math.max(SILENT_AFTER_MS, 10 * seconds * 1000);
-  return { rate, errorShare: s.count ? errors / s.count : 0, lastSeen, silent, series: windows.map((w) => w.count) };
+  const silent = !lastSeen || now - lastSeen > Math.max(SILENT_AFTER_MS, 10 * step);
+  return { rate: lastMinute / 60, errorShare: s.count ? errors / s.count : 0, lastSeen, silent, series };
 }
 
 function ago(ms: number): string {
@@ -65,10 +76,10 @@ export function SourcesPage() {
               <th scope="col">Service</th>
               <th scope="col">Host</th>
               <th scope="col" className="num">Events</th>
-              <th scope="col" className="num">Rate</th>
+              <th scope="col" className="num">Rate (1 min)</th>
               <th scope="col" className="num">Errors</th>
               <th scope="col">Last seen</th>
-              <th scope="col">Recent windows</th>
+              <th scope="col">Last {SPARK_WINDOWS} windows</th>
             </tr>
           </thead>
           <tbody>
