@@ -1,11 +1,17 @@
 """The configuration table of the README, generated from the settings model.
 
-`python -m app.settings_doc` prints it; a test keeps README.md in step with it.
+`python -m app.settings_doc` prints it, `--write` puts it into README.md between the markers;
+a test keeps README.md in step with it.
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from app.settings import Settings
+
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 BEGIN = "<!-- settings-table:begin -->"
 END = "<!-- settings-table:end -->"
@@ -21,5 +27,16 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
+def write_readme(path: Path = README) -> None:
+    """Replace the table between the markers of README.md, leaving the rest as it is."""
+    text = path.read_text()
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{BEGIN}\n{markdown_table()}\n{END}{tail}")
+
+
 if __name__ == "__main__":
-    print(markdown_table())
+    if "--write" in sys.argv[1:]:
+        write_readme()
+    else:
+        print(markdown_table())

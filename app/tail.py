@@ -36,21 +36,36 @@ def fields_of(event: LogEvent) -> dict[str, object]:
     return event.__dict__
 
 
+class Delivery:
+    """An event on its way to tail sockets; its JSON text is built once, by the first sender."""
+
+    __slots__ = ("event", "_text")
+
+    def __init__(self, event: LogEvent) -> None:
+        self.event = event
+        self._text: str | None = None
+
+    def text(self, encode: Callable[[LogEvent], str]) -> str:
+        if self._text is None:
+            self._text = encode(self.event)
+        return self._text
+
+
 @dataclass(eq=False)
 class Subscription:
     """One tail socket: its tenant, its filter, and a bounded queue of matching events."""
 
     tenant_id: str
     predicate: Predicate
-    queue: asyncio.Queue[LogEvent]
+    queue: asyncio.Queue[Delivery]
     dropped: int = 0
 
-    def offer(self, event: LogEvent) -> None:
+    def offer(self, delivery: Delivery) -> None:
         """Queue the event if it matches; never blocks (a full queue counts a drop)."""
-        if not self.predicate(fields_of(event)):
+        if not self.predicate(fields_of(delivery.event)):
             return
         try:
-            self.queue.put_nowait(event)
+            self.queue.put_nowait(delivery)
         except asyncio.QueueFull:
             self.dropped += 1
 
@@ -117,10 +132,12 @@ class TailHub:
                 self.settings.tail_ring_seconds, self.settings.tail_ring_max
             )
         ring.add(event, time.time_ns())
-        if not live:
+        subs = self.subscriptions.get(event.tenant_id)
+        if not live or not subs:
             return
-        for sub in self.subscriptions.get(event.tenant_id, ()):
-            sub.offer(event)
+        delivery = Delivery(event)
+        for sub in subs:
+            sub.offer(delivery)
 
     # -- the consumer ---------------------------------------------------------------------
     def start(self) -> None:

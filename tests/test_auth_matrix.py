@@ -178,6 +178,8 @@ MATRIX = [
                                                        401, 200, 200, 200, 403, 200, 200)
       for path in ("/api/v1/search", "/api/v1/histogram", "/api/v1/fields")
       for method in ("GET", "POST")],
+    Row.of("GET", "/api/v1/sources", fixed("/api/v1/sources"),
+                                                       401, 200, 200, 200, 403, 200, 200),
     Row.of("GET", "/api/v1/logs/{id:path}/context", fixed("/api/v1/logs/logs.raw/0/1/context"),
                                                        401, 404, 404, 404, 403, 404, 404),
 ]

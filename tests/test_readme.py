@@ -12,7 +12,7 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
 def test_configuration_table_matches_the_settings() -> None:
     section = README.split(BEGIN, 1)[1].split(END, 1)[0].strip()
-    assert section == markdown_table(), "regenerate with: python -m app.settings_doc"
+    assert section == markdown_table(), "regenerate with: python -m app.settings_doc --write"
 
 
 def test_quickstart_has_exactly_two_commands_and_ci_runs_the_second() -> None:

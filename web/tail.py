@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from typing import Any
 
@@ -70,14 +71,21 @@ async def history(
     return messages, seen
 
 
+def event_text(event: LogEvent) -> str:
+    return json.dumps(event_message(event), ensure_ascii=False, separators=(",", ":"))
+
+
 async def pump(ws: WebSocket, sub: Subscription, seen: set[str], heartbeat: float) -> None:
     """Send live events (skipping those already sent as history), drop notices and heartbeats."""
     while True:
-        try:
-            event = await asyncio.wait_for(sub.queue.get(), heartbeat)
-        except TimeoutError:
-            await ws.send_json({"type": "heartbeat", "time": iso_nanos(time.time_ns())})
-            continue
+        if sub.queue.empty():
+            try:
+                delivery = await asyncio.wait_for(sub.queue.get(), heartbeat)
+            except TimeoutError:
+                await ws.send_json({"type": "heartbeat", "time": iso_nanos(time.time_ns())})
+                continue
+        else:
+            delivery = sub.queue.get_nowait()
         if dropped := sub.take_dropped():
             await ws.send_json(
                 {
@@ -86,10 +94,10 @@ async def pump(ws: WebSocket, sub: Subscription, seen: set[str], heartbeat: floa
                     "detail": f"dropped {dropped} events: the client reads too slowly",
                 }
             )
-        if seen and event.doc_id() in seen:
-            seen.discard(event.doc_id())
+        if seen and delivery.event.doc_id() in seen:
+            seen.discard(delivery.event.doc_id())
             continue
-        await ws.send_json(event_message(event))
+        await ws.send_text(delivery.text(event_text))
 
 
 async def tail_endpoint(ws: WebSocket) -> None:
