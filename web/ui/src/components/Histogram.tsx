@@ -64,7 +64,7 @@ export function Histogram({ data, onZoom, height = 140 }: Props) {
           .ticks(Math.max(2, Math.floor(w / 110)))
           .tickFormat((d) => tickFormat(+x.domain()[1] - +x.domain()[0])(d as Date)),
       );
-    g.append('g').attr('class', 'axis').call(axisLeft(y).ticks(4).tickFormat((v) => String(v)));
+    g.append('g').attr('class', 'axis').call(axisLeft(y).ticks(Math.min(4, maxY)).tickFormat((v) => String(v)));
     const barWidth = (t: number) => Math.max(1, x(t + step) - x(t) - 1);
     g.selectAll('g.layer')
       .data(series)
