@@ -1,4 +1,5 @@
-"""Tables of the user database: tenants, users, memberships, API keys, tokens, throttling."""
+"""Tables of the user database: tenants, users, memberships, API keys, tokens, throttling,
+alert rules, webhooks and their delivery log."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    JSON,
     MetaData,
     String,
     TypeDecorator,
@@ -90,6 +92,8 @@ class Tenant(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     retention_days: Mapped[int] = mapped_column(Integer, default=7)
     ingest_rate_limit: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # app.patterns.MaskingConfig.to_dict() of the tenant's template miner; None: every masker on
+    pattern_masking: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="tenant")
 
@@ -181,3 +185,55 @@ class LoginThrottle(Base):
     first_failure_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime())
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class AlertRule(Base):
+    """A tenant's alert rule: events matching `query` counted per `window_seconds`, firing when
+    the count is above (or below) `threshold`; at most once per `cooldown_seconds`."""
+
+    __tablename__ = "alert_rules"
+    __table_args__ = (CheckConstraint("condition IN ('above', 'below')", name="condition"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    query: Mapped[str] = mapped_column(String(2000))
+    window_seconds: Mapped[int] = mapped_column(Integer, default=60)
+    condition: Mapped[str] = mapped_column(String(8), default="above")
+    threshold: Mapped[int] = mapped_column(Integer, default=0)
+    cooldown_seconds: Mapped[int] = mapped_column(Integer, default=300)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Webhook(Base):
+    """Where a tenant's alerts are POSTed (JSON), signed with HMAC-SHA256 over the body."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(128))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One delivery attempt of an alert to a webhook (the delivery log)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(
+        ForeignKey("webhooks.id", ondelete="CASCADE"), index=True
+    )
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    alert_id: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    delivered: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
