@@ -13,7 +13,7 @@ from starlette.routing import Route
 from app import accounts
 from app.account_errors import PermissionDenied
 from app.authz import Permission, Principal, creatable_scopes
-from web.auth import db_sessions, json_body, require, text_field
+from web.auth import db_sessions, json_body, path_id, require, text_field
 
 
 def _require_key_manager(request: Request) -> tuple[Principal, int | None]:
@@ -57,7 +57,7 @@ async def create_key(request: Request) -> Response:
 async def revoke_key(request: Request) -> Response:
     """DELETE /{id} → the revoked key; keys of other tenants (or other people's) are 404."""
     principal, own = _require_key_manager(request)
-    key_id: int = request.path_params["key_id"]
+    key_id = path_id(request, "key_id", "API key")
     async with db_sessions(request).begin() as session:
         key = await accounts.revoke_api_key(
             session, principal.tenant_id, key_id, created_by_user_id=own

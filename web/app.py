@@ -10,13 +10,15 @@ from __future__ import annotations
 import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ExceptionHandler
 
@@ -39,6 +41,7 @@ ROUTE_MODULES = [
     "web.search",
     "web.tail",
     "web.sources",
+    "web.openapi",  # GET /openapi.json, built from the routes of every module here
     "web.ui",  # the web UI at / (its route pattern excludes /api, /v1 and the like)
 ]
 
@@ -46,6 +49,16 @@ ROUTE_MODULES = [
 async def healthz(request: Request) -> JSONResponse:
     """Liveness: the web process answers."""
     return JSONResponse({"status": "ok"})
+
+
+async def http_error_response(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no such path: 404, wrong method: 405) as `{"error", "detail"}`."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+    body = {"error": code, "detail": exc.detail}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 @asynccontextmanager
@@ -79,7 +92,10 @@ def collect_routes() -> list[BaseRoute]:
 
 
 def collect_exception_handlers() -> dict[Any, ExceptionHandler]:
-    handlers: dict[Any, ExceptionHandler] = {AccountError: account_error_response}
+    handlers: dict[Any, ExceptionHandler] = {
+        AccountError: account_error_response,
+        HTTPException: http_error_response,
+    }
     for name in ROUTE_MODULES:
         handlers.update(getattr(importlib.import_module(name), "exception_handlers", {}))
     return handlers

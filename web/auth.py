@@ -27,6 +27,7 @@ from app.account_errors import (
     AccountError,
     InvalidInput,
     NotAuthenticated,
+    NotFound,
     PermissionDenied,
     Throttled,
 )
@@ -150,7 +151,19 @@ async def account_error_response(request: Request, exc: Exception) -> Response:
     return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
 
 
-# --- request body helpers ----------------------------------------------------------------------
+# --- request helpers ---------------------------------------------------------------------------
+
+MAX_ID = 2**31 - 1  # ids are INTEGER columns (int4 on PostgreSQL)
+
+
+def path_id(request: Request, name: str, what: str) -> int:
+    """The integer id `name` of the path; one no row can have is `NotFound` (not a database
+    error: SQLite and asyncpg refuse integers past their column's range)."""
+    value: int = request.path_params[name]
+    if not 0 < value <= MAX_ID:
+        raise NotFound(f"{what} {value} not found in this tenant")
+    return value
+
 
 
 async def json_body(request: Request) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from starlette.routing import Route
 from app import accounts
 from app.account_errors import InvalidInput
 from app.authz import Permission
-from web.auth import db_sessions, json_body, require, text_field
+from web.auth import db_sessions, json_body, path_id, require, text_field
 
 
 async def list_users(request: Request) -> Response:
@@ -41,7 +41,7 @@ async def create_user(request: Request) -> Response:
 async def update_user(request: Request) -> Response:
     """PATCH /{id} {role?, active?} → the member after the change."""
     principal = require(request, Permission.MANAGE_USERS)
-    user_id: int = request.path_params["user_id"]
+    user_id = path_id(request, "user_id", "user")
     body = await json_body(request)
     role = text_field(body, "role", required=False)
     active = body.get("active")
@@ -61,7 +61,7 @@ async def update_user(request: Request) -> Response:
 async def remove_user(request: Request) -> Response:
     """DELETE /{id} → 204; the user leaves this tenant (their account stays)."""
     principal = require(request, Permission.MANAGE_USERS)
-    user_id: int = request.path_params["user_id"]
+    user_id = path_id(request, "user_id", "user")
     async with db_sessions(request).begin() as session:
         await accounts.remove_member(session, principal.tenant_id, user_id)
     return Response(status_code=204)
