@@ -17,6 +17,7 @@ from typing import Any
 
 import faust
 
+from agents.templates import TemplateStage
 from app.ingest.auth import KeyVerifier, Principal
 from app.ingest.errors import DatabaseUnavailable
 from app.metrics import METRICS
@@ -80,8 +81,10 @@ async def process(raw: RawMessage, keys: KeyCheck, limits: Limits) -> Normalized
 
 
 def register(app: faust.App, topics: Topics, settings: Settings,
-             keys: KeyCheck | None = None) -> faust.types.AgentT:
-    """Declare the normalize agent on `app`."""
+             keys: KeyCheck | None = None,
+             templates: TemplateStage | None = None) -> faust.types.AgentT:
+    """Declare the normalize agent on `app`; with `templates`, events get their template id
+    from the tenant's miner (agents/templates.py)."""
     limits = Limits.from_settings(settings)
     checker = keys or KeyCheck(settings)
     events_topic = topics.events.get_topic_name()
@@ -93,6 +96,8 @@ def register(app: faust.App, topics: Topics, settings: Settings,
             raw = raw_message(event.message)
             METRICS.inc("laas_events_in_total", stage="normalize")
             result = await process(raw, checker, limits)
+            if templates is not None:
+                result.events = await templates.assign(result.events, raw.partition)
             for out in result.events:
                 await topics.events.send(key=out.source_key.encode(), value=out.to_json())
             for dead in result.dead:

@@ -57,6 +57,7 @@ class LogEvent:
     raw: RawPosition
     attributes: Attributes = field(default_factory=dict)
     template_id: str = ""
+    template_new: bool = False  # the tenant's miner created the template with this event
     trace_id: str = ""
     span_id: str = ""
     format: str = ""  # protobuf | json | text

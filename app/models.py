@@ -8,13 +8,13 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
     Integer,
-    JSON,
     MetaData,
     String,
     TypeDecorator,

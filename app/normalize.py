@@ -29,7 +29,6 @@ from app.parsing import (
     severity_from_value,
     severity_in_line,
     severity_name,
-    template_id,
 )
 from protos.laas.v1 import LogRecord
 
@@ -293,7 +292,7 @@ class _Context:
             service=service or self.raw.header(H_SERVICE) or UNKNOWN_SERVICE,
             host=host or self.raw.header(H_HOST),
             raw=RawPosition(self.raw.topic, self.raw.partition, self.raw.offset, index),
-            attributes=attributes, template_id=template_id(message), trace_id=trace_id,
+            attributes=attributes, trace_id=trace_id,
             span_id=span_id, format=fmt, source=self.source, size=len(self.raw.value or b""),
         )
 

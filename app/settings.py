@@ -137,6 +137,44 @@ class Settings(BaseSettings):
         15.0, gt=0, description="Seconds between consumer lag measurements of the worker"
     )
 
+    # Analytics (patterns, detection, alert rules, alert delivery)
+    patterns_max_templates: int = Field(
+        2000, ge=10, description="Templates kept per tenant and raw partition (LRU eviction)"
+    )
+    patterns_snapshot_interval: float = Field(
+        5.0, gt=0, description="Seconds between writes of changed templates to Elasticsearch"
+    )
+    patterns_flush_seconds: float = Field(
+        5.0, ge=0, description="Longest delay before template counts reach the changelog table"
+    )
+    tenant_config_ttl: float = Field(
+        30.0, ge=0, description="How long the worker trusts a tenant's masking settings, seconds"
+    )
+    detect_window_seconds: float = Field(10.0, gt=0, description="Anomaly detection window")
+    detect_warmup_windows: int = Field(
+        30, ge=1, description="Windows a source is observed before explicit detectors may fire"
+    )
+    detect_hst_warmup_windows: int = Field(
+        100, ge=1, description="Windows before the Half-Space Trees detector may fire"
+    )
+    detect_max_sources_per_tenant: int = Field(
+        1000, ge=1, description="Sources per tenant with an anomaly model (further ones ignored)"
+    )
+    detect_model_snapshot_seconds: float = Field(
+        300.0, gt=0, description="Seconds between snapshots of a source's model to its table"
+    )
+    alert_group_seconds: float = Field(
+        1800.0, gt=0, description="Firings of one condition this close together update one alert"
+    )
+    alert_rules_refresh_seconds: float = Field(
+        10.0, gt=0, description="How often the worker reloads alert rules and webhooks, seconds"
+    )
+    webhook_timeout: float = Field(5.0, gt=0, description="Timeout of one webhook request")
+    webhook_attempts: int = Field(6, ge=1, description="Delivery attempts of one alert")
+    webhook_retry_initial: float = Field(
+        1.0, gt=0, description="First retry delay of a failed webhook delivery (doubles)"
+    )
+
     # Live tail
     tail_queue_size: int = Field(1000, ge=1, description="Events queued per tail socket (then dropped)")
     tail_ring_seconds: float = Field(

@@ -180,6 +180,8 @@ MATRIX = [
       for method in ("GET", "POST")],
     Row.of("GET", "/api/v1/sources", fixed("/api/v1/sources"),
                                                        401, 200, 200, 200, 403, 200, 200),
+    Row.of("GET", "/api/v1/patterns", fixed("/api/v1/patterns"),
+                                                       401, 200, 200, 200, 403, 200, 200),
     Row.of("GET", "/api/v1/logs/{id:path}/context", fixed("/api/v1/logs/logs.raw/0/1/context"),
                                                        401, 404, 404, 404, 403, 404, 404),
 ]

@@ -41,6 +41,7 @@ ROUTE_MODULES = [
     "web.search",
     "web.tail",
     "web.sources",
+    "web.patterns",
     "web.openapi",  # GET /openapi.json, built from the routes of every module here
     "web.ui",  # the web UI at / (its route pattern excludes /api, /v1 and the like)
 ]

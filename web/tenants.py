@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -10,7 +12,33 @@ from app import accounts
 from app.account_errors import InvalidInput
 from app.authz import Permission
 from app.models import Tenant
+from app.patterns import MaskingConfig
+from app.patterns.masking import BUILTIN_MASKERS
 from web.auth import db_sessions, json_body, require
+
+
+def check_masking(value: object) -> dict[str, object] | None:
+    """A `pattern_masking` value as stored (None: the default), or InvalidInput."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) - {*BUILTIN_MASKERS, "extra"}:
+        raise InvalidInput(f"pattern_masking: an object with keys among "
+                           f"{', '.join([*BUILTIN_MASKERS, 'extra'])}", field="pattern_masking")
+    if any(not isinstance(value[k], bool) for k in value if k != "extra"):
+        raise InvalidInput("pattern_masking: switches are true or false", field="pattern_masking")
+    extra = value.get("extra") or []
+    if not isinstance(extra, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
+            for p in extra):
+        raise InvalidInput("pattern_masking.extra: a list of [placeholder, regex] pairs",
+                           field="pattern_masking")
+    try:
+        config = MaskingConfig.from_dict(value)
+        config.masker()
+    except re.error as exc:
+        raise InvalidInput(f"pattern_masking.extra: bad regex ({exc})",
+                           field="pattern_masking") from exc
+    return config.to_dict()
 
 
 def tenant_dict(tenant: Tenant) -> dict[str, object]:
@@ -21,6 +49,7 @@ def tenant_dict(tenant: Tenant) -> dict[str, object]:
         "created_at": tenant.created_at.isoformat(),
         "retention_days": tenant.retention_days,
         "ingest_rate_limit": tenant.ingest_rate_limit,
+        "pattern_masking": MaskingConfig.from_dict(tenant.pattern_masking or {}).to_dict(),
     }
 
 
@@ -33,10 +62,14 @@ async def get_tenant(request: Request) -> Response:
 
 
 async def update_tenant(request: Request) -> Response:
-    """PATCH {name?, retention_days?, ingest_rate_limit?} → the tenant after the change."""
+    """PATCH {name?, retention_days?, ingest_rate_limit?, pattern_masking?} → the tenant after
+    the change. `pattern_masking`: maskers of the template miner to switch (`{"numbers":
+    false}`; names as `app.patterns.MaskingConfig`), `extra` [[placeholder, regex], ...];
+    null restores the default (every masker on). The worker applies it within
+    `tenant_config_ttl` seconds."""
     principal = require(request, Permission.MANAGE_SETTINGS)
     body = await json_body(request)
-    unknown = set(body) - {"name", "retention_days", "ingest_rate_limit"}
+    unknown = set(body) - {"name", "retention_days", "ingest_rate_limit", "pattern_masking"}
     if unknown:
         raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
     async with db_sessions(request).begin() as session:
@@ -63,6 +96,8 @@ async def update_tenant(request: Request) -> Response:
                     field="ingest_rate_limit",
                 )
             tenant.ingest_rate_limit = None if limit is None else float(limit)
+        if "pattern_masking" in body:
+            tenant.pattern_masking = check_masking(body["pattern_masking"])
         await session.flush()
         payload = tenant_dict(tenant)
     return JSONResponse(payload)

@@ -1,0 +1,220 @@
+"""Templates in the stream: the normalize agent asks `TemplateStage.assign` for every event's
+template id, mined online by one `app.patterns.TenantMiner` per tenant **and raw partition**.
+
+Why per raw partition: `logs.raw` is keyed `tenant/service`, so one tenant's records spread
+over several raw partitions, each owned by one worker at a time. A miner owned by a partition
+needs no coordination and its state can live in a Faust table whose changelog partition is the
+raw partition (Faust's co-partitioning rule). The same template seen on two partitions gets the
+same id when both miners created it from the same (masked) line, which is the usual case; the
+patterns API groups by id either way.
+
+State: table `templates` (changelog `{app_id}-templates-changelog`, RocksDB store), key
+`{raw partition}/{tenant_id}/{template_id}`, value the miner's per-template record
+(`Cluster.to_record()`); an evicted template's key is deleted. New or generalised templates are
+written with the event that changed them (so an id never changes across a restart); count and
+last-seen updates at most every `patterns_flush_seconds` per miner. After a restart or
+rebalance the miners of a partition are rebuilt from the table on the first event read from it.
+
+Memory: at most `patterns_max_templates` templates per miner (LRU eviction, see
+docs/analytics.md). Template texts reach Elasticsearch (`{index_prefix}patterns`, one document
+per tenant and template id) from a timer, for `GET /api/v1/patterns`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+import faust
+from elasticsearch import AsyncElasticsearch
+
+from agents.index import es_client
+from app.events import LogEvent
+from app.pattern_index import UPSERT_SCRIPT, ensure_patterns_index, patterns_index
+from app.patterns import MaskingConfig, MinerConfig, TenantMiner
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+class TenantConfigs:
+    """Each tenant's miner configuration (masking from the user database), cached for
+    `tenant_config_ttl` seconds. An unreachable database keeps the last known configuration
+    (the default: every masker on) and is asked again after the TTL."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._cache: dict[str, tuple[float, MinerConfig]] = {}
+        self._engine: Any = None
+
+    def default(self) -> MinerConfig:
+        return MinerConfig(max_clusters=self.settings.patterns_max_templates)
+
+    async def get(self, tenant_id: str) -> MinerConfig:
+        now = time.monotonic()
+        hit = self._cache.get(tenant_id)
+        if hit is not None and now - hit[0] < self.settings.tenant_config_ttl:
+            return hit[1]
+        config = hit[1] if hit is not None else self.default()
+        try:
+            config = await self._load(tenant_id)
+        except Exception as exc:  # noqa: BLE001 - the stream must not stop for settings
+            log.warning("tenant %s: masking settings unavailable (%r); using %s", tenant_id,
+                        exc, "the last known" if hit else "the default")
+        self._cache[tenant_id] = (now, config)
+        return config
+
+    async def _load(self, tenant_id: str) -> MinerConfig:
+        if not tenant_id.isdigit():
+            return self.default()
+        from sqlalchemy import select
+
+        from app.db import create_engine, session_factory
+        from app.models import Tenant
+
+        if self._engine is None:
+            self._engine = create_engine(self.settings)
+        async with session_factory(self._engine)() as session:
+            masking = (await session.execute(
+                select(Tenant.pattern_masking).where(Tenant.id == int(tenant_id)))).scalar()
+        if not masking:
+            return self.default()
+        return dataclasses.replace(self.default(), masking=MaskingConfig.from_dict(masking))
+
+
+class TemplateStage:
+    """The miners of this worker's raw partitions, their table and the snapshot writer."""
+
+    def __init__(self, app: faust.App, settings: Settings,
+                 configs: TenantConfigs | None = None) -> None:
+        self.settings = settings
+        schema: faust.Schema = faust.Schema(key_serializer="json", value_serializer="json")
+        self.table = app.Table("templates", default=None, schema=schema,
+                               partitions=settings.partitions)
+        self.configs = configs or TenantConfigs(settings)
+        self.miners: dict[tuple[int, str], TenantMiner] = {}
+        self._pending: dict[tuple[int, str], list[list[Any]]] = {}
+        self._loaded: set[int] = set()
+        self._flushed: dict[tuple[int, str], float] = {}
+        self.dirty: dict[str, dict[str, Any]] = {}  # "tenant/template" -> snapshot document
+        self._es: AsyncElasticsearch | None = None
+
+    # -- inside the normalize agent ---------------------------------------------------------
+
+    async def assign(self, events: list[LogEvent], partition: int) -> list[LogEvent]:
+        """The events with `template_id` (and `template_new`) set by their tenant's miner.
+        Call inside the agent, for events of one raw record read from `partition`."""
+        if not events:
+            return events
+        out = []
+        now = time.time()
+        for event in events:
+            if not event.message.strip():
+                out.append(event)
+                continue
+            miner = await self.miner(partition, event.tenant_id)
+            match = miner.add(event.message, event.observed_time / 1e9)
+            out.append(dataclasses.replace(event, template_id=match.template_id,
+                                           template_new=match.is_new))
+            key = (partition, event.tenant_id)
+            if match.changed or now - self._flushed.get(key, 0.0) >= \
+                    self.settings.patterns_flush_seconds:
+                self._flush(partition, event.tenant_id, miner, now)
+        return out
+
+    async def miner(self, partition: int, tenant_id: str) -> TenantMiner:
+        if partition not in self._loaded:
+            self._load_partition(partition)
+        key = (partition, tenant_id)
+        config = await self.configs.get(tenant_id)
+        miner = self.miners.get(key)
+        if miner is None:
+            records = self._pending.pop(key, [])
+            miner = TenantMiner.restore_records(records, config) if records \
+                else TenantMiner(config)
+            self.miners[key] = miner
+        elif miner.config != config:  # masking changed: keep the templates (and their ids)
+            miner = TenantMiner.restore_records([c.to_record() for c in miner.clusters()],
+                                                config)
+            self.miners[key] = miner
+        return miner
+
+    def _load_partition(self, partition: int) -> None:
+        """Stage the table's records of one raw partition (after start-up or a rebalance)."""
+        groups: dict[str, list[list[Any]]] = defaultdict(list)
+        prefix = f"{partition}/"
+        for key, record in self.table.items():
+            if record and isinstance(key, str) and key.startswith(prefix):
+                groups[key.split("/", 2)[1]].append(record)
+        for tenant_id, records in groups.items():
+            self._pending[(partition, tenant_id)] = records
+        self._loaded.add(partition)
+        if groups:
+            log.info("templates: restored %d templates of %d tenants for raw partition %d",
+                     sum(map(len, groups.values())), len(groups), partition)
+
+    def _flush(self, partition: int, tenant_id: str, miner: TenantMiner, now: float) -> None:
+        for template_id, record in miner.take_changes().items():
+            key = f"{partition}/{tenant_id}/{template_id}"
+            if record is None:
+                if key in self.table:
+                    del self.table[key]
+                continue
+            self.table[key] = record
+            self.dirty[f"{tenant_id}/{template_id}"] = {
+                "tenant_id": tenant_id, "template_id": template_id, "template": record[1],
+                "first_seen": int(record[4] * 1000), "last_seen": int(record[5] * 1000),
+                "updated": int(now * 1000),
+            }
+        self._flushed[(partition, tenant_id)] = now
+
+    def forget(self) -> None:
+        """Drop every miner (partitions revoked): they are rebuilt from the table on demand."""
+        self.miners.clear()
+        self._pending.clear()
+        self._loaded.clear()
+        self._flushed.clear()
+
+    # -- the snapshot timer -----------------------------------------------------------------
+
+    async def snapshot(self) -> int:
+        """Write changed templates to the patterns index; failures are retried next run."""
+        docs, self.dirty = self.dirty, {}
+        if not docs:
+            return 0
+        try:
+            if self._es is None:
+                self._es = es_client(self.settings)
+                await ensure_patterns_index(self._es, self.settings)
+            index = patterns_index(self.settings)
+            operations: list[dict[str, Any]] = []
+            for key, doc in docs.items():
+                operations += [{"update": {"_index": index, "_id": key}},
+                               {"script": {"source": UPSERT_SCRIPT, "params": {"d": doc}},
+                                "upsert": doc}]
+            response = await self._es.bulk(operations=operations)
+            if response.get("errors"):
+                raise RuntimeError(f"bulk errors: {response['items'][:1]!r}")
+        except Exception as exc:  # noqa: BLE001 - retried by the next run
+            log.warning("templates snapshot failed (%r); next run retries", exc)
+            for key, doc in docs.items():
+                self.dirty.setdefault(key, doc)
+            return 0
+        return len(docs)
+
+
+def register(app: faust.App, settings: Settings) -> TemplateStage:
+    """Declare the templates table and snapshot timer; pass the stage to normalize."""
+    stage = TemplateStage(app, settings)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        stage.forget()
+
+    @app.timer(settings.patterns_snapshot_interval)
+    async def templates_snapshot() -> None:
+        await stage.snapshot()
+
+    return stage

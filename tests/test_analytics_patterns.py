@@ -1,0 +1,122 @@
+"""Templates in the stream (real Kafka, Elasticsearch, worker subprocesses): ids assigned by the
+tenant's miner, stable across a worker restart that recovers the miner from its changelog;
+`template:<id>` searchable; `GET /api/v1/patterns`; per-tenant masking setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from elasticsearch import AsyncElasticsearch
+
+from agents.templates import TenantConfigs
+from app import esindex
+from tests.auth_fixtures import build_world, client_for, make_settings, running_app
+from tests.stream_fixtures import *  # noqa: F403
+from tests.stream_fixtures import StreamEnv, es_count, produce_raw
+
+
+def _records(tenant: str, lines: list[str]) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    headers = [("laas-tenant-id", tenant.encode()), ("laas-tenant", b"acme"),
+               ("laas-service", b"api")]
+    return [(f"{tenant}/api".encode(), line.encode(), headers) for line in lines]
+
+
+async def _templates(es: AsyncElasticsearch, stream: StreamEnv, tenant: str) -> dict[str, str]:
+    found = await es.search(**esindex.tenant_search(stream.settings, tenant, size=100))
+    return {h["_source"]["message"]: h["_source"]["template_id"] for h in found["hits"]["hits"]}
+
+
+async def test_template_ids_stable_across_restart_and_patterns_api(
+        stream: StreamEnv, es: AsyncElasticsearch, tmp_path: Path) -> None:
+    db = f"sqlite+aiosqlite:///{tmp_path / 'users.db'}"
+    web_settings = make_settings(db, tmp_path / "web", index_prefix=f"{stream.unique}-")
+    async with running_app(web_settings) as app:
+        world = await build_world(app)
+        acme = str(world.tenant_ids["acme"])
+        alias = esindex.tenant_alias(stream.settings, acme)
+        first = ["Connection from 10.0.0.1 closed after 12 ms",
+                 "session opened for alice from console",
+                 "Connection from 10.0.0.7 closed after 950 ms",
+                 "session opened for bob from console",
+                 "Connection from 192.168.1.20 closed after 3 ms"]
+        await produce_raw(stream.settings, _records(acme, first))
+        extra = {"LAAS_DATABASE_URL": db, "LAAS_PATTERNS_SNAPSHOT_INTERVAL": "0.5"}
+        w1 = stream.worker("w1", **extra)
+        await stream.wait(lambda: _count_is(es, alias, 5), 90, "5 documents indexed")
+        ids = await _templates(es, stream, acme)
+        conn = ids["Connection from 10.0.0.1 closed after 12 ms"]
+        user = ids["session opened for alice from console"]
+        assert conn and user and conn != user
+        assert ids["Connection from 192.168.1.20 closed after 3 ms"] == conn
+        assert ids["session opened for bob from console"] == user  # joined alice's
+        w1.stop()
+
+        # A new worker with an empty state directory recovers the miners from the changelog:
+        # a fresh miner would give "session opened for carol from console" an id of its own.
+        second = ["session opened for carol from console",
+                  "Connection from 10.9.9.9 closed after 7 ms",
+                  "disk quota exceeded for volume 7"]
+        await produce_raw(stream.settings, _records(acme, second))
+        stream.worker("w2", **extra)
+        await stream.wait(lambda: _count_is(es, alias, 8), 120, "8 documents indexed")
+        ids = await _templates(es, stream, acme)
+        assert ids["session opened for carol from console"] == user
+        assert ids["Connection from 10.9.9.9 closed after 7 ms"] == conn
+        disk = ids["disk quota exceeded for volume 7"]
+        assert disk not in (conn, user)
+
+        async with client_for(app) as client:
+            viewer = world.headers("viewer")
+            found = (await client.get("/api/v1/search", params={"q": f"template:{conn}",
+                                                                 "since": "1h"},
+                                      headers=viewer)).json()
+            assert found["total"]["value"] == 4 if isinstance(found["total"], dict) \
+                else found["total"] == 4, found
+
+            async def patterns() -> Any:
+                got = (await client.get("/api/v1/patterns?since=1h", headers=viewer)).json()
+                texts = {p["template_id"]: p["template"] for p in got["patterns"]}
+                return got if len(texts) == 3 and all(texts.values()) else None
+
+            got = await stream.wait(patterns, 30, "three patterns with texts")
+            by_id = {p["template_id"]: p for p in got["patterns"]}
+            assert by_id[conn]["template"] == "Connection from <IP> closed after <NUM> ms"
+            assert by_id[user]["template"] == "session opened for <*> from console"
+            assert by_id[conn]["count"] == 4 and by_id[user]["count"] == 3
+            assert by_id[disk]["count"] == 1 and by_id[disk]["new"] is True
+            assert sum(by_id[conn]["trend"]) == 4 and by_id[conn]["query"] == f"template:{conn}"
+            assert len(by_id[conn]["samples"]) == 3
+            assert by_id[conn]["samples"][0]["message"].startswith("Connection from")
+            assert [p["template_id"] for p in got["patterns"]][0] == conn  # most frequent first
+            other = (await client.get("/api/v1/patterns?since=1h",
+                                      headers=world.headers("b_admin"))).json()
+            assert other["patterns"] == []
+
+
+async def _count_is(es: AsyncElasticsearch, index: str, count: int) -> bool:
+    return await es_count(es, index) >= count
+
+
+async def test_tenant_masking_setting_reaches_the_worker(tmp_path: Path) -> None:
+    db = f"sqlite+aiosqlite:///{tmp_path / 'users.db'}"
+    settings = make_settings(db, tmp_path / "state", tenant_config_ttl=0)
+    async with running_app(settings) as app:
+        world = await build_world(app)
+        acme = str(world.tenant_ids["acme"])
+        configs = TenantConfigs(settings)
+        assert (await configs.get(acme)).masking.numbers is True
+        async with client_for(app) as client:
+            patch = {"pattern_masking": {"numbers": False, "extra": [["<ORDER>", r"ord-\d+"]]}}
+            denied = await client.patch("/api/v1/tenant", json=patch,
+                                        headers=world.headers("member"))
+            assert denied.status_code == 403
+            bad = await client.patch("/api/v1/tenant", json={"pattern_masking": {"nums": 1}},
+                                     headers=world.headers("admin"))
+            assert bad.status_code == 422 or bad.status_code == 400
+            ok = await client.patch("/api/v1/tenant", json=patch, headers=world.headers("admin"))
+            assert ok.status_code == 200 and ok.json()["pattern_masking"]["numbers"] is False
+        config = await configs.get(acme)
+        assert config.masking.numbers is False and config.masking.extra == (("<ORDER>",
+                                                                             r"ord-\d+"),)
+        assert (await configs.get(str(world.tenant_ids["beta"]))).masking.numbers is True
