@@ -26,6 +26,17 @@ from app.events import NS, iso_nanos
 from app.pattern_index import patterns_index
 from app.settings import Settings
 from web.auth import require
+from web.openapi_schemas import (
+    ANY_CREDENTIAL,
+    ANY_MAP,
+    DURATION,
+    INT,
+    STR,
+    TIME_PARAM,
+    json_content,
+    query,
+    responses,
+)
 
 SAMPLE_FIELDS = ["@timestamp", "message", "severity", "service", "host"]
 
@@ -124,3 +135,21 @@ async def list_patterns(request: Request) -> Response:
 
 
 routes = [Route("/api/v1/patterns", list_patterns, methods=["GET"])]
+
+openapi = {
+    ("GET", "/api/v1/patterns"): {
+        "summary": "The tenant's log templates in a time range", "tags": ["analytics"],
+        "security": ANY_CREDENTIAL,
+        "parameters": [
+            query("q", STR, "query narrowing the events counted (search syntax)"),
+            query("since", TIME_PARAM, "start of the range; default 1h"),
+            query("until", TIME_PARAM, "end of the range; default now"),
+            query("interval", DURATION, "trend bucket size; default fitted to the range"),
+            query("limit", {**INT, "minimum": 1, "maximum": 500, "default": 50}),
+            query("samples", {**INT, "minimum": 0, "maximum": 10, "default": 3}),
+        ],
+        "responses": responses({"200": {"description": "most frequent first",
+                                        "content": json_content(ANY_MAP)}},
+                               "400", "401", "403", "503"),
+    },
+}
