@@ -19,6 +19,7 @@ from typing import Protocol
 from app.events import MAX_NS, DeadLetter, LogEvent, RawPosition
 from app.ingest.convert import ConversionError, from_any, record_from_json
 from app.ingest.validate import which
+from app.ingest.wire import pb
 from app.parsing import (
     UNKNOWN,
     json_in_message,
@@ -169,9 +170,9 @@ def _normalize(raw: RawMessage, principal: KeyOwner | None, now_ns: int,
                    source=raw.header(H_SOURCE) or "kafka")
     ctype = raw.header(H_CONTENT_TYPE).lower()
     if "protobuf" in ctype:
-        try:
-            record = LogRecord().parse(value)
-        except Exception as exc:  # noqa: BLE001 - betterproto raises many kinds
+        try:  # the C-backed (upb) classes: ~100x faster than betterproto's parse
+            record = pb.LogRecord.FromString(value)
+        except Exception as exc:  # noqa: BLE001 - the decoder raises several kinds
             out.dead.append(dead_letter(raw, R_UNDECODABLE, f"not a laas.v1.LogRecord: {exc!r}",
                                         tenant_id=tenant.id, now_ns=now_ns))
             return out
@@ -296,7 +297,7 @@ class _Context:
             span_id=span_id, format=fmt, source=self.source, size=len(self.raw.value or b""),
         )
 
-    def from_record(self, record: LogRecord, fmt: str, index: int) -> LogEvent:
+    def from_record(self, record: LogRecord | pb.LogRecord, fmt: str, index: int) -> LogEvent:
         attributes: dict[str, str | list[str]] = {}
         kind, body = which(record.body)
         if kind == "kvlist_value":

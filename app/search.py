@@ -166,9 +166,12 @@ def read_search(params: Mapping[str, Any], *, now_ns: int) -> SearchRequest:
     cursor_text = param(params, "cursor")
     cursor = Cursor.decode(cursor_text) if cursor_text else None
     query = read_query(params, now_ns=now_ns)
-    order = param(params, "order") or param(params, "sort") or "newest"
-    if order not in ("newest", "oldest"):
-        raise BadParameter("order", "must be 'newest' or 'oldest'")
+    order: Order
+    match param(params, "order") or param(params, "sort") or "newest":
+        case "newest" | "oldest" as given:
+            order = given  # type: ignore[assignment]
+        case _:
+            raise BadParameter("order", "must be 'newest' or 'oldest'")
     if cursor is not None:
         if cursor.query_hash != query_hash(query.text):
             raise BadParameter("cursor", "belongs to another query; start again without it")
@@ -177,7 +180,7 @@ def read_search(params: Mapping[str, Any], *, now_ns: int) -> SearchRequest:
     highlight = (param(params, "highlight") or "true").lower() not in ("0", "false", "no")
     return SearchRequest(
         query, read_int(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT), order, cursor, highlight
-    )  # type: ignore[arg-type]
+    )
 
 
 def sort_clause(order: Order) -> list[dict[str, Any]]:

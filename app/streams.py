@@ -21,6 +21,7 @@ def create_app(
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         producer_acks=-1,
+        producer_linger=0.005,  # batch sends: one produce request per few ms, not per event
         web_port=settings.worker_web_port,
         web_bind=settings.web_host,
         autodiscover=False,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from elasticsearch import ApiError, AsyncElasticsearch, ConnectionError, ConnectionTimeout
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -15,13 +14,9 @@ from app.authz import Permission
 from app.search import BadParameter
 from app.settings import Settings
 from web.auth import json_body, require
+from web.elastic import SearchUnavailable, es_search, unavailable
 
 ES_TIMEOUT = "10s"  # per-shard search timeout: partial results are flagged, not failed
-
-
-def elastic(request: Request) -> AsyncElasticsearch:
-    es: AsyncElasticsearch = request.app.state.es
-    return es
 
 
 def settings_of(request: Request) -> Settings:
@@ -36,39 +31,12 @@ async def params_of(request: Request) -> dict[str, Any]:
     return dict(request.query_params)
 
 
-async def run(request: Request, body: dict[str, Any]) -> dict[str, Any]:
-    """One search against Elasticsearch; its failures become the HTTP errors clients expect."""
-    try:
-        result = await elastic(request).search(**body)
-    except ConnectionTimeout as exc:
-        raise SearchUnavailable(
-            504,
-            "Elasticsearch did not answer in time; narrow the time range or the query and retry",
-        ) from exc
-    except ConnectionError as exc:
-        raise SearchUnavailable(503, "Elasticsearch is unreachable; retry shortly") from exc
-    except ApiError as exc:
-        if exc.status_code in (429, 503):
-            raise SearchUnavailable(503, "Elasticsearch is overloaded; retry shortly") from exc
-        if exc.status_code == 400:
-            raise BadParameter("q", f"Elasticsearch refused the query: {exc.message}") from exc
-        raise
-    return dict(result.body)
-
-
-class SearchUnavailable(Exception):
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-
 async def search_endpoint(request: Request) -> Response:
     """GET/POST /api/v1/search: `q`, `since`, `until`, `limit`, `order`, `cursor`, `highlight`."""
     principal = require(request, Permission.READ)
     wanted = search.read_search(await params_of(request), now_ns=time.time_ns())
     body = search.search_body(settings_of(request), principal.tenant_id, wanted, ES_TIMEOUT)
-    return JSONResponse(search.search_response(wanted, await run(request, body)))
+    return JSONResponse(search.search_response(wanted, await es_search(request, body)))
 
 
 async def histogram_endpoint(request: Request) -> Response:
@@ -78,7 +46,7 @@ async def histogram_endpoint(request: Request) -> Response:
     query = search.read_query(params, now_ns=time.time_ns())
     interval = search.histogram_interval(query.since, query.until, search.param(params, "interval"))
     body = search.histogram_body(settings_of(request), principal.tenant_id, query, interval)
-    return JSONResponse(search.histogram_response(query, interval, await run(request, body)))
+    return JSONResponse(search.histogram_response(query, interval, await es_search(request, body)))
 
 
 async def context_endpoint(request: Request) -> Response:
@@ -89,17 +57,17 @@ async def context_endpoint(request: Request) -> Response:
     after = search.read_int(params, "after", 20, 0, search.MAX_CONTEXT)
     settings, tenant = settings_of(request), principal.tenant_id
     doc_id = request.path_params["id"]
-    found = (await run(request, search.anchor_body(settings, tenant, doc_id)))["hits"]["hits"]
+    found = (await es_search(request, search.anchor_body(settings, tenant, doc_id)))["hits"]["hits"]
     if not found:
         return JSONResponse({"error": "not_found", "detail": f"no event {doc_id!r}"}, 404)
     anchor = found[0]
     older = newer = []
     if before:
         body = search.neighbours_body(settings, tenant, anchor, "before", before)
-        older = list(reversed((await run(request, body))["hits"]["hits"]))
+        older = list(reversed((await es_search(request, body))["hits"]["hits"]))
     if after:
         body = search.neighbours_body(settings, tenant, anchor, "after", after)
-        newer = (await run(request, body))["hits"]["hits"]
+        newer = (await es_search(request, body))["hits"]["hits"]
     return JSONResponse(
         {
             "event": search.shape_hit(anchor),
@@ -116,25 +84,18 @@ async def fields_endpoint(request: Request) -> Response:
     query = search.read_query(params, now_ns=time.time_ns(), default_since="1h")
     top = search.read_int(params, "top", 10, 1, 100)
     settings, tenant = settings_of(request), principal.tenant_id
-    result = await run(request, search.fields_body(settings, tenant, query, top))
+    result = await es_search(request, search.fields_body(settings, tenant, query, top))
     fields = search.facets(result)
     keys = search.attribute_keys(result["hits"]["hits"], top=20)
     if keys:
         body = search.attribute_values_body(settings, tenant, query, keys, top)
-        fields += search.facets(await run(request, body))
+        fields += search.facets(await es_search(request, body))
     return JSONResponse({"total": result["hits"]["total"]["value"], "fields": fields})
 
 
 async def bad_parameter(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BadParameter)
     return JSONResponse(exc.to_dict(), status_code=400)
-
-
-async def unavailable(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, SearchUnavailable)
-    headers = {"Retry-After": "5"} if exc.status == 503 else None
-    error = "timeout" if exc.status == 504 else "unavailable"
-    return JSONResponse({"error": error, "detail": exc.detail}, exc.status, headers=headers)
 
 
 routes = [

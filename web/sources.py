@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch, NotFoundError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -18,21 +17,9 @@ from app import esindex
 from app.authz import Permission
 from app.settings import Settings
 from web.auth import require
+from web.elastic import es_search
 
 MAX_SOURCES = 1000
-
-
-def elasticsearch(request: Request) -> AsyncElasticsearch:
-    """The web app's Elasticsearch client (made on first use, shared by every request)."""
-    client = getattr(request.app.state, "es", None)
-    if client is None:
-        settings: Settings = request.app.state.settings
-        auth = None
-        if settings.es_username and settings.es_password is not None:
-            auth = (settings.es_username, settings.es_password.get_secret_value())
-        client = AsyncElasticsearch(settings.elasticsearch_url, basic_auth=auth)
-        request.app.state.es = client
-    return client
 
 
 async def list_sources(request: Request) -> Response:
@@ -42,15 +29,18 @@ async def list_sources(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     with_windows = request.query_params.get("windows", "").lower() in ("1", "true", "yes")
     source_fields: Any = True if with_windows else {"excludes": ["windows"]}
-    try:
-        found = await elasticsearch(request).search(
-            index=esindex.sources_index(settings),
-            query={"bool": {"filter": [{"term": {"tenant_id": str(principal.tenant_id)}}]}},
-            sort=[{"last_seen": "desc"}], size=MAX_SOURCES, source=source_fields,
-            ignore_unavailable=True, allow_no_indices=True,
-        )
-    except NotFoundError:
-        return JSONResponse({"sources": [], "total": 0})
+    found = await es_search(
+        request,
+        {
+            "index": esindex.sources_index(settings),
+            "query": {"bool": {"filter": [{"term": {"tenant_id": str(principal.tenant_id)}}]}},
+            "sort": [{"last_seen": "desc"}],
+            "size": MAX_SOURCES,
+            "source": source_fields,
+            "ignore_unavailable": True,
+            "allow_no_indices": True,
+        },
+    )
     sources = []
     for hit in found["hits"]["hits"]:
         doc = dict(hit["_source"])

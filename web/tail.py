@@ -29,6 +29,7 @@ from app.search import BadParameter
 from app.settings import Settings
 from app.tail import Subscription, TailHub
 from web.auth import require
+from web.elastic import SearchUnavailable, es_search
 
 CLOSE_BAD_FILTER = 4400
 
@@ -52,7 +53,7 @@ async def history(
     request = search.SearchRequest(query, min(limit, search.MAX_LIMIT), "newest", None, False)
     while limit and len(hits) < limit:
         body = search.search_body(settings, tenant_id, request, "10s")
-        page = (await ws.app.state.es.search(**body))["hits"]["hits"]
+        page = (await es_search(ws, body))["hits"]["hits"]
         hits += page
         if len(page) < request.limit:
             break
@@ -100,6 +101,12 @@ async def pump(ws: WebSocket, sub: Subscription, seen: set[str], heartbeat: floa
         await ws.send_text(delivery.text(event_text))
 
 
+async def unavailable(ws: WebSocket, detail: str) -> None:
+    """Tell the client to come back later (close 1013, "try again later")."""
+    await ws.send_json({"type": "error", "error": "unavailable", "detail": detail})
+    await ws.close(1013)
+
+
 async def tail_endpoint(ws: WebSocket) -> None:
     principal = require(ws, Permission.READ)
     settings: Settings = ws.app.state.settings
@@ -138,14 +145,9 @@ async def tail_endpoint(ws: WebSocket) -> None:
     except (WebSocketDisconnect, RuntimeError):
         pass
     except TimeoutError:
-        await ws.send_json(
-            {
-                "type": "error",
-                "error": "unavailable",
-                "detail": "the event stream (Kafka) is not reachable; reconnect later",
-            }
-        )
-        await ws.close(1013)
+        await unavailable(ws, "the event stream (Kafka) is not reachable; reconnect later")
+    except SearchUnavailable as exc:
+        await unavailable(ws, f"history: {exc.detail}")
     finally:
         hub.unsubscribe(sub)
 
