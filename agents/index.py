@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import KafkaError
 from elasticsearch import AsyncElasticsearch
 
+from app.elastic import es_client  # noqa: F401 - re-exported for the other stages
 from app.events import DeadLetter, LogEvent, RawPosition
 from app.metrics import METRICS
 from app.settings import Settings
@@ -29,14 +30,6 @@ from app.sink import ElasticsearchSink
 from app.topics import DEADLETTER, EVENTS, topic_name
 
 log = logging.getLogger(__name__)
-
-
-def es_client(settings: Settings) -> AsyncElasticsearch:
-    auth = None
-    if settings.es_username and settings.es_password is not None:
-        auth = (settings.es_username, settings.es_password.get_secret_value())
-    return AsyncElasticsearch(settings.elasticsearch_url, basic_auth=auth,
-                              request_timeout=settings.es_request_timeout)
 
 
 def index_group(settings: Settings) -> str:

@@ -18,8 +18,8 @@ from typing import Any
 import faust
 from elasticsearch import AsyncElasticsearch, BadRequestError
 
-from agents.index import es_client
 from app import esindex
+from app.elastic import es_client
 from app.events import LogEvent
 from app.metrics import METRICS
 from app.settings import Settings
