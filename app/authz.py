@@ -19,15 +19,17 @@ class Permission(StrEnum):
     MANAGE_OWN_KEYS = "manage_own_keys"  # create/list/revoke keys one created
     MANAGE_KEYS = "manage_keys"  # every key of the tenant, admin-scope keys
     MANAGE_USERS = "manage_users"  # invite, change roles, deactivate, remove
-    MANAGE_SETTINGS = "manage_settings"  # tenant settings, alert rules
+    MANAGE_SETTINGS = "manage_settings"  # tenant settings, webhooks
+    MANAGE_ALERTS = "manage_alerts"  # alert rules; acknowledge and resolve alerts
 
 
 P = Permission
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset({P.READ}),
-    Role.MEMBER: frozenset({P.READ, P.MANAGE_OWN_KEYS}),
+    Role.MEMBER: frozenset({P.READ, P.MANAGE_OWN_KEYS, P.MANAGE_ALERTS}),
     Role.ADMIN: frozenset(
-        {P.READ, P.MANAGE_OWN_KEYS, P.MANAGE_KEYS, P.MANAGE_USERS, P.MANAGE_SETTINGS}
+        {P.READ, P.MANAGE_OWN_KEYS, P.MANAGE_KEYS, P.MANAGE_USERS, P.MANAGE_SETTINGS,
+         P.MANAGE_ALERTS}
     ),
 }
 SCOPE_PERMISSIONS: dict[Scope, frozenset[Permission]] = {

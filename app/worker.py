@@ -25,11 +25,14 @@ def create_worker_app(settings: Settings) -> faust.App:
 
 
 def register_stages(app: faust.App, topics: Topics, settings: Settings) -> None:
-    """The stream stages (agents/): normalize (with templates), stats, index, and operations."""
-    from agents import index, normalize, ops, stats, templates
+    """The stream stages (agents/): normalize (with templates), stats, detect, alerts, index,
+    and operations."""
+    from agents import alerts, detect, index, normalize, ops, stats, templates
 
     normalize.register(app, topics, settings, templates=templates.register(app, settings))
     stats.register(app, topics, settings)
+    detect.register(app, topics, settings)
+    alerts.register(app, topics, settings)
     index.register(app, settings)
     ops.register(app, settings)
 

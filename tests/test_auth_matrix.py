@@ -126,6 +126,39 @@ def raw(path: str, content: bytes, content_type: str) -> Prepare:
     return prepare
 
 
+RULE_BODY = {"name": "errors", "query": "level:error", "threshold": 5}
+HOOK_BODY = {"name": "ops", "url": "http://127.0.0.1:9/hook"}
+
+
+async def own_rule(world: World, who: str) -> Target:
+    """A rule of acme (a fresh one per caller, so DELETE has something to delete)."""
+    from app.models import AlertRule
+
+    async with world.sessions.begin() as session:
+        rule = AlertRule(tenant_id=world.tenant_ids["acme"], name="r", query="level:error",
+                         window_seconds=60, condition="above", threshold=1,
+                         cooldown_seconds=60, enabled=True)
+        session.add(rule)
+        await session.flush()
+        return Target(f"/api/v1/alert-rules/{rule.id}", {"threshold": 3})
+
+
+async def own_hook(world: World, who: str) -> Target:
+    from app.models import Webhook
+
+    async with world.sessions.begin() as session:
+        hook = Webhook(tenant_id=world.tenant_ids["acme"], name="h", url="http://127.0.0.1:9/",
+                       secret="s", enabled=True)
+        session.add(hook)
+        await session.flush()
+        return Target(f"/api/v1/webhooks/{hook.id}", {"enabled": False})
+
+
+async def hook_deliveries(world: World, who: str) -> Target:
+    target = await own_hook(world, who)
+    return Target(target.path + "/deliveries")
+
+
 @dataclass(frozen=True)
 class Row:
     method: str
@@ -182,6 +215,35 @@ MATRIX = [
                                                        401, 200, 200, 200, 403, 200, 200),
     Row.of("GET", "/api/v1/patterns", fixed("/api/v1/patterns"),
                                                        401, 200, 200, 200, 403, 200, 200),
+    # alerts (web.alerts, web.alert_rules); unknown alert ids answer 404 once authorised
+    Row.of("GET", "/api/v1/alerts", fixed("/api/v1/alerts"),
+                                                       401, 200, 200, 200, 403, 200, 200),
+    Row.of("POST", "/api/v1/alerts/{alert_id}/ack", fixed("/api/v1/alerts/nope/ack"),
+                                                       401, 403, 404, 404, 403, 403, 404),
+    Row.of("POST", "/api/v1/alerts/{alert_id}/resolve", fixed("/api/v1/alerts/nope/resolve"),
+                                                       401, 403, 404, 404, 403, 403, 404),
+    Row.of("WEBSOCKET", "/api/v1/alerts/stream", fixed("/api/v1/alerts/stream"),
+                                                       403, 101, 101, 101, 403, 101, 101),
+    Row.of("GET", "/api/v1/alert-rules", fixed("/api/v1/alert-rules"),
+                                                       401, 200, 200, 200, 403, 200, 200),
+    Row.of("POST", "/api/v1/alert-rules", fixed("/api/v1/alert-rules", RULE_BODY),
+                                                       401, 403, 201, 201, 403, 403, 201),
+    Row.of("GET", "/api/v1/alert-rules/{rule_id:int}", own_rule,
+                                                       401, 200, 200, 200, 403, 200, 200),
+    Row.of("PATCH", "/api/v1/alert-rules/{rule_id:int}", own_rule,
+                                                       401, 403, 200, 200, 403, 403, 200),
+    Row.of("DELETE", "/api/v1/alert-rules/{rule_id:int}", own_rule,
+                                                       401, 403, 204, 204, 403, 403, 204),
+    Row.of("GET", "/api/v1/webhooks", fixed("/api/v1/webhooks"),
+                                                       401, 403, 403, 200, 403, 403, 200),
+    Row.of("POST", "/api/v1/webhooks", fixed("/api/v1/webhooks", HOOK_BODY),
+                                                       401, 403, 403, 201, 403, 403, 201),
+    Row.of("PATCH", "/api/v1/webhooks/{hook_id:int}", own_hook,
+                                                       401, 403, 403, 200, 403, 403, 200),
+    Row.of("DELETE", "/api/v1/webhooks/{hook_id:int}", own_hook,
+                                                       401, 403, 403, 204, 403, 403, 204),
+    Row.of("GET", "/api/v1/webhooks/{hook_id:int}/deliveries", hook_deliveries,
+                                                       401, 403, 403, 200, 403, 403, 200),
     Row.of("GET", "/api/v1/logs/{id:path}/context", fixed("/api/v1/logs/logs.raw/0/1/context"),
                                                        401, 404, 404, 404, 403, 404, 404),
 ]

@@ -181,7 +181,7 @@ def test_throttle_window_forgets_old_failures() -> None:
 def test_permission_matrix_of_roles_and_scopes() -> None:
     P = Permission
     assert ROLE_PERMISSIONS[Role.VIEWER] == {P.READ}
-    assert ROLE_PERMISSIONS[Role.MEMBER] == {P.READ, P.MANAGE_OWN_KEYS}
+    assert ROLE_PERMISSIONS[Role.MEMBER] == {P.READ, P.MANAGE_OWN_KEYS, P.MANAGE_ALERTS}
     assert P.MANAGE_USERS in ROLE_PERMISSIONS[Role.ADMIN]
     assert P.INGEST not in ROLE_PERMISSIONS[Role.ADMIN]
     assert SCOPE_PERMISSIONS[Scope.INGEST] == {P.INGEST}  # an ingest key cannot read

@@ -42,6 +42,8 @@ ROUTE_MODULES = [
     "web.tail",
     "web.sources",
     "web.patterns",
+    "web.alerts",
+    "web.alert_rules",
     "web.openapi",  # GET /openapi.json, built from the routes of every module here
     "web.ui",  # the web UI at / (its route pattern excludes /api, /v1 and the like)
 ]
@@ -78,6 +80,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     finally:
         if (tail := getattr(app.state, "tail", None)) is not None:
             await tail.stop()
+        if (alert_hub := getattr(app.state, "alert_hub", None)) is not None:  # web.alerts
+            await alert_hub.stop()
         if (es := getattr(app.state, "es", None)) is not None:
             await es.close()
         if (ingest := getattr(app.state, "ingest", None)) is not None:  # web.ingest's producer

@@ -1,0 +1,178 @@
+"""Stage `alerts`: the `alerts` topic → the `{index_prefix}alerts` index and tenant webhooks.
+
+Storage: one Elasticsearch index for every tenant's alerts (`tenant_id` keyword, filtered by
+the API), `_id` = alert id, written with a scripted upsert (app/alerting.py `STORE_SCRIPT`):
+a repeated firing updates the evidence and `occurrences` of the one alert, keeps an
+acknowledgement and re-opens a resolved alert. The web's ack/resolve endpoints update `status`.
+
+Webhooks: the first firing of an alert (`occurrences == 1`) is POSTed to each enabled webhook
+of its tenant (reloaded every `alert_rules_refresh_seconds`): JSON body (the alert),
+`X-LaaS-Signature: sha256=<HMAC-SHA256 of the body with the webhook's secret>`,
+`X-LaaS-Alert-Id`, `X-LaaS-Delivery` (attempt). 2xx is delivered; 429, 5xx and network errors
+are retried `webhook_attempts` times with doubling delays from `webhook_retry_initial`; other
+statuses are final. Every attempt is a row of `webhook_deliveries` (the delivery log).
+Deliveries run as background tasks so a slow receiver never stalls the stream; an alert
+re-read after a crash may be delivered again (receivers de-duplicate by alert id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import faust
+import httpx
+from elasticsearch import AsyncElasticsearch, BadRequestError
+
+from agents.index import es_client
+from app.alerting import ALERTS_MAPPINGS, SIGNATURE_HEADER, STORE_SCRIPT, alerts_index, sign
+from app.metrics import METRICS
+from app.settings import Settings
+from app.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_alerts_index(es: AsyncElasticsearch, settings: Settings) -> None:
+    try:
+        await es.indices.create(index=alerts_index(settings), mappings=ALERTS_MAPPINGS,
+                                settings={"number_of_shards": 1,
+                                          "number_of_replicas": settings.es_replicas})
+    except BadRequestError as exc:
+        if exc.error != "resource_already_exists_exception":
+            raise
+
+
+async def store_alert(es: AsyncElasticsearch, settings: Settings, alert: dict[str, Any]) -> None:
+    """Upsert one alert firing (retried by the caller)."""
+    await es.update(index=alerts_index(settings), id=alert["id"],
+                    script={"source": STORE_SCRIPT, "params": {"a": alert}}, upsert=alert,
+                    retry_on_conflict=5, refresh="wait_for")
+
+
+class Webhooks:
+    """Enabled webhooks by tenant, from the user database; deliveries with retries and log."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.by_tenant: dict[str, list[tuple[int, str, str]]] = {}
+        self._engine: Any = None
+        self._client: httpx.AsyncClient | None = None
+        self.tasks: set[asyncio.Task[bool]] = set()
+
+    def engine(self) -> Any:
+        if self._engine is None:
+            from app.db import create_engine
+
+            self._engine = create_engine(self.settings)
+        return self._engine
+
+    async def reload(self) -> None:
+        from sqlalchemy import select
+
+        from app.db import session_factory
+        from app.models import Webhook
+
+        try:
+            async with session_factory(self.engine())() as session:
+                rows = (await session.execute(select(Webhook).where(Webhook.enabled))).scalars()
+                found: dict[str, list[tuple[int, str, str]]] = {}
+                for row in rows:
+                    found.setdefault(str(row.tenant_id), []).append((row.id, row.url, row.secret))
+        except Exception as exc:  # noqa: BLE001 - keep the last known set
+            log.warning("webhooks: reload failed (%r)", exc)
+            return
+        self.by_tenant = found
+
+    def dispatch(self, alert: dict[str, Any], body: bytes) -> None:
+        for hook_id, url, secret in self.by_tenant.get(str(alert["tenant_id"]), []):
+            task = asyncio.create_task(self.deliver(hook_id, url, secret, alert, body))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def deliver(self, hook_id: int, url: str, secret: str, alert: dict[str, Any],
+                      body: bytes) -> bool:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.settings.webhook_timeout)
+        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body),
+                   "X-LaaS-Alert-Id": str(alert["id"]), "User-Agent": "laas-webhooks/1"}
+        delay = self.settings.webhook_retry_initial
+        for attempt in range(1, self.settings.webhook_attempts + 1):
+            status: int | None = None
+            error: str | None = None
+            try:
+                response = await self._client.post(
+                    url, content=body, headers={**headers, "X-LaaS-Delivery": str(attempt)})
+                status = response.status_code
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"[:500]
+            delivered = status is not None and 200 <= status < 300
+            await self._log(hook_id, alert, attempt, status, error, delivered)
+            METRICS.inc("laas_webhook_attempts_total", delivered=str(delivered).lower())
+            if delivered:
+                return True
+            final = status is not None and status != 429 and status < 500
+            if final or attempt == self.settings.webhook_attempts:
+                log.warning("webhook %d: alert %s not delivered (status %s, %s)", hook_id,
+                            alert["id"], status, error)
+                return False
+            await asyncio.sleep(delay)
+            delay *= 2
+        return False
+
+    async def _log(self, hook_id: int, alert: dict[str, Any], attempt: int, status: int | None,
+                   error: str | None, delivered: bool) -> None:
+        from app.db import session_factory
+        from app.models import WebhookDelivery
+
+        try:
+            async with session_factory(self.engine()).begin() as session:
+                session.add(WebhookDelivery(
+                    webhook_id=hook_id, tenant_id=int(alert["tenant_id"]),
+                    alert_id=str(alert["id"]), attempt=attempt, status_code=status,
+                    error=error, delivered=delivered))
+        except Exception as exc:  # noqa: BLE001 - the log must not stop deliveries
+            log.warning("webhook %d: delivery log write failed (%r)", hook_id, exc)
+
+
+def register(app: faust.App, topics: Topics, settings: Settings) -> Webhooks:
+    hooks = Webhooks(settings)
+    state: dict[str, AsyncElasticsearch] = {}
+
+    @app.agent(topics.alerts, name="alert-store", concurrency=1)
+    async def alert_store(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            try:
+                alert = json.loads(event.value)
+                alert["id"] and alert["tenant_id"]  # noqa: B018 - KeyError: not an alert
+            except (ValueError, TypeError, KeyError):
+                log.warning("alerts: skipping undecodable record at %s/%d/%d",
+                            event.message.topic, event.message.partition, event.message.offset)
+                continue
+            delay = 0.5
+            while True:
+                try:
+                    if "es" not in state:
+                        state["es"] = es_client(settings)
+                        await ensure_alerts_index(state["es"], settings)
+                    await store_alert(state["es"], settings, alert)
+                    break
+                except Exception as exc:  # noqa: BLE001 - back-pressure: retry, never drop
+                    log.warning("alerts: storing %s failed (%r); retry in %.1fs", alert["id"],
+                                exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 15.0)
+            if alert.get("occurrences") == 1:
+                hooks.dispatch(alert, event.value)
+
+    @app.timer(settings.alert_rules_refresh_seconds)
+    async def webhooks_reload() -> None:
+        await hooks.reload()
+
+    @app.task
+    async def webhooks_first_load() -> None:
+        await hooks.reload()
+
+    return hooks

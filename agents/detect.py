@@ -1,0 +1,216 @@
+"""Stage `detect`: `logs.events` → `alerts`: per-source anomaly detection and user alert rules.
+
+Per tenant+source (`tenant/service/host`, the `logs.events` key, so one source lives on one
+partition) events are folded into tumbling windows of `detect_window_seconds` by **ingest
+time** (`observed_time`: a backlog replayed after an outage is not a spike of event time, and
+producer clocks do not matter). A timer closes windows (empty ones too: that is how silence is
+seen) and hands each to the source's `SourceMonitor` (Half-Space Trees + explicit detectors,
+app/anomaly); findings become alerts, grouped per tenant and source (app/alerting.py).
+
+State: tables `detect-light` (key: source; the monitor without its model, a few hundred bytes,
+written after every window) and `detect-model` (the HST model, ~40 KB compressed, written every
+`detect_model_snapshot_seconds`), changelog-backed. Faust only lets a table be written while an
+event of the table's partition is being processed, so writes are queued by the timer and done by
+the agent with the next event of the source's partition. A restarted worker restores a source's
+monitor from the tables on its first event. At most `detect_max_sources_per_tenant` sources of
+a tenant are monitored by one worker (further sources are counted in `laas_detect_skipped`).
+
+Alert rules (`alert_rules` table, reloaded every `alert_rules_refresh_seconds`) are evaluated
+here too: every event is matched against its tenant's rules (`compile_predicate`, the query
+language of search) and counted per rule window. Counts are per worker process: with several
+workers a tenant's sources are spread over them and each judges its share (see
+docs/analytics.md, "Limits").
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+
+from app.alerting import Grouper, Rule, RuleEngine, anomaly_alert, encode
+from app.anomaly import MonitorConfig, SourceMonitor, Windows
+from app.events import LogEvent
+from app.metrics import METRICS
+from app.query import parse
+from app.query.match import compile_predicate
+from app.settings import Settings
+from app.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+async def load_rules(settings: Settings, engine: Any) -> list[Rule]:
+    """Every enabled rule, compiled (a rule whose query no longer parses is skipped)."""
+    from sqlalchemy import select
+
+    from app.db import session_factory
+    from app.models import AlertRule
+
+    async with session_factory(engine)() as session:
+        rows = (await session.execute(select(AlertRule).where(AlertRule.enabled))).scalars()
+        rules = []
+        for row in rows:
+            try:
+                predicate = compile_predicate(parse(row.query))
+            except ValueError as exc:
+                log.warning("alert rule %d: query does not compile (%s); skipped", row.id, exc)
+                continue
+            rules.append(Rule(row.id, str(row.tenant_id), row.name, row.query,
+                              row.window_seconds, row.condition, row.threshold,
+                              row.cooldown_seconds, predicate))
+    return rules
+
+
+class Detection:
+    """Windows, monitors, their tables, the rule engine and the alert grouper of one worker."""
+
+    def __init__(self, app: faust.App, topics: Topics, settings: Settings) -> None:
+        self.settings = settings
+        self.topics = topics
+        schema: faust.Schema = faust.Schema(key_serializer="json", value_serializer="raw")
+        self.light = app.Table("detect-light", default=None, schema=schema,
+                               partitions=settings.partitions)
+        self.model = app.Table("detect-model", default=None, schema=schema,
+                               partitions=settings.partitions)
+        self.config = MonitorConfig(warmup=settings.detect_warmup_windows,
+                                    hst_warmup=settings.detect_hst_warmup_windows)
+        self.windows = Windows(size=settings.detect_window_seconds,
+                               lateness=min(2.0, settings.detect_window_seconds / 2))
+        self.monitors: dict[str, SourceMonitor] = {}
+        self.partition_of: dict[str, int] = {}
+        self.per_tenant: dict[str, set[str]] = {}
+        self.pending_light: set[str] = set()
+        self.model_saved: dict[str, float] = {}
+        self.grouper = Grouper(settings.alert_group_seconds)
+        self.rules = RuleEngine(self.grouper)
+        self._engine: Any = None
+
+    # -- inside the agent -------------------------------------------------------------------
+
+    def observe(self, event: LogEvent, partition: int) -> None:
+        source = event.source_key
+        self.rules.observe(event)
+        if source not in self.monitors and not self._admit(event.tenant_id, source, partition):
+            return
+        self.windows.add(source, event.observed_time / 1e9, event.severity, event.template_id,
+                         event.template_new, event.message)
+        self.persist(partition)
+
+    def _admit(self, tenant_id: str, source: str, partition: int) -> bool:
+        sources = self.per_tenant.setdefault(tenant_id, set())
+        if len(sources) >= self.settings.detect_max_sources_per_tenant:
+            METRICS.inc("laas_detect_skipped_total", tenant=tenant_id)
+            return False
+        light, model = self.light.get(source), self.model.get(source)
+        monitor = None
+        if light:
+            try:
+                monitor = SourceMonitor.restore(light, model)
+            except Exception as exc:  # noqa: BLE001 - a bad snapshot must not stop detection
+                log.warning("detect: cannot restore %s (%r); starting afresh", source, exc)
+        self.monitors[source] = monitor or SourceMonitor(source, self.config)
+        self.partition_of[source] = partition
+        sources.add(source)
+        return True
+
+    def persist(self, partition: int) -> None:
+        """Write the queued table values of this partition's sources (needs the current event
+        to be of `partition`: Faust writes a table's changelog partition from it)."""
+        if not self.pending_light:
+            return
+        now = time.time()
+        for source in [s for s in self.pending_light if self.partition_of.get(s) == partition]:
+            self.pending_light.discard(source)
+            monitor = self.monitors.get(source)
+            if monitor is None:
+                continue
+            self.light[source] = monitor.light_state()
+            if now - self.model_saved.get(source, 0.0) >= \
+                    self.settings.detect_model_snapshot_seconds:
+                self.model[source] = monitor.model_state()
+                self.model_saved[source] = now
+
+    # -- the timers -------------------------------------------------------------------------
+
+    async def tick(self) -> int:
+        """Close ended windows, score them, judge rule windows; send the alerts."""
+        now = time.time()
+        alerts = []
+        for window in self.windows.close(now):
+            monitor = self.monitors.get(window.source)
+            if monitor is None:
+                continue
+            for finding in monitor.observe(window):
+                alerts.append(anomaly_alert(self.grouper, finding, now))
+            self.pending_light.add(window.source)
+        alerts += self.rules.tick(now)
+        live = set(self.windows.sources())
+        for source in [s for s in self.monitors if s not in live]:  # forgotten by Windows
+            self.monitors.pop(source, None)
+            self.partition_of.pop(source, None)
+            self.per_tenant.get(source.split("/", 1)[0], set()).discard(source)
+        for alert in alerts:
+            await self.topics.alerts.send(key=alert["tenant_id"].encode(), value=encode(alert))
+            METRICS.inc("laas_alerts_total", kind=alert["kind"])
+            log.info("alert %s (%s, occurrence %d): %s", alert["id"], alert["kind"],
+                     alert["occurrences"], alert["title"])
+        return len(alerts)
+
+    async def reload_rules(self) -> None:
+        try:
+            if self._engine is None:
+                from app.db import create_engine
+
+                self._engine = create_engine(self.settings)
+            rules = await load_rules(self.settings, self._engine)
+        except Exception as exc:  # noqa: BLE001 - keep the last rule set
+            log.warning("alert rules: reload failed (%r); keeping %d tenants' rules", exc,
+                        len(self.rules.by_tenant))
+            return
+        self.rules.load(rules, time.time())
+
+    def forget(self) -> None:
+        """Partitions revoked: drop in-memory monitors (rebuilt from the tables on demand)."""
+        self.monitors.clear()
+        self.partition_of.clear()
+        self.per_tenant.clear()
+        self.pending_light.clear()
+        self.windows = Windows(size=self.windows.size, lateness=self.windows.lateness)
+
+
+def register(app: faust.App, topics: Topics, settings: Settings) -> Detection:
+    detection = Detection(app, topics, settings)
+
+    @app.agent(topics.events, name="detect", concurrency=1)
+    async def detect_agent(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            METRICS.inc("laas_events_in_total", stage="detect")
+            try:
+                log_event = LogEvent.from_json(event.value)
+            except (ValueError, TypeError, KeyError):
+                continue  # the index stage dead-letters undecodable events
+            detection.observe(log_event, event.message.partition)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        detection.forget()
+
+    @app.timer(min(1.0, settings.detect_window_seconds / 2))
+    async def detect_tick() -> None:
+        try:
+            await detection.tick()
+        except Exception:  # noqa: BLE001 - the next tick goes on
+            log.exception("detect: tick failed")
+
+    @app.timer(settings.alert_rules_refresh_seconds)
+    async def rules_reload() -> None:
+        await detection.reload_rules()
+
+    @app.task
+    async def rules_first_load() -> None:
+        await detection.reload_rules()
+
+    return detection

@@ -1,0 +1,245 @@
+"""Alerts as pure functions: the alert document, grouping of repeated firings, rule windows,
+webhook signatures, and the `{index_prefix}alerts` index layout.
+
+An alert is JSON on the `alerts` topic (key: tenant id). Repeated firing of one condition
+(same tenant, kind and source for anomalies; same rule for rules) within
+`alert_group_seconds` of its last firing re-sends the *same* alert id with `occurrences`
+incremented and the latest evidence, so consumers upsert by id instead of piling up alerts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.anomaly import Finding
+from app.events import NS, LogEvent, iso_nanos
+from app.settings import Settings
+
+SIGNATURE_HEADER = "X-LaaS-Signature"  # "sha256=<hex HMAC-SHA256 of the body, webhook secret>"
+STATUSES = ("open", "acknowledged", "resolved")
+KINDS = ("anomaly", "rule")
+
+ALERTS_MAPPINGS: dict[str, Any] = {
+    "dynamic": False,
+    "properties": {
+        "id": {"type": "keyword"},
+        "tenant_id": {"type": "keyword"},
+        "kind": {"type": "keyword"},
+        "detector": {"type": "keyword"},
+        "rule_id": {"type": "keyword"},
+        "source": {"type": "keyword"},
+        "status": {"type": "keyword"},
+        "title": {"type": "text"},
+        "first_fired": {"type": "date"},
+        "last_fired": {"type": "date"},
+        "occurrences": {"type": "integer"},
+    },
+}
+
+# Upsert of a firing: new evidence wins; a resolved alert firing again is open again; an
+# acknowledgement is kept.
+STORE_SCRIPT = (
+    "String status = ctx._source.status; "
+    "ctx._source.putAll(params.a); "
+    "if (status != null && status != 'resolved') { ctx._source.status = status; }"
+)
+
+
+def alerts_index(settings: Settings) -> str:
+    return f"{settings.index_prefix}alerts"
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The signature header value of a webhook body."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def source_query(source: str, detector: str, template_ids: tuple[str, ...] = ()) -> str:
+    """A search query showing a finding's events (source `tenant/service/host`)."""
+    _, service, host = (source.split("/", 2) + ["", ""])[:3]
+    parts = [f"service:{_quote(service)}"]
+    if host:
+        parts.append(f"host:{_quote(host)}")
+    if detector == "new_error_template" and template_ids:
+        parts.append("(" + " OR ".join(f"template:{t}" for t in template_ids) + ")")
+    elif detector == "error_burst":
+        parts.append("level:>=error")
+    return " AND ".join(parts)
+
+
+def _clean(value: float) -> float | None:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+@dataclass
+class Group:
+    id: str
+    first: float
+    last: float
+    occurrences: int = 0
+
+
+class Grouper:
+    """Open alert groups by condition key; a firing within `window` seconds of the group's
+    last one joins it. Bounded: groups idle for `window` are forgotten."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.groups: dict[str, Group] = {}
+
+    def fire(self, key: str, now: float) -> Group:
+        group = self.groups.get(key)
+        if group is None or now - group.last > self.window:
+            ident = hashlib.blake2b(f"{key}|{now!r}".encode(), digest_size=10).hexdigest()
+            group = self.groups[key] = Group(ident, now, now)
+        group.last = now
+        group.occurrences += 1
+        if len(self.groups) > 10_000:
+            self.groups = {k: g for k, g in self.groups.items() if now - g.last <= self.window}
+        return group
+
+
+def _base(group: Group, tenant_id: str, kind: str, title: str) -> dict[str, Any]:
+    return {"id": group.id, "tenant_id": tenant_id, "kind": kind, "title": title,
+            "status": "open", "occurrences": group.occurrences,
+            "first_fired": iso_nanos(int(group.first * NS)),
+            "last_fired": iso_nanos(int(group.last * NS))}
+
+
+def anomaly_alert(grouper: Grouper, finding: Finding, now: float) -> dict[str, Any]:
+    """The alert of a detector finding (grouped by tenant and source)."""
+    tenant_id = finding.source.split("/", 1)[0]
+    group = grouper.fire(f"{tenant_id}|anomaly|{finding.source}", now)
+    doc = _base(group, tenant_id, "anomaly", finding.summary)
+    query = source_query(finding.source, finding.detector, finding.template_ids)
+    doc.update({
+        "detector": finding.detector, "rule_id": None, "source": finding.source,
+        "window": {"start": iso_nanos(int(finding.window_start * NS)),
+                   "end": iso_nanos(int(finding.window_end * NS))},
+        "score": _clean(float(finding.score)), "threshold": _clean(float(finding.threshold)),
+        "features": {k: _clean(float(v)) for k, v in finding.features.items()},
+        "baseline": {k: _clean(float(v)) for k, v in finding.baseline.items()},
+        "samples": [{"template_id": s.template_id, "severity": s.severity,
+                     "message": s.message[:2000]} for s in finding.samples],
+        "query": query,
+        "search": {"q": query, "since": iso_nanos(int(finding.window_start * NS)),
+                   "until": iso_nanos(int(finding.window_end * NS))},
+    })
+    return doc
+
+
+# -- user rules ----------------------------------------------------------------------------------
+
+@dataclass
+class Rule:
+    """A compiled alert rule (from the `alert_rules` table)."""
+
+    id: int
+    tenant_id: str
+    name: str
+    query: str
+    window: int
+    condition: str  # above | below
+    threshold: int
+    cooldown: int
+    predicate: Callable[[dict[str, object]], bool]
+
+
+@dataclass
+class RuleWindow:
+    start: float
+    count: int = 0
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+class RuleEngine:
+    """Counts events matching each rule per tumbling window (arrival time, aligned to multiples
+    of the rule's window) and fires when a closed window's count is above/below the threshold.
+    The first (partial) window after a rule is loaded is not judged."""
+
+    def __init__(self, grouper: Grouper) -> None:
+        self.grouper = grouper
+        self.by_tenant: dict[str, list[Rule]] = {}
+        self.windows: dict[int, RuleWindow] = {}
+        self.partial: set[int] = set()
+        self.last_fired: dict[int, float] = {}
+
+    def load(self, rules: list[Rule], now: float) -> None:
+        """Replace the rule set; unchanged rules keep their open windows."""
+        old = {r.id: r for rs in self.by_tenant.values() for r in rs}
+        by_tenant: dict[str, list[Rule]] = {}
+        for rule in rules:
+            by_tenant.setdefault(rule.tenant_id, []).append(rule)
+            prev = old.get(rule.id)
+            if prev is None or (prev.query, prev.window) != (rule.query, rule.window):
+                self.windows[rule.id] = RuleWindow(now - now % rule.window)
+                self.partial.add(rule.id)
+        for gone in set(old) - {r.id for r in rules}:
+            self.windows.pop(gone, None)
+            self.last_fired.pop(gone, None)
+        self.by_tenant = by_tenant
+
+    def observe(self, event: LogEvent) -> None:
+        rules = self.by_tenant.get(event.tenant_id)
+        if not rules:
+            return
+        fields = event.__dict__
+        for rule in rules:
+            if rule.predicate(fields):
+                window = self.windows[rule.id]
+                window.count += 1
+                if len(window.samples) < 5:
+                    window.samples.append({"severity": event.severity, "service": event.service,
+                                           "host": event.host, "message": event.message[:2000],
+                                           "template_id": event.template_id})
+
+    def tick(self, now: float) -> list[dict[str, Any]]:
+        """Judge every window that ended; the alerts that fired."""
+        out = []
+        for rules in self.by_tenant.values():
+            for rule in rules:
+                window = self.windows[rule.id]
+                if window.start + rule.window > now:
+                    continue
+                end = window.start + rule.window
+                self.windows[rule.id] = RuleWindow(now - now % rule.window)
+                if rule.id in self.partial:
+                    self.partial.discard(rule.id)
+                    continue
+                fired = window.count > rule.threshold if rule.condition == "above" \
+                    else window.count < rule.threshold
+                if not fired or now - self.last_fired.get(rule.id, -math.inf) < rule.cooldown:
+                    continue
+                self.last_fired[rule.id] = now
+                out.append(self._alert(rule, window, end, now))
+        return out
+
+    def _alert(self, rule: Rule, window: RuleWindow, end: float, now: float) -> dict[str, Any]:
+        group = self.grouper.fire(f"{rule.tenant_id}|rule|{rule.id}", now)
+        title = (f"rule {rule.name!r}: {window.count} events in {rule.window}s "
+                 f"({rule.condition} {rule.threshold})")
+        doc = _base(group, rule.tenant_id, "rule", title)
+        doc.update({
+            "detector": None, "rule_id": rule.id, "source": None,
+            "window": {"start": iso_nanos(int(window.start * NS)), "end": iso_nanos(int(end * NS))},
+            "score": float(window.count), "threshold": float(rule.threshold),
+            "features": {"count": window.count}, "baseline": {},
+            "condition": rule.condition, "samples": window.samples, "query": rule.query,
+            "search": {"q": rule.query, "since": iso_nanos(int(window.start * NS)),
+                       "until": iso_nanos(int(end * NS))},
+        })
+        return doc
+
+
+def encode(alert: dict[str, Any]) -> bytes:
+    return json.dumps(alert, separators=(",", ":"), ensure_ascii=False).encode()
