@@ -19,9 +19,9 @@ from app.events import MAX_NS, NS
 # --- severity ----------------------------------------------------------------------------------
 
 SEVERITIES = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
-_BASES = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "ERROR": 17, "FATAL": 21}
+SEVERITY_BASES = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "ERROR": 17, "FATAL": 21}
 UNKNOWN = "UNKNOWN"
-_WORDS = {
+LEVEL_WORDS = {
     "trace": 1, "finest": 1, "finer": 2, "verbose": 3,
     "debug": 5, "dbg": 5, "fine": 5, "d": 5,
     "info": 9, "information": 9, "informational": 9, "notice": 10, "config": 9, "i": 9,
@@ -30,9 +30,9 @@ _WORDS = {
     "critical": 21, "crit": 21, "fatal": 21, "alert": 22, "emerg": 23, "emergency": 23,
     "panic": 24, "f": 21,
 }
-for _name, _base in _BASES.items():
+for _name, _base in SEVERITY_BASES.items():
     for _i in range(2, 5):
-        _WORDS[f"{_name.lower()}{_i}"] = _base + _i - 1
+        LEVEL_WORDS[f"{_name.lower()}{_i}"] = _base + _i - 1
 # syslog severities 0-7 → OpenTelemetry numbers
 SYSLOG_SEVERITY = (24, 22, 21, 17, 13, 10, 9, 5)
 
@@ -52,7 +52,7 @@ def severity_from_text(text: str) -> int:
     if word.isdigit():
         value = int(word)
         return value if 1 <= value <= 24 else 0
-    return _WORDS.get(word, 0)
+    return LEVEL_WORDS.get(word, 0)
 
 
 def severity_from_value(value: object) -> int:

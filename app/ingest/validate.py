@@ -7,28 +7,13 @@ from typing import Any
 
 from app.ingest import wire
 from app.ingest.errors import RecordRejected
+from app.parsing import LEVEL_WORDS, SEVERITY_BASES
 from app.settings import Settings
 from protos.laas.v1 import AnyValue, Resource
 
 NS = 1_000_000_000
 MAX_DEPTH = 8  # nesting of array / kvlist values
 UNKNOWN_SERVICE = "unknown_service"
-
-# OpenTelemetry severity scale: the first number of each range and its short name.
-_RANGES = (("TRACE", 1), ("DEBUG", 5), ("INFO", 9), ("WARN", 13), ("ERROR", 17), ("FATAL", 21))
-_TEXT_TO_NUMBER = {
-    "trace": 1, "finest": 1, "finer": 2, "verbose": 3,
-    "debug": 5, "fine": 5, "dbg": 5,
-    "info": 9, "information": 9, "informational": 9, "notice": 10, "config": 9,
-    "warn": 13, "warning": 13,
-    "error": 17, "err": 17, "severe": 17, "exception": 17,
-    "critical": 21, "crit": 21, "fatal": 21, "alert": 22, "emerg": 23, "emergency": 23,
-    "panic": 24,
-}
-for _name, _base in _RANGES:
-    for _i in range(2, 5):
-        _TEXT_TO_NUMBER[f"{_name.lower()}{_i}"] = _base + _i - 1
-
 
 @dataclass(frozen=True)
 class Limits:
@@ -64,14 +49,14 @@ def which(value: AnyValue) -> tuple[str, Any]:
 
 def severity_number_for(text: str) -> int:
     """The OpenTelemetry severity number for a level name (`warning`, `ERROR`, `info3`), or 0."""
-    return _TEXT_TO_NUMBER.get(text.strip().lower(), 0)
+    return LEVEL_WORDS.get(text.strip().lower(), 0)
 
 
 def severity_text_for(number: int) -> str:
     """The OpenTelemetry short name of a severity number (`INFO`, `WARN2`), "" for 0."""
     if number <= 0:
         return ""
-    for name, base in reversed(_RANGES):
+    for name, base in reversed(SEVERITY_BASES.items()):
         if number >= base:
             return name if number == base else f"{name}{number - base + 1}"
     return ""
