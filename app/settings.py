@@ -176,7 +176,9 @@ class Settings(BaseSettings):
     )
 
     # Live tail
-    tail_queue_size: int = Field(1000, ge=1, description="Events queued per tail socket (then dropped)")
+    tail_queue_size: int = Field(
+        1000, ge=1, description="Events queued per tail socket (then dropped)"
+    )
     tail_ring_seconds: float = Field(
         30.0, ge=0, description="Recent events each web process keeps per tenant (tail seam)"
     )

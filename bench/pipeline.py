@@ -41,8 +41,9 @@ HEADERS = [("content-type", b"application/x-protobuf; messageType=laas.v1.LogRec
 
 
 def record(i: int) -> bytes:
+    body = AnyValue(string_value=f"request {i} done user=u{i % 97} ms={i % 500}")
     return bytes(LogRecord(time_unix_nano=time.time_ns(), severity_number=9 + (i % 3) * 4,
-                           body=AnyValue(string_value=f"request {i} done user=u{i % 97} ms={i % 500}"),
+                           body=body,
                            resource=Resource(service_name=f"svc{i % 8}", host=f"h{i % 3}")))
 
 
@@ -113,7 +114,7 @@ async def main(n: int, chunks: int) -> None:
         delays = []
         per = max(n // chunks, 1)
         total = n
-        for k in range(chunks):
+        for _ in range(chunks):
             batch = [await producer.send(raw_topic, record(i), key=b"1/svc", headers=HEADERS)
                      for i in range(per)]
             await asyncio.gather(*batch)
