@@ -104,3 +104,7 @@ register_stream_commands(main)
 from app.cli_query import register as register_query_commands  # noqa: E402
 
 register_query_commands(main)
+
+from app.cli_bench import register as register_bench_commands  # noqa: E402
+
+register_bench_commands(main)

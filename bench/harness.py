@@ -1,0 +1,489 @@
+"""The benchmark harness: a dedicated stack, a LaaS deployment on it, load, probes and sampling.
+
+Used by `bench/system.py` (`laas bench`) and `bench/faults.py`. The dedicated Kafka and
+Elasticsearch (state in `.laas/bench-stack`, the shared `.laas/downloads` linked in) run on their
+own ports, so stopping or filling them never touches the shared stack on 9092/9200, and their
+CPU and memory belong to the benchmark alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from app.settings import Settings, load_settings
+from app.topics import ALL, RAW, topic_name
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_STATE = ROOT / ".laas" / "bench-stack"
+KAFKA_PORT, KAFKA_CONTROLLER_PORT, ES_PORT = 19092, 19093, 19200
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def until(check: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
+    """Poll `check()` (sync or async) until truthy; RuntimeError naming `what` after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+# --- the dedicated stack ----------------------------------------------------------------------
+
+class BenchStack:
+    """Single-node Kafka and Elasticsearch of the benchmark (deploy.kafka / deploy.elastic)."""
+
+    def __init__(self, es_heap: str = "1g") -> None:
+        from deploy.elastic import Elasticsearch
+        from deploy.kafka import Kafka
+
+        BENCH_STATE.mkdir(parents=True, exist_ok=True)
+        downloads = BENCH_STATE / "downloads"
+        if not downloads.exists():
+            downloads.symlink_to((ROOT / ".laas" / "downloads").resolve(),
+                                 target_is_directory=True)
+        self.settings = load_settings(
+            state_dir=BENCH_STATE, kafka_bootstrap=None, es_url=None, kafka_port=KAFKA_PORT,
+            kafka_controller_port=KAFKA_CONTROLLER_PORT, es_port=ES_PORT, es_heap=es_heap)
+        self.kafka = Kafka(self.settings)
+        self.es = Elasticsearch(self.settings)
+
+    @property
+    def kafka_servers(self) -> str:
+        return self.settings.kafka_servers
+
+    @property
+    def es_url(self) -> str:
+        return self.settings.elasticsearch_url
+
+    async def up(self) -> None:
+        for server in (self.kafka, self.es):
+            if not server.ready():
+                if server.running():
+                    server.stop()
+                server.prepare()
+                server.start()
+        await until(lambda: asyncio.to_thread(self.kafka.ready), 120, "the bench Kafka", 1)
+        await until(lambda: asyncio.to_thread(self.es.ready), 240, "the bench Elasticsearch", 1)
+        # 1,000 tenants means 1,000 daily indices: above the default 1,000 shards per node.
+        import httpx
+
+        async with httpx.AsyncClient() as client:
+            await client.put(f"{self.es_url}/_cluster/settings", json={"persistent": {
+                "cluster.max_shards_per_node": 6000}})
+
+    def down(self) -> None:
+        self.kafka.stop()
+        self.es.stop()
+
+    def pids(self) -> dict[str, int]:
+        from deploy import proc
+
+        found = {}
+        for name, server in (("kafka", self.kafka), ("elasticsearch", self.es)):
+            pid = proc.read_pid(server.pid_file)
+            if pid:
+                found[name] = pid
+        return found
+
+    async def restart_kafka(self) -> None:
+        await asyncio.to_thread(self.kafka.stop)
+        await asyncio.to_thread(self.kafka.start)
+        await until(lambda: asyncio.to_thread(self.kafka.ready), 120, "Kafka restarted", 0.5)
+
+
+# --- a deployment: topics, accounts and the LaaS processes ---------------------------------
+
+@dataclass
+class Proc:
+    name: str
+    kind: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+    port: int
+    env: dict[str, str]
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+
+class Deployment:
+    """One benchmark run's private LaaS: own topic/index prefix, app id, user DB and ports."""
+
+    def __init__(self, kafka_servers: str, es_url: str, partitions: int = 4,
+                 extra: dict[str, str] | None = None, tag: str = "bench") -> None:
+        self.run = f"{tag}{uuid.uuid4().hex[:6]}"
+        self.tmp = Path("/tmp") / f"laas-{self.run}"
+        self.tmp.mkdir(parents=True)
+        self.partitions = partitions
+        self.ports = {"web": free_port(), "gateway": free_port()}
+        self.base_env = {
+            "LAAS_KAFKA_BOOTSTRAP": kafka_servers, "LAAS_ES_URL": es_url,
+            "LAAS_APP_ID": self.run, "LAAS_TOPIC_PREFIX": f"{self.run}.",
+            "LAAS_INDEX_PREFIX": f"{self.run}-", "LAAS_PARTITIONS": str(partitions),
+            "LAAS_DATABASE_URL": f"sqlite+aiosqlite:///{self.tmp / 'users.db'}",
+            "LAAS_SECRET_KEY": uuid.uuid4().hex * 2,
+            "LAAS_INGEST_DEFAULT_RATE_LIMIT": "0",
+            "LAAS_WEB_PORT": str(self.ports["web"]),
+            "LAAS_GATEWAY_PORT": str(self.ports["gateway"]),
+            "LAAS_TAIL_HEARTBEAT_SECONDS": "5",
+            **(extra or {}),
+        }
+        overrides: dict[str, Any] = {k.removeprefix("LAAS_").lower(): v
+                                     for k, v in self.base_env.items()}
+        self.settings: Settings = load_settings(state_dir=self.tmp / "state", **overrides)
+        self.procs: dict[str, Proc] = {}
+        self.tenants: list[tuple[int, str, str]] = []  # (id, ingest key, read key)
+
+    def topic(self, name: str = RAW) -> str:
+        return topic_name(self.settings, name)
+
+    async def create_topics(self) -> None:
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_servers)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(self.topic(n), self.partitions, 1) for n in ALL])
+        finally:
+            await admin.close()
+
+    async def create_tenants(self, n: int) -> list[tuple[int, str, str]]:
+        """`n` tenants, each with an ingest and a read key, in the run's SQLite database."""
+        from app import accounts
+        from app.models import Scope
+        from web.app import create_app
+
+        app = create_app(self.settings)
+        made = []
+        async with app.router.lifespan_context(app):
+            async with app.state.sessions.begin() as session:
+                for i in range(len(self.tenants), len(self.tenants) + n):
+                    tenant = await accounts.create_tenant(session, f"t{i}")
+                    _, ingest = await accounts.create_api_key(session, tenant.id, "in",
+                                                              Scope.INGEST)
+                    _, read = await accounts.create_api_key(session, tenant.id, "rd", Scope.READ)
+                    made.append((tenant.id, ingest, read))
+        self.tenants.extend(made)
+        return made
+
+    def start(self, kind: str, name: str | None = None, **extra: str) -> Proc:
+        name = name or kind
+        port = self.ports.get(kind) or free_port()
+        env = {**os.environ, **self.base_env, **extra,
+               "LAAS_STATE_DIR": str(self.tmp / f"state-{name}"),
+               "LAAS_WORKER_WEB_PORT": str(port if kind == "worker" else free_port())}
+        log = self.tmp / f"{name}.log"
+        with log.open("ab") as out:
+            popen = subprocess.Popen([sys.executable, "-m", "app", kind], cwd=ROOT, env=env,
+                                     stdout=out, stderr=subprocess.STDOUT)
+        proc = Proc(name, kind, popen, log, port, env)
+        self.procs[name] = proc
+        return proc
+
+    async def ready(self, proc: Proc, timeout: float = 90) -> None:
+        def check() -> bool:
+            if not proc.alive():
+                raise RuntimeError(f"{proc.name} exited: {tail(proc.log)}")
+            return port_open(proc.port)
+
+        await until(check, timeout, f"{proc.name} listening on {proc.port}", 0.3)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs[name]
+        if proc.alive():
+            proc.popen.send_signal(sig)
+            proc.popen.wait(60)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.alive():
+                proc.popen.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.popen.wait(40)
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+
+    def pids(self) -> dict[str, int]:
+        return {p.name: p.popen.pid for p in self.procs.values() if p.alive()}
+
+    def log_errors(self) -> dict[str, list[str]]:
+        """ERROR/Traceback lines in each process's log."""
+        found = {}
+        for proc in self.procs.values():
+            text = proc.log.read_text(errors="replace") if proc.log.exists() else ""
+            lines = [ln for ln in text.splitlines()
+                     if "ERROR" in ln or "Traceback" in ln or "CRITICAL" in ln]
+            found[proc.name] = lines
+        return found
+
+    async def cleanup(self) -> None:
+        from aiokafka.admin import AIOKafkaAdminClient
+        from elasticsearch import AsyncElasticsearch
+
+        self.stop_all()
+        es = AsyncElasticsearch(self.settings.elasticsearch_url, request_timeout=60)
+        try:
+            await es.indices.delete(index=f"{self.run}-*", ignore_unavailable=True,
+                                    allow_no_indices=True)
+        except Exception:  # noqa: BLE001 - cleanup only
+            pass
+        await es.close()
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_servers)
+        try:
+            await admin.start()
+            names = [t for t in await admin.list_topics() if t.startswith(self.run)]
+            if names:
+                await admin.delete_topics(names)
+        except Exception:  # noqa: BLE001 - cleanup only
+            pass
+        finally:
+            await admin.close()
+
+
+def tail(path: Path, chars: int = 3000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+
+# --- per-process CPU and memory -------------------------------------------------------------
+
+@dataclass
+class Sample:
+    t: float
+    name: str
+    cpu: float
+    rss_mb: float
+
+
+class Sampler:
+    """psutil every `interval` s of named pids (children included), in a thread."""
+
+    def __init__(self, pids: Any, interval: float = 1.0) -> None:
+        self.pids = pids  # callable -> dict[name, pid]
+        self.interval = interval
+        self.samples: list[Sample] = []
+        self.load: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._procs: dict[int, list[psutil.Process]] = {}
+        self.t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _family(self, pid: int) -> list[psutil.Process]:
+        if pid not in self._procs:
+            try:
+                root = psutil.Process(pid)
+                family = [root, *root.children(recursive=True)]
+                for p in family:
+                    p.cpu_percent(None)
+                self._procs[pid] = family
+            except psutil.Error:
+                return []
+        return self._procs[pid]
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            now = time.monotonic() - self.t0
+            self.load.append((now, os.getloadavg()[0]))
+            for name, pid in self.pids().items():
+                cpu = rss = 0.0
+                for p in self._family(pid):
+                    try:
+                        cpu += p.cpu_percent(None)
+                        rss += p.memory_info().rss / 2**20
+                    except psutil.Error:
+                        pass
+                if rss:
+                    self.samples.append(Sample(now, name, cpu, rss))
+
+
+# --- load through the gateway ---------------------------------------------------------------
+
+def make_record(run: str, seq: int, size: int = 0, tenant_tag: str = "") -> bytes:
+    from app.ingest.wire import pb
+
+    body = f"GET /api/items/{seq} 200 in {seq % 97}ms run={run}{tenant_tag}"
+    if size:
+        body += " " + "x" * max(0, size - len(body) - 120)
+    return pb.LogRecord(
+        time_unix_nano=time.time_ns(), severity_text="ERROR" if seq % 50 == 0 else "INFO",
+        body=pb.AnyValue(string_value=body),
+        attributes={"seq": pb.AnyValue(string_value=str(seq))},
+        resource=pb.Resource(service_name=f"svc{seq % 8}", host="bench-host"),
+    ).SerializeToString()
+
+
+def batch_bytes(recs: Iterable[bytes]) -> bytes:
+    from bench.ingest_gateway import batch_bytes as encode
+
+    return encode(list(recs))
+
+
+@dataclass
+class LoadStats:
+    acked: int = 0
+    failed_calls: int = 0
+    acked_seqs: list[int] = field(default_factory=list)
+    timeline: list[tuple[float, int]] = field(default_factory=list)
+
+
+class Pusher:
+    """Unary `Push` calls through the gateway at a target rate; retries until acknowledged.
+
+    A call that fails (gateway down, Kafka unavailable) is retried with the same records after
+    a short pause, as a client should; only acknowledged sequence numbers are recorded.
+    """
+
+    def __init__(self, port: int, key: str, run: str, batch: int = 100, size: int = 0,
+                 inflight: int = 4, keep_seqs: bool = False) -> None:
+        self.port, self.key, self.tag = port, key, run
+        self.batch, self.size, self.inflight, self.keep_seqs = batch, size, inflight, keep_seqs
+        self.stats = LoadStats()
+        self.next_seq = 0
+        self._channel: Any = None
+
+    def _open(self) -> Any:
+        from grpclib.client import Channel
+
+        if self._channel is None:
+            self._channel = Channel("127.0.0.1", self.port)
+        return self._channel
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    async def push(self, body: bytes, n: int) -> None:
+        from grpclib.const import Cardinality
+
+        from bench.ingest_gateway import Prebuilt
+        from protos.laas.v1 import PushAck
+
+        delay = 0.2
+        while True:
+            try:
+                channel = self._open()
+                async with channel.request("/laas.v1.LogIngest/Push", Cardinality.UNARY_UNARY,
+                                           Prebuilt, PushAck, metadata={"x-api-key": self.key},
+                                           timeout=30) as stream:
+                    await stream.send_message(Prebuilt(body), end=True)
+                    ack = await stream.recv_message()
+                if ack is None or ack.accepted != n:
+                    raise RuntimeError(f"partial ack {ack}")
+                return
+            except Exception:  # noqa: BLE001 - retry like a client
+                self.stats.failed_calls += 1
+                self.close()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def run(self, rate: float | None, seconds: float | None = None,
+                  total: int | None = None, t0: float | None = None) -> None:
+        """Push at `rate` records/s (None: as fast as acks come) for `seconds` or `total`."""
+        started = time.monotonic()
+        t0 = t0 if t0 is not None else started
+        sem = asyncio.Semaphore(self.inflight)
+        tasks: set[asyncio.Task[None]] = set()
+        sent = 0
+
+        async def one(seqs: range) -> None:
+            try:
+                body = batch_bytes(make_record(self.tag, s, self.size) for s in seqs)
+                await self.push(body, len(seqs))
+                self.stats.acked += len(seqs)
+                if self.keep_seqs:
+                    self.stats.acked_seqs.extend(seqs)
+                self.stats.timeline.append((time.monotonic() - t0, self.stats.acked))
+            finally:
+                sem.release()
+
+        while True:
+            now = time.monotonic()
+            if seconds is not None and now - started >= seconds:
+                break
+            if total is not None and sent >= total:
+                break
+            if rate:
+                due = started + sent / rate
+                if due > now:
+                    await asyncio.sleep(due - now)
+            await sem.acquire()
+            n = self.batch if total is None else min(self.batch, total - sent)
+            seqs = range(self.next_seq, self.next_seq + n)
+            self.next_seq += n
+            sent += n
+            task = asyncio.create_task(one(seqs))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.gather(*tasks)
+
+
+async def consumer_lag(settings: Settings, group: str, topic: str) -> int:
+    """End offsets minus the group's committed offsets on `topic` (all partitions)."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_servers)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        parts = [tp for tp in committed if tp.topic == topic]
+        if not parts:
+            return -1
+        ends = await consumer.end_offsets(parts)
+        return sum(max(0, ends[tp] - committed[tp].offset) for tp in parts)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def machine() -> str:
+    from bench.search import machine as describe
+
+    return describe()
+
+
+def loadavg() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())

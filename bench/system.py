@@ -1,0 +1,403 @@
+"""Whole-system benchmark: scenarios through the real processes, baselines from the same run.
+
+    laas bench [--short|--full] [--faults] [--scale] [--soak MINUTES]
+    python -m bench.system --short
+
+A dedicated Kafka and Elasticsearch (`bench.harness.BenchStack`) carry one private deployment:
+`laas worker`, `laas gateway` and `laas web` as subprocesses. Load goes through the gateway
+(gRPC `Push`, 100-record batches, API keys from the run's own SQLite user database); probes
+measure ack → searchable and ack → tail. Results go to `bench/results/REPORT.md` (via
+`bench.report`) with PNG plots next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from elasticsearch import AsyncElasticsearch
+
+from app import esindex
+from app.topics import RAW
+from bench.harness import (
+    BenchStack,
+    Deployment,
+    Pusher,
+    Sampler,
+    consumer_lag,
+    loadavg,
+    make_record,
+)
+from bench.probes import Probe, raw_bulk_rate, raw_es_searchable, raw_kafka_delay, summary
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+MODES: dict[str, dict[str, Any]] = {
+    "smoke": {"step": 4, "rates": [1000, None], "burst_base": 100, "burst": 4,
+              "burst_after": 3, "tenants": 30, "per_tenant": 3, "large": 20,
+              "search_events": 5000, "search_repeat": 2, "baseline": 3, "raw_records": 2000,
+              "drain": 60},
+    "short": {"step": 12, "rates": [1000, 3000, 6000, 12000, None], "burst_base": 300,
+              "burst": 10, "burst_after": 10, "tenants": 200, "per_tenant": 5,
+              "large": 200, "search_events": 100_000, "search_repeat": 8, "baseline": 8,
+              "raw_records": 20_000, "drain": 60},
+    "full": {"step": 60, "rates": [1000, 2500, 5000, 7500, 10000, 15000, 20000, None],
+             "burst_base": 500, "burst": 30, "burst_after": 30, "tenants": 1000,
+             "per_tenant": 5, "large": 2000, "search_events": 1_000_000, "search_repeat": 30,
+             "baseline": 30, "raw_records": 100_000, "drain": 180},
+}
+
+
+class Monitor:
+    """Indexed documents (all of the run's log indices) and consumer lag, once a second."""
+
+    def __init__(self, dep: Deployment, t0: float) -> None:
+        self.dep, self.t0 = dep, t0
+        self.es = AsyncElasticsearch(dep.settings.elasticsearch_url, request_timeout=10)
+        self.pattern = esindex.all_logs_pattern(dep.settings)
+        self.indexed: list[tuple[float, int]] = []
+        self.lag: list[tuple[float, int]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def count(self) -> int:
+        try:
+            found = await self.es.count(index=self.pattern, ignore_unavailable=True,
+                                        allow_no_indices=True)
+            return int(found["count"])
+        except Exception:  # noqa: BLE001 - ES down in a fault row
+            return -1
+
+    def start(self) -> Monitor:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        tick = 0
+        while True:
+            now = time.monotonic() - self.t0
+            count = await self.count()
+            if count >= 0:
+                self.indexed.append((now, count))
+            if tick % 2 == 0:
+                try:
+                    lag = await consumer_lag(self.dep.settings, self.dep.run, self.dep.topic(RAW))
+                    self.lag.append((now, lag))
+                except Exception:  # noqa: BLE001 - Kafka down in a fault row
+                    pass
+            tick += 1
+            await asyncio.sleep(1.0)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.es.close()
+
+    def at(self, t: float) -> int:
+        """Indexed count at (just before) `t` seconds after t0."""
+        best = 0
+        for when, count in self.indexed:
+            if when <= t:
+                best = count
+        return best
+
+    async def wait_indexed(self, total: int, timeout: float) -> float | None:
+        """Seconds until the run's indices hold `total` documents (None: not within timeout)."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            try:
+                await self.es.indices.refresh(index=self.pattern, ignore_unavailable=True,
+                                              allow_no_indices=True)
+            except Exception:  # noqa: BLE001
+                pass
+            if await self.count() >= total:
+                return time.monotonic() - started
+            await asyncio.sleep(0.5)
+        return None
+
+
+async def start_processes(dep: Deployment, workers: int = 1) -> None:
+    for i in range(workers):
+        await dep.ready(dep.start("worker", f"worker{i + 1}" if workers > 1 else "worker"))
+    await dep.ready(dep.start("gateway"))
+    await dep.ready(dep.start("web"))
+
+
+async def steady(dep: Deployment, mon: Monitor, probe: Probe, key: str, cfg: dict[str, Any],
+                 t0: float, expected: list[int]) -> list[dict[str, Any]]:
+    """One step per rate (None: as fast as the gateway acknowledges), draining between steps."""
+    rows = []
+    pusher = Pusher(dep.ports["gateway"], key, dep.run)
+    for rate in cfg["rates"]:
+        begin = time.monotonic()
+        before_acked, before_indexed = pusher.stats.acked, mon.at(begin - t0)
+        await pusher.run(rate, seconds=cfg["step"], t0=t0)
+        end = time.monotonic()
+        expected[0] += pusher.stats.acked - before_acked
+        indexed_in_step = mon.at(end - t0) - before_indexed
+        drained = await mon.wait_indexed(expected[0] + len(probe.acked), cfg["drain"])
+        search, tails = probe.window(begin, end)
+        rows.append({
+            "offered": rate, "seconds": round(end - begin, 1),
+            "acked_per_s": (pusher.stats.acked - before_acked) / (end - begin),
+            "indexed_per_s": indexed_in_step / (end - begin),
+            "drain_s": drained, "searchable_ms": summary(search), "tail_ms": summary(tails),
+            "load": loadavg(), "t": [begin - t0, end - t0],
+        })
+        print(f"  steady {rate}: {rows[-1]['acked_per_s']:,.0f} acked/s, "
+              f"{rows[-1]['indexed_per_s']:,.0f} indexed/s, drain {drained}", flush=True)
+    pusher.close()
+    return rows
+
+
+def knee(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The highest step that still kept up: indexed ≥ 90 % of acked and p50 within 3x."""
+    base = rows[0]["searchable_ms"]["p50"]
+    kept = [r for r in rows if r["indexed_per_s"] >= 0.9 * r["acked_per_s"]
+            and r["searchable_ms"]["p50"] <= 3 * base]
+    best = max(kept, key=lambda r: r["acked_per_s"]) if kept else rows[0]
+    top = max(rows, key=lambda r: r["indexed_per_s"])
+    return {"sustained_per_s": best["acked_per_s"], "peak_indexed_per_s": top["indexed_per_s"],
+            "peak_acked_per_s": max(r["acked_per_s"] for r in rows)}
+
+
+async def burst(dep: Deployment, mon: Monitor, probe: Probe, key: str, cfg: dict[str, Any],
+                t0: float, expected: list[int]) -> dict[str, Any]:
+    base = cfg["burst_base"]
+    pusher = Pusher(dep.ports["gateway"], key, dep.run, inflight=8)
+    start = time.monotonic()
+    await pusher.run(base, seconds=10, t0=t0)
+    b0 = time.monotonic()
+    acked_base = pusher.stats.acked
+    await pusher.run(base * 10, seconds=cfg["burst"], t0=t0)
+    b1 = time.monotonic()
+    acked_burst = pusher.stats.acked
+    await pusher.run(base, seconds=cfg["burst_after"], t0=t0)
+    end = time.monotonic()
+    expected[0] += pusher.stats.acked
+    drained = await mon.wait_indexed(expected[0] + len(probe.acked), cfg["drain"])
+    pusher.close()
+    search, tails = probe.window(b0, end)
+    return {"base": base, "burst_rate": base * 10, "burst_s": cfg["burst"],
+            "burst_acked_per_s": (acked_burst - acked_base) / (b1 - b0),
+            "drain_after_s": drained, "searchable_ms": summary(search), "tail_ms": summary(tails),
+            "t": [start - t0, b0 - t0, b1 - t0, end - t0], "load": loadavg()}
+
+
+async def tenants(dep: Deployment, mon: Monitor, probe: Probe, cfg: dict[str, Any],
+                  expected: list[int]) -> dict[str, Any]:
+    """`tenants` tenants × `per_tenant` events versus 5 tenants with the same total."""
+    n, per = cfg["tenants"], cfg["per_tenant"]
+    started = time.monotonic()
+    many = await dep.create_tenants(n)
+    setup_s = time.monotonic() - started
+    total = n * per
+    out: dict[str, Any] = {"tenants": n, "per_tenant": per, "setup_s": setup_s}
+    for label, group in (("many", many), ("few", many[:5])):
+        share = total // len(group)
+        sem = asyncio.Semaphore(8)
+        pushers = [Pusher(dep.ports["gateway"], key, f"{dep.run}t{tid}") for tid, key, _ in group]
+
+        async def one(p: Pusher, count: int, sem: asyncio.Semaphore = sem) -> None:
+            async with sem:
+                await p.run(None, total=count)
+
+        begin = time.monotonic()
+        await asyncio.gather(*(one(p, share) for p in pushers))
+        acked_s = time.monotonic() - begin
+        expected[0] += share * len(group)
+        done = await mon.wait_indexed(expected[0] + len(probe.acked), cfg["drain"])
+        for p in pushers:
+            p.close()
+        out[label] = {"tenants": len(group), "events": share * len(group),
+                      "acked_per_s": share * len(group) / acked_s,
+                      "searchable_s": None if done is None else acked_s + done,
+                      "end_to_end_per_s": None if done is None
+                      else share * len(group) / (acked_s + done), "load": loadavg()}
+        print(f"  tenants {label}: {out[label]}", flush=True)
+    return out
+
+
+async def large(dep: Deployment, mon: Monitor, probe: Probe, key: str, cfg: dict[str, Any],
+                expected: list[int]) -> dict[str, Any]:
+    """Records at 90 % of `ingest_max_record_bytes`, batches of 10."""
+    size = int(dep.settings.ingest_max_record_bytes * 0.9)
+    n = cfg["large"]
+    pusher = Pusher(dep.ports["gateway"], key, dep.run, batch=10, size=size)
+    pusher.next_seq = 10_000_000
+    begin = time.monotonic()
+    await pusher.run(None, total=n)
+    acked_s = time.monotonic() - begin
+    expected[0] += n
+    done = await mon.wait_indexed(expected[0] + len(probe.acked), cfg["drain"])
+    pusher.close()
+    from bench.ingest_gateway import raw
+
+    recs = [make_record("raw", i, size) for i in range(n)]
+    raw_rate = await raw(dep.settings, dep.topic("bench.large"), recs, None)
+    return {"bytes": len(recs[0]), "records": n, "acked_per_s": n / acked_s,
+            "mb_per_s": n * len(recs[0]) / acked_s / 2**20,
+            "end_to_end_per_s": None if done is None else n / (acked_s + done),
+            "raw_producer_per_s": raw_rate, "load": loadavg()}
+
+
+async def baselines(dep: Deployment, stack: BenchStack, cfg: dict[str, Any],
+                    search_tenant: tuple[int, str, str]) -> dict[str, Any]:
+    from bench import ingest_gateway, pipeline
+    from bench import search as search_bench
+
+    out: dict[str, Any] = {}
+    n = cfg["raw_records"]
+    out["raw_producer_per_s"] = await ingest_gateway.raw(
+        dep.settings, dep.topic("bench.raw"), ingest_gateway.records(n), None)
+    out["raw_bulk_per_s"] = await raw_bulk_rate(stack.es_url,
+                                                [pipeline.record(i) for i in range(n)])
+    out["raw_kafka_delay_ms"] = summary(await raw_kafka_delay(stack.kafka_servers,
+                                                              cfg["baseline"]))
+    out["raw_es_searchable_ms"] = summary(await raw_es_searchable(stack.es_url, cfg["baseline"]))
+    es = AsyncElasticsearch(stack.es_url, request_timeout=120)
+    try:
+        tid, _, read = search_tenant
+        out["search_index_per_s"] = await search_bench.index_events(
+            es, dep.settings, str(tid), cfg["search_events"], time.time_ns())
+        out["search_events"] = cfg["search_events"]
+        out["search"] = await search_bench.measure_queries(dep.settings, es, tid, read,
+                                                           cfg["search_repeat"])
+    finally:
+        await es.close()
+    out["load"] = loadavg()
+    print(f"  baselines: producer {out['raw_producer_per_s']:,.0f}/s, bulk "
+          f"{out['raw_bulk_per_s']:,.0f}/s", flush=True)
+    return out
+
+
+def analytics_baselines() -> dict[str, Any]:
+    """drain3 (bench.patterns) and IsolationForest (bench.detection) on Loghub, this run."""
+    from bench import detection, patterns
+
+    out: dict[str, Any] = {}
+    sets = patterns.load(patterns.default_data_dir())
+    rows = []
+    for name, (lines, truth) in sets.items():
+        ours_ids, ours_speed = patterns.measure(patterns.ours, lines, 1)
+        drain_ids, drain_speed = patterns.measure(patterns.drain3_defaults, lines, 1)
+        rows.append((name, len(lines), patterns.grouping_accuracy(truth, ours_ids),
+                     patterns.grouping_accuracy(truth, drain_ids), ours_speed, drain_speed))
+    out["patterns_table"] = patterns.render(rows) if rows else "(no Loghub data)"
+    out["patterns_rows"] = rows
+    try:
+        results, cost = detection.run(patterns.default_data_dir(), 7)
+        out["detection_table"] = detection.render(results, cost)
+    except Exception as exc:  # noqa: BLE001 - reported as missing, not hidden
+        out["detection_table"] = f"(detection benchmark failed: {exc!r})"
+    return out
+
+
+async def run(mode: str, soak_minutes: float, faults: bool, scale: bool,
+              out_dir: Path = RESULTS) -> dict[str, Any]:
+    cfg = MODES[mode]
+    stack = BenchStack()
+    print("starting the bench stack ...", flush=True)
+    await stack.up()
+    results: dict[str, Any] = {"mode": mode, "config": cfg, "started": time.ctime(),
+                               "load_start": loadavg()}
+    dep = Deployment(stack.kafka_servers, stack.es_url, partitions=4)
+    sampler: Sampler | None = None
+    try:
+        await dep.create_topics()
+        load_t, probe_t, search_t = await dep.create_tenants(3)
+        await start_processes(dep)
+        # warm-up: the worker joins its group and creates the tenant's first index
+        warm = Pusher(dep.ports["gateway"], load_t[1], dep.run)
+        warm.next_seq = 20_000_000
+        await warm.run(None, total=500)
+        warm.close()
+        mon = Monitor(dep, time.monotonic())
+        warmed = await mon.wait_indexed(500, 180)
+        results["warmup_s"] = warmed
+        await mon.es.close()
+        t0 = time.monotonic()
+        sampler = Sampler(lambda: {**dep.pids(), **stack.pids(), "bench client": os.getpid()})
+        sampler.t0 = t0
+        sampler.start()
+        mon = Monitor(dep, t0).start()
+        probe = Probe(dep, probe_t)
+        probe.start()
+        expected = [500]
+        print("steady ...", flush=True)
+        results["steady"] = await steady(dep, mon, probe, load_t[1], cfg, t0, expected)
+        results["knee"] = knee(results["steady"])
+        print("burst ...", flush=True)
+        results["burst"] = await burst(dep, mon, probe, load_t[1], cfg, t0, expected)
+        print("tenants ...", flush=True)
+        results["tenants"] = await tenants(dep, mon, probe, cfg, expected)
+        print("large records ...", flush=True)
+        results["large"] = await large(dep, mon, probe, load_t[1], cfg, expected)
+        await probe.stop()
+        search, tails = probe.window(0, time.monotonic())
+        results["probe"] = {"searchable_ms": summary(search), "tail_ms": summary(tails),
+                            "searchable_raw": search, "tail_raw": tails}
+        results["timeline"] = {"indexed": mon.indexed, "lag": mon.lag}
+        await mon.stop()
+        print("baselines ...", flush=True)
+        results["baselines"] = await baselines(dep, stack, cfg, search_t)
+        sampler.stop()
+        results["samples"] = [asdict(s) for s in sampler.samples]
+        results["loadavg"] = sampler.load
+        results["errors"] = {k: v[:20] for k, v in dep.log_errors().items()}
+    finally:
+        if sampler:
+            sampler.stop()
+        await dep.cleanup()
+    print("analytics baselines ...", flush=True)
+    results["analytics"] = await asyncio.to_thread(analytics_baselines)
+    if scale:
+        from bench.scaleout import scaleout
+
+        print("scale-out ...", flush=True)
+        results["scaleout"] = await scaleout(stack, mode)
+    if soak_minutes:
+        from bench.soak import soak
+
+        print(f"soak {soak_minutes} min ...", flush=True)
+        results["soak"] = await soak(stack, soak_minutes,
+                                     rate=results["knee"]["sustained_per_s"] / 2)
+    if faults:
+        from bench.faults import run_matrix
+
+        print("fault matrix ...", flush=True)
+        results["faults"] = await run_matrix(stack)
+    results["load_end"] = loadavg()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "system.json").write_text(json.dumps(results, indent=1, default=str))
+    from bench.report import write_report
+
+    write_report(results, out_dir)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--full", action="store_true")
+    ap.add_argument("--short", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="seconds-long run of every scenario")
+    ap.add_argument("--faults", action="store_true")
+    ap.add_argument("--scale", action="store_true")
+    ap.add_argument("--soak", type=float, default=0.0, metavar="MINUTES")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="report directory")
+    args = ap.parse_args(argv)
+    mode = "full" if args.full else "smoke" if args.smoke else "short"
+    asyncio.run(run(mode, args.soak, args.faults, args.scale,
+                    args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
