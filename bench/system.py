@@ -44,10 +44,10 @@ MODES: dict[str, dict[str, Any]] = {
               "burst_after": 3, "tenants": 30, "per_tenant": 3, "large": 20,
               "search_events": 5000, "search_repeat": 2, "baseline": 3, "raw_records": 2000,
               "drain": 60},
-    "short": {"step": 12, "rates": [1000, 3000, 6000, 12000, None], "burst_base": 300,
+    "short": {"step": 10, "rates": [250, 500, 1000, 2000, 4000], "burst_base": 100,
               "burst": 10, "burst_after": 10, "tenants": 200, "per_tenant": 5,
               "large": 200, "search_events": 100_000, "search_repeat": 8, "baseline": 8,
-              "raw_records": 20_000, "drain": 60},
+              "raw_records": 20_000, "drain": 120},
     "full": {"step": 60, "rates": [1000, 2500, 5000, 7500, 10000, 15000, 20000, None],
              "burst_base": 500, "burst": 30, "burst_after": 30, "tenants": 1000,
              "per_tenant": 5, "large": 2000, "search_events": 1_000_000, "search_repeat": 30,
@@ -368,7 +368,7 @@ async def run(mode: str, soak_minutes: float, faults: bool, scale: bool,
 
         print(f"soak {soak_minutes} min ...", flush=True)
         results["soak"] = await soak(stack, soak_minutes,
-                                     rate=results["knee"]["sustained_per_s"] / 2)
+                                     rate=results["knee"]["sustained_per_s"] / 2, out=out_dir)
     if faults:
         from bench.faults import run_matrix
 

@@ -1,0 +1,132 @@
+"""Scale-out: 1, 2 and 3 Faust workers in one group on 6 partitions, throughput and start-up.
+
+    python -m bench.scaleout [--events 20000]   (also `laas bench --scale`)
+
+For each worker count a fresh deployment gets `events` records produced straight to `logs.raw`
+first (aiokafka, acks=all; keys spread over the partitions), then the workers start together.
+Figures: time from the start to the first searchable document (process start, group join and
+the rebalance that hands out partitions, table recovery) and the indexing rate from the first to
+the last document. On this 2-vCPU machine, Kafka, Elasticsearch and the workers share the two
+cores, so more workers cannot add CPU: the figure shows the overhead and the per-core cost, not
+what extra machines would give.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from app import esindex
+from app.topics import RAW
+from bench.harness import BenchStack, Deployment, Sampler, loadavg
+
+PARTITIONS = 6
+
+
+async def prefill(dep: Deployment, n: int) -> None:
+    from bench.pipeline import HEADERS, record
+
+    producer = AIOKafkaProducer(bootstrap_servers=dep.settings.kafka_servers, acks="all",
+                                enable_idempotence=True, linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(dep.topic(RAW), record(i), key=f"1/svc{i % 64}".encode(),
+                                       headers=HEADERS) for i in range(n)]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def one(stack: BenchStack, workers: int, n: int) -> dict[str, Any]:
+    from elasticsearch import AsyncElasticsearch
+
+    dep = Deployment(stack.kafka_servers, stack.es_url, partitions=PARTITIONS,
+                     tag=f"scale{workers}")
+    es = AsyncElasticsearch(stack.es_url, request_timeout=30)
+    alias = esindex.tenant_alias(dep.settings, "1")
+    try:
+        await dep.create_topics()
+        await prefill(dep, n)
+        started = time.monotonic()
+        for i in range(workers):
+            dep.start("worker", f"worker{i + 1}")
+        sampler = Sampler(lambda: {**dep.pids(), **stack.pids()}).start()
+        first: tuple[float, int] | None = None
+        count = 0
+        deadline = time.monotonic() + 600
+        while count < n and time.monotonic() < deadline:
+            try:
+                count = int((await es.count(index=alias, ignore_unavailable=True,
+                                            allow_no_indices=True))["count"])
+            except Exception:  # noqa: BLE001 - index not created yet
+                count = 0
+            if count and first is None:
+                first = (time.monotonic(), count)
+            await asyncio.sleep(0.25)
+        done = time.monotonic()
+        sampler.stop()
+        cpu: dict[str, float] = {}
+        for s in sampler.samples:
+            cpu.setdefault(s.name, 0.0)
+            cpu[s.name] += s.cpu / max(1, len({x.t for x in sampler.samples}))
+        worker_cpu = sum(v for k, v in cpu.items() if k.startswith("worker"))
+        rate = (count - first[1]) / (done - first[0]) if first and done > first[0] else 0.0
+        return {"workers": workers, "events": n, "indexed": count,
+                "first_doc_s": None if first is None else first[0] - started,
+                "rate": rate, "worker_cpu_pct": worker_cpu,
+                "per_core": rate / (worker_cpu / 100) if worker_cpu else None,
+                "cpu": cpu, "load": loadavg()}
+    finally:
+        await es.close()
+        await dep.cleanup()
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        f"{rows[0]['events']:,} records pre-produced to `logs.raw` ({PARTITIONS} partitions), "
+        "then N workers started together in one consumer group (`bench/scaleout.py`). "
+        "**2-vCPU machine**: Kafka, Elasticsearch and every worker share two cores, so this "
+        "measures overhead and per-core cost, not the gain of extra machines.",
+        "",
+        "| workers | start → first searchable doc s (start-up + join + rebalance) | indexed/s | "
+        "worker CPU % (sum, 100 = 1 core) | indexed/s per worker core | load |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        first = "—" if r["first_doc_s"] is None else f"{r['first_doc_s']:.1f}"
+        per_core = "—" if not r["per_core"] else f"{r['per_core']:,.0f}"
+        lines.append(f"| {r['workers']} | {first} | {r['rate']:,.0f} | "
+                     f"{r['worker_cpu_pct']:.0f} | {per_core} | {r['load']} |")
+    return "\n".join(lines)
+
+
+async def scaleout(stack: BenchStack | None = None, mode: str = "short",
+                   events: int | None = None) -> dict[str, Any]:
+    stack = stack or BenchStack()
+    await stack.up()
+    n = events or (20_000 if mode != "full" else 100_000)
+    rows = []
+    for workers in (1, 2, 3):
+        rows.append(await one(stack, workers, n))
+        print(f"  scale {workers}: {rows[-1]}", flush=True)
+    return {"rows": rows, "markdown": render(rows)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=20_000)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "scaleout.md")
+    args = ap.parse_args(argv)
+    result = asyncio.run(scaleout(events=args.events))
+    args.out.write_text("# Scale-out\n\n" + result["markdown"] + "\n")
+    print(result["markdown"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
