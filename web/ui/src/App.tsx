@@ -7,6 +7,8 @@ import { LoginPage } from './pages/Login';
 import { ExplorePage } from './pages/Explore';
 import { SourcesPage } from './pages/Sources';
 import { SettingsPage } from './pages/Settings';
+import { PatternsPage } from './pages/Patterns';
+import { AlertsPage } from './pages/Alerts';
 import { ThemeToggle } from './components/ThemeToggle';
 import { Spinner } from './components/Status';
 
@@ -14,6 +16,8 @@ type Phase = { kind: 'loading' } | { kind: 'signed-out' } | { kind: 'signed-in';
 
 const PAGES = [
   { path: '/explore', label: 'Explore' },
+  { path: '/patterns', label: 'Patterns' },
+  { path: '/alerts', label: 'Alerts' },
   { path: '/sources', label: 'Sources' },
   { path: '/settings', label: 'Settings' },
 ];
@@ -107,6 +111,8 @@ export function App() {
       </header>
       <main id="main" tabIndex={-1}>
         {page === '/explore' && <ExplorePage search={search} />}
+        {page === '/patterns' && <PatternsPage search={search} />}
+        {page === '/alerts' && <AlertsPage me={me} />}
         {page === '/sources' && <SourcesPage />}
         {page === '/settings' && <SettingsPage me={me} />}
       </main>

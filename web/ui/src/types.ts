@@ -93,3 +93,70 @@ export interface Source {
   window_seconds?: number;
   windows?: { start: string; count: number; bytes?: number; severity?: Record<string, number> }[];
 }
+
+/** `GET /api/v1/patterns` (web/patterns.py). */
+export interface Pattern {
+  template_id: string;
+  template: string | null;
+  count: number;
+  new: boolean;
+  first_seen: string | null;
+  last_seen: string | null;
+  first_seen_in_range: string | null;
+  last_seen_in_range: string | null;
+  trend: number[];
+  samples: LogHit[];
+  query: string;
+}
+
+export interface PatternsResult {
+  since: string;
+  until: string;
+  interval_seconds: number;
+  trend_start: string;
+  total: number;
+  patterns: Pattern[];
+}
+
+export type AlertStatus = 'open' | 'acknowledged' | 'resolved';
+
+/** An alert as the detect stage writes it (app/alerting.py) plus the API's status changes. */
+export interface Alert {
+  id: string;
+  kind: 'anomaly' | 'rule';
+  detector: string | null;
+  rule_id: number | null;
+  source: string | null;
+  title: string;
+  status: AlertStatus;
+  occurrences: number;
+  first_fired: string;
+  last_fired: string;
+  window?: { start: string; end: string };
+  score?: number | null;
+  threshold?: number | null;
+  condition?: string;
+  features?: Record<string, number | null>;
+  baseline?: Record<string, number | null>;
+  samples?: { message: string; severity?: string; template_id?: string; service?: string; host?: string }[];
+  query?: string;
+  search?: { q: string; since: string; until: string };
+  acknowledged_at?: string;
+  acknowledged_by?: string;
+  resolved_at?: string;
+  resolved_by?: string;
+}
+
+/** `/api/v1/alert-rules` (web/alert_rules.py). */
+export interface AlertRule {
+  id: number;
+  name: string;
+  query: string;
+  window_seconds: number;
+  condition: 'above' | 'below';
+  threshold: number;
+  cooldown_seconds: number;
+  enabled: boolean;
+  created_at: string;
+  updated_at: string;
+}
