@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { fireEvent, render, screen, waitFor } from '@testing-library/react';
-import { alertExploreLink, combine, describeRule, featureRows, mergeAlert, ruleBody, EMPTY_RULE, visibleAlerts } from './alerts';
+import { alertExploreLink, combine, extraBaseline, describeRule, featureRows, mergeAlert, ruleBody, EMPTY_RULE, visibleAlerts } from './alerts';
 import { parseState } from './state';
 import { RulesEditor } from './components/RulesEditor';
 import { PatternsPage } from './pages/Patterns';
@@ -21,7 +21,7 @@ const alert = (over: Partial<Alert> = {}): Alert => ({
   score: 40,
   threshold: 8,
   features: { count: 30, count_error: 25, share_error: 0.83 },
-  baseline: { count: 10, count_error: 1, expected_count: 10 },
+  baseline: { count: 10, mean_count_error: 1, expected_count: 10 },
   samples: [{ message: 'boom', severity: 'ERROR' }],
   query: 'service:"checkout" AND level:>=error',
   search: { q: 'service:"checkout" AND level:>=error', since: '2026-11-27T09:59:50.123456789Z', until: '2026-11-27T10:00:00.123456789Z' },
@@ -91,6 +91,7 @@ describe('explaining an alert', () => {
     expect(rows[0]).toMatchObject({ name: 'count_error', value: 25, baseline: 1, ratio: 25 });
     expect(rows.find((r) => r.name === 'share_error')).toMatchObject({ baseline: null, ratio: null });
     expect(rows.some((r) => r.name === 'expected_count')).toBe(false);
+    expect(extraBaseline(alert())).toEqual([['expected_count', 10]]);
   });
 });
 

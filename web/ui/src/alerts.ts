@@ -6,7 +6,7 @@ import { DEFAULT_STATE, formatState } from './state';
 import type { Alert, AlertRule, AlertStatus } from './types';
 
 /** A live firing merged into the list as the alert store merges it (app/alerting.py
- * STORE_SCRIPT): new evidence wins, an acknowledgement is kept, a resolved alert firing again is
+ * merge_alert): new evidence wins, an acknowledgement is kept, a resolved alert firing again is
  * open again; a copy older than the one shown (fewer occurrences) is ignored. With `local` (the
  * API's answer to this client's acknowledge/resolve) the incoming alert replaces the old. */
 export function mergeAlert(list: Alert[], incoming: Alert, local = false): Alert[] {
@@ -56,25 +56,33 @@ export interface FeatureRow {
   ratio: number | null;
 }
 
+/** The baseline entry of a feature: the same name, or the detector's `mean_<feature>`. */
+function baselineKey(baseline: Record<string, number | null>, feature: string): string | null {
+  if (feature in baseline) return feature;
+  return `mean_${feature}` in baseline ? `mean_${feature}` : null;
+}
+
 /** Features beside their baselines; features that moved most first, then the rest by name. */
 export function featureRows(alert: Alert): FeatureRow[] {
   const features = alert.features ?? {};
   const baseline = alert.baseline ?? {};
-  const names = new Set([...Object.keys(features), ...Object.keys(baseline).filter((k) => k in features)]);
-  const rows = [...names].map((name) => {
+  const rows = Object.keys(features).map((name) => {
     const value = features[name] ?? null;
-    const base = baseline[name] ?? null;
+    const key = baselineKey(baseline, name);
+    const base = key === null ? null : (baseline[key] ?? null);
     const ratio = value !== null && base !== null && base !== 0 ? value / base : null;
     return { name, value, baseline: base, ratio };
   });
-  const moved = (r: FeatureRow) => (r.ratio === null ? 0 : Math.abs(Math.log(Math.max(r.ratio, 1e-9))));
+  const moved = (r: FeatureRow) => (r.ratio === null ? (r.baseline !== null ? 0.5 : 0) : Math.abs(Math.log(Math.max(r.ratio, 1e-9))));
   return rows.sort((a, b) => moved(b) - moved(a) || a.name.localeCompare(b.name));
 }
 
-/** Baseline entries that are not features (e.g. `expected_count`). */
+/** Baseline entries not shown beside a feature (e.g. `std_count`, `z_needed`). */
 export function extraBaseline(alert: Alert): [string, number | null][] {
   const features = alert.features ?? {};
-  return Object.entries(alert.baseline ?? {}).filter(([k]) => !(k in features));
+  const baseline = alert.baseline ?? {};
+  const used = new Set(Object.keys(features).map((f) => baselineKey(baseline, f)));
+  return Object.entries(baseline).filter(([k]) => !used.has(k));
 }
 
 export function formatNumber(value: number | null | undefined): string {
