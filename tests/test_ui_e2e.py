@@ -1,14 +1,21 @@
 """The web UI end to end: the real web app (uvicorn) over real Kafka and Elasticsearch, driven in
 Debian's Chromium by `web/ui/e2e/run.mjs` (playwright-core).
 
-The test builds two tenants with users and keys, indexes known logs and source statistics, serves
-the built UI, runs the browser script, and publishes a new event to `logs.events` when the script
-says it is watching the live tail. Screenshots land in `web/ui/e2e/screenshots/`.
+The test builds two tenants with users and keys, indexes known logs (their template ids mined by
+the real `TenantMiner`, the template texts in the patterns snapshot index as the worker writes
+them) and source statistics, serves the built UI, runs the browser script, publishes a new event
+to `logs.events` when the script says it is watching the live tail, and an alert to `alerts` when
+it watches the Alerts page. The alert is the real detection's: tenant acme's checkout events
+replayed through `Windows` and a `SourceMonitor`, ending in an error burst that is also indexed,
+turned into alert documents by `app.alerting.anomaly_alert`, stored with the alert stage's
+`store_alert` and published as the detect stage publishes. Screenshots land in
+`web/ui/e2e/screenshots/`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import time
@@ -24,12 +31,17 @@ import uvicorn
 from aiokafka import AIOKafkaProducer
 from elasticsearch import AsyncElasticsearch
 
+from agents.alerts import ensure_alerts_index, store_alert
 from agents.stats import ensure_sources_index
 from app import esindex
+from app.alerting import Grouper, anomaly_alert, encode
+from app.anomaly import MonitorConfig, SourceMonitor, Windows
 from app.events import NS, LogEvent
+from app.pattern_index import ensure_patterns_index, patterns_index
+from app.patterns import TenantMiner
 from app.settings import Settings
 from app.stats import fold, snapshot_doc
-from app.topics import EVENTS, topic_name
+from app.topics import ALERTS, EVENTS, topic_name
 from tests.auth_fixtures import PASSWORD, World, build_world, make_settings, running_app
 from tests.search_fixtures import event, index_events
 from tests.test_kafka import create_topic, free_port
@@ -67,6 +79,8 @@ class UIWorld:
     producer: AIOKafkaProducer
     marker: str
     beta_marker: str
+    alerts: list[dict[str, Any]]
+    es: AsyncElasticsearch
 
 
 def source_docs(events: list[LogEvent], settings: Settings) -> list[dict[str, Any]]:
@@ -85,6 +99,44 @@ def source_docs(events: list[LogEvent], settings: Settings) -> list[dict[str, An
     ]
 
 
+def mine(events: list[LogEvent]) -> tuple[list[LogEvent], list[dict[str, Any]]]:
+    """The events with template ids from one real miner per tenant (in time order, as the
+    normalize stage assigns them), and the snapshot documents the worker writes for them."""
+    miners: dict[str, TenantMiner] = defaultdict(TenantMiner)
+    out = []
+    for ev in sorted(events, key=lambda e: e.time):
+        match = miners[ev.tenant_id].add(ev.message, ev.time / NS)
+        out.append(dataclasses.replace(ev, template_id=match.template_id,
+                                       template_new=match.is_new))
+    docs = [{"tenant_id": tenant, "template_id": tid, "template": record[1],
+             "first_seen": int(record[4] * 1000), "last_seen": int(record[5] * 1000),
+             "updated": int(time.time() * 1000)}
+            for tenant, miner in miners.items()
+            for tid, record in miner.take_changes().items() if record is not None]
+    return out, docs
+
+
+def detect(events: list[LogEvent], source: str) -> list[dict[str, Any]]:
+    """Alert documents of one source's events replayed through the detection windows and a
+    `SourceMonitor` (event time instead of ingest time: the fixture's history has no arrival
+    spread), in the order the detect stage would send them."""
+    windows, monitor, grouper = Windows(size=10), SourceMonitor(source, MonitorConfig()), \
+        Grouper(300)
+    alerts: list[dict[str, Any]] = []
+
+    def close(now: float) -> None:
+        for window in windows.close(now):
+            for finding in monitor.observe(window):
+                alerts.append(anomaly_alert(grouper, finding, now))
+
+    for ev in sorted((e for e in events if e.source_key == source), key=lambda e: e.time):
+        close(ev.time / NS)
+        windows.add(source, ev.time / NS, ev.severity, ev.template_id, ev.template_new,
+                    ev.message)
+    close(time.time() + 20)
+    return alerts
+
+
 @pytest.fixture
 async def ui_world(
     tmp_path: Path, unique: str, kafka_servers: str, es: AsyncElasticsearch
@@ -96,6 +148,7 @@ async def ui_world(
         index_prefix=f"{unique}-",
     )
     await create_topic(kafka_servers, topic_name(settings, EVENTS), 1)
+    await create_topic(kafka_servers, topic_name(settings, ALERTS), 1)
     marker, beta_marker = f"orderflow{uuid.uuid4().hex[:6]}", f"betaflow{uuid.uuid4().hex[:6]}"
     async with running_app(settings) as app:
         world = await build_world(app)
@@ -113,6 +166,16 @@ async def ui_world(
                   level="DEBUG" if i % 3 else "INFO")
             for i in range(150)
         ]
+        acme += [  # the payments template was already seen three hours ago: not new
+            event(world, "acme", 300 + i, message=f"payment authorised id={9000 + i}",
+                  service="payments", host="pay-2", partition=1, at=now - 3 * 3600 * NS - i * NS)
+            for i in range(3)
+        ]
+        acme += [  # an error burst on checkout just now: the detectors' evidence
+            event(world, "acme", 400 + i, message=f"gateway timeout after {3000 + i} ms",
+                  level="ERROR", service="checkout", host="web-1", at=now - 9 * NS + i * NS // 4)
+            for i in range(30)
+        ]
         old = [  # a source that went silent two hours ago
             event(world, "acme", 900 + i, message=f"nightly batch {i}", service="legacy-batch",
                   host="cron-9", partition=2, at=now - 2 * 3600 * NS - (5 - i) * 60 * NS)
@@ -123,7 +186,16 @@ async def ui_world(
                   host="b-1", at=now - (20 - i) * 20 * NS)
             for i in range(20)
         ]
-        await index_events(es, settings, acme + old + beta)
+        mined, template_docs = mine(acme + old + beta)
+        await index_events(es, settings, mined)
+        await ensure_patterns_index(es, settings)
+        for doc in template_docs:  # a fresh index: one write per tenant and template, no merge
+            await es.index(index=patterns_index(settings),
+                           id=f"{doc['tenant_id']}/{doc['template_id']}", document=doc)
+        await es.indices.refresh(index=patterns_index(settings))
+        alerts = detect(mined, f"{world.tenant_ids['acme']}/checkout/web-1")
+        assert alerts, "the error burst raised no finding"
+        await ensure_alerts_index(es, settings)
         await ensure_sources_index(es, settings)
         for doc in source_docs(acme + old + beta, settings):
             await es.index(index=esindex.sources_index(settings), document=doc, refresh=True)
@@ -139,7 +211,7 @@ async def ui_world(
         await producer.start()
         try:
             yield UIWorld(world, settings, f"http://127.0.0.1:{port}", producer, marker,
-                          beta_marker)
+                          beta_marker, alerts, es)
         finally:
             await producer.stop()
             server.should_exit = True
@@ -161,6 +233,9 @@ async def test_ui_end_to_end(ui_world: UIWorld) -> None:
         "LAAS_MARKER": w.marker,
         "LAAS_BETA_MARKER": w.beta_marker,
         "LAAS_LIVE_MARKER": live_marker,
+        "LAAS_ALERT_ID": w.alerts[-1]["id"],
+        "LAAS_ALERT_OCCURRENCES": str(w.alerts[-1]["occurrences"]),
+        "LAAS_ALERT_DETECTOR": w.alerts[-1]["detector"],
         "LAAS_SCREENSHOTS": str(SCREENSHOTS),
         "CHROMIUM": CHROMIUM,
     }
@@ -171,7 +246,7 @@ async def test_ui_end_to_end(ui_world: UIWorld) -> None:
     assert proc.stdout is not None
     output: list[str] = []
     try:
-        async with asyncio.timeout(150):
+        async with asyncio.timeout(170):
             while line := (await proc.stdout.readline()).decode():
                 output.append(line.rstrip())
                 if line.strip() == "LIVE_READY":
@@ -180,6 +255,12 @@ async def test_ui_end_to_end(ui_world: UIWorld) -> None:
                     topic = topic_name(w.settings, EVENTS)
                     await w.producer.send_and_wait(topic, live.to_json(),
                                                    key=live.source_key.encode())
+                elif line.strip() == "ALERT_READY":  # what the alert stage and detect do
+                    for alert in w.alerts:
+                        await store_alert(w.es, w.settings, alert)
+                        await w.producer.send_and_wait(topic_name(w.settings, ALERTS),
+                                                       encode(alert),
+                                                       key=alert["tenant_id"].encode())
             await proc.wait()
     finally:
         if proc.returncode is None:
@@ -190,4 +271,5 @@ async def test_ui_end_to_end(ui_world: UIWorld) -> None:
     assert output[-1] == "OK", log
     shots = sorted(p.name for p in SCREENSHOTS.glob("*.png"))
     assert {"02-explore.png", "05-context.png", "06-live.png", "07-sources.png",
-            "08-settings-admin.png", "09-settings-viewer.png"} <= set(shots), shots
+            "08-settings-admin.png", "09-settings-viewer.png", "12-patterns.png",
+            "13-alerts.png", "14-alerts-viewer.png", "15-patterns-beta.png"} <= set(shots), shots

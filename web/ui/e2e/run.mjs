@@ -2,8 +2,9 @@
 // Started by tests/test_ui_e2e.py, which runs the real app and feeds it data; settings via env:
 //   LAAS_URL, LAAS_PASSWORD, LAAS_ADMIN, LAAS_VIEWER, LAAS_BETA (emails), LAAS_MARKER (text only
 //   tenant acme's logs hold), LAAS_BETA_MARKER (only beta's), LAAS_LIVE_MARKER (the live event),
-//   LAAS_SCREENSHOTS (folder). Prints `STEP <name>` as it goes and `LIVE_READY` when the test
-//   should publish the live event; exits non-zero with the failing step on any error.
+//   LAAS_ALERT_ID (the alert the test injects), LAAS_SCREENSHOTS (folder). Prints `STEP <name>`
+//   as it goes, `LIVE_READY` when the test should publish the live event and `ALERT_READY` when
+//   it should publish the alert; exits non-zero with the failing step on any error.
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 
@@ -18,6 +19,9 @@ const SHOTS = env('LAAS_SCREENSHOTS');
 const MARKER = env('LAAS_MARKER');
 const BETA_MARKER = env('LAAS_BETA_MARKER');
 const LIVE_MARKER = env('LAAS_LIVE_MARKER');
+const ALERT_ID = env('LAAS_ALERT_ID');
+const ALERT_OCCURRENCES = env('LAAS_ALERT_OCCURRENCES');
+const ALERT_DETECTOR = env('LAAS_ALERT_DETECTOR');
 mkdirSync(SHOTS, { recursive: true });
 for (const name of readdirSync(SHOTS)) if (name.endsWith('.png')) rmSync(`${SHOTS}/${name}`);
 
@@ -63,7 +67,10 @@ async function search(page, q) {
   await page.getByTestId('total').waitFor();
 }
 
-const shot = (page, name) => page.screenshot({ path: `${SHOTS}/${name}.png` });
+const alertItem = (page) => page.locator(`[data-testid=alerts] li[data-alert="${ALERT_ID}"]`);
+const rulesPanel = (page) => page.getByTestId('rules');
+
+const shot = (page, name, fullPage = false) => page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage });
 
 try {
   // --- admin of tenant acme -------------------------------------------------------------
@@ -174,6 +181,101 @@ try {
   check((await page.locator('tr.silent').count()) >= 1, 'the silent source is not highlighted');
   await shot(page, '07-sources');
 
+  step('patterns shows the templates of the indexed events');
+  await page.getByRole('link', { name: 'Patterns' }).click();
+  await page.getByTestId('patterns').waitFor();
+  const checkoutRow = page.locator('[data-testid=patterns] tr', { hasText: `checkout step <NUM> ${MARKER}` });
+  await checkoutRow.waitFor();
+  check((await checkoutRow.locator('td').first().innerText()) === '40', `checkout template count: ${await checkoutRow.locator('td').first().innerText()}`);
+  check((await checkoutRow.locator('.badge.new').count()) === 1, 'the checkout template (first seen 10 minutes ago) is not marked new');
+  const paymentRow = page.locator('[data-testid=patterns] tr', { hasText: 'payment authorised' });
+  check((await paymentRow.locator('td').first().innerText()) === '150', 'payments template count in the last hour is not 150');
+  check((await paymentRow.locator('.badge.new').count()) === 0, 'the payments template (first seen 3 hours ago) is marked new');
+  check((await checkoutRow.locator('svg.sparkline path.spark-line').count()) === 1, 'no trend sparkline');
+  check(!(await page.getByTestId('patterns').innerText()).includes(BETA_MARKER), 'acme sees beta templates');
+  await checkoutRow.getByRole('button', { name: 'Samples' }).click();
+  await checkoutRow.getByRole('list', { name: 'Sample events' }).getByText(MARKER).first().waitFor();
+  await shot(page, '12-patterns');
+  step('a template opens Explore filtered by it, keeping the range');
+  const templateId = await checkoutRow.getAttribute('data-template');
+  await checkoutRow.getByRole('link').click();
+  await page.waitForURL((u) => new URL(u).pathname === '/explore' && new URL(u).searchParams.get('q') === `template:${templateId}` && new URL(u).searchParams.get('since') === '1h');
+  await page.getByTestId('total').waitFor();
+  check((await page.getByTestId('total').innerText()).startsWith('40 events'), `template filter found ${await page.getByTestId('total').innerText()}`);
+  await page.goBack();
+  await page.getByTestId('patterns').waitFor();
+
+  step('alerts: an injected alert appears live');
+  const betaAlerts = await newPage(); // tenant beta watches its own live alerts meanwhile
+  await signIn(betaAlerts, env('LAAS_BETA'));
+  await betaAlerts.getByRole('link', { name: 'Alerts' }).click();
+  await betaAlerts.getByText('Live: new alerts appear at the top').waitFor();
+  await page.getByRole('link', { name: 'Alerts' }).click();
+  await page.getByText('Live: new alerts appear at the top').waitFor();
+  await page.getByText('No alerts in the last 7 days').waitFor();
+  console.log('ALERT_READY');
+  await alertItem(page).waitFor({ timeout: 30_000 });
+  check((await alertItem(page).locator('.badge.status').innerText()).toLowerCase() === 'open', 'the new alert is not open');
+  // every firing of the group arrives: the latest evidence and count are shown
+  await alertItem(page).locator('.alert-meta', { hasText: `${ALERT_DETECTOR} · ${ALERT_OCCURRENCES}×` }).waitFor({ timeout: 10_000 });
+  step('the alert explains itself');
+  await alertItem(page).locator('.alert-toggle').click();
+  const explanation = alertItem(page).getByTestId('explanation');
+  await explanation.waitFor();
+  check((await explanation.locator('table.features tbody tr').count()) >= 3, 'no features in the explanation');
+  const explained = await explanation.innerText();
+  check(/count_error/.test(explained) && /scored this window/.test(explained) && /threshold/.test(explained), `explanation lacks features or score: ${explained.slice(0, 300)}`);
+  check(explained.includes('gateway timeout after'), 'explanation shows no sample events');
+  step('beta never sees acme alerts, live or stored');
+  await betaAlerts.waitForTimeout(500);
+  check((await betaAlerts.locator(`[data-alert="${ALERT_ID}"]`).count()) === 0, 'beta sees the acme alert live');
+  await betaAlerts.getByText('No alerts in the last 7 days').waitFor();
+  await betaAlerts.reload();
+  await betaAlerts.getByText('No alerts in the last 7 days').waitFor();
+  await betaAlerts.context().close();
+
+  step('rules: API validation error in words, create, edit, delete');
+  const rules = rulesPanel(page);
+  await rules.getByText('No alert rules yet.').waitFor();
+  await rules.getByLabel('Rule name').fill('e2e-errors');
+  await rules.getByLabel('Query (events counted)').fill('level:error AND (');
+  await rules.getByLabel('Threshold (events)').fill('5');
+  await rules.getByRole('button', { name: 'Create rule' }).click();
+  const ruleError = rules.getByRole('alert');
+  await ruleError.waitFor();
+  check(/^The rule was not created: query: .+/.test(await ruleError.innerText()), `rule error: ${await ruleError.innerText()}`);
+  check((await rules.getByLabel('Query (events counted)').getAttribute('aria-invalid')) === 'true', 'the query field is not marked invalid');
+  await rules.getByLabel('Query (events counted)').fill('service:checkout AND level:error');
+  await rules.getByRole('button', { name: 'Create rule' }).click();
+  await rules.locator('tr[data-rule="e2e-errors"]').getByText('more than 5 events in 60 s').waitFor();
+  await rules.getByRole('button', { name: 'Edit rule e2e-errors' }).click();
+  const editForm = rules.getByRole('form', { name: 'Edit rule e2e-errors' });
+  await editForm.getByLabel('Threshold (events)').fill('9');
+  await editForm.getByRole('button', { name: 'Save rule' }).click();
+  await rules.locator('tr[data-rule="e2e-errors"]').getByText('more than 9 events in 60 s').waitFor();
+  await rules.getByLabel('Rule name').fill('e2e-temp');
+  await rules.getByLabel('Query (events counted)').fill('level:fatal');
+  await rules.getByLabel('Threshold (events)').fill('0');
+  await rules.getByRole('button', { name: 'Create rule' }).click();
+  await rules.locator('tr[data-rule="e2e-temp"]').waitFor();
+  await rules.getByRole('button', { name: 'Delete rule e2e-temp' }).click();
+  await rules.locator('tr[data-rule="e2e-temp"]').waitFor({ state: 'detached' });
+  await shot(page, '13-alerts', true);
+
+  step('acknowledge the alert; it stays acknowledged after a reload');
+  await alertItem(page).getByRole('button', { name: /^Acknowledge alert/ }).click();
+  await alertItem(page).locator('.badge.status', { hasText: 'acknowledged' }).waitFor();
+  await page.reload();
+  await alertItem(page).locator('.badge.status', { hasText: 'acknowledged' }).waitFor();
+  check((await alertItem(page).getByText(/^Acknowledged by/).count()) === 1, 'no acknowledgement note');
+  step("the alert's Explore link shows its events");
+  await alertItem(page).locator('.alert-toggle').click();
+  await alertItem(page).getByRole('link', { name: 'Open these events in Explore' }).click();
+  await page.waitForURL((u) => new URL(u).pathname === '/explore' && new URL(u).searchParams.has('until'));
+  await page.getByTestId('total').waitFor();
+  const alertTotal = await page.getByTestId('total').innerText();
+  check(/^[1-9]\d* events/.test(alertTotal), `the alert's Explore link found "${alertTotal}"`);
+
   step('create an API key, shown once');
   await page.getByRole('link', { name: 'Settings' }).click();
   await page.getByLabel('Name').fill('e2e-key');
@@ -205,6 +307,16 @@ try {
   check((await viewer.getByTestId('apikeys').count()) === 0, 'viewer sees API keys');
   check((await viewer.getByTestId('users').count()) === 0, 'viewer sees users');
   await shot(viewer, '09-settings-viewer');
+  step('viewer reads alerts and rules but cannot change them');
+  await viewer.getByRole('link', { name: 'Alerts' }).click();
+  await alertItem(viewer).waitFor();
+  await rulesPanel(viewer).locator('tr[data-rule="e2e-errors"]').waitFor();
+  await rulesPanel(viewer).getByTestId('rules-readonly').waitFor();
+  check((await rulesPanel(viewer).getByRole('button').count()) === 0, 'viewer has buttons in the rules editor');
+  check((await rulesPanel(viewer).locator('form').count()) === 0, 'viewer has a rule form');
+  check((await alertItem(viewer).getByRole('button', { name: /Acknowledge|Resolve/ }).count()) === 0, 'viewer can acknowledge or resolve');
+  await shot(viewer, '14-alerts-viewer', true);
+  await viewer.getByRole('link', { name: 'Settings' }).click();
   step('session survives a reload (refresh flow)');
   await viewer.reload();
   await viewer.getByTestId('viewer-note').waitFor();
@@ -228,6 +340,11 @@ try {
   await beta.getByTestId('sources').waitFor();
   check(!(await beta.getByTestId('sources').innerText()).includes('checkout'), 'beta sees acme sources');
   await shot(beta, '10-tenant-beta');
+  await beta.getByRole('link', { name: 'Patterns' }).click();
+  await beta.getByTestId('patterns').getByText('beta job').first().waitFor();
+  const betaPatterns = await beta.getByTestId('patterns').innerText();
+  check(!betaPatterns.includes('checkout') && !betaPatterns.includes('payment') && !betaPatterns.includes(MARKER), 'beta sees acme patterns');
+  await shot(beta, '15-patterns-beta');
   await beta.context().close();
 
   // --- dark theme -----------------------------------------------------------------------
@@ -238,6 +355,13 @@ try {
   await search(dark, MARKER);
   await dark.getByTestId('histogram').locator('.layer rect:not([height="0"])').first().waitFor();
   await shot(dark, '11-explore-dark');
+  await dark.getByRole('link', { name: 'Alerts' }).click();
+  await alertItem(dark).locator('.alert-toggle').click();
+  await alertItem(dark).getByTestId('explanation').waitFor();
+  await shot(dark, '16-alerts-dark');
+  await dark.getByRole('link', { name: 'Patterns' }).click();
+  await dark.getByTestId('patterns').waitFor();
+  await shot(dark, '17-patterns-dark');
   await dark.context().close();
 
   check(errors.length === 0, errors.join('\n'));
