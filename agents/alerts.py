@@ -1,7 +1,8 @@
 """Stage `alerts`: the `alerts` topic → the `{index_prefix}alerts` index and tenant webhooks.
 
 Storage: one Elasticsearch index for every tenant's alerts (`tenant_id` keyword, filtered by
-the API), `_id` = alert id, written with a scripted upsert (app/alerting.py `STORE_SCRIPT`):
+the API), `_id` = alert id, written by read-merge-write with optimistic concurrency
+(app/alerting.py `merge_alert`; no scripts: the local Elasticsearch has no painless):
 a repeated firing updates the evidence and `occurrences` of the one alert, keeps an
 acknowledgement and re-opens a resolved alert. The web's ack/resolve endpoints update `status`.
 
@@ -24,10 +25,10 @@ from typing import Any
 
 import faust
 import httpx
-from elasticsearch import AsyncElasticsearch, BadRequestError
+from elasticsearch import AsyncElasticsearch, BadRequestError, ConflictError, NotFoundError
 
 from agents.index import es_client
-from app.alerting import ALERTS_MAPPINGS, SIGNATURE_HEADER, STORE_SCRIPT, alerts_index, sign
+from app.alerting import ALERTS_MAPPINGS, SIGNATURE_HEADER, alerts_index, merge_alert, sign
 from app.metrics import METRICS
 from app.settings import Settings
 from app.topics import Topics
@@ -37,19 +38,47 @@ log = logging.getLogger(__name__)
 
 async def ensure_alerts_index(es: AsyncElasticsearch, settings: Settings) -> None:
     try:
-        await es.indices.create(index=alerts_index(settings), mappings=ALERTS_MAPPINGS,
-                                settings={"number_of_shards": 1,
-                                          "number_of_replicas": settings.es_replicas})
+        await es.indices.create(
+            index=alerts_index(settings),
+            mappings=ALERTS_MAPPINGS,
+            settings={"number_of_shards": 1, "number_of_replicas": settings.es_replicas},
+        )
     except BadRequestError as exc:
         if exc.error != "resource_already_exists_exception":
             raise
 
 
 async def store_alert(es: AsyncElasticsearch, settings: Settings, alert: dict[str, Any]) -> None:
-    """Upsert one alert firing (retried by the caller)."""
-    await es.update(index=alerts_index(settings), id=alert["id"],
-                    script={"source": STORE_SCRIPT, "params": {"a": alert}}, upsert=alert,
-                    retry_on_conflict=5, refresh="wait_for")
+    """Store one alert firing, merged into the stored alert (retried by the caller)."""
+    index = alerts_index(settings)
+    for _ in range(5):
+        try:
+            stored = await es.get(index=index, id=alert["id"])
+        except NotFoundError:
+            try:
+                await es.index(
+                    index=index,
+                    id=alert["id"],
+                    document=alert,
+                    op_type="create",
+                    refresh="wait_for",
+                )
+                return
+            except ConflictError:
+                continue  # created meanwhile (an ack): merge into it
+        try:
+            await es.index(
+                index=index,
+                id=alert["id"],
+                document=merge_alert(stored["_source"], alert),
+                if_seq_no=stored["_seq_no"],
+                if_primary_term=stored["_primary_term"],
+                refresh="wait_for",
+            )
+            return
+        except ConflictError:
+            continue  # changed meanwhile (an ack or resolve): merge again
+    raise RuntimeError(f"alert {alert['id']}: five concurrent changes in a row")
 
 
 class Webhooks:
@@ -92,19 +121,25 @@ class Webhooks:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    async def deliver(self, hook_id: int, url: str, secret: str, alert: dict[str, Any],
-                      body: bytes) -> bool:
+    async def deliver(
+        self, hook_id: int, url: str, secret: str, alert: dict[str, Any], body: bytes
+    ) -> bool:
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.settings.webhook_timeout)
-        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body),
-                   "X-LaaS-Alert-Id": str(alert["id"]), "User-Agent": "laas-webhooks/1"}
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(secret, body),
+            "X-LaaS-Alert-Id": str(alert["id"]),
+            "User-Agent": "laas-webhooks/1",
+        }
         delay = self.settings.webhook_retry_initial
         for attempt in range(1, self.settings.webhook_attempts + 1):
             status: int | None = None
             error: str | None = None
             try:
                 response = await self._client.post(
-                    url, content=body, headers={**headers, "X-LaaS-Delivery": str(attempt)})
+                    url, content=body, headers={**headers, "X-LaaS-Delivery": str(attempt)}
+                )
                 status = response.status_code
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"[:500]
@@ -115,24 +150,43 @@ class Webhooks:
                 return True
             final = status is not None and status != 429 and status < 500
             if final or attempt == self.settings.webhook_attempts:
-                log.warning("webhook %d: alert %s not delivered (status %s, %s)", hook_id,
-                            alert["id"], status, error)
+                log.warning(
+                    "webhook %d: alert %s not delivered (status %s, %s)",
+                    hook_id,
+                    alert["id"],
+                    status,
+                    error,
+                )
                 return False
             await asyncio.sleep(delay)
             delay *= 2
         return False
 
-    async def _log(self, hook_id: int, alert: dict[str, Any], attempt: int, status: int | None,
-                   error: str | None, delivered: bool) -> None:
+    async def _log(
+        self,
+        hook_id: int,
+        alert: dict[str, Any],
+        attempt: int,
+        status: int | None,
+        error: str | None,
+        delivered: bool,
+    ) -> None:
         from app.db import session_factory
         from app.models import WebhookDelivery
 
         try:
             async with session_factory(self.engine()).begin() as session:
-                session.add(WebhookDelivery(
-                    webhook_id=hook_id, tenant_id=int(alert["tenant_id"]),
-                    alert_id=str(alert["id"]), attempt=attempt, status_code=status,
-                    error=error, delivered=delivered))
+                session.add(
+                    WebhookDelivery(
+                        webhook_id=hook_id,
+                        tenant_id=int(alert["tenant_id"]),
+                        alert_id=str(alert["id"]),
+                        attempt=attempt,
+                        status_code=status,
+                        error=error,
+                        delivered=delivered,
+                    )
+                )
         except Exception as exc:  # noqa: BLE001 - the log must not stop deliveries
             log.warning("webhook %d: delivery log write failed (%r)", hook_id, exc)
 
@@ -148,8 +202,12 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> Webhooks:
                 alert = json.loads(event.value)
                 alert["id"] and alert["tenant_id"]  # noqa: B018 - KeyError: not an alert
             except (ValueError, TypeError, KeyError):
-                log.warning("alerts: skipping undecodable record at %s/%d/%d",
-                            event.message.topic, event.message.partition, event.message.offset)
+                log.warning(
+                    "alerts: skipping undecodable record at %s/%d/%d",
+                    event.message.topic,
+                    event.message.partition,
+                    event.message.offset,
+                )
                 continue
             delay = 0.5
             while True:
@@ -160,8 +218,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> Webhooks:
                     await store_alert(state["es"], settings, alert)
                     break
                 except Exception as exc:  # noqa: BLE001 - back-pressure: retry, never drop
-                    log.warning("alerts: storing %s failed (%r); retry in %.1fs", alert["id"],
-                                exc, delay)
+                    log.warning(
+                        "alerts: storing %s failed (%r); retry in %.1fs", alert["id"], exc, delay
+                    )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 15.0)
             if alert.get("occurrences") == 1:

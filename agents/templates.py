@@ -33,7 +33,7 @@ from elasticsearch import AsyncElasticsearch
 
 from agents.index import es_client
 from app.events import LogEvent
-from app.pattern_index import UPSERT_SCRIPT, ensure_patterns_index, patterns_index
+from app.pattern_index import ensure_patterns_index, store_templates
 from app.patterns import MaskingConfig, MinerConfig, TenantMiner
 from app.settings import Settings
 
@@ -188,15 +188,12 @@ class TemplateStage:
             if self._es is None:
                 self._es = es_client(self.settings)
                 await ensure_patterns_index(self._es, self.settings)
-            index = patterns_index(self.settings)
-            operations: list[dict[str, Any]] = []
-            for key, doc in docs.items():
-                operations += [{"update": {"_index": index, "_id": key}},
-                               {"script": {"source": UPSERT_SCRIPT, "params": {"d": doc}},
-                                "upsert": doc}]
-            response = await self._es.bulk(operations=operations)
-            if response.get("errors"):
-                raise RuntimeError(f"bulk errors: {response['items'][:1]!r}")
+            retry = await store_templates(self._es, self.settings, docs)
+            for key in retry:
+                self.dirty.setdefault(key, docs[key])
+            if retry:
+                log.info("templates snapshot: %d changed concurrently; next run retries",
+                         len(retry))
         except Exception as exc:  # noqa: BLE001 - retried by the next run
             log.warning("templates snapshot failed (%r); next run retries", exc)
             for key, doc in docs.items():

@@ -44,11 +44,16 @@ ALERTS_MAPPINGS: dict[str, Any] = {
 
 # Upsert of a firing: new evidence wins; a resolved alert firing again is open again; an
 # acknowledgement is kept.
-STORE_SCRIPT = (
-    "String status = ctx._source.status; "
-    "ctx._source.putAll(params.a); "
-    "if (status != null && status != 'resolved') { ctx._source.status = status; }"
-)
+def merge_alert(stored: dict[str, Any] | None, alert: dict[str, Any]) -> dict[str, Any]:
+    """A repeated firing over the stored alert: new evidence wins, an acknowledgement is
+    kept, a resolved alert re-opens (takes the firing's status)."""
+    if stored is None:
+        return alert
+    merged = {**stored, **alert}
+    status = stored.get("status")
+    if status is not None and status != "resolved":
+        merged["status"] = status
+    return merged
 
 
 def alerts_index(settings: Settings) -> str:

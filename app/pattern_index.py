@@ -22,11 +22,38 @@ PATTERNS_MAPPINGS: dict[str, Any] = {
     },
 }
 
-# Keeps the earliest first_seen when several partition miners report one template id.
-UPSERT_SCRIPT = ("ctx._source.template = params.d.template; "
-                 "ctx._source.first_seen = Math.min(ctx._source.first_seen, params.d.first_seen); "
-                 "ctx._source.last_seen = Math.max(ctx._source.last_seen, params.d.last_seen); "
-                 "ctx._source.updated = params.d.updated;")
+def merge_template(stored: dict[str, Any] | None, doc: dict[str, Any]) -> dict[str, Any]:
+    """A template reported again (maybe by another partition's miner): the latest text, the
+    earliest first_seen, the latest last_seen."""
+    if stored is None:
+        return doc
+    return {
+        **doc,
+        "first_seen": min(stored["first_seen"], doc["first_seen"]),
+        "last_seen": max(stored["last_seen"], doc["last_seen"]),
+    }
+
+
+async def store_templates(
+    es: AsyncElasticsearch, settings: Settings, docs: dict[str, dict[str, Any]]
+) -> list[str]:
+    """Merge `docs` (by `_id`) into the index with optimistic concurrency (no scripts: the local
+    Elasticsearch has no painless); returns the ids to retry (changed concurrently or failed)."""
+    index = patterns_index(settings)
+    found = await es.mget(index=index, ids=list(docs))
+    operations: list[dict[str, Any]] = []
+    for hit in found["docs"]:
+        key = hit["_id"]
+        if hit.get("found"):
+            action = {"_index": index, "_id": key, "if_seq_no": hit["_seq_no"],
+                      "if_primary_term": hit["_primary_term"]}
+            operations += [{"index": action}, merge_template(hit["_source"], docs[key])]
+        else:
+            operations += [{"create": {"_index": index, "_id": key}}, docs[key]]
+    response = await es.bulk(operations=operations)
+    return [
+        item[op]["_id"] for item in response["items"] for op in item if item[op].get("error")
+    ]
 
 
 def patterns_index(settings: Settings) -> str:
