@@ -359,6 +359,13 @@ try {
   await alertItem(dark).locator('.alert-toggle').click();
   await alertItem(dark).getByTestId('explanation').waitFor();
   await shot(dark, '16-alerts-dark');
+  step('resolve the alert; the status filter finds it');
+  await alertItem(dark).getByRole('button', { name: /^Resolve alert/ }).click();
+  await alertItem(dark).locator('.badge.status', { hasText: 'resolved' }).waitFor();
+  await dark.getByRole('group', { name: 'Show alerts by status' }).getByRole('button', { name: 'Open' }).click();
+  await dark.getByText('No open alerts.').waitFor();
+  await dark.getByRole('group', { name: 'Show alerts by status' }).getByRole('button', { name: 'Resolved' }).click();
+  await alertItem(dark).waitFor();
   await dark.getByRole('link', { name: 'Patterns' }).click();
   await dark.getByTestId('patterns').waitFor();
   await shot(dark, '17-patterns-dark');
