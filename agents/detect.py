@@ -71,9 +71,11 @@ class Detection:
         self.settings = settings
         self.topics = topics
         schema: faust.Schema = faust.Schema(key_serializer="json", value_serializer="raw")
-        self.light = app.Table("detect-light", default=None, schema=schema,
+        # value_type=bytes: the RocksDB store decodes with the table's own serializer (from
+        # value_type, json by default), not the schema's; after a restart json fails on zlib.
+        self.light = app.Table("detect-light", default=None, schema=schema, value_type=bytes,
                                partitions=settings.partitions)
-        self.model = app.Table("detect-model", default=None, schema=schema,
+        self.model = app.Table("detect-model", default=None, schema=schema, value_type=bytes,
                                partitions=settings.partitions)
         self.config = MonitorConfig(warmup=settings.detect_warmup_windows,
                                     hst_warmup=settings.detect_hst_warmup_windows)
