@@ -36,7 +36,7 @@ from elasticsearch.helpers import async_scan
 
 from app import esindex
 from app.topics import RAW
-from bench.harness import BenchStack, Deployment, Pusher, loadavg, until
+from bench.harness import BenchStack, Deployment, Pusher, exit_on_sigterm, loadavg, until
 from bench.probes import Probe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -279,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", default=",".join(ROWS), help=f"some of {','.join(ROWS)}")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "faults.md")
     args = ap.parse_args(argv)
+    exit_on_sigterm()
     result = asyncio.run(run_matrix(rate=args.rate, rows=args.rows.split(",")))
     args.out.write_text("# Fault matrix\n\n" + result["markdown"] + "\n")
     print(result["markdown"])

@@ -32,6 +32,15 @@ BENCH_STATE = ROOT / ".laas" / "bench-stack"
 KAFKA_PORT, KAFKA_CONTROLLER_PORT, ES_PORT = 19092, 19093, 19200
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM raises KeyboardInterrupt, so `finally` blocks stop the run's subprocesses."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -31,6 +31,7 @@ from bench.harness import (
     Pusher,
     Sampler,
     consumer_lag,
+    exit_on_sigterm,
     loadavg,
     make_record,
 )
@@ -393,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--soak", type=float, default=0.0, metavar="MINUTES")
     ap.add_argument("--out", type=Path, default=RESULTS, help="report directory")
     args = ap.parse_args(argv)
+    exit_on_sigterm()
     mode = "full" if args.full else "smoke" if args.smoke else "short"
     asyncio.run(run(mode, args.soak, args.faults, args.scale,
                     args.out))
