@@ -12,6 +12,7 @@ Start offsets come from Kafka's `offsets_for_times`; progress is checkpointed to
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -19,14 +20,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from elasticsearch import AsyncElasticsearch
 
 from agents.normalize import KeyCheck, process, raw_message
+from agents.templates import TenantConfigs
 from app import esindex
 from app.events import LogEvent
 from app.normalize import Limits
+from app.patterns import MinerConfig, TenantMiner
 from app.settings import Settings
 from app.sink import ElasticsearchSink
 from app.topics import RAW, topic_name
@@ -43,6 +47,64 @@ class ReplayResult:
     rejected: int = 0
     indices: set[str] = field(default_factory=set)
     swapped: list[dict[str, dict[str, str]]] = field(default_factory=list)
+
+
+class ReplayTemplates:
+    """Template ids as the live stream gives them: each raw partition's miner is rebuilt from
+    the `templates` table's changelog (read to its end, no consumer group) and asked first;
+    a message no live template matches is mined by the replay's own copy (the live state is
+    never written). Ids stay those of the original documents because a template keeps the id
+    it was created with as it widens."""
+
+    def __init__(self, miners: dict[int, TenantMiner], config: MinerConfig) -> None:
+        self.miners = miners
+        self.config = config
+
+    @classmethod
+    async def load(cls, settings: Settings, tenant_id: str) -> ReplayTemplates:
+        config = await TenantConfigs(settings).get(tenant_id)
+        latest: dict[str, list[Any] | None] = {}
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_servers, group_id=None,
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            topic = f"{settings.app_id}-templates-changelog"
+            parts = consumer.partitions_for_topic(topic) or set()
+            if not parts:
+                parts = (await consumer._client.fetch_all_metadata()).partitions_for_topic(
+                    topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            if tps:
+                end = await consumer.end_offsets(tps)
+                consumer.assign(tps)
+                await consumer.seek_to_beginning(*tps)
+                todo = {tp for tp in tps if end[tp] > 0}
+                while todo:
+                    for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
+                        for record in records:
+                            key = json.loads(record.key) if record.key else ""
+                            latest[key] = json.loads(record.value) if record.value else None
+                            if record.offset + 1 >= end[tp]:
+                                todo.discard(tp)
+        finally:
+            await consumer.stop()
+        by_partition: dict[int, list[list[Any]]] = {}
+        for key, value in latest.items():
+            partition, _, rest = str(key).partition("/")
+            if value is not None and rest.split("/", 1)[0] == tenant_id:
+                by_partition.setdefault(int(partition), []).append(value)
+        miners = {p: TenantMiner.restore_records(records, config)
+                  for p, records in by_partition.items()}
+        return cls(miners, config)
+
+    def assign(self, event: LogEvent, partition: int) -> LogEvent:
+        if not event.message.strip():
+            return event
+        miner = self.miners.setdefault(partition, TenantMiner(self.config))
+        known = miner.match(event.message)
+        template_id = known.id if known is not None else \
+            miner.add(event.message, event.observed_time / 1e9).template_id
+        return dataclasses.replace(event, template_id=template_id)
 
 
 def replay_base(settings: Settings, name: str) -> str:
@@ -93,6 +155,7 @@ class Replay:
         await consumer.start()
         try:
             await self.sink.setup()
+            templates = await ReplayTemplates.load(self.settings, self.tenant_id)
             metadata = await consumer._client.fetch_all_metadata()
             parts = metadata.partitions_for_topic(self.topic) or set()
             if not parts:
@@ -122,7 +185,7 @@ class Replay:
                         result.dead += len(out.dead)
                         for event in out.events:
                             if event.tenant_id == self.tenant_id:
-                                events.append(event)
+                                events.append(templates.assign(event, tp.partition))
                             else:
                                 result.skipped_other_tenants += 1
                         positions[tp] = record.offset + 1
