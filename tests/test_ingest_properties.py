@@ -199,5 +199,6 @@ def test_upb_and_betterproto_validate_alike(
         except RecordRejected as exc:
             outcomes.append((exc.index, exc.field, exc.reason))
         else:
-            outcomes.append(LogRecord().parse(encode(out)))
+            # compared as dicts: betterproto's own == trips over unset oneof members
+            outcomes.append(LogRecord().parse(encode(out)).to_dict())
     assert outcomes[0] == outcomes[1]
