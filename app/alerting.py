@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,9 @@ ALERTS_MAPPINGS: dict[str, Any] = {
 
 # Upsert of a firing: new evidence wins; a resolved alert firing again is open again; an
 # acknowledgement is kept.
+ALERT_ID = re.compile(r"[0-9a-f]{20}")  # the ids the grouper below makes (blake2b, 10 bytes)
+
+
 def merge_alert(stored: dict[str, Any] | None, alert: dict[str, Any]) -> dict[str, Any]:
     """A repeated firing over the stored alert: new evidence wins, an acknowledgement is
     kept, a resolved alert re-opens (takes the firing's status)."""

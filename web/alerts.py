@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.account_errors import InvalidInput, NotFound
 from app.alert_hub import AlertHub
-from app.alerting import KINDS, STATUSES, alerts_index
+from app.alerting import ALERT_ID, KINDS, STATUSES, alerts_index
 from app.authz import Permission
 from app.events import iso_nanos
 from app.query.timerange import TimeError, time_range
@@ -90,10 +90,12 @@ async def _set_status(request: Request, status: str) -> Response:
     settings: Settings = request.app.state.settings
     alert_id = request.path_params["alert_id"]
     es = _es(request)
-    try:
-        doc = await es.get(index=alerts_index(settings), id=alert_id)
-    except NotFoundError:
-        doc = None
+    doc = None
+    if ALERT_ID.fullmatch(alert_id):
+        try:
+            doc = await es.get(index=alerts_index(settings), id=alert_id)
+        except NotFoundError:
+            pass
     if doc is None or doc["_source"].get("tenant_id") != str(principal.tenant_id):
         raise NotFound(f"alert {alert_id} not found in this tenant")
     change = {"status": status, f"{status}_at": iso_nanos(time.time_ns()),
@@ -179,7 +181,8 @@ def _spec(summary: str, errors: tuple[str, ...], params: list[Any]) -> dict[str,
                                             "content": json_content(ANY_MAP)}}, *errors)}
 
 
-_ALERT_ID = {"name": "alert_id", "in": "path", "required": True, "schema": STR}
+_ALERT_ID = {"name": "alert_id", "in": "path", "required": True,
+             "schema": {**STR, "pattern": ALERT_ID.pattern}}
 openapi = {
     ("GET", "/api/v1/alerts"): _spec("The tenant's alerts, most recently fired first",
                                      ("401", "403", "422"), [
