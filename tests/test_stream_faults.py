@@ -19,9 +19,10 @@ TOTAL = 3000
 SERVICES = ("api", "db", "auth", "web", "mail", "queue")
 
 
-async def produce_steadily(env: StreamEnv, total: int, chunk: int = 100) -> None:
+async def produce_steadily(env: StreamEnv, total: int, chunk: int = 100, first: int = 0) -> None:
+    """Records `first`..`total - 1` of tenant 7, `chunk` at a time."""
     headers = [("laas-tenant-id", b"7"), ("laas-tenant", b"acme")]
-    for start in range(0, total, chunk):
+    for start in range(first, total, chunk):
         records = []
         for i in range(start, min(start + chunk, total)):
             service = SERVICES[i % len(SERVICES)]

@@ -76,23 +76,30 @@ async def test_elasticsearch_outage_loses_nothing(
     stream, es = outage_stream
     alias = esindex.tenant_alias(stream.settings, "7")
     worker = stream.worker()
-    producing = asyncio.create_task(produce_steadily(stream, TOTAL, chunk=50))
+    before = 300
+    producing = asyncio.create_task(produce_steadily(stream, before, chunk=50))
 
     async def indexed(n: int) -> int | None:
         count = await es_count(es, alias)
         return count if count >= n else None
 
-    try:
-        await stream.wait(lambda: indexed(200), 120, "200 documents before the outage")
-        await asyncio.to_thread(dedicated_es.stop)
-        assert not dedicated_es.ready()
-        await asyncio.sleep(30)  # the outage; records keep arriving on logs.raw meanwhile
+    async def sink_retried() -> bool:
         async with httpx.AsyncClient() as client:
             metrics = (await client.get(f"http://127.0.0.1:{worker.port}/metrics")).text
-        assert "laas_sink_retries_total" in metrics, metrics
+        return "laas_sink_retries_total" in metrics
+
+    try:
+        await stream.wait(lambda: indexed(before), 120, f"{before} documents before the outage")
+        await asyncio.to_thread(dedicated_es.stop)
+        down_since = time.monotonic()
+        assert not dedicated_es.ready()
+        # the rest arrives on logs.raw while Elasticsearch is down
+        producing = asyncio.create_task(produce_steadily(stream, TOTAL, chunk=50, first=before))
+        await stream.wait(sink_retried, 60, "the sink retrying against the stopped server")
+        await producing
+        await asyncio.sleep(max(0.0, 30 - (time.monotonic() - down_since)))  # a 30 s outage
         await asyncio.to_thread(dedicated_es.start)
         await asyncio.to_thread(_wait, dedicated_es.ready, 180, "Elasticsearch restarted")
-        await producing
         await stream.wait(lambda: indexed(TOTAL), 180, f"{TOTAL} documents after the outage")
         await asyncio.sleep(2)
         assert await es_count(es, alias) == TOTAL
