@@ -47,9 +47,7 @@ __all__ = [
     "running_app",
 ]
 
-POSTGRES_URL = os.environ.get(
-    "LAAS_TEST_POSTGRES_URL", "postgresql+asyncpg://laas@127.0.0.1:5433/laas"
-)
+POSTGRES_URL = os.environ.get("LAAS_TEST_POSTGRES_URL", load_settings().local_postgres_url)
 BACKENDS = ["sqlite", "postgres"]
 PASSWORD = "correct horse battery"
 TEST_SECRET = "test-signing-secret"
