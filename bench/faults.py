@@ -14,8 +14,8 @@ and audits:
   writes its records twice: at-least-once at the edge, visible here as "resent");
 - indexed: documents in the tenant's indices; lost = acked numbers with no document (must be 0);
 - duplicated: documents beyond one per Kafka record (the pipeline's own duplicates, must be 0);
-- recovery: seconds from the fault until probe records (one every 0.25 s, own tenant) are
-  searchable within 3 s of their ack again (for the web row: received by the tail socket).
+- recovery: seconds from the fault until a probe record (one every 0.25 s, own tenant) acked
+  after the heal is searchable within 3 s of its ack (web row: received by the tail socket).
 """
 
 from __future__ import annotations
@@ -67,16 +67,41 @@ async def stop_es(stack: BenchStack, dep: Deployment) -> None:
     await until(lambda: asyncio.to_thread(stack.es.ready), 240, "Elasticsearch back", 1)
 
 
+WATERMARKS = ("low", "high", "flood_stage")
+
+
 async def flood_stage(stack: BenchStack, dep: Deployment) -> None:
-    """What ES does at the flood-stage disk watermark: a read_only_allow_delete block (writes
-    answered 429), released when disk is freed."""
-    url = f"{stack.es_url}/{dep.run}-*/_settings"
+    """Elasticsearch's own flood-stage reaction: the watermarks are lowered to 1 % on the
+    dedicated node, so its disk monitor puts `index.blocks.read_only_allow_delete` on every
+    index (writes answered 429); held 30 s, then the watermarks are reset and ES releases the
+    block itself, as it does when disk is freed."""
+    index = esindex.tenant_alias(dep.settings, 1)
+    cluster = f"{stack.es_url}/_cluster/settings"
+    prefix = "cluster.routing.allocation.disk.watermark."
     async with httpx.AsyncClient(timeout=30) as client:
-        (await client.put(url, json={"index.blocks.read_only_allow_delete": True})
-         ).raise_for_status()
+
+        async def blocked() -> bool:
+            found = (await client.get(f"{stack.es_url}/{index}/_settings",
+                                      params={"flat_settings": "true"})).json()
+            return any(v["settings"].get("index.blocks.read_only_allow_delete") == "true"
+                       for v in found.values())
+
+        (await client.put(cluster, json={"persistent": {
+            "cluster.info.update.interval": "10s",  # its minimum
+            **{prefix + w: "1%" for w in WATERMARKS}}})).raise_for_status()
+        await until(blocked, 60, "the flood-stage block", 0.5)
         await asyncio.sleep(30)
-        (await client.put(url, json={"index.blocks.read_only_allow_delete": None})
-         ).raise_for_status()
+        (await client.put(cluster, json={"persistent": {
+            **{prefix + w: None for w in WATERMARKS}}})).raise_for_status()
+        try:
+            await until(lambda: _not(blocked()), 90, "Elasticsearch releasing the block", 0.5)
+        finally:
+            (await client.put(cluster, json={"persistent": {
+                "cluster.info.update.interval": None}})).raise_for_status()
+
+
+async def _not(value: Awaitable[bool]) -> bool:
+    return not await value
 
 
 async def restart_web(stack: BenchStack, dep: Deployment) -> None:
@@ -89,7 +114,8 @@ ROWS: dict[str, tuple[str, Fault]] = {
     "gateway": ("SIGKILL the gateway mid-stream (clients retry)", kill_gateway),
     "kafka": ("restart the Kafka broker", restart_kafka),
     "es": (f"stop Elasticsearch for {ES_OUTAGE:.0f} s", stop_es),
-    "flood": ("ES flood-stage block (read_only_allow_delete) 30 s, then freed", flood_stage),
+    "flood": ("ES at its flood-stage watermark (read-only-allow-delete block) 30 s, then "
+              "released", flood_stage),
     "web": ("restart the web process with a tail connected (client reconnects)", restart_web),
 }
 
@@ -154,11 +180,12 @@ async def indexed_total(dep: Deployment, tenant_id: int) -> int:
         await es.close()
 
 
-def recovery(probe: Probe, fault_at: float, web: bool) -> float | None:
-    """Seconds from the fault until a probe acked after it arrived within 3 s of its ack."""
+def recovery(probe: Probe, fault_at: float, healed: float, web: bool) -> float | None:
+    """Seconds from the fault until a probe acked after the heal arrived within 3 s of its ack
+    (searchable; for the web row, on the reconnected tail)."""
     seen = probe.tailed if web else probe.searchable
     for seq, acked in sorted(probe.acked.items(), key=lambda kv: kv[1]):
-        if acked >= fault_at and seq in seen and seen[seq] - acked <= 3.0:
+        if acked >= healed and seq in seen and seen[seq] - acked <= 3.0:
             return seen[seq] - fault_at
     return None
 
@@ -186,6 +213,7 @@ async def run_row(stack: BenchStack, key: str, rate: float, before: float = 10,
         await asyncio.sleep(after)
         producing.cancel()
         await asyncio.gather(producing, return_exceptions=True)
+        load_end = time.monotonic()
         # in-flight calls were cancelled: their records may be in Kafka, unacknowledged
         acked = set(pusher.stats.acked_seqs)
         pusher.close()
@@ -210,8 +238,8 @@ async def run_row(stack: BenchStack, key: str, rate: float, before: float = 10,
             "indexed": sum(docs.values()), "lost": len(lost), "lost_sample": lost[:10],
             "duplicated": dup_docs, "failed_calls": pusher.stats.failed_calls,
             "fault_s": healed - fault_at,
-            "recovery_s": recovery(probe, fault_at, web=key == "web"),
-            "drain_s": None if drained_at is None else drained_at - healed,
+            "recovery_s": recovery(probe, fault_at, healed, web=key == "web"),
+            "drain_s": None if drained_at is None else drained_at - load_end,
             "tail_reconnects": probe.tail_reconnects, "load": loadavg(),
             "errors": {k: len(v) for k, v in dep.log_errors().items() if v},
         })
@@ -231,7 +259,7 @@ def render(rows: list[dict[str, Any]], rate: float) -> str:
         "the fault, 15 s after it is healed. `bench/faults.py` on the dedicated bench stack.",
         "",
         "| fault | acked | in Kafka (resent by retries) | indexed | lost | duplicated docs "
-        "| failed calls | fault lasted s | recovery s | drained after heal s | load |",
+        "| failed calls | fault lasted s | recovery s | all indexed after load end s | load |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
@@ -250,7 +278,8 @@ def render(rows: list[dict[str, Any]], rate: float) -> str:
         "of cancelled (unacknowledged) calls that reached Kafka; lost counts acknowledged "
         "numbers without a document; duplicated counts documents beyond one per Kafka record "
         "(the idempotent `_id` makes these 0). Recovery: from the fault until a probe acked "
-        "after it is searchable within 3 s (web row: received by the reconnected tail).",
+        "after the heal (process back, broker/ES ready, block released) is searchable within "
+        "3 s of its ack (web row: received by the reconnected tail).",
     ]
     for r in rows:
         if r.get("errors"):

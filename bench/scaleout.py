@@ -42,6 +42,44 @@ async def prefill(dep: Deployment, n: int) -> None:
         await producer.stop()
 
 
+async def leave(dep: Deployment, es: Any, alias: str, base: int, workers: int) -> float | None:
+    """Seconds from a worker's graceful stop (scale-down) until every record acked before it,
+    under a 200 records/s trickle, is searchable again: the rebalance plus the catch-up."""
+    from bench.pipeline import HEADERS, record
+
+    producer = AIOKafkaProducer(bootstrap_servers=dep.settings.kafka_servers, acks="all",
+                                enable_idempotence=True)
+    await producer.start()
+    acked = [0]
+
+    async def trickle() -> None:
+        i = 0
+        while True:
+            await producer.send_and_wait(dep.topic(RAW), record(i),
+                                         key=f"1/svc{i % 64}".encode(), headers=HEADERS)
+            acked[0] += 1
+            i += 1
+            await asyncio.sleep(0.005)
+
+    task = asyncio.create_task(trickle())
+    try:
+        await asyncio.sleep(5)
+        before = acked[0]
+        stopped = time.monotonic()
+        dep.procs[f"worker{workers}"].popen.terminate()
+        deadline = stopped + 120
+        while time.monotonic() < deadline:
+            await es.indices.refresh(index=alias)
+            if int((await es.count(index=alias))["count"]) >= base + before:
+                return time.monotonic() - stopped
+            await asyncio.sleep(0.2)
+        return None
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await producer.stop()
+
+
 async def one(stack: BenchStack, workers: int, n: int) -> dict[str, Any]:
     from elasticsearch import AsyncElasticsearch
 
@@ -70,6 +108,7 @@ async def one(stack: BenchStack, workers: int, n: int) -> dict[str, Any]:
             await asyncio.sleep(0.25)
         done = time.monotonic()
         sampler.stop()
+        rebalance = await leave(dep, es, alias, count, workers) if workers > 1 else None
         cpu: dict[str, float] = {}
         for s in sampler.samples:
             cpu.setdefault(s.name, 0.0)
@@ -78,7 +117,7 @@ async def one(stack: BenchStack, workers: int, n: int) -> dict[str, Any]:
         rate = (count - first[1]) / (done - first[0]) if first and done > first[0] else 0.0
         return {"workers": workers, "events": n, "indexed": count,
                 "first_doc_s": None if first is None else first[0] - started,
-                "rate": rate, "worker_cpu_pct": worker_cpu,
+                "rate": rate, "worker_cpu_pct": worker_cpu, "rebalance_s": rebalance,
                 "per_core": rate / (worker_cpu / 100) if worker_cpu else None,
                 "cpu": cpu, "load": loadavg()}
     finally:
@@ -94,14 +133,20 @@ def render(rows: list[dict[str, Any]]) -> str:
         "measures overhead and per-core cost, not the gain of extra machines.",
         "",
         "| workers | start → first searchable doc s (start-up + join + rebalance) | indexed/s | "
-        "worker CPU % (sum, 100 = 1 core) | indexed/s per worker core | load |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "worker CPU % (sum, 100 = 1 core) | indexed/s per worker core | one worker leaves: "
+        "searchable again after s | load |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         first = "—" if r["first_doc_s"] is None else f"{r['first_doc_s']:.1f}"
         per_core = "—" if not r["per_core"] else f"{r['per_core']:,.0f}"
+        leave_s = "—" if r.get("rebalance_s") is None else f"{r['rebalance_s']:.1f}"
         lines.append(f"| {r['workers']} | {first} | {r['rate']:,.0f} | "
-                     f"{r['worker_cpu_pct']:.0f} | {per_core} | {r['load']} |")
+                     f"{r['worker_cpu_pct']:.0f} | {per_core} | {leave_s} | {r['load']} |")
+    lines += ["", "One worker leaves: with a 200 records/s trickle, the last worker is stopped "
+              "gracefully (SIGTERM, it leaves the group); the figure is the time until every "
+              "record acked before the stop is searchable (group rebalance, partition "
+              "assignment, table recovery on the survivors, catch-up)."]
     return "\n".join(lines)
 
 

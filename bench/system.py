@@ -359,22 +359,29 @@ async def run(mode: str, soak_minutes: float, faults: bool, scale: bool,
         await dep.cleanup()
     print("analytics baselines ...", flush=True)
     results["analytics"] = await asyncio.to_thread(analytics_baselines)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "system.json").write_text(json.dumps(results, indent=1, default=str))
+    extras: list[tuple[str, Any]] = []
     if scale:
         from bench.scaleout import scaleout
 
-        print("scale-out ...", flush=True)
-        results["scaleout"] = await scaleout(stack, mode)
+        extras.append(("scaleout", lambda: scaleout(stack, mode)))
     if soak_minutes:
         from bench.soak import soak
 
-        print(f"soak {soak_minutes} min ...", flush=True)
-        results["soak"] = await soak(stack, soak_minutes,
-                                     rate=results["knee"]["sustained_per_s"] / 2, out=out_dir)
+        rate = results["knee"]["sustained_per_s"] / 2
+        extras.append(("soak", lambda: soak(stack, soak_minutes, rate=rate, out=out_dir)))
     if faults:
         from bench.faults import run_matrix
 
-        print("fault matrix ...", flush=True)
-        results["faults"] = await run_matrix(stack)
+        extras.append(("faults", lambda: run_matrix(stack)))
+    for name, make in extras:
+        print(f"{name} ...", flush=True)
+        try:
+            results[name] = await make()
+        except Exception as exc:  # noqa: BLE001 - reported in the report, not hidden
+            results[name] = {"markdown": f"**Run failed**: `{exc!r}`"}
+        (out_dir / "system.json").write_text(json.dumps(results, indent=1, default=str))
     results["load_end"] = loadavg()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "system.json").write_text(json.dumps(results, indent=1, default=str))
