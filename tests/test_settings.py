@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,8 @@ from app.settings import Settings, load_settings
 
 def test_defaults_use_the_local_stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
-    for name in ("LAAS_KAFKA_BOOTSTRAP", "LAAS_ES_URL", "LAAS_DATABASE_URL", "LAAS_STATE_DIR"):
-        monkeypatch.delenv(name, raising=False)
+    for name in [name for name in os.environ if name.startswith("LAAS_")]:
+        monkeypatch.delenv(name)
     settings = load_settings()
     assert settings.kafka_managed and settings.es_managed and settings.postgres_managed
     assert settings.kafka_servers == "127.0.0.1:9092"
