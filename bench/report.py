@@ -339,6 +339,9 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     for key, title in (("scaleout", "Scale-out"), ("soak", "Soak"), ("faults", "Fault matrix")):
         if key in results:
             md += [f"## {title}", "", results[key]["markdown"], ""]
+    findings = out / "FINDINGS.md"  # hand-written, dated; kept across regenerations
+    if findings.exists():
+        md += [findings.read_text()]
     (out / "REPORT.md").write_text("\n".join(md))
 
 

@@ -26,6 +26,7 @@ from app.topics import RAW
 from bench.harness import BenchStack, Deployment, Sampler, loadavg
 
 PARTITIONS = 6
+STALL_AFTER = 240.0  # seconds without finishing: reported as a stall, not waited out
 
 
 async def prefill(dep: Deployment, n: int) -> None:
@@ -89,6 +90,7 @@ async def one(stack: BenchStack, workers: int, n: int) -> dict[str, Any]:
     alias = esindex.tenant_alias(dep.settings, "1")
     try:
         await dep.create_topics()
+        await dep.create_tenants(0)  # migrates the run's user database (alert rules, webhooks)
         await prefill(dep, n)
         started = time.monotonic()
         for i in range(workers):
@@ -96,7 +98,7 @@ async def one(stack: BenchStack, workers: int, n: int) -> dict[str, Any]:
         sampler = Sampler(lambda: {**dep.pids(), **stack.pids()}).start()
         first: tuple[float, int] | None = None
         count = 0
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + STALL_AFTER
         while count < n and time.monotonic() < deadline:
             try:
                 count = int((await es.count(index=alias, ignore_unavailable=True,
@@ -108,14 +110,16 @@ async def one(stack: BenchStack, workers: int, n: int) -> dict[str, Any]:
             await asyncio.sleep(0.25)
         done = time.monotonic()
         sampler.stop()
-        rebalance = await leave(dep, es, alias, count, workers) if workers > 1 else None
+        stalled = count < n
+        rebalance = (await leave(dep, es, alias, count, workers)
+                     if workers > 1 and not stalled else None)
         cpu: dict[str, float] = {}
         for s in sampler.samples:
             cpu.setdefault(s.name, 0.0)
             cpu[s.name] += s.cpu / max(1, len({x.t for x in sampler.samples}))
         worker_cpu = sum(v for k, v in cpu.items() if k.startswith("worker"))
         rate = (count - first[1]) / (done - first[0]) if first and done > first[0] else 0.0
-        return {"workers": workers, "events": n, "indexed": count,
+        return {"workers": workers, "events": n, "indexed": count, "stalled": stalled,
                 "first_doc_s": None if first is None else first[0] - started,
                 "rate": rate, "worker_cpu_pct": worker_cpu, "rebalance_s": rebalance,
                 "per_core": rate / (worker_cpu / 100) if worker_cpu else None,
@@ -141,7 +145,9 @@ def render(rows: list[dict[str, Any]]) -> str:
         first = "—" if r["first_doc_s"] is None else f"{r['first_doc_s']:.1f}"
         per_core = "—" if not r["per_core"] else f"{r['per_core']:,.0f}"
         leave_s = "—" if r.get("rebalance_s") is None else f"{r['rebalance_s']:.1f}"
-        lines.append(f"| {r['workers']} | {first} | {r['rate']:,.0f} | "
+        rate = (f"{r['rate']:,.0f}" if not r.get("stalled") else
+                f"**stalled**: {r['indexed']:,} of {r['events']:,} after {STALL_AFTER:.0f} s")
+        lines.append(f"| {r['workers']} | {first} | {rate} | "
                      f"{r['worker_cpu_pct']:.0f} | {per_core} | {leave_s} | {r['load']} |")
     lines += ["", "One worker leaves: with a 200 records/s trickle, the last worker is stopped "
               "gracefully (SIGTERM, it leaves the group); the figure is the time until every "
