@@ -143,7 +143,7 @@ def render(rows: list[dict[str, Any]]) -> str:
     ]
     for r in rows:
         first = "—" if r["first_doc_s"] is None else f"{r['first_doc_s']:.1f}"
-        per_core = "—" if not r["per_core"] else f"{r['per_core']:,.0f}"
+        per_core = "—" if not r["per_core"] or r.get("stalled") else f"{r['per_core']:,.0f}"
         leave_s = "—" if r.get("rebalance_s") is None else f"{r['rebalance_s']:.1f}"
         rate = (f"{r['rate']:,.0f}" if not r.get("stalled") else
                 f"**stalled**: {r['indexed']:,} of {r['events']:,} after {STALL_AFTER:.0f} s")
