@@ -11,7 +11,6 @@ bridge the indexing delay without a gap.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -19,11 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 
 from app.events import NS, LogEvent
 from app.settings import Settings
+from app.topic_reader import TopicReader, topic_partitions
 from app.topics import EVENTS, topic_name
 
 log = logging.getLogger(__name__)
@@ -93,17 +91,13 @@ class Ring:
             self.events.popleft()
 
 
-class TailHub:
+class TailHub(TopicReader):
     """Reads `logs.events` once for the process and fans events out to subscriptions."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.topic = topic_name(settings, EVENTS)
+        super().__init__(settings, topic_name(settings, EVENTS))
         self.subscriptions: dict[str, set[Subscription]] = {}
         self.rings: dict[str, Ring] = {}
-        self._task: asyncio.Task[None] | None = None
-        self.positions: dict[TopicPartition, int] = {}  # next offset to read, per partition
-        self.ready = asyncio.Event()
 
     # -- subscriptions --------------------------------------------------------------------
     def subscribe(self, tenant_id: str, predicate: Predicate) -> Subscription:
@@ -140,34 +134,6 @@ class TailHub:
             sub.offer(delivery)
 
     # -- the consumer ---------------------------------------------------------------------
-    def start(self) -> None:
-        """Start reading (once); retries in the background while Kafka or the topic is missing."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="tail-hub")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        delay = 0.5
-        while True:
-            try:
-                await self._consume()
-            except asyncio.CancelledError:
-                raise
-            except (KafkaError, OSError) as exc:
-                log.warning(
-                    "tail: reading %s failed (%r); retrying in %.1fs", self.topic, exc, delay
-                )
-            except Exception:  # noqa: BLE001 - the hub must outlive any one bad batch
-                log.exception("tail: unexpected error reading %s", self.topic)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-
     async def _consume(self) -> None:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_servers,
@@ -178,7 +144,7 @@ class TailHub:
         )
         await consumer.start()
         try:
-            partitions = await self._partitions()
+            partitions = await topic_partitions(self.settings, self.topic)
             consumer.assign(partitions)
             if self.positions:  # a restart after an error: go on where we stopped, all live
                 for tp in partitions:
@@ -197,7 +163,6 @@ class TailHub:
                         self._handle(record, live=record.offset >= live_from.get(tp, 0))
                         self.positions[tp] = record.offset + 1
         finally:
-            self.ready.clear()
             await consumer.stop()
 
     def _handle(self, record: ConsumerRecord[bytes, bytes], *, live: bool) -> None:
@@ -215,22 +180,6 @@ class TailHub:
             )
             return
         self.dispatch(event, live=live)
-
-    async def _partitions(self) -> list[TopicPartition]:
-        """The topic's partitions, waiting (with backoff) until the worker has created it."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_servers)
-        await admin.start()
-        try:
-            delay = 0.2
-            while True:
-                (described,) = await admin.describe_topics([self.topic])
-                ids = sorted(p["partition"] for p in described["partitions"])
-                if described["error_code"] == 0 and ids:
-                    return [TopicPartition(self.topic, p) for p in ids]
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        finally:
-            await admin.close()
 
     async def _seek_recent(
         self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
