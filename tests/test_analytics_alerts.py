@@ -10,13 +10,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from aiohttp import web
 from elasticsearch import AsyncElasticsearch
 from websockets.asyncio.client import ClientConnection, connect
 
 from app.alerting import SIGNATURE_HEADER, sign
 from tests.auth_fixtures import build_world, client_for, make_settings, running_app
+from tests.serving import served
 from tests.stream_fixtures import *  # noqa: F403
 from tests.stream_fixtures import StreamEnv, free_port, produce_raw
 
@@ -60,13 +60,7 @@ async def test_error_burst_gives_one_grouped_alert_everywhere(
     async with running_app(settings) as app:
         world = await build_world(app)
         acme = str(world.tenant_ids["acme"])
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                               lifespan="off", log_level="warning"))
-        serving = asyncio.create_task(server.serve())
-        try:
-            while not server.started:
-                await asyncio.sleep(0.05)
+        async with served(app) as port:
             async with client_for(app) as client:
                 admin = world.headers("admin")
                 created = await client.post("/api/v1/webhooks", headers=admin, json={
@@ -177,7 +171,4 @@ async def test_error_burst_gives_one_grouped_alert_everywhere(
                 tries = [d for d in log if d["alert_id"] == bodies[0]["id"]]
                 assert sorted((d["attempt"], d["status_code"], d["delivered"]) for d in tries) \
                     == [(1, 500, False), (2, 200, True)]
-        finally:
-            server.should_exit = True
-            await serving
             await runner.cleanup()

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from aiokafka import AIOKafkaProducer
 from elasticsearch import AsyncElasticsearch
 from websockets.asyncio.client import ClientConnection, connect
@@ -26,7 +25,8 @@ from app.topics import EVENTS, topic_name
 from tests.auth_fixtures import *  # noqa: F403
 from tests.auth_fixtures import World, build_world, make_settings, running_app
 from tests.search_fixtures import event, index_events
-from tests.test_kafka import create_topic, free_port
+from tests.serving import served
+from tests.test_kafka import create_topic
 
 
 @dataclass
@@ -114,21 +114,15 @@ async def tail_world(
     await create_topic(kafka_servers, topic_name(settings, EVENTS), 2)
     async with running_app(settings) as app:
         world = await build_world(app)
-        port = free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-        )
-        serving = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.05)
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_servers, linger_ms=0)
-        await producer.start()
-        try:
-            yield TailWorld(world, settings, f"ws://127.0.0.1:{port}/api/v1/tail", producer, es)
-        finally:
-            await producer.stop()
-            server.should_exit = True
-            await serving
+        async with served(app) as port:
+            producer = AIOKafkaProducer(bootstrap_servers=kafka_servers, linger_ms=0)
+            await producer.start()
+            try:
+                yield TailWorld(
+                    world, settings, f"ws://127.0.0.1:{port}/api/v1/tail", producer, es
+                )
+            finally:
+                await producer.stop()
     await es.indices.delete(index=f"{unique}-*", allow_no_indices=True)
 
 

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from aiokafka import AIOKafkaProducer
 from elasticsearch import AsyncElasticsearch
 
@@ -44,7 +43,8 @@ from app.stats import fold, snapshot_doc
 from app.topics import ALERTS, EVENTS, topic_name
 from tests.auth_fixtures import PASSWORD, World, build_world, make_settings, running_app
 from tests.search_fixtures import event, index_events
-from tests.test_kafka import create_topic, free_port
+from tests.serving import served
+from tests.test_kafka import create_topic
 
 UI = Path(__file__).resolve().parent.parent / "web" / "ui"
 SCRIPT = UI / "e2e" / "run.mjs"
@@ -200,22 +200,14 @@ async def ui_world(
         for doc in source_docs(acme + old + beta, settings):
             await es.index(index=esindex.sources_index(settings), document=doc, refresh=True)
 
-        port = free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-        )
-        serving = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.05)
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_servers, linger_ms=0)
-        await producer.start()
-        try:
-            yield UIWorld(world, settings, f"http://127.0.0.1:{port}", producer, marker,
-                          beta_marker, alerts, es)
-        finally:
-            await producer.stop()
-            server.should_exit = True
-            await serving
+        async with served(app) as port:
+            producer = AIOKafkaProducer(bootstrap_servers=kafka_servers, linger_ms=0)
+            await producer.start()
+            try:
+                yield UIWorld(world, settings, f"http://127.0.0.1:{port}", producer, marker,
+                              beta_marker, alerts, es)
+            finally:
+                await producer.stop()
     await es.indices.delete(index=f"{unique}-*", allow_no_indices=True)
 
 
