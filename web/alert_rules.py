@@ -9,7 +9,7 @@ once per `cooldown_seconds`. The worker picks changes up within `alert_rules_ref
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from starlette.requests import Request
@@ -101,11 +101,19 @@ def apply_rule(rule: AlertRule, body: dict[str, Any], *, create: bool) -> None:
     rule.updated_at = utcnow()
 
 
+Owned = TypeVar("Owned", AlertRule, Webhook)
+
+
+async def owned(session: Any, model: type[Owned], tenant_id: int, row_id: int, what: str) -> Owned:
+    """The tenant's row `row_id` of `model`; 404 when missing or another tenant's."""
+    row = await session.get(model, row_id)
+    if row is None or row.tenant_id != tenant_id:
+        raise NotFound(f"{what} {row_id} not found in this tenant")
+    return row
+
+
 async def _rule(session: Any, tenant_id: int, rule_id: int) -> AlertRule:
-    rule = await session.get(AlertRule, rule_id)
-    if rule is None or rule.tenant_id != tenant_id:
-        raise NotFound(f"alert rule {rule_id} not found in this tenant")
-    return rule
+    return await owned(session, AlertRule, tenant_id, rule_id, "alert rule")
 
 
 async def list_rules(request: Request) -> Response:
@@ -180,10 +188,7 @@ def apply_hook(hook: Webhook, body: dict[str, Any], *, create: bool) -> None:
 
 
 async def _hook(session: Any, tenant_id: int, hook_id: int) -> Webhook:
-    hook = await session.get(Webhook, hook_id)
-    if hook is None or hook.tenant_id != tenant_id:
-        raise NotFound(f"webhook {hook_id} not found in this tenant")
-    return hook
+    return await owned(session, Webhook, tenant_id, hook_id, "webhook")
 
 
 async def list_hooks(request: Request) -> Response:
