@@ -160,3 +160,24 @@ export interface AlertRule {
   created_at: string;
   updated_at: string;
 }
+
+/** `/api/v1/webhooks` (web/alert_rules.py); `secret` only in the answer to its creation. */
+export interface Webhook {
+  id: number;
+  name: string;
+  url: string;
+  enabled: boolean;
+  created_at: string;
+  secret?: string;
+}
+
+/** One delivery attempt of an alert to a webhook (`/api/v1/webhooks/{id}/deliveries`). */
+export interface WebhookDelivery {
+  id: number;
+  alert_id: string;
+  attempt: number;
+  status_code: number | null;
+  error: string | null;
+  delivered: boolean;
+  time: string;
+}

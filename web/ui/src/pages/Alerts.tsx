@@ -6,6 +6,7 @@ import { navigate } from '../router';
 import { alertExploreLink, combine, extraBaseline, featureRows, formatNumber, mergeAlert, useAlertStream, visibleAlerts } from '../alerts';
 import type { Alert, AlertStatus, Me } from '../types';
 import { RulesEditor } from '../components/RulesEditor';
+import { WebhooksPanel } from '../components/Webhooks';
 import { Empty, ErrorBox, Spinner } from '../components/Status';
 
 const STATUS_FILTERS: { value: AlertStatus | ''; label: string }[] = [
@@ -218,6 +219,7 @@ export function AlertsPage({ me }: { me: Me }) {
         )}
       </section>
       <RulesEditor canEdit={canManage} />
+      {me.permissions.includes('manage_settings') && <WebhooksPanel />}
     </section>
   );
 }

@@ -3,28 +3,10 @@ import { useCallback, useEffect, useState, type FormEvent } from 'react';
 import { api } from '../api';
 import type { ApiKey, Me, Member } from '../types';
 import { Empty, ErrorBox, Spinner } from '../components/Status';
+import { CopyButton } from '../components/CopyButton';
 
 function date(iso: string | null): string {
   return iso ? new Date(iso).toLocaleString() : '—';
-}
-
-function CopyButton({ text }: { text: string }) {
-  const [done, setDone] = useState('');
-  return (
-    <button
-      type="button"
-      onClick={async () => {
-        try {
-          await navigator.clipboard.writeText(text);
-          setDone('Copied');
-        } catch {
-          setDone('Copy failed: select the key and copy it by hand');
-        }
-      }}
-    >
-      {done || 'Copy'}
-    </button>
-  );
 }
 
 function ApiKeys({ me }: { me: Me }) {
@@ -148,6 +130,7 @@ function Users({ me }: { me: Me }) {
   const [email, setEmail] = useState('');
   const [role, setRole] = useState('viewer');
   const [password, setPassword] = useState('');
+  const [notice, setNotice] = useState('');
 
   const load = useCallback(() => {
     api<{ users: Member[] }>('/api/v1/users')
@@ -156,10 +139,12 @@ function Users({ me }: { me: Me }) {
   }, []);
   useEffect(load, [load]);
 
-  const act = async (p: Promise<unknown>) => {
+  const act = async (p: Promise<unknown>, done: string) => {
     setError(null);
+    setNotice('');
     try {
       await p;
+      setNotice(done);
       load();
     } catch (exc) {
       setError(exc);
@@ -200,6 +185,9 @@ function Users({ me }: { me: Me }) {
           Add user
         </button>
       </form>
+      <p className="notice-line" role="status" data-testid="users-notice">
+        {notice}
+      </p>
       {error !== null && <ErrorBox error={error} />}
       {users === null && error === null && <Spinner label="Loading users" />}
       {users !== null && (
@@ -217,7 +205,7 @@ function Users({ me }: { me: Me }) {
           </thead>
           <tbody>
             {users.map((u) => (
-              <tr key={u.id}>
+              <tr key={u.id} data-user={u.email} data-role={u.role}>
                 <td>{u.email}</td>
                 <td>
                   <label className="sr-only" htmlFor={`role-${u.id}`}>
@@ -227,7 +215,7 @@ function Users({ me }: { me: Me }) {
                     id={`role-${u.id}`}
                     value={u.role}
                     disabled={u.id === me.user?.id}
-                    onChange={(e) => act(api(`/api/v1/users/${u.id}`, { method: 'PATCH', body: { role: e.target.value } }))}
+                    onChange={(e) => act(api(`/api/v1/users/${u.id}`, { method: 'PATCH', body: { role: e.target.value } }), `${u.email} is now ${e.target.value === 'admin' ? 'an' : 'a'} ${e.target.value}.`)}
                   >
                     <option>viewer</option>
                     <option>member</option>
@@ -238,7 +226,7 @@ function Users({ me }: { me: Me }) {
                 <td>{date(u.last_login_at)}</td>
                 <td>
                   {u.id !== me.user?.id && (
-                    <button type="button" onClick={() => act(api(`/api/v1/users/${u.id}`, { method: 'PATCH', body: { active: !u.active } }))}>
+                    <button type="button" onClick={() => act(api(`/api/v1/users/${u.id}`, { method: 'PATCH', body: { active: !u.active } }), `${u.email} is ${u.active ? 'deactivated' : 'active again'}.`)}>
                       {u.active ? 'Deactivate' : 'Activate'}
                     </button>
                   )}
