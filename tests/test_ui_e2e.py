@@ -1,15 +1,23 @@
 """The web UI end to end: the real web app (uvicorn) over real Kafka and Elasticsearch, driven in
 Debian's Chromium by `web/ui/e2e/run.mjs` (playwright-core).
 
-The test builds two tenants with users and keys, indexes known logs (their template ids mined by
-the real `TenantMiner`, the template texts in the patterns snapshot index as the worker writes
-them) and source statistics, serves the built UI, runs the browser script, publishes a new event
-to `logs.events` when the script says it is watching the live tail, and an alert to `alerts` when
-it watches the Alerts page. The alert is the real detection's: tenant acme's checkout events
-replayed through `Windows` and a `SourceMonitor`, ending in an error burst that is also indexed,
-turned into alert documents by `app.alerting.anomaly_alert`, stored with the alert stage's
-`store_alert` and published as the detect stage publishes. Screenshots land in
-`web/ui/e2e/screenshots/`.
+The test builds two tenants with users and keys (one user is a member of both), indexes known
+logs (their template ids mined by the real `TenantMiner`, the template texts in the patterns
+snapshot index as the worker writes them) and source statistics, starts a real worker
+(`python -m app worker` on the test's topics, indices and user database), sends another known
+set of logs through the HTTP ingest API with the tenant's ingest key and waits until the worker
+has indexed them, serves the built UI and runs the browser script. When the script says it is
+watching the live tail the test sends a new log through the ingest API (worker → `logs.events` →
+tail); when it watches the Alerts page it publishes an alert to `alerts`. The alert is the real
+detection's: tenant acme's checkout events replayed through `Windows` and a `SourceMonitor`,
+ending in an error burst that is also indexed, turned into alert documents by
+`app.alerting.anomaly_alert`, stored with the alert stage's `store_alert` and published as the
+detect stage publishes (the worker's alert stage stores it too). When tenant beta's admin has
+created a webhook in the browser (pointing at a receiver in this test), the test sends beta
+error logs through the ingest API until the worker's rule (`level:error`, made through the
+rules API) fires and the worker delivers the alert; it checks the signature with the secret the page
+showed once, waits for the delivery log row and tells the script, which finds it in the page.
+Screenshots land in `web/ui/e2e/screenshots/`.
 """
 
 from __future__ import annotations
@@ -36,15 +44,24 @@ from app import esindex
 from app.alerting import Grouper, anomaly_alert, encode
 from app.anomaly import MonitorConfig, SourceMonitor, Windows
 from app.events import NS, LogEvent
+from app.models import Role
 from app.pattern_index import ensure_patterns_index, patterns_index
 from app.patterns import TenantMiner
 from app.settings import Settings
 from app.stats import fold, snapshot_doc
-from app.topics import ALERTS, EVENTS, topic_name
-from tests.auth_fixtures import PASSWORD, World, build_world, make_settings, running_app
+from app.topics import ALERTS, topic_name
+from tests.auth_fixtures import (
+    PASSWORD,
+    World,
+    build_world,
+    client_for,
+    make_settings,
+    running_app,
+)
 from tests.search_fixtures import event, index_events
 from tests.serving import served
-from tests.test_kafka import create_topic
+from tests.stream_fixtures import StreamEnv
+from tests.ui_fixtures import Receiver, add_membership, delivered, ingest, receiving, wait_indexed
 
 UI = Path(__file__).resolve().parent.parent / "web" / "ui"
 SCRIPT = UI / "e2e" / "run.mjs"
@@ -79,12 +96,26 @@ class UIWorld:
     producer: AIOKafkaProducer
     marker: str
     beta_marker: str
+    api_marker: str
     alerts: list[dict[str, Any]]
     es: AsyncElasticsearch
+    env: StreamEnv
+    receiver: Receiver
 
 
-def source_docs(events: list[LogEvent], settings: Settings) -> list[dict[str, Any]]:
-    """Sources snapshot documents as the stats agent writes them (10 s windows)."""
+# Known logs sent through the HTTP ingest API (JSON shorthand): 12, of which 3 errors.
+API_LOGS = 12
+
+
+def api_logs(marker: str) -> list[dict[str, Any]]:
+    return [{"message": f"order {i} routed {marker}", "level": "error" if i % 4 == 0 else "info",
+             "service": "api-gateway", "host": "gw-1", "attributes": {"route": "/orders"}}
+            for i in range(API_LOGS)]
+
+
+def source_docs(events: list[LogEvent]) -> list[tuple[str, dict[str, Any]]]:
+    """Sources snapshot documents (and their ids) as the stats agent writes them (10 s
+    windows)."""
     totals: dict[str, dict[str, Any]] = {}
     windows: dict[str, dict[float, dict[str, Any]]] = defaultdict(dict)
     for ev in sorted(events, key=lambda e: e.time):
@@ -95,7 +126,7 @@ def source_docs(events: list[LogEvent], settings: Settings) -> list[dict[str, An
         window["count"] += 1
         window["severity"][ev.severity] = window["severity"].get(ev.severity, 0) + 1
     return [
-        snapshot_doc(totals[key], sorted(windows[key].items()), 10) for key in totals
+        (key, snapshot_doc(totals[key], sorted(windows[key].items()), 10)) for key in totals
     ]
 
 
@@ -137,78 +168,128 @@ def detect(events: list[LogEvent], source: str) -> list[dict[str, Any]]:
     return alerts
 
 
+async def index_world(world: World, settings: Settings, es: AsyncElasticsearch, marker: str,
+                      beta_marker: str) -> list[dict[str, Any]]:
+    """Index the known logs, their templates and source statistics of both tenants; the
+    alerts the real detection raises for acme's checkout error burst."""
+    now = time.time_ns()
+    acme = [  # 40 known logs over the last 10 minutes, one source, for search and context
+        event(world, "acme", i, message=f"checkout step {i} {marker} order={1000 + i}",
+              level=("ERROR" if i % 7 == 0 else "WARN" if i % 5 == 0 else "INFO"),
+              service="checkout", host="web-1", at=now - (40 - i) * 15 * NS,
+              attributes={"region": "eu-west"})
+        for i in range(40)
+    ]
+    acme += [  # 150 more from another source: the unfiltered list needs two pages
+        event(world, "acme", 100 + i, message=f"payment authorised id={i}", service="payments",
+              host="pay-2", partition=1, at=now - (150 - i) * 4 * NS,
+              level="DEBUG" if i % 3 else "INFO")
+        for i in range(150)
+    ]
+    acme += [  # the payments template was already seen three hours ago: not new
+        event(world, "acme", 300 + i, message=f"payment authorised id={9000 + i}",
+              service="payments", host="pay-2", partition=1, at=now - 3 * 3600 * NS - i * NS)
+        for i in range(3)
+    ]
+    acme += [  # an error burst on checkout just now: the detectors' evidence
+        event(world, "acme", 400 + i, message=f"gateway timeout after {3000 + i} ms",
+              level="ERROR", service="checkout", host="web-1", at=now - 9 * NS + i * NS // 4)
+        for i in range(30)
+    ]
+    old = [  # a source that went silent two hours ago
+        event(world, "acme", 900 + i, message=f"nightly batch {i}", service="legacy-batch",
+              host="cron-9", partition=2, at=now - 2 * 3600 * NS - (5 - i) * 60 * NS)
+        for i in range(5)
+    ]
+    beta = [
+        event(world, "beta", i, message=f"beta job {i} {beta_marker}", service="beta-svc",
+              host="b-1", at=now - (20 - i) * 20 * NS)
+        for i in range(20)
+    ]
+    mined, template_docs = mine(acme + old + beta)
+    await index_events(es, settings, mined)
+    await ensure_patterns_index(es, settings)
+    for doc in template_docs:  # a fresh index: one write per tenant and template, no merge
+        await es.index(index=patterns_index(settings),
+                       id=f"{doc['tenant_id']}/{doc['template_id']}", document=doc)
+    await es.indices.refresh(index=patterns_index(settings))
+    alerts = detect(mined, f"{world.tenant_ids['acme']}/checkout/web-1")
+    assert alerts, "the error burst raised no finding"
+    await ensure_alerts_index(es, settings)
+    await ensure_sources_index(es, settings)
+    for key, doc in source_docs(acme + old + beta):  # the stats agent's ids: it updates them
+        await es.index(index=esindex.sources_index(settings), id=key, document=doc,
+                       refresh=True)
+    return alerts
+
+
 @pytest.fixture
 async def ui_world(
-    tmp_path: Path, unique: str, kafka_servers: str, es: AsyncElasticsearch
+    tmp_path: Path, unique: str, kafka_servers: str, es_url: str, es: AsyncElasticsearch
 ) -> AsyncIterator[UIWorld]:
-    settings = make_settings(
-        f"sqlite+aiosqlite:///{tmp_path / 'users.db'}",
-        tmp_path / "state",
-        topic_prefix=f"{unique}.",
-        index_prefix=f"{unique}-",
-    )
-    await create_topic(kafka_servers, topic_name(settings, EVENTS), 1)
-    await create_topic(kafka_servers, topic_name(settings, ALERTS), 1)
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'users.db'}"
+    # The worker shares the web app's topics, indices and user database (rules, webhooks);
+    # rules and webhooks reload every second and firings 1 s apart are separate alerts.
+    env = StreamEnv(unique, tmp_path, es_url, extra={
+        "LAAS_DATABASE_URL": db_url, "LAAS_ALERT_RULES_REFRESH_SECONDS": "1",
+        "LAAS_ALERT_GROUP_SECONDS": "1"})
+    settings = make_settings(db_url, tmp_path / "state", topic_prefix=f"{unique}.",
+                             index_prefix=f"{unique}-", partitions=env.settings.partitions)
+    await env.create_topics()
     marker, beta_marker = f"orderflow{uuid.uuid4().hex[:6]}", f"betaflow{uuid.uuid4().hex[:6]}"
-    async with running_app(settings) as app:
-        world = await build_world(app)
-        now = time.time_ns()
-        acme = [  # 40 known logs over the last 10 minutes, one source, for search and context
-            event(world, "acme", i, message=f"checkout step {i} {marker} order={1000 + i}",
-                  level=("ERROR" if i % 7 == 0 else "WARN" if i % 5 == 0 else "INFO"),
-                  service="checkout", host="web-1", at=now - (40 - i) * 15 * NS,
-                  attributes={"region": "eu-west"})
-            for i in range(40)
-        ]
-        acme += [  # 150 more from another source: the unfiltered list needs two pages
-            event(world, "acme", 100 + i, message=f"payment authorised id={i}", service="payments",
-                  host="pay-2", partition=1, at=now - (150 - i) * 4 * NS,
-                  level="DEBUG" if i % 3 else "INFO")
-            for i in range(150)
-        ]
-        acme += [  # the payments template was already seen three hours ago: not new
-            event(world, "acme", 300 + i, message=f"payment authorised id={9000 + i}",
-                  service="payments", host="pay-2", partition=1, at=now - 3 * 3600 * NS - i * NS)
-            for i in range(3)
-        ]
-        acme += [  # an error burst on checkout just now: the detectors' evidence
-            event(world, "acme", 400 + i, message=f"gateway timeout after {3000 + i} ms",
-                  level="ERROR", service="checkout", host="web-1", at=now - 9 * NS + i * NS // 4)
-            for i in range(30)
-        ]
-        old = [  # a source that went silent two hours ago
-            event(world, "acme", 900 + i, message=f"nightly batch {i}", service="legacy-batch",
-                  host="cron-9", partition=2, at=now - 2 * 3600 * NS - (5 - i) * 60 * NS)
-            for i in range(5)
-        ]
-        beta = [
-            event(world, "beta", i, message=f"beta job {i} {beta_marker}", service="beta-svc",
-                  host="b-1", at=now - (20 - i) * 20 * NS)
-            for i in range(20)
-        ]
-        mined, template_docs = mine(acme + old + beta)
-        await index_events(es, settings, mined)
-        await ensure_patterns_index(es, settings)
-        for doc in template_docs:  # a fresh index: one write per tenant and template, no merge
-            await es.index(index=patterns_index(settings),
-                           id=f"{doc['tenant_id']}/{doc['template_id']}", document=doc)
-        await es.indices.refresh(index=patterns_index(settings))
-        alerts = detect(mined, f"{world.tenant_ids['acme']}/checkout/web-1")
-        assert alerts, "the error burst raised no finding"
-        await ensure_alerts_index(es, settings)
-        await ensure_sources_index(es, settings)
-        for doc in source_docs(acme + old + beta, settings):
-            await es.index(index=esindex.sources_index(settings), document=doc, refresh=True)
+    api_marker = f"apiflow{uuid.uuid4().hex[:6]}"
+    try:
+        async with running_app(settings) as app:
+            world = await build_world(app)
+            await world.add_user("acme", "multi", Role.MEMBER)  # and a viewer of beta
+            await add_membership(world, "beta", "multi", Role.VIEWER)
+            async with client_for(app) as client:  # beta's rule that the webhook step fires
+                made = await client.post("/api/v1/alert-rules", headers=world.headers("b_admin"),
+                                         json={"name": "beta-errors", "query": "level:error",
+                                               "window_seconds": 2, "threshold": 0,
+                                               "cooldown_seconds": 0})
+                assert made.status_code == 201, made.text
+            env.worker()  # starts while the fixture's logs are indexed
+            alerts = await index_world(world, settings, es, marker, beta_marker)
+            async with receiving() as receiver, served(app) as port:
+                url = f"http://127.0.0.1:{port}"
+                await ingest(url, world.creds["key_ingest"], api_logs(api_marker))
+                await wait_indexed(env, es, settings, api_marker, API_LOGS)
+                producer = AIOKafkaProducer(bootstrap_servers=kafka_servers, linger_ms=0)
+                await producer.start()
+                try:
+                    yield UIWorld(world, settings, url, producer, marker, beta_marker,
+                                  api_marker, alerts, es, env, receiver)
+                finally:
+                    await producer.stop()
+    finally:
+        await env.cleanup(es)
 
-        async with served(app) as port:
-            producer = AIOKafkaProducer(bootstrap_servers=kafka_servers, linger_ms=0)
-            await producer.start()
-            try:
-                yield UIWorld(world, settings, f"http://127.0.0.1:{port}", producer, marker,
-                              beta_marker, alerts, es)
-            finally:
-                await producer.stop()
-    await es.indices.delete(index=f"{unique}-*", allow_no_indices=True)
+
+async def fire_beta_webhook(w: UIWorld, secret: str) -> str:
+    """Send beta error logs through the ingest API until the worker's rule fires and the
+    worker delivers the alert to the receiver; check its signature with `secret` (the one the
+    page showed) and wait for its delivery log row. The alert's id."""
+    deadline = time.monotonic() + 90
+    sent = 0
+    while not w.receiver.posts:
+        if time.monotonic() > deadline:
+            pytest.fail(f"no webhook delivery after {sent} error logs in 90 s\n{w.env.logs()}")
+        sent += 1
+        await ingest(w.url, w.world.creds["b_key_ingest"], [{
+            "message": f"beta job failed attempt={sent}", "level": "error",
+            "service": "beta-svc", "host": "b-1"}])
+        try:  # the rule's 2 s window closes, the alert store dispatches it
+            await asyncio.wait_for(w.receiver.arrived.wait(), 3)
+        except TimeoutError:
+            pass
+    alerts = w.receiver.signed_alerts(secret)
+    first = alerts[0]
+    assert first["tenant_id"] == str(w.world.tenant_ids["beta"]), first
+    assert first["kind"] == "rule" and "beta-errors" in first["title"], first
+    await w.env.wait(lambda: delivered(w.world, first["id"]), 30,
+                     f"the delivery of alert {first['id']} in the delivery log")
+    return str(first["id"])
 
 
 async def test_ui_end_to_end(ui_world: UIWorld) -> None:
@@ -221,47 +302,59 @@ async def test_ui_end_to_end(ui_world: UIWorld) -> None:
         "LAAS_PASSWORD": PASSWORD,
         "LAAS_ADMIN": w.world.emails["admin"],
         "LAAS_VIEWER": w.world.emails["viewer"],
+        "LAAS_MEMBER": w.world.emails["member"],
+        "LAAS_MULTI": w.world.emails["multi"],
         "LAAS_BETA": w.world.emails["b_admin"],
         "LAAS_MARKER": w.marker,
         "LAAS_BETA_MARKER": w.beta_marker,
+        "LAAS_API_MARKER": w.api_marker,
+        "LAAS_API_COUNT": str(API_LOGS),
         "LAAS_LIVE_MARKER": live_marker,
         "LAAS_ALERT_ID": w.alerts[-1]["id"],
         "LAAS_ALERT_OCCURRENCES": str(w.alerts[-1]["occurrences"]),
         "LAAS_ALERT_DETECTOR": w.alerts[-1]["detector"],
+        "LAAS_WEBHOOK_URL": w.receiver.url,
         "LAAS_SCREENSHOTS": str(SCREENSHOTS),
         "CHROMIUM": CHROMIUM,
     }
     proc = await asyncio.create_subprocess_exec(
-        node, str(SCRIPT), cwd=UI, env=env,
+        node, str(SCRIPT), cwd=UI, env=env, stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
-    assert proc.stdout is not None
+    assert proc.stdout is not None and proc.stdin is not None
     output: list[str] = []
+    started = time.monotonic()
     try:
-        async with asyncio.timeout(170):
+        async with asyncio.timeout(300):
             while line := (await proc.stdout.readline()).decode():
                 output.append(line.rstrip())
-                if line.strip() == "LIVE_READY":
-                    live = event(w.world, "acme", 5000, message=f"{live_marker} just arrived",
-                                 service="checkout", host="web-1", at=time.time_ns())
-                    topic = topic_name(w.settings, EVENTS)
-                    await w.producer.send_and_wait(topic, live.to_json(),
-                                                   key=live.source_key.encode())
+                if line.strip() == "LIVE_READY":  # through the ingest API and the worker
+                    await ingest(w.url, w.world.creds["key_ingest"], [{
+                        "message": f"{live_marker} just arrived", "level": "info",
+                        "service": "checkout", "host": "web-1"}])
                 elif line.strip() == "ALERT_READY":  # what the alert stage and detect do
                     for alert in w.alerts:
                         await store_alert(w.es, w.settings, alert)
                         await w.producer.send_and_wait(topic_name(w.settings, ALERTS),
                                                        encode(alert),
                                                        key=alert["tenant_id"].encode())
+                elif line.startswith("WEBHOOK_READY "):
+                    alert_id = await fire_beta_webhook(w, line.split(" ", 1)[1].strip())
+                    proc.stdin.write(f"WEBHOOK_DELIVERED {alert_id}\n".encode())
+                    await proc.stdin.drain()
             await proc.wait()
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
     log = "\n".join(output)
-    assert proc.returncode == 0, f"browser run failed:\n{log}"
+    assert proc.returncode == 0, f"browser run failed:\n{log}\n{w.env.logs()}"
     assert output[-1] == "OK", log
+    print(f"browser run: {time.monotonic() - started:.0f} s")
     shots = sorted(p.name for p in SCREENSHOTS.glob("*.png"))
     assert {"02-explore.png", "05-context.png", "06-live.png", "07-sources.png",
             "08-settings-admin.png", "09-settings-viewer.png", "12-patterns.png",
-            "13-alerts.png", "14-alerts-viewer.png", "15-patterns-beta.png"} <= set(shots), shots
+            "13-alerts.png", "14-alerts-viewer.png", "15-patterns-beta.png",
+            "18-ingested.png", "19-role-changed.png", "20-member-demoted.png",
+            "21-tenant-chosen.png", "22-tenant-switched.png", "23-webhooks.png",
+            "24-webhooks-dark.png"} <= set(shots), shots

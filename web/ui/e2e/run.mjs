@@ -1,11 +1,16 @@
 // End-to-end run of the web UI in Debian's Chromium (playwright-core, no browser download).
 // Started by tests/test_ui_e2e.py, which runs the real app and feeds it data; settings via env:
-//   LAAS_URL, LAAS_PASSWORD, LAAS_ADMIN, LAAS_VIEWER, LAAS_BETA (emails), LAAS_MARKER (text only
-//   tenant acme's logs hold), LAAS_BETA_MARKER (only beta's), LAAS_LIVE_MARKER (the live event),
-//   LAAS_ALERT_ID (the alert the test injects), LAAS_SCREENSHOTS (folder). Prints `STEP <name>`
-//   as it goes, `LIVE_READY` when the test should publish the live event and `ALERT_READY` when
-//   it should publish the alert; exits non-zero with the failing step on any error.
+//   LAAS_URL, LAAS_PASSWORD, LAAS_ADMIN, LAAS_VIEWER, LAAS_MEMBER (acme), LAAS_MULTI (member of
+//   acme and viewer of beta), LAAS_BETA (emails), LAAS_MARKER (text only tenant acme's logs
+//   hold), LAAS_BETA_MARKER (only beta's), LAAS_API_MARKER and LAAS_API_COUNT (acme's logs sent
+//   through the ingest API), LAAS_LIVE_MARKER (the live event), LAAS_ALERT_ID (the alert the
+//   test injects), LAAS_WEBHOOK_URL (the test's receiver), LAAS_SCREENSHOTS (folder).
+// Prints `STEP <name>` as it goes, `LIVE_READY` when the test should send the live event,
+// `ALERT_READY` when it should publish the alert and `WEBHOOK_READY <secret>` when beta's
+// webhook exists; then reads `WEBHOOK_DELIVERED <alert id>` from stdin. Exits non-zero with the
+// failing step on any error.
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
 
 const env = (name) => {
@@ -22,6 +27,9 @@ const LIVE_MARKER = env('LAAS_LIVE_MARKER');
 const ALERT_ID = env('LAAS_ALERT_ID');
 const ALERT_OCCURRENCES = env('LAAS_ALERT_OCCURRENCES');
 const ALERT_DETECTOR = env('LAAS_ALERT_DETECTOR');
+const API_MARKER = env('LAAS_API_MARKER');
+const API_COUNT = Number(env('LAAS_API_COUNT'));
+const MEMBER = env('LAAS_MEMBER');
 mkdirSync(SHOTS, { recursive: true });
 for (const name of readdirSync(SHOTS)) if (name.endsWith('.png')) rmSync(`${SHOTS}/${name}`);
 
@@ -33,6 +41,27 @@ const step = (name) => {
 const check = (ok, message) => {
   if (!ok) throw new Error(message);
 };
+
+// Lines the test writes to our stdin (answers to the READY lines).
+const received = [];
+let wake = () => {};
+const input = createInterface({ input: process.stdin });
+input.on('line', (line) => {
+  received.push(line);
+  wake();
+});
+async function fromTest(prefix, timeoutMs = 150_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const i = received.findIndex((line) => line.startsWith(prefix));
+    if (i >= 0) return received.splice(i, 1)[0];
+    if (Date.now() > deadline) throw new Error(`the test sent no ${prefix} within ${timeoutMs / 1000} s`);
+    await new Promise((resolve) => {
+      wake = resolve;
+      setTimeout(resolve, 1000);
+    });
+  }
+}
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -96,6 +125,19 @@ try {
   check((await page.locator('[data-testid=results] mark').count()) > 0, 'matches are not highlighted');
   await page.getByTestId('histogram').locator('.layer rect:not([height="0"])').first().waitFor();
   await shot(page, '02-explore');
+
+  step('logs sent through the ingest API (worker, Elasticsearch) are found');
+  await search(page, API_MARKER);
+  const apiTotal = await page.getByTestId('total').innerText();
+  check(apiTotal.startsWith(`${API_COUNT} events`), `expected ${API_COUNT} events sent through the API, got "${apiTotal}"`);
+  await search(page, `${API_MARKER} AND level:error`);
+  const apiErrors = await page.getByTestId('total').innerText();
+  check(apiErrors.startsWith(`${Math.ceil(API_COUNT / 4)} events`), `the API's error logs: "${apiErrors}"`);
+  await page.locator('[data-testid=results] .row .summary').first().click();
+  const apiRow = await page.getByTestId('results').innerText();
+  check(apiRow.includes('api-gateway') && apiRow.includes('/orders') && apiRow.includes(API_MARKER), `an ingested row lacks its service, attribute or message: ${apiRow.slice(0, 400)}`);
+  await shot(page, '18-ingested');
+  await search(page, MARKER);
 
   step('field completion and syntax error at its position');
   const box = page.getByRole('combobox', { name: /Query/ });
@@ -291,6 +333,32 @@ try {
   await page.getByRole('button', { name: 'Revoke e2e-key' }).click();
   await page.locator('tr[data-key="e2e-key"]').getByText(/^revoked/).waitFor();
 
+  step('an admin demotes a member to viewer; the member loses key management at once');
+  const member = await newPage();
+  await signIn(member, MEMBER);
+  await member.getByRole('link', { name: 'Settings' }).click();
+  await member.getByTestId('apikeys').waitFor();
+  check((await member.getByTestId('users').count()) === 0, 'a member sees the users');
+  const memberRow = page.locator(`[data-testid=users] tr[data-user="${MEMBER}"]`);
+  check((await memberRow.getAttribute('data-role')) === 'member', 'the member is not listed as member');
+  await page.getByLabel(`Role of ${MEMBER}`).selectOption('viewer');
+  await page.getByTestId('users-notice').getByText(`${MEMBER} is now a viewer.`).waitFor();
+  await page.locator(`[data-testid=users] tr[data-user="${MEMBER}"][data-role="viewer"]`).waitFor();
+  check((await page.getByLabel(`Role of ${MEMBER}`).inputValue()) === 'viewer', 'the role select does not show viewer');
+  await shot(page, '19-role-changed');
+  // the member's open page still offers the form; the API refuses at once
+  await member.getByLabel('Name').fill('after-demotion');
+  await member.getByRole('button', { name: 'Create key' }).click();
+  const refused = member.getByTestId('apikeys').getByRole('alert');
+  await refused.waitFor();
+  check(/^Not allowed: /.test(await refused.innerText()), `a demoted member's key creation: "${await refused.innerText()}"`);
+  await member.reload();
+  await member.getByTestId('viewer-note').waitFor();
+  check((await member.getByTestId('apikeys').count()) === 0, 'the demoted member still sees API keys');
+  check((await member.getByTestId('who').innerText()).endsWith('(viewer)'), `who: ${await member.getByTestId('who').innerText()}`);
+  await shot(member, '20-member-demoted');
+  await member.context().close();
+
   step('sign out');
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByRole('heading', { name: 'Sign in to LaaS' }).waitFor();
@@ -306,6 +374,7 @@ try {
   await viewer.getByTestId('viewer-note').waitFor();
   check((await viewer.getByTestId('apikeys').count()) === 0, 'viewer sees API keys');
   check((await viewer.getByTestId('users').count()) === 0, 'viewer sees users');
+  check((await viewer.getByTestId('webhooks').count()) === 0, 'viewer sees webhooks');
   await shot(viewer, '09-settings-viewer');
   step('viewer reads alerts and rules but cannot change them');
   await viewer.getByRole('link', { name: 'Alerts' }).click();
@@ -321,6 +390,48 @@ try {
   await viewer.reload();
   await viewer.getByTestId('viewer-note').waitFor();
   await viewer.context().close();
+
+  // --- a user of both tenants: choose one, then switch ----------------------------------
+  step('a user of two tenants chooses one at sign-in');
+  const multi = await newPage();
+  await multi.goto(`${URL_}/`);
+  await multi.getByLabel('Email').fill(env('LAAS_MULTI'));
+  await multi.getByLabel('Password').fill(PASSWORD);
+  await multi.getByRole('button', { name: 'Sign in' }).click();
+  const choice = multi.getByLabel('Tenant', { exact: true });
+  await choice.waitFor();
+  const offered = await choice.locator('option').allInnerTexts();
+  check(offered.length === 2 && offered.some((o) => o.includes('acme') && o.includes('member')) && offered.some((o) => o.includes('beta') && o.includes('viewer')), `tenant choice: ${offered.join(' | ')}`);
+  await choice.selectOption('acme');
+  await multi.getByRole('button', { name: 'Continue' }).click();
+  await multi.getByRole('navigation', { name: 'Pages' }).waitFor();
+  check(/· acme \(member\)$/.test(await multi.getByTestId('who').innerText()), `who after choosing acme: ${await multi.getByTestId('who').innerText()}`);
+  await search(multi, MARKER);
+  check((await multi.getByTestId('total').innerText()).startsWith('40 events'), 'acme chosen, but its logs are not found');
+  await search(multi, BETA_MARKER);
+  check((await multi.getByTestId('total').innerText()).startsWith('0 events'), 'acme chosen, yet beta logs are found');
+  await shot(multi, '21-tenant-chosen');
+  step('switch tenant: beta data, none of acme');
+  await multi.getByRole('button', { name: 'Switch tenant' }).click();
+  await multi.getByRole('heading', { name: 'Switch tenant' }).waitFor();
+  await multi.getByLabel('Password').fill(PASSWORD);
+  await multi.getByLabel('Tenant', { exact: true }).selectOption('beta');
+  await multi.getByRole('button', { name: 'Continue' }).click();
+  await multi.getByRole('navigation', { name: 'Pages' }).waitFor();
+  check(/· beta \(viewer\)$/.test(await multi.getByTestId('who').innerText()), `who after switching: ${await multi.getByTestId('who').innerText()}`);
+  await search(multi, BETA_MARKER);
+  check((await multi.getByTestId('total').innerText()).startsWith('20 events'), `beta's logs after switching: ${await multi.getByTestId('total').innerText()}`);
+  await search(multi, MARKER);
+  check((await multi.getByTestId('total').innerText()).startsWith('0 events'), 'after switching to beta, acme logs are found');
+  await search(multi, '');
+  await multi.locator('[data-testid=results] .row').first().waitFor();
+  const switched = await multi.getByTestId('results').innerText();
+  check(switched.includes(BETA_MARKER) && !switched.includes(MARKER) && !switched.includes(API_MARKER), 'after switching, the list shows acme logs');
+  await shot(multi, '22-tenant-switched');
+  await multi.getByRole('link', { name: 'Settings' }).click();
+  await multi.getByTestId('viewer-note').waitFor();
+  check((await multi.getByRole('heading', { name: 'Tenant', exact: true }).locator('..').innerText()).includes('beta'), 'Settings does not name tenant beta');
+  await multi.context().close();
 
   // --- admin of tenant beta: never sees acme's data --------------------------------------
   step('tenant beta never shows tenant acme data');
@@ -345,6 +456,39 @@ try {
   const betaPatterns = await beta.getByTestId('patterns').innerText();
   check(!betaPatterns.includes('checkout') && !betaPatterns.includes('payment') && !betaPatterns.includes(MARKER), 'beta sees acme patterns');
   await shot(beta, '15-patterns-beta');
+
+  step('webhooks: a URL the API refuses is explained, then one is created with its secret shown once');
+  await beta.getByRole('link', { name: 'Alerts' }).click();
+  const hooks = beta.getByTestId('webhooks');
+  await hooks.getByText(/^No webhooks yet/).waitFor();
+  await hooks.getByLabel('Webhook name').fill('e2e-hook');
+  await hooks.getByLabel('URL').fill('ftp://hooks.example.com/laas');
+  await hooks.getByRole('button', { name: 'Create webhook' }).click();
+  const hookError = hooks.getByRole('alert');
+  await hookError.waitFor();
+  check(/^The webhook was not created: url must be an http/.test(await hookError.innerText()), `webhook error: ${await hookError.innerText()}`);
+  check((await hooks.getByLabel('URL').getAttribute('aria-invalid')) === 'true', 'the URL field is not marked invalid');
+  await hooks.getByLabel('URL').fill(env('LAAS_WEBHOOK_URL'));
+  await hooks.getByRole('button', { name: 'Create webhook' }).click();
+  const hookSecret = await hooks.getByTestId('new-webhook').locator('code').innerText();
+  check(/^[0-9a-f]{64}$/.test(hookSecret), `the webhook secret looks wrong: "${hookSecret}"`);
+  await hooks.locator('tr[data-webhook="e2e-hook"]').getByText('enabled').waitFor();
+  await shot(beta, '23-webhooks', true);
+  await hooks.getByTestId('new-webhook').getByRole('button', { name: 'Done' }).click();
+  check((await beta.getByText(hookSecret).count()) === 0, 'the webhook secret is still shown after Done');
+  console.log(`WEBHOOK_READY ${hookSecret}`);
+  step('a rule alert from the worker is delivered: the delivery log and the alert list show it');
+  const delivered = (await fromTest('WEBHOOK_DELIVERED ')).split(' ')[1];
+  await hooks.getByRole('button', { name: 'Delivery log of e2e-hook' }).click();
+  const delivery = hooks.locator(`[data-testid=deliveries] tr[data-delivery="${delivered}"]`).first();
+  await delivery.waitFor();
+  check((await delivery.innerText()).includes('delivered (HTTP 200)'), `delivery row: ${await delivery.innerText()}`);
+  await beta.locator(`[data-testid=alerts] li[data-alert="${delivered}"]`).getByText(/beta-errors/).waitFor();
+  await shot(beta, '23-webhooks', true);
+  step('delete the webhook');
+  await hooks.getByRole('button', { name: 'Delete webhook e2e-hook' }).click();
+  await hooks.locator('tr[data-webhook="e2e-hook"]').waitFor({ state: 'detached' });
+  await hooks.getByText(/^No webhooks yet/).waitFor();
   await beta.context().close();
 
   // --- dark theme -----------------------------------------------------------------------
@@ -359,6 +503,9 @@ try {
   await alertItem(dark).locator('.alert-toggle').click();
   await alertItem(dark).getByTestId('explanation').waitFor();
   await shot(dark, '16-alerts-dark');
+  await dark.getByTestId('webhooks').getByText(/^No webhooks yet/).waitFor();
+  await dark.getByTestId('webhooks').scrollIntoViewIfNeeded();
+  await shot(dark, '24-webhooks-dark');
   step('resolve the alert; the status filter finds it');
   await alertItem(dark).getByRole('button', { name: /^Resolve alert/ }).click();
   await alertItem(dark).locator('.badge.status', { hasText: 'resolved' }).waitFor();
@@ -381,5 +528,6 @@ try {
   }
   process.exitCode = 1;
 } finally {
+  input.close();
   await browser.close();
 }
