@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from app.events import MAX_NS, DeadLetter, LogEvent, RawPosition
-from app.ingest.convert import ConversionError, from_any, record_from_json
+from app.ingest.convert import ConversionError, from_any
+from app.ingest.jsonpb import pb_record_from_json
 from app.ingest.validate import which
 from app.ingest.wire import pb
 from app.parsing import (
@@ -225,7 +226,7 @@ def _from_json(ctx: _Context, doc: object, out: Normalized, now_ns: int) -> None
     for i, item in enumerate(docs):
         index = i + 1 if many else 0
         try:
-            record = record_from_json(item)
+            record = pb_record_from_json(item)  # upb; same checks as record_from_json
         except ConversionError as exc:
             out.dead.append(dead_letter(ctx.raw, R_INVALID_RECORD, f"{exc.field}: {exc.reason}",
                                         index=index, tenant_id=ctx.tenant.id, now_ns=now_ns))

@@ -310,15 +310,18 @@ def machine() -> str:
             f"load average {load:.1f} at start; Kafka (local stack, one broker) on the same host")
 
 
-async def run(total: int, small: int, repeat: int) -> list[dict[str, Any]]:
-    """Every case `repeat` times, interleaved; each keeps its best run (the box is shared)."""
+async def run(total: int, small: int, repeat: int,
+              only: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Every case `repeat` times, interleaved; each keeps its best run (the box is shared).
+
+    `only`: server kinds to run (default all); the raw producer cases always run."""
     from app.settings import load_settings
     from app.topics import RAW, topic_name
 
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     settings = load_settings(topic_prefix=prefix)
     topic = topic_name(settings, RAW)
-    children = {kind: Child(kind, prefix) for kind in SERVERS}
+    children = {kind: Child(kind, prefix) for kind in SERVERS if not only or kind in only}
     rows = []
     try:
         for batch in BATCHES:
@@ -328,11 +331,15 @@ async def run(total: int, small: int, repeat: int) -> list[dict[str, Any]]:
             cases: dict[str, tuple[Any, tuple[Any, ...]]] = {
                 "raw": (raw, (settings, topic, recs, None)),
                 "raw/batch": (raw, (settings, topic, recs, batch)),
-                "grpclib unary": (grpc_unary, (children["grpclib"].port, recs, batch)),
-                "grpclib stream": (grpc_stream, (children["grpclib"].port, recs, batch)),
-                "grpcio unary": (grpc_unary, (children["grpcio"].port, recs, batch)),
-                "http ndjson": (http, (children["http"].port, lines, batch)),
             }
+            if "grpclib" in children:
+                port = children["grpclib"].port
+                cases["grpclib unary"] = (grpc_unary, (port, recs, batch))
+                cases["grpclib stream"] = (grpc_stream, (port, recs, batch))
+            if "grpcio" in children:
+                cases["grpcio unary"] = (grpc_unary, (children["grpcio"].port, recs, batch))
+            if "http" in children:
+                cases["http ndjson"] = (http, (children["http"].port, lines, batch))
             for _ in range(repeat):
                 for name, (case, case_args) in cases.items():
                     row[name] = max(row.get(name, 0.0), await case(*case_args))
@@ -355,11 +362,12 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [head, "|" + " --- |" * (4 + len(CASES))]
     for row in rows:
         best = max(row["raw"], row["raw/batch"])
-        cells = [f"{row[c]:,.0f} ({row[c] / best:.2f})" for c in CASES]
+        cells = [f"{row[c]:,.0f} ({row[c] / best:.2f})" if c in row else "—" for c in CASES]
         lines.append(f"| {row['batch']} | {row['records']} ({row['http records']}) | "
                      f"{row['raw']:,.0f} | {row['raw/batch']:,.0f} | " + " | ".join(cells) + " |")
+    only = f" --only {args.only}" if args.only else ""
     return (f"Run `python -m bench.ingest_gateway --records {args.records} --small {args.small}"
-            f" --repeat {args.repeat}` (best of {args.repeat}) on "
+            f" --repeat {args.repeat}{only}` (best of {args.repeat}) on "
             f"{time.strftime('%Y-%m-%d %H:%M')}.\n\nMachine: {machine()}.\n\n"
             + "\n".join(lines) + "\n")
 
@@ -371,6 +379,8 @@ def main() -> None:
                         help="records at batch size 1, and for HTTP at every size")
     parser.add_argument("--repeat", type=int, default=3, help="runs per case; the best counts")
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
+    parser.add_argument("--only", default="",
+                        help=f"comma-separated servers to run, of {', '.join(SERVERS)}")
     parser.add_argument("--serve", choices=sorted(SERVERS), help=argparse.SUPPRESS)
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -378,7 +388,8 @@ def main() -> None:
     if args.serve:
         asyncio.run(SERVERS[args.serve](args.prefix, args.port))
         return
-    table = report(asyncio.run(run(args.records, args.small, args.repeat)), args)
+    only = [k for k in args.only.split(",") if k]
+    table = report(asyncio.run(run(args.records, args.small, args.repeat, only)), args)
     print(table)
     if args.out:
         args.out.write_text(table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 from hypothesis import given, settings
@@ -202,3 +203,107 @@ def test_upb_and_betterproto_validate_alike(
             # compared as dicts: betterproto's own == trips over unset oneof members
             outcomes.append(LogRecord().parse(encode(out)).to_dict())
     assert outcomes[0] == outcomes[1]
+
+
+# --- the upb JSON fast path (app.ingest.jsonpb) against the reference converter ----------------
+
+def _outcome(convert: object, doc: object) -> object:
+    """What a converter makes of `doc`: the record as a dict, or the error's field and reason."""
+    from app.ingest.wire import encode
+
+    try:
+        record = convert(copy.deepcopy(doc))  # type: ignore[operator]
+    except ConversionError as exc:
+        return ("error", exc.field, exc.reason)
+    try:
+        data = encode(record)
+    except (ValueError, TypeError) as exc:  # e.g. a lone surrogate: both must fail alike
+        return ("unencodable", type(exc).__name__)
+    return LogRecord().parse(data).to_dict()
+
+
+def _same_as_reference(doc: object) -> None:
+    from app.ingest.jsonpb import pb_record_from_json
+
+    assert _outcome(pb_record_from_json, doc) == _outcome(record_from_json, doc)
+
+
+shorthand_keys = st.sampled_from(["message", "msg", "level", "ts", "timestamp", "time",
+                                  "service", "host", "trace_id", "span_id", "attributes",
+                                  "user", "n", ""])
+shorthand_values = st.one_of(
+    json_values, st.sampled_from(["warn", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00",
+                                  "5b8efff798038103d269b633813fc60c", "051581bf3cb55c13",
+                                  "AAECAwQFBgc=", "1767225600000", 1767225600.5, 17, 99, -3]))
+
+
+@given(st.dictionaries(shorthand_keys, shorthand_values, max_size=7))
+@settings(max_examples=400, deadline=None)
+def test_fast_json_path_matches_reference_shorthand(doc: dict[str, object]) -> None:
+    _same_as_reference(doc)
+
+
+@given(records)
+@settings(max_examples=300, deadline=None)
+def test_fast_json_path_matches_reference_full_form(record: LogRecord) -> None:
+    _same_as_reference(json.loads(record.to_json()))
+    _same_as_reference(record.to_dict())
+
+
+record_keys = st.sampled_from(["timeUnixNano", "observedTimeUnixNano", "severityNumber",
+                               "severityText", "body", "attributes", "resource", "traceId",
+                               "spanId", "flags", "scope", "eventName",
+                               "droppedAttributesCount"])
+any_json = st.recursive(
+    json_values,
+    lambda inner: st.dictionaries(st.sampled_from(["stringValue", "intValue", "boolValue",
+                                                   "doubleValue", "bytesValue", "arrayValue",
+                                                   "kvlistValue", "values"]),
+                                  inner, max_size=2),
+    max_leaves=8)
+full_values = st.one_of(
+    any_json,
+    st.sampled_from(["SEVERITY_NUMBER_WARN", "warning", "nope", "13", "AAECAwQFBgc=",
+                     "5b8efff798038103d269b633813fc60c", "2026-01-01T00:00:00Z", 2**64, -1,
+                     2**31, {"serviceName": "api", "host": "h", "schemaUrl": "u"},
+                     {"service_name": "api"}, {"name": "n", "attributes": {"a": 1}},
+                     {"attributes": {"a": {"intValue": "7"}, "b": [1, "x"]}},
+                     {"droppedAttributesCount": 3, "foo": 1}]))
+
+
+@given(st.dictionaries(record_keys, full_values, min_size=1, max_size=6))
+@settings(max_examples=400, deadline=None)
+def test_fast_json_path_matches_reference_on_odd_full_forms(doc: dict[str, object]) -> None:
+    _same_as_reference(doc)
+
+
+def test_fast_json_path_builds_upb_records_for_plain_input() -> None:
+    from app.ingest.jsonpb import pb_record_from_json
+    from app.ingest.wire import is_pb
+
+    short = pb_record_from_json({"message": "hi", "level": "warn", "ts": 1767225600,
+                                 "service": "api", "host": "h", "user": "u1"})
+    full = pb_record_from_json(json.loads(LogRecord(
+        severity_number=13, body=AnyValue(string_value="x"),
+        attributes={"n": AnyValue(int_value=3)},
+        resource=Resource(service_name="api")).to_json()))
+    assert is_pb(short) and is_pb(full)
+    assert (short.body.string_value, short.severity_text, short.time_unix_nano) == \
+        ("hi", "warn", 1767225600 * NS)
+    assert (short.resource.service_name, short.attributes["user"].string_value) == ("api", "u1")
+    assert (full.severity_number, full.attributes["n"].int_value) == (13, 3)
+
+
+def test_fast_json_path_errors_name_the_field() -> None:
+    from app.ingest.jsonpb import pb_record_from_json
+
+    for doc, field in (({"message": "x", "ts": "yesterday"}, "ts"),
+                       ({"message": "x", "level": 1.5}, "level"),
+                       ({"body": "x", "severityNumber": "loud"}, "severityNumber"),
+                       ({"body": "x", "colour": 1}, "colour"), ([1], "record")):
+        try:
+            pb_record_from_json(doc)
+        except ConversionError as exc:
+            assert exc.field == field, (doc, exc)
+        else:
+            raise AssertionError(f"{doc} accepted")

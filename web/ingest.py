@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from app.gateway import otlp_response
 from app.ingest.auth import DatabaseVerifier, Principal
-from app.ingest.convert import ConversionError, from_otlp, otlp_from_json, record_from_json
+from app.ingest.convert import ConversionError, from_otlp, otlp_from_json
 from app.ingest.errors import (
     BatchRejected,
     IngestError,
@@ -26,6 +26,7 @@ from app.ingest.errors import (
     Unauthenticated,
     Unavailable,
 )
+from app.ingest.jsonpb import pb_record_from_json
 from app.ingest.service import IngestService, Item
 from app.settings import Settings
 from protos.opentelemetry.proto.collector.logs.v1 import ExportLogsServiceRequest
@@ -131,10 +132,10 @@ def parse_records(media: str, data: bytes) -> tuple[list[Item], str, list[int]]:
                 items.append(ConversionError("line", f"not valid UTF-8 at byte {exc.start}"))
                 continue
             if media == "text/plain":
-                items.append(record_from_json({"message": text}))
+                items.append(pb_record_from_json({"message": text}))
                 continue
             try:
-                items.append(record_from_json(json.loads(text)))
+                items.append(pb_record_from_json(json.loads(text)))
             except json.JSONDecodeError as exc:
                 items.append(ConversionError("line", f"not JSON: {exc.msg} at column {exc.colno}"))
             except ConversionError as exc:
@@ -148,7 +149,7 @@ def parse_records(media: str, data: bytes) -> tuple[list[Item], str, list[int]]:
     out: list[Item] = []
     for d in docs:
         try:
-            out.append(record_from_json(d))
+            out.append(pb_record_from_json(d))
         except ConversionError as exc:
             out.append(exc)
     return out, "index", list(range(len(out)))

@@ -32,6 +32,8 @@ _RECORD_KEYS = frozenset({"timeUnixNano", "observedTimeUnixNano", "severityNumbe
                           "severityText", "body", "attributes", "resource", "traceId", "spanId",
                           "flags", "scope", "eventName", "droppedAttributesCount"})
 _SHORTHAND_KEYS = {"message", "msg", "level", "ts", "timestamp", "time", "service", "host"}
+RECORD_KEYS = _RECORD_KEYS  # the top-level fields of the JSON form (app.ingest.jsonpb)
+SHORTHAND_KEYS = frozenset(_SHORTHAND_KEYS)
 INT64 = 2**63
 
 
@@ -144,6 +146,9 @@ def _id_bytes(field: str, value: str) -> str:
     return value
 
 
+id_bytes = _id_bytes
+
+
 def _any_json(value: object) -> object:
     """A JSON attribute/body value as AnyValue JSON; `{"stringValue": ...}` forms pass as is."""
     if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in ANY_KEYS:
@@ -230,13 +235,17 @@ def _severity_name(value: str) -> int:
     return number
 
 
+severity_from_name = _severity_name
+
+
 def record_from_json(doc: object) -> LogRecord:
     """A record from its JSON form (proto3 JSON of LogRecord) or the shorthand.
 
     The shorthand is `{"message", "level", "ts", "service", "host", "attributes", ...}`; other
     keys become attributes. In the full form attribute and body values may be plain JSON values
     as well as AnyValue objects, and trace/span ids hex as well as base64.
-    Raises `ConversionError`.
+    Raises `ConversionError`. This is the reference (betterproto) converter; the hot paths use
+    `app.ingest.jsonpb.pb_record_from_json`, which gives the same results as upb messages.
     """
     if not isinstance(doc, dict):
         raise ConversionError("record", "a JSON object expected")
@@ -269,7 +278,7 @@ def record_from_json(doc: object) -> LogRecord:
     except ConversionError:
         raise
     except (ValueError, TypeError, KeyError, AttributeError, binascii.Error, struct.error,
-            OverflowError) as exc:
+            OverflowError, AssertionError) as exc:  # betterproto asserts on some shapes
         raise ConversionError("record", f"not a LogRecord: {exc}") from exc
 
 
