@@ -163,3 +163,96 @@ def test_monitor_state_round_trip_and_size() -> None:
     assert restored.windows == monitor.windows
     fresh = SourceMonitor.restore(light, None)
     assert not fresh.hst.ready and fresh.explicit[0].ready
+
+
+def errors_window(rng: random.Random, errors: int, others: int) -> Features:
+    acc = WindowAccumulator(0.0)
+    for i in range(errors + others):
+        acc.add("ERROR" if i < errors else "INFO", f"t{i % 3}", False, "x" * 40)
+    return acc.features()
+
+
+def poisson(rng: random.Random, lam: float) -> int:
+    """Knuth's method (small lambda): the count a steady source sends in a window."""
+    limit, k, p = math.exp(-lam), 0, rng.random()
+    while p > limit:
+        k += 1
+        p *= rng.random()
+    return k
+
+
+def noisy(rng: random.Random) -> Features:
+    """A source already noisy in errors: ~40 events a window, about 60 % of them errors, and
+    the share wanders (0.45-0.75) as the application goes through phases."""
+    share = 0.6 + 0.15 * math.sin(rng.random() * 2 * math.pi)
+    n = poisson(rng, 40.0)
+    errors = sum(rng.random() < share for _ in range(n))
+    return errors_window(rng, errors, n - errors)
+
+
+def test_error_burst_found_within_two_windows_on_a_noisy_source() -> None:
+    rng = random.Random(11)
+    det = ErrorBurstDetector()
+    for _ in range(400):
+        det.learn_one(noisy(rng))
+    base = det.baseline()
+    mean, std = base["mean_count_error"], base["std_count_error"]
+    assert 20 < mean < 30 and std > 5  # noisy: far wider than Poisson's sqrt(mean)
+    det.learn_one(errors_window(rng, round(mean), 16))  # an ordinary window before the burst
+    # 20 extra errors a window, under 3 standard deviations: not enough on one window ...
+    first = errors_window(rng, round(mean) + 20, 16)
+    assert det.score_one(first) <= det.threshold()
+    det.learn_one(first)  # the monitor learns a window nothing fired on
+    # ... but two such windows in a row are a burst
+    second = errors_window(rng, round(mean) + 20, 16)
+    assert det.score_one(second) > det.threshold()
+    assert det.baseline()["previous_count_error"] == first["count_error"]
+
+
+def test_error_burst_quiet_on_a_steady_noisy_source() -> None:
+    monitor = SourceMonitor("t/ssh/h", MonitorConfig(hst_window=20, hst_warmup=40))
+    rng = random.Random(7)
+    from app.anomaly import Window
+    fired = []
+    for i in range(2000):  # 5.5 hours of 10 s windows
+        findings = monitor.observe(Window("t/ssh/h", i * 10.0, i * 10.0 + 10, noisy(rng)))
+        fired += [i for f in findings if f.detector == "error_burst"]
+    assert len(fired) < 2000 / 360, fired  # target: under 1 false alert per source-hour
+
+
+def test_error_burst_recurring_errors_become_normal() -> None:
+    """12 errors every 33 windows on a source that otherwise has none: alerting at first,
+    then the usual peak (median of 10-minute maxima) holds them and they stop alerting."""
+    monitor = SourceMonitor("t/zk/h", MonitorConfig(hst_window=20, hst_warmup=40))
+    rng = random.Random(3)
+    from app.anomaly import Window
+    fired = []
+    for i in range(1440):  # 4 hours
+        errors = 12 if i % 33 == 20 else 0
+        f = errors_window(rng, errors, poisson(rng, 60.0))
+        fired += [i for x in monitor.observe(Window("t/zk/h", i * 10.0, i * 10.0 + 10, f))
+                  if x.detector == "error_burst"]
+    assert fired and fired[0] < 360  # news at first ...
+    assert not [i for i in fired if i >= 720]  # ... then the source's normal
+    det = monitor.explicit[3]
+    assert isinstance(det, ErrorBurstDetector) and det.baseline()["usual_peak"] == 12.0
+    burst = errors_window(rng, 40, 60)  # a real burst on that source still counts
+    assert det.score_one(burst) > det.threshold()
+
+
+def test_error_burst_state_of_the_first_version_restores() -> None:
+    """A snapshot written before the two-window rule (the spike rule on count_error) still
+    restores: its baseline is kept, the current rule applies."""
+    old = VolumeSpikeDetector(z=8.0, ratio=3.0, feature="count_error")
+    rng = random.Random(2)
+    for _ in range(100):
+        old.learn_one(noisy(rng))
+    det = ErrorBurstDetector.__new__(ErrorBurstDetector)
+    det.__setstate__(dict(old.__dict__))  # what unpickling an old ErrorBurstDetector does
+    assert det.ready and det.baseline()["mean_count_error"] == old.count.mean
+    assert det.z == ErrorBurstDetector().z and det.previous is None
+    f = noisy(rng)
+    assert math.isfinite(det.score_one(f))
+    det.learn_one(f)
+    clone = pickle.loads(pickle.dumps(det))
+    assert clone.score_one(f) == det.score_one(f)

@@ -4,7 +4,9 @@
 its warm-up and cooldown) yields a `Finding` carrying the feature values, the detector's
 baseline, the score and the threshold, and sample events. Windows that fired are not learnt
 from (an incident must not become the new normal), unless that goes on for longer than
-`max_unlearnt` windows in a row: then the level shift is accepted.
+`max_unlearnt` windows in a row: then the level shift is accepted. Detectors that keep state
+about the stream itself (`SeesSkippedWindows`: the error-burst detector's previous window and
+usual peaks) are shown the windows they are not taught.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from app.anomaly.detectors import (
     ErrorBurstDetector,
     NewErrorTemplateDetector,
+    SeesSkippedWindows,
     SilentSourceDetector,
     ThresholdDetector,
     VolumeSpikeDetector,
@@ -39,8 +42,9 @@ class MonitorConfig:
     silent_min_expected: float = 8.0
     spike_z: float = 6.0
     spike_ratio: float = 3.0
-    error_z: float = 8.0
-    error_ratio: float = 3.0
+    error_z: float = 5.0  # one window
+    error_pair_z: float = 3.0  # two windows in a row
+    error_ratio: float = 1.5
     cooldown: int = 6  # windows before the same detector may fire again for this source
     max_unlearnt: int = 30
     seed: int = 42
@@ -91,7 +95,8 @@ class SourceMonitor:
             SilentSourceDetector(min_expected=cfg.silent_min_expected, warmup=cfg.warmup),
             NewErrorTemplateDetector(warmup=cfg.warmup),
             VolumeSpikeDetector(z=cfg.spike_z, ratio=cfg.spike_ratio, warmup=cfg.warmup),
-            ErrorBurstDetector(z=cfg.error_z, ratio=cfg.error_ratio, warmup=cfg.warmup),
+            ErrorBurstDetector(z=cfg.error_z, pair_z=cfg.error_pair_z, ratio=cfg.error_ratio,
+                               warmup=cfg.warmup),
         ]
         self._cooldown_until: dict[str, float] = {}
         self.unlearnt = 0
@@ -123,6 +128,9 @@ class SourceMonitor:
             ))
         if anomalous and self.unlearnt < self.config.max_unlearnt:
             self.unlearnt += 1
+            for det in self.detectors:
+                if isinstance(det, SeesSkippedWindows):
+                    det.skip_one(f)
         else:
             self.unlearnt = 0
             for det in self.detectors:
