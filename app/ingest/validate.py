@@ -14,6 +14,9 @@ from protos.laas.v1 import AnyValue, Resource
 NS = 1_000_000_000
 MAX_DEPTH = 8  # nesting of array / kvlist values
 UNKNOWN_SERVICE = "unknown_service"
+IDEMPOTENCY_KEY_MAX = 128
+IDEMPOTENCY_KEY_CHARS = "A-Z a-z 0-9 . _ - :"
+_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-:")
 
 @dataclass(frozen=True)
 class Limits:
@@ -94,11 +97,17 @@ def _check_attributes(
     if len(attributes) > limits.max_attributes:
         raise RecordRejected(index, field, f"{len(attributes)} attributes, at most "
                              f"{limits.max_attributes} allowed")
-    for key, value in attributes.items():
+    # In key order: a upb map iterates in no particular order, and with several bad entries
+    # the one reported must not depend on the runtime (or on the hash seed).
+    for key, value in sorted(attributes.items(), key=_first):
         if not key:
             raise RecordRejected(index, field, "empty attribute key")
         _check_text(index, f"{field}.{key[:64]}", key, limits.max_key_length)
         _check_value(index, f"{field}.{key[:64]}", value, limits, depth)
+
+
+def _first(item: tuple[str, Any]) -> str:
+    return item[0]
 
 
 def _normalise_resource(record: Any, default: Any) -> Any:
@@ -192,3 +201,19 @@ def _check_size(index: int, size: int, limits: Limits) -> None:
     if size > limits.max_record_bytes:
         raise RecordRejected(index, "record", f"{size} bytes, at most "
                              f"{limits.max_record_bytes} allowed")
+
+
+def idempotency_key_problem(key: str) -> str | None:
+    """Why `key` is not a valid batch idempotency key, or None when it is.
+
+    1 to `IDEMPOTENCY_KEY_MAX` characters of `IDEMPOTENCY_KEY_CHARS` (a UUID, a ULID, a
+    base64url or hex token all fit); no `/`, which separates the parts of a document id.
+    """
+    if not key:
+        return f"empty; 1-{IDEMPOTENCY_KEY_MAX} characters of {IDEMPOTENCY_KEY_CHARS} allowed"
+    if len(key) > IDEMPOTENCY_KEY_MAX:
+        return f"{len(key)} characters, at most {IDEMPOTENCY_KEY_MAX} allowed"
+    for i, ch in enumerate(key):
+        if ch not in _KEY_CHARS:
+            return f"character {ch!r} at position {i} not allowed; use {IDEMPOTENCY_KEY_CHARS}"
+    return None
