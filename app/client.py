@@ -8,6 +8,10 @@ Records are batched by a background thread; `emit` never blocks and never raises
 buffer (`capacity` records) is full the oldest records are dropped and counted in `dropped`.
 Failed sends are retried with exponential backoff; `close()` (called by `logging.shutdown` at
 exit) flushes for at most `close_timeout` seconds.
+
+Every batch carries an idempotency key (HTTP header `Idempotency-Key`, gRPC metadata
+`idempotency-key`), the same on each retry of that batch: when a send failed although the
+server had stored the records, the retry overwrites them in the index instead of duplicating.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import logging
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -59,20 +64,31 @@ class Shipper:
         self._http: httpx.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._channel: Any = None
+        self._last: tuple[Sequence[LogRecord], str] | None = None
 
-    def push(self, records: Sequence[LogRecord]) -> PushResult:
-        """Send one batch; raises `SendError`."""
+    def push(self, records: Sequence[LogRecord], *, key: str | None = None) -> PushResult:
+        """Send one batch; raises `SendError`.
+
+        `key` is the batch's idempotency key: pass the same one on every retry of the batch
+        (`new_batch_key()` makes one). Without it, a push of the very same sequence object as
+        the previous call reuses that call's key (a retry loop like `laas send`'s), and any
+        other batch gets a new key.
+        """
+        if key is None:
+            key = self._last[1] if self._last and self._last[0] is records else new_batch_key()
+        self._last = (records, key)
         if self.url.startswith("grpc://"):
-            return self._push_grpc(records)
-        return self._push_http(records)
+            return self._push_grpc(records, key)
+        return self._push_http(records, key)
 
-    def _push_http(self, records: Sequence[LogRecord]) -> PushResult:
+    def _push_http(self, records: Sequence[LogRecord], key: str) -> PushResult:
         if self._http is None:
             self._http = httpx.Client(timeout=self.timeout)
         body = "\n".join(json.dumps(r.to_dict()) for r in records)
         try:
             r = self._http.post(f"{self.url}/api/v1/logs", content=body.encode(), headers={
-                "content-type": "application/x-ndjson", "x-api-key": self.api_key})
+                "content-type": "application/x-ndjson", "x-api-key": self.api_key,
+                "idempotency-key": key})
         except httpx.HTTPError as exc:
             raise SendError(f"{self.url}: {exc!r}", retry=True) from exc
         if r.status_code in (429, 502, 503, 504) or r.status_code >= 500:
@@ -86,7 +102,7 @@ class Shipper:
                           [f"line {e['line']}: {e['field']}: {e['reason']}"
                            for e in out["errors"]])
 
-    def _push_grpc(self, records: Sequence[LogRecord]) -> PushResult:
+    def _push_grpc(self, records: Sequence[LogRecord], key: str) -> PushResult:
         from grpclib.client import Channel
         from grpclib.const import Status
         from grpclib.exceptions import GRPCError
@@ -100,7 +116,8 @@ class Shipper:
         async def call() -> Any:
             if self._channel is None:
                 self._channel = Channel(host or "127.0.0.1", int(port or 4317))
-            stub = LogIngestStub(self._channel, metadata={"x-api-key": self.api_key},
+            stub = LogIngestStub(self._channel, metadata={"x-api-key": self.api_key,
+                                                          "idempotency-key": key},
                                  timeout=self.timeout)
             return await stub.push(LogBatch(records=list(records)))
 
@@ -122,6 +139,11 @@ class Shipper:
             self._channel.close()
         if self._loop is not None:
             self._loop.close()
+
+
+def new_batch_key() -> str:
+    """A fresh idempotency key for one batch (32 hex digits)."""
+    return uuid.uuid4().hex
 
 
 def to_record(record: logging.LogRecord, message: str) -> LogRecord:
@@ -212,15 +234,13 @@ class LaasHandler(logging.Handler):
             out.append(snap)
         return out
 
-    def _give_back(self, batch: list[Any]) -> None:
-        with self._mutex:
-            room = self._capacity - len(self._buffer)
-            keep = batch[-room:] if room > 0 else []  # newest first to survive
-            self.dropped += len(batch) - len(keep)
-            self._buffer.extendleft(reversed(keep))
-
     def _run(self) -> None:
         backoff = 0.0
+        # The batch being sent: kept whole, with its idempotency key, until it is answered for
+        # good, so every retry is the same batch under the same key (not merged with newer
+        # records); it is held outside the buffer, which keeps filling meanwhile.
+        pending: list[LogRecord] = []
+        key = ""
         while True:
             wait = backoff or self.flush_interval
             if self._closing:
@@ -229,34 +249,40 @@ class LaasHandler(logging.Handler):
             self._wake.clear()
             if self._closing and time.monotonic() > self._deadline:
                 break
-            batch = self._take()
-            if not batch:
-                self._idle.set()
-                if self._closing:
-                    break
-                backoff = 0.0
-                continue
+            if not pending:
+                batch = self._take()
+                if not batch:
+                    self._idle.set()
+                    if self._closing:
+                        break
+                    backoff = 0.0
+                    continue
+                try:
+                    pending = self._records(batch)
+                except Exception:  # noqa: BLE001 - a record that cannot be built
+                    self.failed += len(batch)
+                    continue
+                key = new_batch_key()
             try:
-                batch = self._records(batch)
-                result = self.shipper.push(batch)
+                result = self.shipper.push(pending, key=key)
             except SendError as exc:
                 if exc.retry:
-                    self._give_back(batch)
                     backoff = exc.retry_after or min(self.max_backoff, max(0.2, backoff * 2))
                 else:
-                    self.failed += len(batch)
+                    self.failed += len(pending)
+                    pending = []
                 continue
             except Exception:  # noqa: BLE001 - keep the shipper thread alive
-                self._give_back(batch)
                 backoff = min(self.max_backoff, max(0.2, backoff * 2))
                 continue
             backoff = 0.0
+            pending = []
             self.sent += result.accepted
             self.rejected += result.rejected
             if self._buffer:
                 self._wake.set()
         with self._mutex:
-            self.failed += len(self._buffer)
+            self.failed += len(self._buffer) + len(pending)
             self._buffer.clear()
         self._idle.set()
         self.shipper.close()

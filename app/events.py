@@ -1,8 +1,9 @@
 """The records between stages: `LogEvent` on `logs.events`, `DeadLetter` on `logs.deadletter`.
 
 Both travel as compact JSON (UTF-8). A `LogEvent` carries the position of the raw record it came
-from; `doc_id` turns that position into the Elasticsearch `_id`, which is what makes retries,
-worker crashes and replays idempotent in the index.
+from and, when the producer gave one, its batch identity (idempotency key and index in the
+batch); `doc_id` turns these into the Elasticsearch `_id`, which is what makes retries, worker
+crashes, replays and resent client batches idempotent in the index.
 """
 
 from __future__ import annotations
@@ -35,6 +36,17 @@ class RawPosition:
         return f"{base}/{self.index}" if self.index else base
 
 
+def batch_doc_id(tenant_id: str, batch_key: str, batch_index: int, array_index: int = 0) -> str:
+    """The `_id` of a record that came with a batch idempotency key.
+
+    `batch/{tenant}/{key}/{index in the batch}[/{index in a JSON array}]`: the same on every
+    resend of the batch, whatever Kafka offsets the copies got, and scoped to the tenant so two
+    tenants' keys never meet. Keys are validated to contain no `/`.
+    """
+    base = f"batch/{tenant_id}/{batch_key}/{batch_index}"
+    return f"{base}/{array_index}" if array_index else base
+
+
 @dataclass(frozen=True)
 class LogEvent:
     """One normalised log event (the value of `logs.events`).
@@ -63,6 +75,8 @@ class LogEvent:
     format: str = ""  # protobuf | json | text
     source: str = ""  # gateway | http | kafka
     size: int = 0  # bytes of the raw record
+    batch_key: str = ""  # the producer's idempotency key of the record's batch ("" if none)
+    batch_index: int = 0  # the record's position in that batch
 
     @property
     def source_key(self) -> str:
@@ -70,6 +84,10 @@ class LogEvent:
         return f"{self.tenant_id}/{self.service}/{self.host}"
 
     def doc_id(self) -> str:
+        """The Elasticsearch `_id`: from the batch identity when the record has one (a resent
+        batch overwrites its first copy), else from the raw position (`RawPosition.doc_id`)."""
+        if self.batch_key:
+            return batch_doc_id(self.tenant_id, self.batch_key, self.batch_index, self.raw.index)
         return self.raw.doc_id()
 
     def to_json(self) -> bytes:

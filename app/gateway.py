@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 PUSH = "/laas.v1.LogIngest/Push"
 PUSH_STREAM = "/laas.v1.LogIngest/PushStream"
 OTLP_EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+IDEMPOTENCY_METADATA = "idempotency-key"  # a unary call's batch key (docs/ingest.md)
 
 
 class Raw:
@@ -144,24 +145,34 @@ class Gateway:
 
         return handle
 
-    async def _push_one(self, principal: Principal, data: bytes) -> PushAck:
+    async def _push_one(self, principal: Principal, data: bytes,
+                        metadata_key: str | None = None) -> PushAck:
         try:
-            items, sizes, resource, batch_id = decode_batch(data)
+            items, sizes, resource, batch_id, field_key = decode_batch(data)
         except ConversionError as exc:
             raise BatchRejected(str(exc)) from exc
+        key = self.service.check_idempotency_key(
+            (IDEMPOTENCY_METADATA, metadata_key),
+            ("LogBatch.idempotency_key", field_key or None))
         self.service.check_batch(len(items), len(data))
         return await self.service.push(principal, items, sizes=sizes, default_resource=resource,
-                                       batch_id=batch_id, source="gateway")
+                                       batch_id=batch_id, source="gateway",
+                                       idempotency_key=key)
 
     async def _push(self, stream: Stream[Any, Any], principal: Principal) -> None:
         data = await stream.recv_message()
-        await stream.send_message(await self._push_one(principal, data or b""))
+        await stream.send_message(await self._push_one(principal, data or b"",
+                                                       _metadata_key(stream)))
 
     async def _push_stream(self, stream: Stream[Any, Any], principal: Principal) -> None:
+        if _metadata_key(stream) is not None:
+            raise BatchRejected(f"{IDEMPOTENCY_METADATA} metadata names one batch; on "
+                                "PushStream set LogBatch.idempotency_key on each batch")
         async for data in stream:
             await stream.send_message(await self._push_one(principal, data))
 
     async def _export(self, stream: Stream[Any, Any], principal: Principal) -> None:
+        key = self.service.check_idempotency_key((IDEMPOTENCY_METADATA, _metadata_key(stream)))
         data = await stream.recv_message() or b""
         try:
             request = ExportLogsServiceRequest().parse(data)
@@ -169,8 +180,18 @@ class Gateway:
             raise BatchRejected(f"not an ExportLogsServiceRequest: {exc!r}") from exc
         records = list(from_otlp(request))
         self.service.check_batch(len(records), len(data))
-        ack = await self.service.push(principal, records, source="gateway")
+        ack = await self.service.push(principal, records, source="gateway",
+                                      idempotency_key=key)
         await stream.send_message(otlp_response(ack))
+
+
+def _metadata_key(stream: Stream[Any, Any]) -> str | None:
+    """The `idempotency-key` request metadata (None when absent)."""
+    if not stream.metadata:
+        return None
+    value = next((v for k, v in stream.metadata.items()
+                  if k.lower() == IDEMPOTENCY_METADATA), None)
+    return value if isinstance(value, str) else None
 
 
 def otlp_response(ack: PushAck) -> ExportLogsServiceResponse:

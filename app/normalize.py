@@ -19,7 +19,7 @@ from typing import Protocol
 from app.events import MAX_NS, DeadLetter, LogEvent, RawPosition
 from app.ingest.convert import ConversionError, from_any
 from app.ingest.jsonpb import pb_record_from_json
-from app.ingest.validate import which
+from app.ingest.validate import idempotency_key_problem, which
 from app.ingest.wire import pb
 from app.parsing import (
     UNKNOWN,
@@ -43,6 +43,9 @@ H_SOURCE = "laas-source"
 H_API_KEY = "laas-api-key"
 H_SERVICE = "laas-service"
 H_HOST = "laas-host"
+H_BATCH_KEY = "laas-batch-key"
+H_BATCH_INDEX = "laas-batch-index"
+MAX_BATCH_INDEX = 2**31 - 1
 UNKNOWN_SERVICE = "unknown_service"
 INGEST_SCOPES = frozenset({"ingest", "admin"})
 MAX_ARRAY_RECORDS = 10_000
@@ -144,6 +147,28 @@ def bind_tenant(raw: RawMessage, principal: KeyOwner | None) -> Tenant | tuple[s
     return R_MISSING_TENANT, "no laas-tenant-id header (ingest stamp) and no laas-api-key header"
 
 
+def batch_identity(raw: RawMessage) -> tuple[str, int, str]:
+    """(idempotency key, index in the batch, problem) from the `laas-batch-key` and
+    `laas-batch-index` headers; ("", 0, "") without a key.
+
+    The gateway and HTTP ingest stamp them; direct producers may set them too (the index
+    defaults to 0). An invalid key or index is not a dead letter: the record keeps its raw
+    position as identity, and `problem` says why (attribute `laas.invalid_batch_key`).
+    """
+    if H_BATCH_KEY not in raw.headers:
+        return "", 0, ""
+    key = raw.header(H_BATCH_KEY)
+    problem = idempotency_key_problem(key)
+    if problem:
+        return "", 0, f"{H_BATCH_KEY}: {problem}"
+    index = raw.header(H_BATCH_INDEX) or "0"
+    if not (index.isascii() and index.isdigit() and len(index) <= 10) \
+            or int(index) > MAX_BATCH_INDEX:
+        return "", 0, (f"{H_BATCH_INDEX}: {index[:40]!r} is not a record index "
+                       f"(0..{MAX_BATCH_INDEX})")
+    return key, int(index), ""
+
+
 def normalize(raw: RawMessage, principal: KeyOwner | None = None, *, now_ns: int,
               limits: Limits | None = None) -> Normalized:
     """Turn one raw record into events (and dead letters); never raises."""
@@ -167,8 +192,10 @@ def _normalize(raw: RawMessage, principal: KeyOwner | None, now_ns: int,
         out.dead.append(dead_letter(raw, R_EMPTY, "empty record value", tenant_id=tenant.id,
                                     now_ns=now_ns))
         return out
+    batch_key, batch_index, batch_problem = batch_identity(raw)
     ctx = _Context(raw, tenant, limits, observed=_observed(raw, now_ns),
-                   source=raw.header(H_SOURCE) or "kafka")
+                   source=raw.header(H_SOURCE) or "kafka", batch_key=batch_key,
+                   batch_index=batch_index, batch_problem=batch_problem)
     ctype = raw.header(H_CONTENT_TYPE).lower()
     if "protobuf" in ctype:
         try:  # the C-backed (upb) classes: ~100x faster than betterproto's parse
@@ -271,6 +298,9 @@ class _Context:
     limits: Limits
     observed: int
     source: str
+    batch_key: str = ""
+    batch_index: int = 0
+    batch_problem: str = ""
 
     def event(self, *, index: int, fmt: str, message: str, time: int | None, severity: int,
               service: str, host: str, attributes: dict[str, str | list[str]],
@@ -282,6 +312,8 @@ class _Context:
             time = self.observed
         if not severity:
             severity = severity_in_line(message)
+        if self.batch_problem:
+            attributes["laas.invalid_batch_key"] = self.batch_problem
         dropped = len(attributes) - self.limits.max_attributes
         if dropped > 0:
             attributes = dict(list(attributes.items())[: self.limits.max_attributes])
@@ -296,6 +328,7 @@ class _Context:
             raw=RawPosition(self.raw.topic, self.raw.partition, self.raw.offset, index),
             attributes=attributes, trace_id=trace_id,
             span_id=span_id, format=fmt, source=self.source, size=len(self.raw.value or b""),
+            batch_key=self.batch_key, batch_index=self.batch_index,
         )
 
     def from_record(self, record: LogRecord | pb.LogRecord, fmt: str, index: int) -> LogEvent:

@@ -35,6 +35,8 @@ NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl
                 "application/x-jsonlines", "application/json-lines", "text/plain"}
 JSON_TYPE = "application/json"
 PROTOBUF_TYPES = {"application/x-protobuf", "application/protobuf"}
+# The batch's idempotency key: the same on every retry of one request body (docs/ingest.md).
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 def ingest_service(request: Request) -> IngestService:
@@ -160,13 +162,15 @@ async def post_logs(request: Request) -> Response:
     service = ingest_service(request)
     try:
         principal = await service.authenticate(_headers(request))
+        key = service.check_idempotency_key(
+            (IDEMPOTENCY_HEADER, request.headers.get(IDEMPOTENCY_HEADER)))
         media = _media_type(request)
         if media not in NDJSON_TYPES and media != JSON_TYPE:
             raise HTTPError(415, f"content-type {media or 'missing'!r} not supported; send "
                                  "application/x-ndjson, application/json or text/plain")
         data = await _body(request, service.limits.max_batch_bytes)
         items, position, positions = parse_records(media, data)
-        ack = await service.push(principal, items, source="http")
+        ack = await service.push(principal, items, source="http", idempotency_key=key)
     except IngestError as exc:
         return _error_response(_http_error(exc))
     except HTTPError as exc:
@@ -194,12 +198,15 @@ async def post_otlp_logs(request: Request) -> Response:
             raise HTTPError(415, f"content-type {media or 'missing'!r} not supported; send "
                                  "application/x-protobuf or application/json")
         principal = await service.authenticate(_headers(request))
+        key = service.check_idempotency_key(
+            (IDEMPOTENCY_HEADER, request.headers.get(IDEMPOTENCY_HEADER)))
         data = await _body(request, service.limits.max_batch_bytes)
         try:
             export = otlp_from_json(data) if as_json else ExportLogsServiceRequest().parse(data)
         except Exception as exc:  # noqa: BLE001 - any decode failure is the caller's
             raise HTTPError(400, f"not an OTLP ExportLogsServiceRequest: {exc}") from exc
-        ack = await service.push(principal, list(from_otlp(export)), source="http")
+        ack = await service.push(principal, list(from_otlp(export)), source="http",
+                                 idempotency_key=key)
     except IngestError as exc:
         return _otlp_error(_http_error(exc), as_json)
     except HTTPError as exc:

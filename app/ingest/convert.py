@@ -284,12 +284,13 @@ def record_from_json(doc: object) -> LogRecord:
 
 # --- protobuf batches, record by record ------------------------------------------------------
 
-def decode_batch(data: bytes) -> tuple[list[Any], list[int], Any, int]:
+def decode_batch(data: bytes) -> tuple[list[Any], list[int], Any, int, str]:
     """Split a serialized `LogBatch` without failing on one bad record.
 
     Returns the records as upb `LogRecord`s (`app.ingest.wire.pb`; a `ConversionError` in place
     of a record that does not parse, e.g. for invalid UTF-8), their serialized sizes, the batch's
-    default resource (None when it has none) and its batch id. The whole batch is parsed in one
+    default resource (None when it has none), its batch id and its idempotency key ("" when
+    none; not validated here). The whole batch is parsed in one
     C call; only a batch that fails to parse is split record by record to find the bad ones.
     Raises `ConversionError` if the batch framing itself is broken.
     """
@@ -301,11 +302,12 @@ def decode_batch(data: bytes) -> tuple[list[Any], list[int], Any, int]:
         records: list[Any] = list(batch.records)
         sizes = [r.ByteSize() for r in records]
         return (records, sizes, batch.resource if batch.HasField("resource") else None,
-                batch.batch_id)
+                batch.batch_id, batch.idempotency_key)
     records = []
     sizes = []
     resource = None
     batch_id = 0
+    key = ""
     try:
         fields = list(betterproto.parse_fields(data))
     except Exception as exc:  # noqa: BLE001 - any framing error means the same to the caller
@@ -324,7 +326,12 @@ def decode_batch(data: bytes) -> tuple[list[Any], list[int], Any, int]:
                 raise ConversionError("resource", f"not a Resource: {exc!r}") from exc
         elif f.number == 3 and f.wire_type == 0:
             batch_id = f.value
-    return records, sizes, resource, batch_id
+        elif f.number == 4 and f.wire_type == 2:
+            try:
+                key = f.value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ConversionError("idempotency_key", "not valid UTF-8") from exc
+    return records, sizes, resource, batch_id, key
 
 
 def _record_error(data: bytes, exc: Exception) -> ConversionError:

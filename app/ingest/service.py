@@ -10,7 +10,7 @@ from app.ingest.auth import KeyVerifier, Principal, authenticate, key_from_heade
 from app.ingest.convert import ConversionError
 from app.ingest.errors import BatchRejected, RecordRejected
 from app.ingest.ratelimit import RateLimiter
-from app.ingest.validate import Limits, validate_record
+from app.ingest.validate import Limits, idempotency_key_problem, validate_record
 from app.ingest.writer import KafkaWriter
 from app.settings import Settings
 from protos.laas.v1 import LogRecord, PushAck, Rejection, Resource
@@ -65,11 +65,18 @@ class IngestService:
         default_resource: Resource | Any | None = None,
         batch_id: int = 0,
         source: str = "gateway",
+        idempotency_key: str = "",
     ) -> PushAck:
-        """Validate `items`, write the valid records, and report the invalid ones by index."""
+        """Validate `items`, write the valid records, and report the invalid ones by index.
+
+        `idempotency_key` (validated by the endpoint, `check_idempotency_key`) is stamped on
+        every record with the record's index in `items`, so a resent batch maps onto the same
+        documents (see docs/ingest.md, *Idempotent batches*).
+        """
         self.check_batch(len(items), sum(sizes) if sizes else 0)
         now = self.clock_ns()
         valid: list[Any] = []
+        indexes: list[int] = []
         rejections: list[Rejection] = []
         for i, item in enumerate(items):
             try:
@@ -80,13 +87,36 @@ class IngestService:
                 valid.append(validate_record(
                     item, i, self.limits, now, default_resource=default_resource,
                     size=sizes[i] if sizes else None))
+                indexes.append(i)
             except RecordRejected as exc:
                 rejections.append(Rejection(index=exc.index, field=exc.field, reason=exc.reason))
         if valid:
             self.limiter.check(principal.tenant_id, len(valid), principal.rate_limit)
             await self.writer.write(valid, tenant_id=principal.tenant_id,
-                                    tenant_slug=principal.tenant_slug, source=source)
+                                    tenant_slug=principal.tenant_slug, source=source,
+                                    batch_key=idempotency_key, indexes=indexes)
         return PushAck(accepted=len(valid), rejections=rejections, batch_id=batch_id)
+
+    @staticmethod
+    def check_idempotency_key(*given: tuple[str, str | None]) -> str:
+        """The batch's idempotency key from its (source name, value) places, "" if none.
+
+        Sources are e.g. `("idempotency-key", metadata value)` and `("LogBatch.idempotency_key",
+        field)`; None or (for a protobuf field) "" means absent. Raises `BatchRejected` naming
+        the source for an invalid key, or when two sources disagree.
+        """
+        found: list[tuple[str, str]] = []
+        for name, value in given:
+            if value is None:
+                continue
+            problem = idempotency_key_problem(value)
+            if problem:
+                raise BatchRejected(f"{name}: {problem}")
+            found.append((name, value))
+        if len({v for _, v in found}) > 1:
+            raise BatchRejected(f"{found[0][0]} {found[0][1]!r} and {found[1][0]} "
+                                f"{found[1][1]!r} differ; give one idempotency key")
+        return found[0][1] if found else ""
 
     async def close(self) -> None:
         await self.writer.stop()

@@ -3,7 +3,9 @@
 Message format written here (documented for other producers in docs/ingest.md):
 key `<tenant id>/<service name>` (UTF-8), value the serialized `laas.v1.LogRecord`, headers
 `content-type: application/x-protobuf; messageType=laas.v1.LogRecord`, `laas-tenant-id`,
-`laas-tenant` (slug) and `laas-source` (`gateway` or `http`).
+`laas-tenant` (slug) and `laas-source` (`gateway` or `http`); for a batch sent with an
+idempotency key also `laas-batch-key` (the key) and `laas-batch-index` (the record's position
+in the request, decimal), from which the index derives the document `_id`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ HEADER_TENANT_ID = "laas-tenant-id"
 HEADER_TENANT = "laas-tenant"
 HEADER_SOURCE = "laas-source"
 HEADER_API_KEY = "laas-api-key"
+HEADER_BATCH_KEY = "laas-batch-key"
+HEADER_BATCH_INDEX = "laas-batch-index"
 
 
 # The producer's own default (Java-compatible murmur2 of the key), so a record lands on the
@@ -93,11 +97,14 @@ class KafkaWriter:
             await _quietly_stop(producer)
 
     async def write(
-        self, records: Sequence[Any], *, tenant_id: str, tenant_slug: str, source: str
+        self, records: Sequence[Any], *, tenant_id: str, tenant_slug: str, source: str,
+        batch_key: str = "", indexes: Sequence[int] | None = None,
     ) -> None:
         """Write `records` and wait until Kafka acknowledged every one of them.
 
-        `records` are `LogRecord`s, betterproto or upb (`app.ingest.wire`).
+        `records` are `LogRecord`s, betterproto or upb (`app.ingest.wire`). With a
+        `batch_key` (a validated idempotency key) each record also gets `laas-batch-key` and
+        `laas-batch-index` headers: its position in the request, `indexes[i]` (default `i`).
         Raises `KafkaUnavailable` if any record is not acknowledged within the produce timeout;
         some records may then still have been written (the caller retries: at-least-once).
         """
@@ -110,26 +117,32 @@ class KafkaWriter:
             (HEADER_TENANT, tenant_slug.encode()),
             (HEADER_SOURCE, source.encode()),
         ]
+        if batch_key:
+            stamp = [*headers, (HEADER_BATCH_KEY, batch_key.encode())]
+            positions = range(len(records)) if indexes is None else indexes
+            per_record = [[*stamp, (HEADER_BATCH_INDEX, str(i).encode())] for i in positions]
+        else:
+            per_record = [headers] * len(records)
 
         async def send_all() -> None:
             # One record batch per partition, built in C and queued whole: no per-record
             # coroutine, and no linger wait (a queued batch is ready to send).
             partitions = sorted(await producer.partitions_for(self.topic))
-            groups: dict[int, list[tuple[bytes, bytes]]] = {}
-            for r in records:
+            groups: dict[int, list[tuple[bytes, bytes, list[tuple[str, bytes]]]]] = {}
+            for r, hdrs in zip(records, per_record, strict=True):
                 key = record_key(tenant_id, r)
                 groups.setdefault(_PARTITIONER(key, partitions, partitions), []).append(
-                    (key, encode(r)))
+                    (key, encode(r), hdrs))
             futures = []
             for partition, items in groups.items():
                 batch = producer.create_batch()
-                for key, value in items:
+                for key, value, hdrs in items:
                     if batch.append(key=key, value=value, timestamp=None,
-                                    headers=headers) is None:  # full: send, start another
+                                    headers=hdrs) is None:  # full: send, start another
                         futures.append(await producer.send_batch(batch, self.topic,
                                                                  partition=partition))
                         batch = producer.create_batch()
-                        batch.append(key=key, value=value, timestamp=None, headers=headers)
+                        batch.append(key=key, value=value, timestamp=None, headers=hdrs)
                 futures.append(await producer.send_batch(batch, self.topic, partition=partition))
             await asyncio.gather(*futures)
 

@@ -121,6 +121,13 @@ class LogBatch(betterproto.Message):
     records: List["LogRecord"] = betterproto.message_field(1)
     resource: "Resource" = betterproto.message_field(2)
     batch_id: int = betterproto.uint64_field(3)
+    idempotency_key: str = betterproto.string_field(4)
+    """
+    Idempotency key of this batch: the same on every retry of it, new for every other batch
+     (1-128 characters of A-Z a-z 0-9 . _ - :). Records of a batch sent again overwrite their
+     first copies in the index instead of duplicating them. Unary `Push` may give it in the
+     `idempotency-key` metadata instead.
+    """
 
 
 @dataclass(eq=False, repr=False)

@@ -123,14 +123,16 @@ class LogRecord(_message.Message):
     def __init__(self, time_unix_nano: _Optional[int] = ..., severity_number: _Optional[int] = ..., severity_text: _Optional[str] = ..., body: _Optional[_Union[AnyValue, _Mapping]] = ..., attributes: _Optional[_Mapping[str, AnyValue]] = ..., dropped_attributes_count: _Optional[int] = ..., flags: _Optional[int] = ..., trace_id: _Optional[bytes] = ..., span_id: _Optional[bytes] = ..., observed_time_unix_nano: _Optional[int] = ..., event_name: _Optional[str] = ..., resource: _Optional[_Union[Resource, _Mapping]] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ...) -> None: ...
 
 class LogBatch(_message.Message):
-    __slots__ = ("records", "resource", "batch_id")
+    __slots__ = ("records", "resource", "batch_id", "idempotency_key")
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_FIELD_NUMBER: _ClassVar[int]
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     records: _containers.RepeatedCompositeFieldContainer[LogRecord]
     resource: Resource
     batch_id: int
-    def __init__(self, records: _Optional[_Iterable[_Union[LogRecord, _Mapping]]] = ..., resource: _Optional[_Union[Resource, _Mapping]] = ..., batch_id: _Optional[int] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, records: _Optional[_Iterable[_Union[LogRecord, _Mapping]]] = ..., resource: _Optional[_Union[Resource, _Mapping]] = ..., batch_id: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class Rejection(_message.Message):
     __slots__ = ("index", "field", "reason")
