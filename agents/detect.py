@@ -32,6 +32,7 @@ import faust
 
 from app.alerting import Grouper, Rule, RuleEngine, anomaly_alert, encode
 from app.anomaly import MonitorConfig, SourceMonitor, Windows
+from app.event_messages import decode
 from app.events import LogEvent
 from app.metrics import METRICS
 from app.query import parse
@@ -92,13 +93,16 @@ class Detection:
 
     # -- inside the agent -------------------------------------------------------------------
 
-    def observe(self, event: LogEvent, partition: int) -> None:
-        source = event.source_key
-        self.rules.observe(event)
-        if source not in self.monitors and not self._admit(event.tenant_id, source, partition):
-            return
-        self.windows.add(source, event.observed_time / 1e9, event.severity, event.template_id,
-                         event.template_new, event.message)
+    def observe(self, events: list[LogEvent], partition: int) -> None:
+        """Count the events of one `logs.events` message read from `partition`."""
+        for event in events:
+            source = event.source_key
+            self.rules.observe(event)
+            if source not in self.monitors and \
+                    not self._admit(event.tenant_id, source, partition):
+                continue
+            self.windows.add(source, event.observed_time / 1e9, event.severity,
+                             event.template_id, event.template_new, event.message)
         self.persist(partition)
 
     def _admit(self, tenant_id: str, source: str, partition: int) -> bool:
@@ -189,12 +193,12 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> Detection:
     @app.agent(topics.events, name="detect", concurrency=1)
     async def detect_agent(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            METRICS.inc("laas_events_in_total", stage="detect")
             try:
-                log_event = LogEvent.from_json(event.value)
+                events = decode(event.value)
             except (ValueError, TypeError, KeyError):
-                continue  # the index stage dead-letters undecodable events
-            detection.observe(log_event, event.message.partition)
+                continue  # the index stage dead-letters undecodable messages
+            METRICS.inc("laas_events_in_total", len(events), stage="detect")
+            detection.observe(events, event.message.partition)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:

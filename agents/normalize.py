@@ -1,10 +1,16 @@
 """Stage `normalize`: `logs.raw` → `logs.events` (+ `logs.deadletter`), a thin agent over
 `app.normalize.normalize`.
 
+The agent takes raw records in batches (`stream_batch_size` records or `stream_batch_linger`
+seconds, Faust's `noack_take`) and sends one `logs.events` message per source and batch
+(app/event_messages.py): one Kafka message per event made Faust's per-message machinery the
+worker's bottleneck (bench/results/pipeline.md).
+
 Concurrency stays 1 (faust-streaming #606: with concurrency > 1 an offset can be committed past
-an event still in flight). Faust acks an event when the loop asks for the next one and flushes
-the producer before it commits offsets, so a raw record's offset is committed only after its
-events and dead letters were handed to (and flushed by) the producer.
+an event still in flight). The batch's raw records are acked only after all their events and
+dead letters were handed to the producer (`noack_take` leaves acking to us, unlike `take`, which
+acks in a `finally` even when the body failed), and Faust flushes the producer before it commits
+offsets: a raw record's offset is committed only after its output is in Kafka.
 """
 
 from __future__ import annotations
@@ -12,12 +18,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+import weakref
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import faust
+from faust.streams import _current_event
 
 from agents.templates import TemplateStage
+from app.event_messages import by_source, encode
+from app.events import LogEvent
 from app.ingest.auth import KeyVerifier, Principal
 from app.ingest.errors import DatabaseUnavailable
 from app.metrics import METRICS
@@ -75,6 +86,14 @@ class KeyCheck:
                 delay = min(delay * 2, 15.0)
 
 
+def writing_for(event: faust.EventT) -> None:
+    """Make `event` this task's current event: Faust writes a table's changelog to the current
+    event's partition. Only the context variable is set: `Stream._set_current_event` would also
+    overwrite `Stream.current_event`, which the passive `noack_take` reader is still using (it
+    then buffered one record twice and another not at all)."""
+    _current_event.set(weakref.ref(event))
+
+
 async def process(raw: RawMessage, keys: KeyCheck, limits: Limits) -> Normalized:
     principal = await keys(raw.api_key) if raw.api_key else None
     return normalize(raw, principal, now_ns=time.time_ns(), limits=limits)
@@ -90,27 +109,45 @@ def register(app: faust.App, topics: Topics, settings: Settings,
     events_topic = topics.events.get_topic_name()
     dead_topic = topics.deadletter.get_topic_name()
 
-    @app.agent(topics.raw, name="normalize", concurrency=1)
-    async def normalize_agent(stream: faust.StreamT) -> None:
-        async for event in stream.events():
+    async def handle(batch: Sequence[faust.EventT]) -> None:
+        """Normalize a batch of raw records, mine templates, send events and dead letters."""
+        last: dict[int, faust.EventT] = {}  # the batch's last record of each raw partition
+        made: dict[int, list[LogEvent]] = defaultdict(list)
+        for event in batch:
             raw = raw_message(event.message)
-            METRICS.inc("laas_events_in_total", stage="normalize")
             result = await process(raw, checker, limits)
-            if templates is not None:
-                result.events = await templates.assign(result.events, raw.partition)
-            for out in result.events:
-                await topics.events.send(key=out.source_key.encode(), value=out.to_json())
+            last[raw.partition] = event
+            made[raw.partition].extend(result.events)
             for dead in result.dead:
                 log.info("dead letter %s from %s[%d]@%d: %s", dead.reason, raw.topic,
                          raw.partition, raw.offset, dead.detail)
                 await topics.deadletter.send(key=raw.key, value=dead.to_json(),
                                              headers=dead.kafka_headers())
                 METRICS.inc("laas_deadletters_total", stage="normalize", reason=dead.reason)
-            if result.events:
-                METRICS.inc("laas_events_out_total", len(result.events), stage="normalize",
-                            topic=events_topic)
             if result.dead:
                 METRICS.inc("laas_events_out_total", len(result.dead), stage="normalize",
                             topic=dead_topic)
+        out: list[LogEvent] = []
+        for partition, events in made.items():
+            if templates is not None and events:
+                writing_for(last[partition])
+                events = await templates.assign(events, partition)
+            out.extend(events)
+        for key, events in by_source(out).items():
+            for value in encode(events, settings.events_message_bytes):
+                await topics.events.send(key=key.encode(), value=value)
+        if out:
+            METRICS.inc("laas_events_out_total", len(out), stage="normalize",
+                        topic=events_topic)
+
+    @app.agent(topics.raw, name="normalize", concurrency=1)
+    async def normalize_agent(stream: faust.StreamT) -> None:
+        batches = stream.noack_take(  # type: ignore[attr-defined]
+            settings.stream_batch_size, within=settings.stream_batch_linger)
+        async for batch in batches:
+            METRICS.inc("laas_events_in_total", len(batch), stage="normalize")
+            await handle(batch)
+            for event in batch:
+                await stream.ack(event)
 
     return normalize_agent

@@ -20,6 +20,7 @@ from elasticsearch import AsyncElasticsearch, BadRequestError
 
 from app import esindex
 from app.elastic import es_client
+from app.event_messages import by_source, decode
 from app.events import LogEvent
 from app.metrics import METRICS
 from app.settings import Settings
@@ -60,19 +61,26 @@ class SourceStats:
         self._runs = 0
         self._es: AsyncElasticsearch | None = None
 
-    def apply(self, event: LogEvent) -> bool:
-        """Fold one event into both tables (inside the agent: the current event decides the
-        changelog partition). False if the totals had counted it already."""
-        key = event.source_key
-        totals = fold(self.totals[key], event)
-        if totals is not None:
-            self.totals[key] = totals
-            self.dirty.add(key)
-        window = fold(self.windows[key].current(), event)
-        if window is not None:
-            self.windows[key] = window
-            self.dirty.add(key)
-        return totals is not None
+    def apply(self, events: list[LogEvent]) -> int:
+        """Fold the events of one `logs.events` message into both tables (inside the agent: the
+        current message decides the changelog partition), one table write per source and
+        table. Returns how many events were counted (not counted by the totals before)."""
+        counted = 0
+        for key, group in by_source(events).items():
+            totals = window = None
+            for event in group:
+                folded = fold(totals or self.totals[key], event)
+                if folded is not None:
+                    totals = folded
+                    counted += 1
+                window = fold(window or self.windows[key].current(), event) or window
+            if totals is not None:
+                self.totals[key] = totals
+            if window is not None:
+                self.windows[key] = window
+            if totals is not None or window is not None:
+                self.dirty.add(key)
+        return counted
 
     def recent_windows(self, key: str, now: float) -> list[tuple[float, dict[str, Any]]]:
         size = self.settings.stats_window_seconds
@@ -132,12 +140,12 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> SourceStats:
     @app.agent(topics.events, name="stats", concurrency=1)
     async def stats_agent(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            METRICS.inc("laas_events_in_total", stage="stats")
             try:
-                log_event = LogEvent.from_json(event.value)
+                events = decode(event.value)
             except (ValueError, TypeError, KeyError):
-                continue  # the index stage dead-letters undecodable events
-            stats.apply(log_event)
+                continue  # the index stage dead-letters undecodable messages
+            METRICS.inc("laas_events_in_total", len(events), stage="stats")
+            stats.apply(events)
 
     @app.timer(settings.stats_snapshot_interval)
     async def stats_snapshot() -> None:

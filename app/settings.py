@@ -99,6 +99,16 @@ class Settings(BaseSettings):
     index_prefix: str = Field("laas-", description="Prefix of every LaaS Elasticsearch index")
     es_shards: int = Field(1, ge=1, description="Primary shards of each daily log index")
     es_replicas: int = Field(0, ge=0, description="Replicas of each daily log index")
+    stream_batch_size: int = Field(
+        500, ge=1, description="Most raw records the normalize stage takes from Kafka at once"
+    )
+    stream_batch_linger: float = Field(
+        0.05, gt=0, description="Longest wait to fill a normalize batch, seconds"
+    )
+    events_message_bytes: int = Field(
+        256 * 1024, ge=1024,
+        description="Largest `logs.events` message (events of one source from one batch)",
+    )
     es_batch_size: int = Field(2000, ge=1, description="Most events in one bulk request")
     es_batch_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, description="Largest bulk request body (bytes of the events)"

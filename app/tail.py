@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from app.event_messages import decode
 from app.events import NS, LogEvent
 from app.settings import Settings
 from app.topic_reader import TopicReader, topic_partitions
@@ -169,7 +170,7 @@ class TailHub(TopicReader):
         if record.value is None:
             return
         try:
-            event = LogEvent.from_json(record.value)
+            events = decode(record.value)
         except (ValueError, KeyError, TypeError) as exc:
             log.warning(
                 "tail: skipping undecodable event at %s/%d/%d: %r",
@@ -179,7 +180,8 @@ class TailHub(TopicReader):
                 exc,
             )
             return
-        self.dispatch(event, live=live)
+        for event in events:
+            self.dispatch(event, live=live)
 
     async def _seek_recent(
         self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]

@@ -9,6 +9,7 @@ import time
 from elasticsearch import AsyncElasticsearch
 
 from app import esindex
+from app.event_messages import decode
 from app.events import DeadLetter, LogEvent, RawPosition
 from app.topics import DEADLETTER, EVENTS
 from protos.laas.v1 import AnyValue, LogRecord, Resource
@@ -93,10 +94,12 @@ async def test_raw_records_become_documents_and_dead_letters(
     other = await es.search(**esindex.tenant_search(stream.settings, "8"))
     assert other["hits"]["total"]["value"] == 0
 
-    # logs.events carries the same events, keyed by source.
+    # logs.events carries the same events, one message per source and batch, keyed by source.
     records = await read_topic(stream.settings, EVENTS, 5)
-    events = [LogEvent.from_json(r.value) for r in records if r.value != b"not an event"]
-    assert {e.source_key for e in events} == {"7/checkout/web-1", "7/db/", "7/api/", "7/x/"}
+    messages = {r.key.decode(): decode(r.value) for r in records if r.value != b"not an event"}
+    assert set(messages) == {"7/checkout/web-1", "7/db/", "7/api/", "7/x/"}
+    assert all(e.source_key == key for key, events in messages.items() for e in events)
+    assert sum(map(len, messages.values())) == 4
 
     # The stats snapshot reaches the sources index.
     sources = esindex.sources_index(stream.settings)

@@ -1,0 +1,57 @@
+"""`logs.events` message encoding: arrays of one source's events, split by size."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.event_messages import by_source, decode, encode
+from app.events import LogEvent, RawPosition
+
+
+def event(i: int, host: str = "h1", message: str = "hello") -> LogEvent:
+    return LogEvent(tenant_id="1", tenant="acme", time=i, observed_time=i, severity="INFO",
+                    severity_number=9, message=f"{message} {i}", service="api", host=host,
+                    raw=RawPosition("logs.raw", 0, i))
+
+
+def test_round_trip_keeps_order() -> None:
+    events = [event(i) for i in range(5)]
+    (message,) = encode(events, 1 << 20)
+    assert decode(message) == events
+
+
+def test_split_at_max_bytes() -> None:
+    events = [event(i, message="x" * 200) for i in range(50)]
+    limit = 2000
+    messages = list(encode(events, limit))
+    assert len(messages) > 1
+    assert all(len(m) <= limit for m in messages)
+    assert [e for m in messages for e in decode(m)] == events
+
+
+def test_an_event_larger_than_the_limit_travels_alone() -> None:
+    big, small = event(1, message="y" * 5000), event(2)
+    messages = list(encode([small, big, small], 1024))
+    assert [len(decode(m)) for m in messages] == [1, 1, 1]
+    assert decode(messages[1]) == [big]
+
+
+def test_a_single_object_is_one_event() -> None:
+    one = event(7)
+    assert decode(one.to_json()) == [one]
+
+
+@pytest.mark.parametrize("value", [b"not json", b"[1, 2]", b"{}", b'[{"raw": {}}]', b"42"])
+def test_anything_else_raises(value: bytes) -> None:
+    with pytest.raises((ValueError, TypeError, KeyError)):
+        decode(value)
+
+
+def test_by_source_groups_in_arrival_order() -> None:
+    events = [event(1, "a"), event(2, "b"), event(3, "a")]
+    groups = by_source(events)
+    assert list(groups) == ["1/api/a", "1/api/b"]
+    assert [e.time for e in groups["1/api/a"]] == [1, 3]
+    assert json.loads(next(encode(groups["1/api/b"], 1 << 20)))[0]["host"] == "b"
