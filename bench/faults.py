@@ -5,15 +5,17 @@
 Runs on the benchmark's dedicated Kafka and Elasticsearch (`bench.harness.BenchStack`, ports
 19092/19200), never on the shared stack. Each row is a fresh deployment (worker, gateway, web as
 subprocesses; own topics, indices, user database). Records go through the gateway with a
-retrying client; each carries a sequence number (`attributes.seq`), and only the numbers the
-gateway acknowledged count as produced. After the load the run waits for the pipeline to drain
-and audits:
+retrying client that gives every batch an idempotency key and resends a failed batch under the
+same key (`LogBatch.idempotency_key`); each record carries a sequence number
+(`attributes.seq`), and only the numbers the gateway acknowledged count as produced. After the
+load the run waits for the pipeline to drain and audits:
 
 - acked: records the gateway acknowledged;
 - in Kafka: occurrences of those numbers on `logs.raw` (a retried call whose ack was lost
   writes its records twice: at-least-once at the edge, visible here as "resent");
 - indexed: documents in the tenant's indices; lost = acked numbers with no document (must be 0);
-- duplicated: documents beyond one per Kafka record (the pipeline's own duplicates, must be 0);
+- duplicated: documents beyond one per sequence number, i.e. what a user searching would see
+  twice (must be 0: resent copies carry the batch key and overwrite their first document);
 - recovery: seconds from the fault until a probe record (one every 0.25 s, own tenant) acked
   after the heal is searchable within 3 s of its ack (web row: received by the tail socket).
 """
@@ -24,6 +26,7 @@ import argparse
 import asyncio
 import signal
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -107,6 +110,18 @@ async def _not(value: Awaitable[bool]) -> bool:
 async def restart_web(stack: BenchStack, dep: Deployment) -> None:
     dep.kill("web", signal.SIGTERM)
     await dep.ready(dep.start("web"))
+
+
+class IdempotentPusher(Pusher):
+    """The harness's retrying `Pusher`, with a fresh idempotency key per batch.
+
+    The key is appended to the prebuilt `LogBatch` bytes as field 4 (`idempotency_key`;
+    protobuf merges concatenated messages), so every retry of the call sends the same key.
+    """
+
+    async def push(self, body: bytes, n: int) -> None:
+        key = uuid.uuid4().hex.encode()  # 32 bytes: a one-byte length
+        await super().push(body + b"\x22" + bytes([len(key)]) + key, n)
 
 
 ROWS: dict[str, tuple[str, Fault]] = {
@@ -204,7 +219,8 @@ async def run_row(stack: BenchStack, key: str, rate: float, before: float = 10,
             await dep.ready(dep.start(kind))
         probe = Probe(dep, probe_t)
         probe.start()
-        pusher = Pusher(dep.ports["gateway"], load_key, dep.run, batch=50, keep_seqs=True)
+        pusher = IdempotentPusher(dep.ports["gateway"], load_key, dep.run, batch=50,
+                                  keep_seqs=True)
         producing = asyncio.create_task(pusher.run(rate, seconds=before + after + 1e6))
         await asyncio.sleep(before)
         fault_at = time.monotonic()
@@ -229,7 +245,7 @@ async def run_row(stack: BenchStack, key: str, rate: float, before: float = 10,
         in_kafka = await kafka_counts(dep, load_id)
         docs = await es_counts(dep, load_id)
         lost = sorted(s for s in acked if docs[s] == 0)
-        dup_docs = sum(max(0, docs[s] - max(in_kafka[s], 1)) for s in docs)
+        dup_docs = sum(max(0, c - 1) for c in docs.values())  # per sequence number
         resent = sum(c - 1 for s, c in in_kafka.items() if c > 1)
         row.update({
             "acked": len(acked), "in_kafka": sum(in_kafka[s] for s in acked),
@@ -255,8 +271,9 @@ async def run_row(stack: BenchStack, key: str, rate: float, before: float = 10,
 def render(rows: list[dict[str, Any]], rate: float) -> str:
     lines = [
         f"Load: {rate:.0f} records/s through the gateway (50-record `Push` calls, a client that "
-        "retries failed calls with the same records), 2 partitions, one worker; 10 s before "
-        "the fault, 15 s after it is healed. `bench/faults.py` on the dedicated bench stack.",
+        "retries failed calls with the same records under the same idempotency key), "
+        "2 partitions, one worker; 10 s before the fault, 15 s after it is healed. "
+        "`bench/faults.py` on the dedicated bench stack.",
         "",
         "| fault | acked | in Kafka (resent by retries) | indexed | lost | duplicated docs "
         "| failed calls | fault lasted s | recovery s | all indexed after load end s | load |",
@@ -274,10 +291,11 @@ def render(rows: list[dict[str, Any]], rate: float) -> str:
             f"| {rec} | {drain} | {r['load']} |")
     lines += [
         "",
-        "indexed counts every document of the tenant, so it equals acked + resent + any records "
-        "of cancelled (unacknowledged) calls that reached Kafka; lost counts acknowledged "
-        "numbers without a document; duplicated counts documents beyond one per Kafka record "
-        "(the idempotent `_id` makes these 0). Recovery: from the fault until a probe acked "
+        "indexed counts every document of the tenant: acked + any records of cancelled "
+        "(unacknowledged) calls that reached Kafka; resent copies overwrite their first "
+        "document (same batch key and index, same `_id`). lost counts acknowledged numbers "
+        "without a document; duplicated counts documents beyond one per sequence number "
+        "(what a user would see twice). Recovery: from the fault until a probe acked "
         "after the heal (process back, broker/ES ready, block released) is searchable within "
         "3 s of its ack (web row: received by the reconnected tail).",
     ]
