@@ -34,12 +34,12 @@ from app.ingest.validate import idempotency_key_problem
 from app.ingest.writer import HEADER_BATCH_INDEX, HEADER_BATCH_KEY
 from app.normalize import RawMessage, normalize
 from app.settings import Settings
-from app.topics import EVENTS
+from app.topics import EVENTS, RAW
 from protos.laas.v1 import AnyValue, LogBatch, LogIngestStub, LogRecord, Resource
 from tests.ingest_fixtures import *  # noqa: F403
 from tests.ingest_fixtures import KeyTable, consume
 from tests.stream_fixtures import *  # noqa: F403
-from tests.stream_fixtures import StreamEnv, read_topic
+from tests.stream_fixtures import StreamEnv
 from web.ingest import routes
 
 NOW = time.time_ns()
@@ -279,20 +279,20 @@ def test_shipper_reuses_the_key_for_the_same_batch_object() -> None:
 
 # --- the whole path: each batch twice, each record once in Elasticsearch ------------------------
 
-async def _index_caught_up(stream: StreamEnv) -> bool:
-    """The index stage committed everything on `logs.events` (so it wrote every copy)."""
+async def _caught_up(stream: StreamEnv, group: str, topic: str) -> bool:
+    """Consumer group `group` committed everything on `topic` (so it processed every copy)."""
+    from aiokafka import AIOKafkaConsumer
+
     admin = AIOKafkaAdminClient(bootstrap_servers=stream.settings.kafka_servers)
     await admin.start()
     try:
-        committed = await admin.list_consumer_group_offsets(index_group(stream.settings))
+        committed = await admin.list_consumer_group_offsets(group)
     finally:
         await admin.close()
-    from aiokafka import AIOKafkaConsumer
-
     consumer = AIOKafkaConsumer(bootstrap_servers=stream.settings.kafka_servers)
     await consumer.start()
     try:
-        parts = [TopicPartition(stream.topic(EVENTS), p) for p in range(2)]
+        parts = [TopicPartition(stream.topic(topic), p) for p in range(2)]
         ends = await consumer.end_offsets(parts)
     finally:
         await consumer.stop()
@@ -332,8 +332,11 @@ async def test_batches_sent_twice_are_indexed_once(
         await service.close()
         await app.state.ingest.close()
     stream.worker()
-    await read_topic(stream.settings, EVENTS, 70, timeout=120)  # every copy normalized
-    await stream.wait(lambda: _index_caught_up(stream), 120, "the index stage to catch up")
+    # Every copy normalized (normalize's group committed all of logs.raw), then indexed.
+    await stream.wait(lambda: _caught_up(stream, stream.settings.app_id, RAW), 120,
+                      "normalize to read every raw record")
+    await stream.wait(lambda: _caught_up(stream, index_group(stream.settings), EVENTS), 120,
+                      "the index stage to catch up")
     alias = esindex.tenant_alias(stream.settings, "1")
     await es.indices.refresh(index=alias)
     docs = [hit async for hit in async_scan(es, index=alias, query={"query": {"match_all": {}}})]

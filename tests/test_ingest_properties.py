@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import struct
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -217,7 +218,8 @@ def _outcome(convert: object, doc: object) -> object:
         return ("error", exc.field, exc.reason)
     try:
         data = encode(record)
-    except (ValueError, TypeError) as exc:  # e.g. a lone surrogate: both must fail alike
+    except (ValueError, TypeError, OverflowError, struct.error) as exc:
+        # e.g. a lone surrogate, a time past 2**64: both must fail alike
         return ("unencodable", type(exc).__name__)
     return LogRecord().parse(data).to_dict()
 
