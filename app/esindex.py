@@ -9,6 +9,7 @@ names an index itself: `tenant_search()` builds the request (the tenant's alias 
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,7 @@ class InvalidTenant(ValueError):
     """A tenant id that cannot be part of an index name."""
 
 
+@functools.lru_cache(maxsize=4096)
 def _tenant(tenant_id: str | int) -> str:
     value = str(tenant_id).lower()
     if not _TENANT_ID.fullmatch(value):
@@ -45,8 +47,16 @@ def tenant_alias(settings: Settings, tenant_id: str | int) -> str:
 def daily_index(settings: Settings, tenant_id: str | int, time_ns: int,
                 base: str | None = None) -> str:
     """`{base}-{tenant_id}-{YYYY.MM.DD}` (UTC day of the event's time)."""
-    day = datetime.fromtimestamp(time_ns // NS, UTC).strftime("%Y.%m.%d")
-    return f"{base or logs_base(settings)}-{_tenant(tenant_id)}-{day}"
+    return f"{base or logs_base(settings)}-{_tenant(tenant_id)}-{_day(time_ns // DAY_NS)}"
+
+
+DAY_NS = 86_400 * NS
+
+
+@functools.lru_cache(maxsize=256)
+def _day(days: int) -> str:
+    """`YYYY.MM.DD` of a day number since the epoch (cached: asked for every event)."""
+    return datetime.fromtimestamp(days * 86_400, UTC).strftime("%Y.%m.%d")
 
 
 def index_day(name: str) -> datetime | None:

@@ -10,23 +10,24 @@ older workers write it; `decode` takes both forms.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from app.events import LogEvent, RawPosition
+import orjson
+
+from app.events import LogEvent
 
 
 def decode(data: bytes | str) -> list[LogEvent]:
     """The events of one message (an array, or one object). Raises ValueError/TypeError/
     KeyError on anything else."""
-    doc = json.loads(data)
+    doc = orjson.loads(data)
     items: list[Any] = doc if isinstance(doc, list) else [doc]
     events = []
     for item in items:
         if not isinstance(item, dict):
             raise TypeError(f"a LogEvent object expected, got {type(item).__name__}")
-        events.append(LogEvent(**{**item, "raw": RawPosition(**item["raw"])}))
+        events.append(LogEvent.from_dict(item))
     return events
 
 

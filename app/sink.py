@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import orjson
 from elasticsearch import (
     ApiError,
     AsyncElasticsearch,
@@ -122,13 +123,17 @@ class ElasticsearchSink:
         return rejected
 
     async def _bulk(self, events: Sequence[LogEvent]) -> dict[str, Any]:
-        operations: list[dict[str, Any]] = []
+        body = bytearray()  # NDJSON by orjson: the client's json module cost more than ES
         for event in events:
-            operations.append({"index": {"_index": self.index_of(event), "_id": event.doc_id()}})
-            operations.append(esindex.document(event))
+            body += orjson.dumps({"index": {"_index": self.index_of(event),
+                                            "_id": event.doc_id()}})
+            body += b"\n"
+            body += orjson.dumps(esindex.document(event))
+            body += b"\n"
         try:
             response = await self.es.options(
-                request_timeout=self.settings.es_request_timeout).bulk(operations=operations)
+                request_timeout=self.settings.es_request_timeout,
+            ).bulk(operations=bytes(body))  # type: ignore[arg-type]  # NDJSON passes as is
         except ApiError as exc:
             if exc.status_code in RETRYABLE_STATUS:
                 raise Retry(f"HTTP {exc.status_code}") from exc
