@@ -242,6 +242,16 @@ def _observed(raw: RawMessage, now_ns: int) -> int:
     return ts if 0 < ts < MAX_NS else now_ns
 
 
+def _encodable(item: object) -> bool:
+    """False if a JSON value holds a lone surrogate (from a `\\ud800` escape): Python's
+    JSON reader accepts it, but no UTF-8 writer downstream can write it."""
+    try:
+        json.dumps(item, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _from_json(ctx: _Context, doc: object, out: Normalized, now_ns: int) -> None:
     docs = doc if isinstance(doc, list) else [doc]
     if not docs or len(docs) > MAX_ARRAY_RECORDS:
@@ -250,8 +260,15 @@ def _from_json(ctx: _Context, doc: object, out: Normalized, now_ns: int) -> None
                                     tenant_id=ctx.tenant.id, now_ns=now_ns))
         return
     many = isinstance(doc, list)
+    escapes = b"\\u" in (ctx.raw.value or b"")
     for i, item in enumerate(docs):
         index = i + 1 if many else 0
+        if escapes and not _encodable(item):
+            out.dead.append(dead_letter(ctx.raw, R_INVALID_RECORD,
+                                        "text with a lone UTF-16 surrogate escape (\\ud800-"
+                                        "\\udfff) is not valid Unicode",
+                                        index=index, tenant_id=ctx.tenant.id, now_ns=now_ns))
+            continue
         try:
             record = pb_record_from_json(item)  # upb; same checks as record_from_json
         except ConversionError as exc:

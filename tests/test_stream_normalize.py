@@ -236,3 +236,15 @@ def test_normalize_never_raises(value: bytes, hdrs: dict[str, bytes], ts: int) -
     for dead in out.dead:
         assert dead.reason != "internal_error", dead.detail
         assert dead.value == value
+
+
+def test_lone_surrogate_escape_is_a_dead_letter_and_its_neighbours_survive() -> None:
+    # json.loads accepts "\ud800"; no UTF-8 writer can write it, so the event could never be
+    # sent on (it used to crash the normalize agent: a poison pill from any direct producer).
+    value = b'[{"message": "fine \\u00e9"}, {"message": "bad \\ud800"}, {"msg": "\\ud83d\\ude00"}]'
+    result = normalize(raw(value), now_ns=NOW)
+    assert [e.message for e in result.events] == ["fine \u00e9", "\U0001f600"]
+    assert all(e.to_json() for e in result.events)
+    (dead,) = result.dead
+    assert dead.reason == "invalid_record" and dead.raw.index == 2
+    assert "surrogate" in dead.detail
