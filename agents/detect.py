@@ -38,6 +38,7 @@ from app.metrics import METRICS
 from app.query import parse
 from app.query.match import compile_predicate
 from app.settings import Settings
+from app.streams import table_options
 from app.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -74,10 +75,11 @@ class Detection:
         schema: faust.Schema = faust.Schema(key_serializer="json", value_serializer="raw")
         # value_type=bytes: the RocksDB store decodes with the table's own serializer (from
         # value_type, json by default), not the schema's; after a restart json fails on zlib.
+        options = table_options(settings)
         self.light = app.Table("detect-light", default=None, schema=schema, value_type=bytes,
-                               partitions=settings.partitions)
+                               partitions=settings.partitions, options=options)
         self.model = app.Table("detect-model", default=None, schema=schema, value_type=bytes,
-                               partitions=settings.partitions)
+                               partitions=settings.partitions, options=options)
         self.config = MonitorConfig(warmup=settings.detect_warmup_windows,
                                     hst_warmup=settings.detect_hst_warmup_windows)
         self.windows = Windows(size=settings.detect_window_seconds,

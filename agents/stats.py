@@ -25,6 +25,7 @@ from app.events import LogEvent
 from app.metrics import METRICS
 from app.settings import Settings
 from app.stats import SOURCES_MAPPINGS, fold, snapshot_doc
+from app.streams import table_options
 from app.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,12 @@ class SourceStats:
         self.settings = settings
         self.topics = topics
         schema: faust.Schema = faust.Schema(key_serializer="json", value_serializer="json")
+        options = table_options(settings)
         self.totals = app.Table("source-totals", default=dict, schema=schema,
-                                partitions=settings.partitions)
+                                partitions=settings.partitions, options=options)
         self.windows = app.Table(
             "source-windows", default=dict, schema=schema, partitions=settings.partitions,
+            options=options,
         ).tumbling(settings.stats_window_seconds,
                    expires=timedelta(seconds=settings.stats_window_retention)
                    ).relative_to_stream()

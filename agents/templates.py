@@ -36,6 +36,7 @@ from app.events import LogEvent
 from app.pattern_index import ensure_patterns_index, store_templates
 from app.patterns import MaskingConfig, MinerConfig, TenantMiner
 from app.settings import Settings
+from app.streams import table_options
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,8 @@ class TemplateStage:
         self.settings = settings
         schema: faust.Schema = faust.Schema(key_serializer="json", value_serializer="json")
         self.table = app.Table("templates", default=None, schema=schema,
-                               partitions=settings.partitions)
+                               partitions=settings.partitions,
+                               options=table_options(settings))
         self.configs = configs or TenantConfigs(settings)
         self.miners: dict[tuple[int, str], TenantMiner] = {}
         self._pending: dict[tuple[int, str], list[list[Any]]] = {}

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     gateway_host: str = Field(LOCAL_HOST, description="Bind address of the gRPC gateway")
     worker_web_port: int = Field(6066, description="Port of the Faust worker's own web server")
     table_store: str = Field("rocksdb://", description="Faust table store (memory:// in tests)")
+    table_cache_mb: int = Field(
+        8, ge=1, description="RocksDB block cache of each table partition, MB (Faust's: 2 GB)"
+    )
+    table_write_buffer_mb: int = Field(
+        2, ge=1, description="RocksDB write buffer of each table partition, MB (Faust's: 64)"
+    )
 
     # Ingest limits (gateway, HTTP ingest)
     ingest_max_record_bytes: int = Field(

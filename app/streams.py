@@ -32,3 +32,12 @@ def build_worker(settings: Settings) -> tuple[faust.App, Topics]:
     """The worker's app with the LaaS topics declared on it (agents register themselves here)."""
     app = create_app(settings)
     return app, declare_topics(app, settings)
+
+
+def table_options(settings: Settings) -> dict[str, int]:
+    """RocksDB sizes for every table: Faust's defaults (a 2 GB block cache and 3 x 64 MB write
+    buffers per table partition) let a worker's memory grow for hours (bench/results/soak.md)."""
+    mb = 1024 * 1024
+    return {"block_cache_size": settings.table_cache_mb * mb,
+            "write_buffer_size": settings.table_write_buffer_mb * mb,
+            "max_write_buffer_number": 2}
