@@ -11,11 +11,17 @@ from collections.abc import AsyncIterator
 
 import pytest
 from elasticsearch import AsyncElasticsearch
+from hypothesis import settings as hypothesis_settings
 
 from app.settings import Settings, load_settings
 from deploy.elastic import Elasticsearch
 from deploy.kafka import Kafka
 from deploy.postgres import Postgres
+
+# No per-example deadline: the suite shares two cores with Kafka and Elasticsearch, and a slow
+# example is not a failure (CI once failed on one, and betterproto's repr hid the cause).
+hypothesis_settings.register_profile("laas", deadline=None)
+hypothesis_settings.load_profile("laas")
 
 
 @pytest.fixture(scope="session")
