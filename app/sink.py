@@ -57,7 +57,7 @@ Idle = Callable[[], Awaitable[None]]
 
 
 class ElasticsearchSink:
-    """Bulk-index `LogEvent`s into their tenant's daily index, `_id` = raw position.
+    """Bulk-index `LogEvent`s into their tenant's daily index, `_id` = `event.doc_id()`.
 
     `base` picks the index set: the live `{prefix}logs` (default) or e.g. a replay set; `alias`
     False skips adding new indices to the tenant alias (replay into a new set adds them at the
