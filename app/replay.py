@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from elasticsearch import AsyncElasticsearch
+from elasticsearch import AsyncElasticsearch, NotFoundError
 
 from agents.normalize import KeyCheck, process, raw_message
 from agents.templates import TenantConfigs
@@ -230,9 +230,12 @@ class Replay:
         alias = esindex.tenant_alias(self.settings, self.tenant_id)
         actions: list[dict[str, dict[str, str]]] = []
         live_base = esindex.logs_base(self.settings)
-        current = await self.es.indices.get_alias(name=alias, ignore_unavailable=True,
-                                                  allow_no_indices=True)
-        current_names = set(current.body) if current else set()
+        try:
+            current = await self.es.indices.get_alias(name=alias, ignore_unavailable=True,
+                                                      allow_no_indices=True)
+            current_names = set(current.body)
+        except NotFoundError:  # no live index left (e.g. after retention): nothing to remove
+            current_names = set()
         for name in sorted(indices):
             day = name.rsplit("-", 1)[1]
             for old in current_names:

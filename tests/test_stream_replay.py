@@ -3,8 +3,11 @@ the live indices without duplicating anything."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from elasticsearch import AsyncElasticsearch
 
 from app import esindex
@@ -56,3 +59,56 @@ async def test_replay_into_new_index_matches_the_original(
     assert hits["hits"]["hits"][0]["_index"].startswith(f"{stream.settings.index_prefix}replay-")
     assert replayed == original
     assert job.checkpoint.with_suffix(".done").exists()
+
+
+class _Interrupted(Exception):
+    pass
+
+
+async def test_an_interrupted_replay_resumes_from_its_checkpoint(
+        stream: StreamEnv, es: AsyncElasticsearch) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    records = [(b"k", f"2026-11-27T10:00:{i % 60:02d}Z INFO line n={i}".encode(),
+                [("laas-tenant-id", b"7"), ("laas-tenant", b"t7")]) for i in range(120)]
+    await produce_raw(stream.settings, records)
+    until = datetime.now(UTC) + timedelta(minutes=1)
+    small = stream.settings.model_copy(update={"es_batch_size": 30})
+
+    def stop_after_first_batch(done: int, total: int) -> None:
+        raise _Interrupted(f"stopped at {done} of {total}")
+
+    first = Replay(small, "7", before, until, to_index="r1", es=es)
+    with pytest.raises(_Interrupted):
+        await first.run(stop_after_first_batch)
+    saved = json.loads(first.checkpoint.read_text())
+    done_first = sum(saved.values()) - sum((await _start_offsets(stream, before)).values())
+    assert 0 < done_first < 120
+
+    second = Replay(small, "7", before, until, to_index="r1", es=es)
+    assert second.checkpoint == first.checkpoint  # the same job
+    progress: list[tuple[int, int]] = []
+    result = await second.run(lambda done, total: progress.append((done, total)))
+    assert result.records == 120 - done_first  # only what the first run had not done
+    assert progress[-1] == (120, 120)
+    replayed = f"{stream.settings.index_prefix}replay-r1-7-*"
+    assert await es_count(es, replayed) == 120
+    assert await es_count(es, esindex.tenant_alias(stream.settings, "7")) == 120  # swapped
+    assert second.checkpoint.with_suffix(".done").exists()
+    assert not second.checkpoint.exists()
+
+
+async def _start_offsets(stream: StreamEnv, since: datetime) -> dict[str, int]:
+    """Offsets of `logs.raw` at `since`, per partition (what a replay starts from)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=stream.settings.kafka_servers)
+    await consumer.start()
+    try:
+        topic = stream.topic("logs.raw")
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or
+               range(stream.settings.partitions)]
+        found = await consumer.offsets_for_times({tp: int(since.timestamp() * 1000)
+                                                  for tp in tps})
+        ends = await consumer.end_offsets(tps)
+        return {str(tp.partition): (found[tp].offset if found.get(tp) else ends[tp])
+                for tp in tps}
+    finally:
+        await consumer.stop()
