@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from agents.index import es_client, index_group
 from app.metrics import METRICS
-from app.retention import apply_retention, tenant_retention
+from app.retention import apply_retention, prune_snapshots, tenant_retention
 from app.settings import Settings
 from app.topics import EVENTS, RAW, topic_name
 
@@ -66,7 +66,9 @@ def register(app: faust.App, settings: Settings) -> None:
     async def retention() -> None:
         es = es_client(settings)
         try:
-            await apply_retention(es, settings, await tenant_retention(settings))
+            retention = await tenant_retention(settings)
+            await apply_retention(es, settings, retention)
+            await prune_snapshots(es, settings, retention)
         except Exception as exc:  # noqa: BLE001 - next run retries
             log.warning("retention run failed: %r", exc)
         finally:

@@ -73,15 +73,19 @@ def register(main: click.Group) -> None:
         """Delete log indices older than each tenant's retention (the worker does it hourly)."""
         from elasticsearch import AsyncElasticsearch
 
-        from app.retention import apply_retention, tenant_retention
+        from app.retention import apply_retention, prune_snapshots, tenant_retention
 
-        async def run() -> list[str]:
+        async def run() -> tuple[list[str], int]:
             es = AsyncElasticsearch(settings.elasticsearch_url)
             try:
-                return await apply_retention(es, settings, await tenant_retention(settings),
-                                             dry_run=dry_run)
+                retention = await tenant_retention(settings)
+                names = await apply_retention(es, settings, retention, dry_run=dry_run)
+                return names, 0 if dry_run else await prune_snapshots(es, settings, retention)
             finally:
                 await es.close()
 
-        for name in asyncio.run(run()):
+        names, pruned = asyncio.run(run())
+        for name in names:
             click.echo(("would delete " if dry_run else "deleted ") + name)
+        if pruned:
+            click.echo(f"deleted {pruned} pattern and source documents not seen since retention")

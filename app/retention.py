@@ -1,4 +1,5 @@
-"""Index retention: delete a tenant's daily indices older than its `retention_days`.
+"""Index retention: delete a tenant's daily indices older than its `retention_days`, and its
+pattern and source snapshot documents not seen within that time.
 
 Kafka is the source of truth: `logs.raw` must keep at least the replay window (its topic
 `retention.ms`, see docs/stream.md); the indices are derived data and go when a tenant's
@@ -11,6 +12,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from elasticsearch import AsyncElasticsearch, NotFoundError
 
@@ -76,3 +78,44 @@ async def apply_retention(es: AsyncElasticsearch, settings: Settings,
             METRICS.inc("laas_retention_deleted_total", len(chunk))
             log.info("retention deleted %s", ", ".join(chunk))
     return doomed
+
+
+def _cutoff(days: int, now: datetime) -> str:
+    """The start of the oldest kept day (the rule `expired` applies to daily indices)."""
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (today - timedelta(days=days - 1)).isoformat()
+
+
+async def prune_snapshots(es: AsyncElasticsearch, settings: Settings,
+                          retention: Mapping[str, int], *, now: datetime | None = None) -> int:
+    """Delete pattern and source documents whose `last_seen` is older than their tenant's
+    retention; how many. (Search then bulk delete: this Elasticsearch has no delete-by-query.)"""
+    from app.esindex import sources_index
+    from app.pattern_index import patterns_index
+
+    now = now or datetime.now(UTC)
+    indices = f"{patterns_index(settings)},{sources_index(settings)}"
+    by_days: dict[int, list[str]] = {}
+    for tenant, days in retention.items():
+        by_days.setdefault(days, []).append(tenant)
+    queries: list[tuple[dict[str, Any], int]] = [
+        ({"terms": {"tenant_id": tenants}}, days) for days, tenants in by_days.items()]
+    queries.append(({"bool": {"must_not": {"terms": {"tenant_id": list(retention)}}}},
+                    settings.retention_default_days))
+    deleted = 0
+    for tenants, days in queries:
+        # `format`: the patterns index stores epoch_millis and would not parse the cutoff.
+        stale = {"lt": _cutoff(days, now), "format": "strict_date_optional_time"}
+        query = {"bool": {"filter": [tenants, {"range": {"last_seen": stale}}]}}
+        while True:
+            found = await es.search(index=indices, query=query, size=1000, source=False,
+                                    ignore_unavailable=True, allow_no_indices=True)
+            hits = found["hits"]["hits"]
+            if not hits:
+                break
+            await es.bulk(operations=[{"delete": {"_index": h["_index"], "_id": h["_id"]}}
+                                      for h in hits], refresh=True)
+            deleted += len(hits)
+    if deleted:
+        log.info("retention deleted %d pattern and source documents", deleted)
+    return deleted

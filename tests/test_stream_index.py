@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 from elasticsearch import AsyncElasticsearch
 
+from agents.stats import ensure_sources_index
 from app import esindex
 from app.events import LogEvent, RawPosition
-from app.retention import apply_retention, expired
+from app.pattern_index import ensure_patterns_index, patterns_index
+from app.retention import apply_retention, expired, prune_snapshots
 from app.settings import Settings, load_settings
 from app.sink import ElasticsearchSink
 from app.stats import fold
@@ -106,6 +108,30 @@ async def test_retention_deletes_real_indices(es: AsyncElasticsearch, layout: Se
     assert deleted == [f"{layout.index_prefix}logs-1-2026.01.01"]
     left = await es.indices.get(index=f"{layout.index_prefix}logs-*")
     assert len(left.body) == 2
+
+
+async def test_retention_prunes_stale_pattern_and_source_documents(
+        es: AsyncElasticsearch, layout: Settings) -> None:
+    await ensure_patterns_index(es, layout)
+    await ensure_sources_index(es, layout)
+    now = datetime(2026, 11, 27, 12, tzinfo=UTC)
+    old_ms, new_ms = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000), \
+        int(now.timestamp() * 1000)
+    for tenant, template, seen in (("1", "a", old_ms), ("1", "b", new_ms), ("2", "c", old_ms),
+                                   ("3", "d", old_ms)):
+        await es.index(index=patterns_index(layout), id=f"{tenant}/{template}", document={
+            "tenant_id": tenant, "template_id": template, "template": "x <NUM>",
+            "first_seen": seen, "last_seen": seen})
+    for tenant, seen in (("1", "2026-01-01T00:00:00Z"), ("1b", "2026-11-27T00:00:00Z")):
+        await es.index(index=esindex.sources_index(layout), id=f"{tenant}/api/h", document={
+            "tenant_id": tenant, "service": "api", "host": "h", "last_seen": seen})
+    await es.indices.refresh(index=f"{layout.index_prefix}*")
+    # Tenant 1 keeps 30 days, tenant 2 ten years; tenants 3 and 1b the default (30).
+    deleted = await prune_snapshots(es, layout, {"1": 30, "2": 3650}, now=now)
+    assert deleted == 3
+    left = await es.search(index=f"{patterns_index(layout)},{esindex.sources_index(layout)}",
+                           size=10)
+    assert sorted(h["_id"] for h in left["hits"]["hits"]) == ["1/b", "1b/api/h", "2/c"]
 
 
 def test_stats_fold_counts_each_offset_once() -> None:
