@@ -12,7 +12,9 @@ written after every window) and `detect-model` (the HST model, ~40 KB compressed
 `detect_model_snapshot_seconds`), changelog-backed. Faust only lets a table be written while an
 event of the table's partition is being processed, so writes are queued by the timer and done by
 the agent with the next event of the source's partition. A restarted worker restores a source's
-monitor from the tables on its first event. At most `detect_max_sources_per_tenant` sources of
+monitor from the tables on its first event. A worker keeps at most `detect_max_sources` monitors
+(the least recently active source is dropped and restored from the tables when it returns; one
+silent for an hour is dropped too). At most `detect_max_sources_per_tenant` sources of
 a tenant are monitored by one worker (further sources are counted in `laas_detect_skipped`).
 
 Alert rules (`alert_rules` table, reloaded every `alert_rules_refresh_seconds`) are evaluated
@@ -82,8 +84,7 @@ class Detection:
                                partitions=settings.partitions, options=options)
         self.config = MonitorConfig(warmup=settings.detect_warmup_windows,
                                     hst_warmup=settings.detect_hst_warmup_windows)
-        self.windows = Windows(size=settings.detect_window_seconds,
-                               lateness=min(2.0, settings.detect_window_seconds / 2))
+        self.windows = self._new_windows()
         self.monitors: dict[str, SourceMonitor] = {}
         self.partition_of: dict[str, int] = {}
         self.per_tenant: dict[str, set[str]] = {}
@@ -186,7 +187,12 @@ class Detection:
         self.partition_of.clear()
         self.per_tenant.clear()
         self.pending_light.clear()
-        self.windows = Windows(size=self.windows.size, lateness=self.windows.lateness)
+        self.windows = self._new_windows()
+
+    def _new_windows(self) -> Windows:
+        return Windows(size=self.settings.detect_window_seconds,
+                       lateness=min(2.0, self.settings.detect_window_seconds / 2),
+                       max_sources=self.settings.detect_max_sources)
 
 
 def register(app: faust.App, topics: Topics, settings: Settings) -> Detection:

@@ -173,6 +173,10 @@ class Settings(BaseSettings):
     detect_hst_warmup_windows: int = Field(
         100, ge=1, description="Windows before the Half-Space Trees detector may fire"
     )
+    detect_max_sources: int = Field(
+        1000, ge=1, description="Sources one worker keeps a model in memory for (~1.1 MB each; "
+        "the least recently active is dropped, and restored from its table when it returns)"
+    )
     detect_max_sources_per_tenant: int = Field(
         1000, ge=1, description="Sources per tenant with an anomaly model (further ones ignored)"
     )
