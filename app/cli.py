@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from app.logfilter import quiet_repeats
 from app.settings import Settings, load_settings
 
 
@@ -14,6 +15,7 @@ from app.settings import Settings, load_settings
 def main(ctx: click.Context) -> None:
     """LaaS: Logging as a Service."""
     ctx.obj = load_settings()
+    quiet_repeats()  # aiokafka floods the log while a broker is away
 
 
 pass_settings = click.make_pass_decorator(Settings)

@@ -90,7 +90,7 @@ def render(rows: list[tuple[str, int, float, float, float, float]]) -> str:
         f"| {n} | {c} | {a:.3f} | {b:.3f} | {s1:,.0f} | {s2:,.0f} |\n"
         for n, c, a, b, s1, s2 in rows
     )
-    avg = [sum(r[i] for r in rows) / len(rows) for i in (2, 3, 4, 5)]
+    avg = [sum(float(r[i]) for r in rows) / len(rows) for i in (2, 3, 4, 5)]
     body += (f"| **average** | | **{avg[0]:.3f}** | **{avg[1]:.3f}** | {avg[2]:,.0f} "
              f"| {avg[3]:,.0f} |\n")
     return head + body
