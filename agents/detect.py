@@ -19,20 +19,23 @@ a tenant are monitored by one worker (further sources are counted in `laas_detec
 
 Alert rules (`alert_rules` table, reloaded every `alert_rules_refresh_seconds`) are evaluated
 here too: every event is matched against its tenant's rules (`compile_predicate`, the query
-language of search) and counted per rule window. Counts are per worker process: with several
-workers a tenant's sources are spread over them and each judges its share (see
-docs/analytics.md, "Limits").
+language of search) and counted per rule window (`RuleCounter`). A tenant's sources are spread
+over workers, so each worker sends its partial counts to `rule-counts` every tick, on the
+partition of the tenant (`tenant_partition`); the worker that owns that partition sums them
+(agent `rules`, `RuleEngine`) and judges each window `RULE_GRACE` seconds after it ended.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+import zlib
 from typing import Any
 
 import faust
 
-from app.alerting import Grouper, Rule, RuleEngine, anomaly_alert, encode
+from app.alerting import Grouper, Rule, RuleCounter, RuleEngine, anomaly_alert, encode
 from app.anomaly import MonitorConfig, SourceMonitor, Windows
 from app.event_messages import decode
 from app.events import LogEvent
@@ -91,16 +94,19 @@ class Detection:
         self.pending_light: set[str] = set()
         self.model_saved: dict[str, float] = {}
         self.grouper = Grouper(settings.alert_group_seconds)
-        self.rules = RuleEngine(self.grouper)
+        self.counter = RuleCounter()  # this worker's share of every rule's counts
+        self.rules = RuleEngine(self.grouper, grace=RULE_GRACE)  # judges the owned tenants
+        self.app = app
         self._engine: Any = None
 
     # -- inside the agent -------------------------------------------------------------------
 
     def observe(self, events: list[LogEvent], partition: int) -> None:
         """Count the events of one `logs.events` message read from `partition`."""
+        now = time.time()
         for event in events:
             source = event.source_key
-            self.rules.observe(event)
+            self.counter.observe(event, now)
             if source not in self.monitors and \
                     not self._admit(event.tenant_id, source, partition):
                 continue
@@ -155,7 +161,8 @@ class Detection:
             for finding in monitor.observe(window):
                 alerts.append(anomaly_alert(self.grouper, finding, now))
             self.pending_light.add(window.source)
-        alerts += self.rules.tick(now)
+        await self.send_rule_counts()
+        alerts += self.rules.tick(now, owns=self.owns)
         live = set(self.windows.sources())
         for source in [s for s in self.monitors if s not in live]:  # forgotten by Windows
             self.monitors.pop(source, None)
@@ -180,6 +187,21 @@ class Detection:
                         len(self.rules.by_tenant))
             return
         self.rules.load(rules, time.time())
+        self.counter.load(rules)
+
+    async def send_rule_counts(self) -> None:
+        for partial in self.counter.take():
+            tenant = partial["tenant_id"]
+            await self.topics.rule_counts.send(
+                key=tenant.encode(), value=json.dumps(partial).encode(),
+                partition=tenant_partition(tenant, self.settings.partitions))
+
+    def owns(self, tenant_id: str) -> bool:
+        """Whether this worker judges the tenant's rules (owns its `rule-counts` partition)."""
+        partition = tenant_partition(tenant_id, self.settings.partitions)
+        topic = self.topics.rule_counts.get_topic_name()
+        return any(tp.topic == topic and tp.partition == partition
+                   for tp in self.app.consumer.assignment())
 
     def forget(self) -> None:
         """Partitions revoked: drop in-memory monitors (rebuilt from the tables on demand)."""
@@ -195,8 +217,24 @@ class Detection:
                        max_sources=self.settings.detect_max_sources)
 
 
+RULE_GRACE = 3.0  # seconds a rule window stays open for late partial counts (sent every tick)
+
+
+def tenant_partition(tenant_id: str, partitions: int) -> int:
+    """The `rule-counts` partition of a tenant (stable across processes, unlike `hash`)."""
+    return zlib.crc32(tenant_id.encode()) % partitions
+
+
 def register(app: faust.App, topics: Topics, settings: Settings) -> Detection:
     detection = Detection(app, topics, settings)
+
+    @app.agent(topics.rule_counts, name="rules", concurrency=1)
+    async def rules_agent(stream: faust.StreamT) -> None:
+        async for value in stream:
+            try:
+                detection.rules.add(json.loads(value))
+            except (ValueError, TypeError, KeyError) as exc:
+                log.warning("rule-counts: skipping an undecodable message (%r)", exc)
 
     @app.agent(topics.events, name="detect", concurrency=1)
     async def detect_agent(stream: faust.StreamT) -> None:

@@ -171,17 +171,60 @@ class RuleWindow:
     samples: list[dict[str, Any]] = field(default_factory=list)
 
 
-class RuleEngine:
-    """Counts events matching each rule per tumbling window (arrival time, aligned to multiples
-    of the rule's window) and fires when a closed window's count is above/below the threshold.
-    The first (partial) window after a rule is loaded is not judged."""
+class RuleCounter:
+    """One worker's share of the rule counts: events matching each rule per tumbling window
+    (arrival time, aligned to multiples of the rule's window), handed out as partial counts
+    that the tenant's `RuleEngine` sums (a tenant's sources are spread over workers)."""
 
-    def __init__(self, grouper: Grouper) -> None:
-        self.grouper = grouper
+    def __init__(self) -> None:
         self.by_tenant: dict[str, list[Rule]] = {}
-        self.windows: dict[int, RuleWindow] = {}
+        self.windows: dict[tuple[int, float], RuleWindow] = {}
+
+    def load(self, rules: list[Rule]) -> None:
+        self.by_tenant = {}
+        for rule in rules:
+            self.by_tenant.setdefault(rule.tenant_id, []).append(rule)
+
+    def observe(self, event: LogEvent, now: float) -> None:
+        rules = self.by_tenant.get(event.tenant_id)
+        if not rules:
+            return
+        fields = event.__dict__
+        for rule in rules:
+            if rule.predicate(fields):
+                start = now - now % rule.window
+                window = self.windows.setdefault((rule.id, start), RuleWindow(start))
+                window.count += 1
+                if len(window.samples) < 5:
+                    window.samples.append({"severity": event.severity, "service": event.service,
+                                           "host": event.host, "message": event.message[:2000],
+                                           "template_id": event.template_id})
+
+    def take(self) -> list[dict[str, Any]]:
+        """The partial counts gathered since the last call (`rule-counts` messages)."""
+        tenant_of = {r.id: r.tenant_id for rs in self.by_tenant.values() for r in rs}
+        out = [{"tenant_id": tenant_of[rule_id], "rule_id": rule_id, "start": w.start,
+                "count": w.count, "samples": w.samples}
+               for (rule_id, _), w in self.windows.items() if rule_id in tenant_of]
+        self.windows = {}
+        return out
+
+
+class RuleEngine:
+    """Judges each rule of the tenants it owns per tumbling window (aligned to multiples of
+    the rule's window) from the partial counts of every worker, `grace` seconds after the
+    window ended, and fires when the sum is above/below the threshold. The first (partial)
+    window after a rule is loaded is not judged."""
+
+    def __init__(self, grouper: Grouper, grace: float = 0.0) -> None:
+        self.grouper = grouper
+        self.grace = grace
+        self.by_tenant: dict[str, list[Rule]] = {}
+        self.next_start: dict[int, float] = {}  # the rule's oldest window not judged yet
+        self.windows: dict[tuple[int, float], RuleWindow] = {}
         self.partial: set[int] = set()
         self.last_fired: dict[int, float] = {}
+        self.late = 0  # partial counts that came after their window was judged
 
     def load(self, rules: list[Rule], now: float) -> None:
         """Replace the rule set; unchanged rules keep their open windows."""
@@ -191,37 +234,45 @@ class RuleEngine:
             by_tenant.setdefault(rule.tenant_id, []).append(rule)
             prev = old.get(rule.id)
             if prev is None or (prev.query, prev.window) != (rule.query, rule.window):
-                self.windows[rule.id] = RuleWindow(now - now % rule.window)
+                self.next_start[rule.id] = now - now % rule.window
                 self.partial.add(rule.id)
-        for gone in set(old) - {r.id for r in rules}:
-            self.windows.pop(gone, None)
-            self.last_fired.pop(gone, None)
+        gone = set(old) - {r.id for r in rules}
+        for rule_id in gone:
+            self.next_start.pop(rule_id, None)
+            self.last_fired.pop(rule_id, None)
+        self.windows = {k: w for k, w in self.windows.items() if k[0] not in gone}
         self.by_tenant = by_tenant
 
-    def observe(self, event: LogEvent) -> None:
-        rules = self.by_tenant.get(event.tenant_id)
-        if not rules:
+    def add(self, partial: dict[str, Any]) -> None:
+        """Sum one worker's partial count into its window."""
+        rule_id, start = int(partial["rule_id"]), float(partial["start"])
+        if rule_id not in self.next_start:
+            return  # a rule this engine does not know (yet)
+        if start < self.next_start[rule_id]:
+            self.late += 1
             return
-        fields = event.__dict__
-        for rule in rules:
-            if rule.predicate(fields):
-                window = self.windows[rule.id]
-                window.count += 1
-                if len(window.samples) < 5:
-                    window.samples.append({"severity": event.severity, "service": event.service,
-                                           "host": event.host, "message": event.message[:2000],
-                                           "template_id": event.template_id})
+        window = self.windows.setdefault((rule_id, start), RuleWindow(start))
+        window.count += int(partial["count"])
+        window.samples = (window.samples + list(partial.get("samples") or []))[:5]
 
-    def tick(self, now: float) -> list[dict[str, Any]]:
-        """Judge every window that ended; the alerts that fired."""
+    def tick(self, now: float, owns: Callable[[str], bool] = lambda tenant: True
+             ) -> list[dict[str, Any]]:
+        """Judge every window of an owned tenant's rules that ended `grace` seconds ago; the
+        alerts that fired."""
         out = []
-        for rules in self.by_tenant.values():
+        for tenant, rules in self.by_tenant.items():
+            if not owns(tenant):
+                continue
             for rule in rules:
-                window = self.windows[rule.id]
-                if window.start + rule.window > now:
+                start = self.next_start[rule.id]
+                if start + rule.window + self.grace > now:
                     continue
-                end = window.start + rule.window
-                self.windows[rule.id] = RuleWindow(now - now % rule.window)
+                current = now - now % rule.window  # after a long pause judge the last window
+                start = max(start, current - rule.window)
+                window = self.windows.pop((rule.id, start), RuleWindow(start))
+                self.next_start[rule.id] = start + rule.window
+                self.windows = {k: w for k, w in self.windows.items()
+                                if k[0] != rule.id or k[1] >= start + rule.window}
                 if rule.id in self.partial:
                     self.partial.discard(rule.id)
                     continue
@@ -230,7 +281,7 @@ class RuleEngine:
                 if not fired or now - self.last_fired.get(rule.id, -math.inf) < rule.cooldown:
                     continue
                 self.last_fired[rule.id] = now
-                out.append(self._alert(rule, window, end, now))
+                out.append(self._alert(rule, window, start + rule.window, now))
         return out
 
     def _alert(self, rule: Rule, window: RuleWindow, end: float, now: float) -> dict[str, Any]:

@@ -12,7 +12,8 @@ RAW = "logs.raw"
 EVENTS = "logs.events"
 DEADLETTER = "logs.deadletter"
 ALERTS = "alerts"
-ALL = (RAW, EVENTS, DEADLETTER, ALERTS)
+RULE_COUNTS = "rule-counts"  # partial alert-rule counts of each worker, keyed by tenant
+ALL = (RAW, EVENTS, DEADLETTER, ALERTS, RULE_COUNTS)
 
 
 def topic_name(settings: Settings, name: str) -> str:
@@ -22,12 +23,13 @@ def topic_name(settings: Settings, name: str) -> str:
 
 @dataclass(frozen=True)
 class Topics:
-    """The four LaaS topics declared on one Faust app (bytes in, bytes out)."""
+    """The LaaS topics declared on one Faust app (bytes in, bytes out)."""
 
     raw: faust.TopicT
     events: faust.TopicT
     deadletter: faust.TopicT
     alerts: faust.TopicT
+    rule_counts: faust.TopicT
 
 
 def declare_topics(app: faust.App, settings: Settings) -> Topics:
@@ -43,5 +45,6 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         )
 
     return Topics(
-        raw=topic(RAW), events=topic(EVENTS), deadletter=topic(DEADLETTER), alerts=topic(ALERTS)
+        raw=topic(RAW), events=topic(EVENTS), deadletter=topic(DEADLETTER), alerts=topic(ALERTS),
+        rule_counts=topic(RULE_COUNTS),
     )

@@ -17,7 +17,8 @@ def create_worker_app(settings: Settings) -> faust.App:
 
     @app.task(on_leader=False)
     async def declare_topics() -> None:
-        for topic in (topics.raw, topics.events, topics.deadletter, topics.alerts):
+        for topic in (topics.raw, topics.events, topics.deadletter, topics.alerts,
+                      topics.rule_counts):
             await topic.maybe_declare()
 
     register_stages(app, topics, settings)

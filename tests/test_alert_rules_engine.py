@@ -1,0 +1,64 @@
+"""Alert rules over several workers: each counts its share, the tenant's owner sums and judges."""
+
+from __future__ import annotations
+
+from app.alerting import Grouper, Rule, RuleCounter, RuleEngine
+from app.events import NS, LogEvent, RawPosition
+from app.query import parse
+from app.query.match import compile_predicate
+
+
+def rule(rule_id: int, condition: str = "above", threshold: int = 5, query: str = "ERROR",
+         tenant: str = "1") -> Rule:
+    return Rule(rule_id, tenant, f"r{rule_id}", query, 10, condition, threshold, 0,
+                compile_predicate(parse(query)))
+
+
+def event(host: str, message: str = "ERROR payment failed", tenant: str = "1") -> LogEvent:
+    return LogEvent(tenant_id=tenant, tenant="t", time=NS, observed_time=NS, severity="ERROR",
+                    severity_number=17, message=message, service="api", host=host,
+                    raw=RawPosition("logs.raw", 0, 0))
+
+
+def test_partial_counts_of_two_workers_are_summed() -> None:
+    rules = [rule(1, threshold=5)]
+    engine = RuleEngine(Grouper(60), grace=3)
+    engine.load(rules, now=95.0)  # the window 90..100 is partial: not judged
+    workers = [RuleCounter(), RuleCounter()]
+    for counter in workers:
+        counter.load(rules)
+    for i in range(3):  # 3 + 3 matching events in the window 100..110, on two workers
+        workers[0].observe(event("a"), now=101.0 + i)
+        workers[1].observe(event("b"), now=102.0 + i)
+    workers[1].observe(event("b", message="all fine"), now=103.0)  # no match
+    for counter in workers:
+        for partial in counter.take():
+            engine.add(partial)
+    assert workers[0].take() == []  # handed out once
+    assert engine.tick(now=104.0) == []  # window 90..100 (partial) judged silently
+    assert engine.tick(now=112.0) == []  # 100..110 is still in its grace period
+    (alert,) = engine.tick(now=113.5)
+    assert alert["rule_id"] == 1 and alert["score"] == 6.0  # neither worker alone is > 5
+    assert alert["window"]["start"].startswith("1970-01-01T00:01:40")
+    assert len(alert["samples"]) == 5
+
+
+def test_below_rules_fire_on_silence_only_where_the_tenant_is_owned() -> None:
+    rules = [rule(2, condition="below", threshold=1, query="*")]
+    owner, other = RuleEngine(Grouper(60), grace=3), RuleEngine(Grouper(60), grace=3)
+    for engine in (owner, other):
+        engine.load(rules, now=95.0)
+        engine.tick(now=104.0)  # the partial first window
+    assert other.tick(now=114.0, owns=lambda tenant: False) == []
+    (alert,) = owner.tick(now=114.0, owns=lambda tenant: tenant == "1")
+    assert alert["score"] == 0.0 and alert["condition"] == "below"
+
+
+def test_a_partial_count_after_its_window_was_judged_is_counted_late() -> None:
+    engine = RuleEngine(Grouper(60), grace=3)
+    engine.load([rule(3)], now=95.0)
+    engine.tick(now=104.0)
+    engine.add({"tenant_id": "1", "rule_id": 3, "start": 90.0, "count": 9, "samples": []})
+    assert engine.late == 1
+    engine.add({"tenant_id": "1", "rule_id": 99, "start": 100.0, "count": 9, "samples": []})
+    assert engine.tick(now=113.5) == []  # unknown rules are ignored, 100..110 had nothing
