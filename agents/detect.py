@@ -22,7 +22,8 @@ here too: every event is matched against its tenant's rules (`compile_predicate`
 language of search) and counted per rule window (`RuleCounter`). A tenant's sources are spread
 over workers, so each worker sends its partial counts to `rule-counts` every tick, on the
 partition of the tenant (`tenant_partition`); the worker that owns that partition sums them
-(agent `rules`, `RuleEngine`) and judges each window `RULE_GRACE` seconds after it ended.
+(agent `rules`, `RuleEngine`): "above" rules fire as soon as a window's sum passes the
+threshold, "below" rules are judged `RULE_GRACE` seconds after the window ended.
 """
 
 from __future__ import annotations

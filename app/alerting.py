@@ -169,6 +169,7 @@ class RuleWindow:
     start: float
     count: int = 0
     samples: list[dict[str, Any]] = field(default_factory=list)
+    judged: bool = False
 
 
 class RuleCounter:
@@ -211,20 +212,22 @@ class RuleCounter:
 
 
 class RuleEngine:
-    """Judges each rule of the tenants it owns per tumbling window (aligned to multiples of
-    the rule's window) from the partial counts of every worker, `grace` seconds after the
-    window ended, and fires when the sum is above/below the threshold. The first (partial)
-    window after a rule is loaded is not judged."""
+    """Judges the rules of the tenants it owns from the partial counts of every worker, per
+    tumbling window (aligned to multiples of the rule's window). An "above" rule fires as soon
+    as a window's sum passes the threshold (partial counts arriving late still count); a
+    "below" rule is judged `grace` seconds after its window ended (a count arriving later than
+    that is counted in `late`). The first (partial) window after a rule is loaded is not
+    judged."""
 
     def __init__(self, grouper: Grouper, grace: float = 0.0) -> None:
         self.grouper = grouper
         self.grace = grace
         self.by_tenant: dict[str, list[Rule]] = {}
-        self.next_start: dict[int, float] = {}  # the rule's oldest window not judged yet
+        self.loaded: dict[int, float] = {}  # start of the partial window the rule loaded in
+        self.next_start: dict[int, float] = {}  # a below-rule's oldest window not judged yet
         self.windows: dict[tuple[int, float], RuleWindow] = {}
-        self.partial: set[int] = set()
         self.last_fired: dict[int, float] = {}
-        self.late = 0  # partial counts that came after their window was judged
+        self.late = 0
 
     def load(self, rules: list[Rule], now: float) -> None:
         """Replace the rule set; unchanged rules keep their open windows."""
@@ -233,11 +236,14 @@ class RuleEngine:
         for rule in rules:
             by_tenant.setdefault(rule.tenant_id, []).append(rule)
             prev = old.get(rule.id)
-            if prev is None or (prev.query, prev.window) != (rule.query, rule.window):
-                self.next_start[rule.id] = now - now % rule.window
-                self.partial.add(rule.id)
+            if prev is None or (prev.query, prev.window, prev.condition) != \
+                    (rule.query, rule.window, rule.condition):
+                self.loaded[rule.id] = now - now % rule.window
+                self.next_start[rule.id] = self.loaded[rule.id] + rule.window
+                self.windows = {k: w for k, w in self.windows.items() if k[0] != rule.id}
         gone = set(old) - {r.id for r in rules}
         for rule_id in gone:
+            self.loaded.pop(rule_id, None)
             self.next_start.pop(rule_id, None)
             self.last_fired.pop(rule_id, None)
         self.windows = {k: w for k, w in self.windows.items() if k[0] not in gone}
@@ -246,43 +252,46 @@ class RuleEngine:
     def add(self, partial: dict[str, Any]) -> None:
         """Sum one worker's partial count into its window."""
         rule_id, start = int(partial["rule_id"]), float(partial["start"])
-        if rule_id not in self.next_start:
-            return  # a rule this engine does not know (yet)
-        if start < self.next_start[rule_id]:
-            self.late += 1
-            return
+        if rule_id not in self.loaded or start <= self.loaded[rule_id]:
+            return  # a rule this engine does not know (yet), or its partial first window
         window = self.windows.setdefault((rule_id, start), RuleWindow(start))
+        if window.judged:
+            self.late += 1
         window.count += int(partial["count"])
         window.samples = (window.samples + list(partial.get("samples") or []))[:5]
 
     def tick(self, now: float, owns: Callable[[str], bool] = lambda tenant: True
              ) -> list[dict[str, Any]]:
-        """Judge every window of an owned tenant's rules that ended `grace` seconds ago; the
-        alerts that fired."""
+        """Judge the owned tenants' rules; the alerts that fired."""
         out = []
         for tenant, rules in self.by_tenant.items():
             if not owns(tenant):
                 continue
             for rule in rules:
-                start = self.next_start[rule.id]
-                if start + rule.window + self.grace > now:
-                    continue
-                current = now - now % rule.window  # after a long pause judge the last window
-                start = max(start, current - rule.window)
-                window = self.windows.pop((rule.id, start), RuleWindow(start))
-                self.next_start[rule.id] = start + rule.window
-                self.windows = {k: w for k, w in self.windows.items()
-                                if k[0] != rule.id or k[1] >= start + rule.window}
-                if rule.id in self.partial:
-                    self.partial.discard(rule.id)
-                    continue
-                fired = window.count > rule.threshold if rule.condition == "above" \
-                    else window.count < rule.threshold
-                if not fired or now - self.last_fired.get(rule.id, -math.inf) < rule.cooldown:
-                    continue
-                self.last_fired[rule.id] = now
-                out.append(self._alert(rule, window, start + rule.window, now))
+                for window in self._due(rule, now):
+                    window.judged = True
+                    fired = window.count > rule.threshold if rule.condition == "above" \
+                        else window.count < rule.threshold
+                    if fired and now - self.last_fired.get(rule.id, -math.inf) >= rule.cooldown:
+                        self.last_fired[rule.id] = now
+                        out.append(self._alert(rule, window, window.start + rule.window, now))
+        keep = max(60.0, self.grace)  # windows stay this long after their end for late counts
+        size = {r.id: r.window for rs in self.by_tenant.values() for r in rs}
+        self.windows = {k: w for k, w in self.windows.items()
+                        if k[0] in size and k[1] + size[k[0]] + keep > now}
         return out
+
+    def _due(self, rule: Rule, now: float) -> list[RuleWindow]:
+        if rule.condition == "above":  # any window already above its threshold
+            return [w for (rule_id, _), w in self.windows.items()
+                    if rule_id == rule.id and not w.judged and w.count > rule.threshold]
+        start = self.next_start[rule.id]
+        if start + rule.window + self.grace > now:
+            return []
+        current = now - now % rule.window  # after a long pause judge the last window only
+        start = max(start, current - rule.window)
+        self.next_start[rule.id] = start + rule.window
+        return [self.windows.setdefault((rule.id, start), RuleWindow(start))]
 
     def _alert(self, rule: Rule, window: RuleWindow, end: float, now: float) -> dict[str, Any]:
         group = self.grouper.fire(f"{rule.tenant_id}|rule|{rule.id}", now)

@@ -35,12 +35,22 @@ def test_partial_counts_of_two_workers_are_summed() -> None:
         for partial in counter.take():
             engine.add(partial)
     assert workers[0].take() == []  # handed out once
-    assert engine.tick(now=104.0) == []  # window 90..100 (partial) judged silently
-    assert engine.tick(now=112.0) == []  # 100..110 is still in its grace period
-    (alert,) = engine.tick(now=113.5)
+    (alert,) = engine.tick(now=104.5)  # above the threshold: fires before the window ends
     assert alert["rule_id"] == 1 and alert["score"] == 6.0  # neither worker alone is > 5
     assert alert["window"]["start"].startswith("1970-01-01T00:01:40")
     assert len(alert["samples"]) == 5
+    engine.add({"tenant_id": "1", "rule_id": 1, "start": 100.0, "count": 4, "samples": []})
+    assert engine.late == 1 and engine.tick(now=106.0) == []  # counted, not fired twice
+
+
+def test_an_above_rule_fires_when_late_counts_pass_the_threshold() -> None:
+    engine = RuleEngine(Grouper(60), grace=3)
+    engine.load([rule(4, threshold=5)], now=95.0)
+    engine.add({"tenant_id": "1", "rule_id": 4, "start": 100.0, "count": 3, "samples": []})
+    assert engine.tick(now=120.0) == []
+    engine.add({"tenant_id": "1", "rule_id": 4, "start": 100.0, "count": 3, "samples": []})
+    (alert,) = engine.tick(now=125.0)  # a slow worker's share, 15 s after the window ended
+    assert alert["score"] == 6.0
 
 
 def test_below_rules_fire_on_silence_only_where_the_tenant_is_owned() -> None:
@@ -54,11 +64,17 @@ def test_below_rules_fire_on_silence_only_where_the_tenant_is_owned() -> None:
     assert alert["score"] == 0.0 and alert["condition"] == "below"
 
 
-def test_a_partial_count_after_its_window_was_judged_is_counted_late() -> None:
+def test_partial_first_windows_and_unknown_rules_are_ignored() -> None:
     engine = RuleEngine(Grouper(60), grace=3)
     engine.load([rule(3)], now=95.0)
-    engine.tick(now=104.0)
     engine.add({"tenant_id": "1", "rule_id": 3, "start": 90.0, "count": 9, "samples": []})
-    assert engine.late == 1
     engine.add({"tenant_id": "1", "rule_id": 99, "start": 100.0, "count": 9, "samples": []})
-    assert engine.tick(now=113.5) == []  # unknown rules are ignored, 100..110 had nothing
+    assert engine.tick(now=113.5) == [] and not engine.windows
+
+
+def test_a_late_count_does_not_undo_a_below_judgement() -> None:
+    engine = RuleEngine(Grouper(60), grace=3)
+    engine.load([rule(5, condition="below", threshold=1, query="*")], now=95.0)
+    (alert,) = engine.tick(now=113.5)
+    engine.add({"tenant_id": "1", "rule_id": 5, "start": 100.0, "count": 2, "samples": []})
+    assert engine.late == 1 and engine.tick(now=114.0) == []
