@@ -218,7 +218,7 @@ class Detection:
                        max_sources=self.settings.detect_max_sources)
 
 
-RULE_GRACE = 3.0  # seconds a rule window stays open for late partial counts (sent every tick)
+RULE_GRACE = 3.0  # seconds before a below-rule window is judged (shares are sent every tick)
 
 
 def tenant_partition(tenant_id: str, partitions: int) -> int:
