@@ -11,16 +11,20 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from starlette.applications import Starlette
 
 from app.gateway import bound_port, start_gateway
 from app.ingest.auth import Principal
+from app.ingest.service import IngestService
 from app.settings import Settings, load_settings
 from app.topics import RAW, topic_name
+from web.ingest import routes
 
-__all__ = ["KEYS", "KeyTable", "consume", "gateway", "keys", "raw_settings"]
+__all__ = ["KEYS", "KeyTable", "consume", "gateway", "keys", "raw_settings", "web"]
 
 KEYS = {
     "ingest-key": Principal("1", "acme", "ingest"),
@@ -76,6 +80,17 @@ async def gateway(raw_settings: Settings, keys: KeyTable) -> AsyncIterator[int]:
         server.close()
         await server.wait_closed()
         await service.close()
+
+
+@pytest.fixture
+async def web(raw_settings: Settings, keys: KeyTable) -> AsyncIterator[httpx.AsyncClient]:
+    """The HTTP ingest routes in-process (ASGI), writing to the test's Kafka topic."""
+    app = Starlette(routes=routes)
+    app.state.ingest = IngestService(raw_settings, keys)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://laas") as client:
+        yield client
+    await app.state.ingest.close()
 
 
 async def consume(settings: Settings, count: int, timeout: float = 15.0) -> list:

@@ -7,7 +7,6 @@ import gzip
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -24,16 +23,6 @@ from tests.ingest_fixtures import KeyTable, consume
 from web.ingest import routes
 
 NDJSON = {"content-type": "application/x-ndjson", "authorization": "Bearer ingest-key"}
-
-
-@pytest.fixture
-async def web(raw_settings: Settings, keys: KeyTable) -> AsyncIterator[httpx.AsyncClient]:
-    app = Starlette(routes=routes)
-    app.state.ingest = IngestService(raw_settings, keys)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://laas") as client:
-        yield client
-    await app.state.ingest.close()
 
 
 async def test_ndjson_with_bad_lines(web: httpx.AsyncClient, raw_settings: Settings) -> None:

@@ -191,16 +191,6 @@ async def test_gateway_stamps_key_and_index_on_every_record(
     assert len({m.offset for m in msgs}) == 9  # the resent copies are new Kafka records
 
 
-@pytest.fixture
-async def web(raw_settings: Settings, keys: KeyTable):  # type: ignore[no-untyped-def]
-    app = Starlette(routes=routes)
-    app.state.ingest = IngestService(raw_settings, keys)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://laas") as client:
-        yield client
-    await app.state.ingest.close()
-
-
 async def test_http_stamps_key_and_refuses_bad_keys(web: httpx.AsyncClient,
                                                     raw_settings: Settings) -> None:
     body = "\n".join(json.dumps({"message": f"h{i}", "service": "api"}) for i in range(2))
