@@ -159,6 +159,7 @@ try {
   await page.keyboard.press('Escape');
 
   step('zoom the histogram');
+  const unzoomed = await page.getByTestId('total').innerText();
   const chart = await page.getByTestId('histogram').boundingBox();
   const y = chart.y + chart.height / 2;
   await page.mouse.move(chart.x + chart.width * 0.45, y);
@@ -167,7 +168,11 @@ try {
   await page.mouse.move(chart.x + chart.width * 0.99, y, { steps: 8 });
   await page.mouse.up();
   await page.waitForURL((u) => new URL(u).searchParams.has('until'));
-  await page.getByTestId('total').waitFor();
+  // The old total stays on screen until the zoomed search answers: wait for it to change.
+  await page.waitForFunction((before) => {
+    const total = document.querySelector('[data-testid=total]')?.textContent ?? before;
+    return total !== before;
+  }, unzoomed);
   const zoomed = await page.getByTestId('total').innerText();
   const zoomedCount = Number(zoomed.split(' ')[0].replace(/,/g, ''));
   check(zoomedCount > 0 && zoomedCount < 40, `zoomed view should hold part of the 40 events, got "${zoomed}"`);
