@@ -179,18 +179,12 @@ class IndexConsumer:
 
 
 def register(app: faust.App, settings: Settings) -> Any:
-    """Run the index consumer as a task of every worker (they share its consumer group)."""
+    """Run the index consumer with every worker (they share its consumer group): in a child
+    process (agents/index_process.py) or, with `index_sink_process` off, as a task here."""
+    from agents.index_process import run_consumer, supervise
 
     @app.task
     async def index_sink() -> None:
-        while True:
-            try:
-                await IndexConsumer(settings).run()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - restart with a fresh consumer, never die
-                log.exception("index consumer failed; restarting in 5s (uncommitted records "
-                              "are read again)")
-                await asyncio.sleep(5)
+        await (supervise(settings) if settings.index_sink_process else run_consumer(settings))
 
     return index_sink

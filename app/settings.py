@@ -115,6 +115,10 @@ class Settings(BaseSettings):
         256 * 1024, ge=1024,
         description="Largest `logs.events` message (events of one source from one batch)",
     )
+    index_sink_process: bool = Field(
+        True, description="Run the worker's Elasticsearch sink in a child process (a second "
+        "core); false runs it in the worker's event loop",
+    )
     es_batch_size: int = Field(2000, ge=1, description="Most events in one bulk request")
     es_batch_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, description="Largest bulk request body (bytes of the events)"

@@ -8,7 +8,9 @@
    the rate is documents per second from the first to the last searchable document.
 3. Delay: with the worker running, records are produced in timed chunks; a chunk is
    "searchable" when the tenant's count reaches its end (approximate across partitions).
-Prints events/s of both, their ratio (target ≥ 0.8) and p50/p99 ack-to-searchable delay.
+Prints events/s of both, their ratio (target ≥ 0.8), p50/p99 ack-to-searchable delay, and
+the CPU time each process (Elasticsearch, Kafka, the worker, the baseline's client) spent per
+event during 1 and 2 — on a small machine the stages share the cores with Elasticsearch.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from elasticsearch import AsyncElasticsearch
@@ -53,9 +56,38 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def listener(port: int) -> psutil.Process | None:
+    """The process listening on `port` (the local stack's Kafka or Elasticsearch)."""
+    for conn in psutil.net_connections("tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
+            return psutil.Process(conn.pid)
+    return None
+
+
+def cpu_seconds(procs: dict[str, psutil.Process | None]) -> dict[str, float]:
+    """User + system CPU seconds so far of each process (children included)."""
+    found = {}
+    for name, proc in procs.items():
+        if proc is None:
+            continue
+        try:
+            found[name] = sum(p.cpu_times().user + p.cpu_times().system
+                              for p in [proc, *proc.children(recursive=True)])
+        except psutil.Error:
+            continue
+    return found
+
+
+def per_event(before: dict[str, float], after: dict[str, float], n: int) -> str:
+    """`name 12 µs` per event for each process measured at both ends."""
+    return ", ".join(f"{name} {(after[name] - before[name]) / n * 1e6:,.0f} µs"
+                     for name in after if name in before)
+
+
 async def count(es: AsyncElasticsearch, index: str) -> int:
+    """Documents searchable now: no forced refresh (the index refreshes every second, as for
+    any search; refreshing at the poll rate would cost Elasticsearch extra segments)."""
     try:
-        await es.indices.refresh(index=index, ignore_unavailable=True, allow_no_indices=True)
         return int((await es.count(index=index, ignore_unavailable=True,
                                    allow_no_indices=True))["count"])
     except Exception:  # noqa: BLE001
@@ -67,6 +99,8 @@ async def main(n: int, chunks: int) -> None:
     settings = load_settings(app_id=run, topic_prefix=f"{run}.", index_prefix=f"{run}-")
     es = AsyncElasticsearch(settings.elasticsearch_url, request_timeout=60)
     values = [record(i) for i in range(n)]
+    servers = {"elasticsearch": listener(settings.es_port), "kafka": listener(settings.kafka_port),
+               "bench client": psutil.Process()}
 
     # 1. baseline
     base = load_settings(index_prefix=f"{run}base-")
@@ -75,10 +109,11 @@ async def main(n: int, chunks: int) -> None:
               .events[0] for i, v in enumerate(values)]
     actions = [{"_index": esindex.daily_index(base, "1", e.time), "_id": e.doc_id(),
                 "_source": esindex.document(e)} for e in events]
-    started = time.monotonic()
+    started, cpu0 = time.monotonic(), cpu_seconds(servers)
     await async_bulk(es, actions, chunk_size=settings.es_batch_size)
     await es.indices.refresh(index=f"{run}base-*")  # searchable, as the pipeline's count needs
     raw_rate = n / (time.monotonic() - started)
+    raw_cpu = per_event(cpu0, cpu_seconds(servers), n)
 
     # 2. pipeline throughput
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
@@ -99,16 +134,19 @@ async def main(n: int, chunks: int) -> None:
     worker = subprocess.Popen([sys.executable, "-m", "app", "worker"], cwd=ROOT, env=env,
                               stdout=log, stderr=subprocess.STDOUT)
     alias = esindex.tenant_alias(settings, "1")
+    procs = {**servers, "worker": psutil.Process(worker.pid)}
+    del procs["bench client"]
     try:
         first = None
         while (c := await count(es, alias)) < n:
             if worker.poll() is not None:
                 raise SystemExit(f"worker exited; see /tmp/{run}.log")
             if c and first is None:
-                first = (time.monotonic(), c)
+                first = (time.monotonic(), c, cpu_seconds(procs))
             await asyncio.sleep(0.2)
         assert first is not None
         pipe_rate = (n - first[1]) / (time.monotonic() - first[0])
+        pipe_cpu = per_event(first[2], cpu_seconds(procs), n - first[1])
 
         # 3. delay, chunk by chunk at a steady rate
         delays = []
@@ -137,6 +175,8 @@ async def main(n: int, chunks: int) -> None:
     print(f"raw bulk baseline: {raw_rate:,.0f} events/s")
     print(f"pipeline (raw → searchable): {pipe_rate:,.0f} events/s")
     print(f"ratio: {pipe_rate / raw_rate:.2f} (target ≥ 0.8)")
+    print(f"CPU per event, baseline: {raw_cpu}")
+    print(f"CPU per event, pipeline: {pipe_cpu}")
     print(f"ack → searchable delay over {len(delays)} chunks of {per}: "
           f"p50 {statistics.median(delays) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
 

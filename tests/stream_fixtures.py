@@ -53,6 +53,25 @@ async def wait_for(check: Callable[[], Awaitable[Any]], timeout: float, what: st
     pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+def _processes() -> dict[int, int]:
+    """Live (not zombie) processes: pid → parent pid, from /proc."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            found[int(stat.parent.name)] = int(ppid)
+    return found
+
+
+def alive(pids: list[int]) -> list[int]:
+    """Those of `pids` still running."""
+    running = _processes()
+    return [pid for pid in pids if pid in running]
+
+
 class Worker:
     """`python -m app worker` as a subprocess with the test's settings."""
 
@@ -90,6 +109,11 @@ class Worker:
                 self.proc.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+    def children(self) -> list[int]:
+        """Pids of the worker's live child processes (its index sink)."""
+        return [pid for pid, ppid in _processes().items()
+                if self.proc is not None and ppid == self.proc.pid]
 
     def tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() \

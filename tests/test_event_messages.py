@@ -55,3 +55,19 @@ def test_by_source_groups_in_arrival_order() -> None:
     assert list(groups) == ["1/api/a", "1/api/b"]
     assert [e.time for e in groups["1/api/a"]] == [1, 3]
     assert json.loads(next(encode(groups["1/api/b"], 1 << 20)))[0]["host"] == "b"
+
+
+def test_decoded_events_equal_constructed_ones_with_or_without_every_field() -> None:
+    full = event(3)
+    (message,) = encode([full], 1 << 20)
+    (decoded,) = decode(message)  # every field present: built without the dataclass __init__
+    assert decoded == full and decoded.raw == full.raw and decoded.doc_id() == full.doc_id()
+    assert decoded.source_key == "1/api/h1"
+    with pytest.raises(AttributeError):  # still frozen
+        decoded.message = "changed"  # type: ignore[misc]
+    older = json.loads(full.to_json())
+    del older["batch_key"], older["batch_index"]  # written before these fields existed
+    (decoded_older,) = decode(json.dumps(older))
+    assert decoded_older == full
+    with pytest.raises(TypeError):  # an unknown field is still an error
+        decode(json.dumps({**older, "surprise": 1}))

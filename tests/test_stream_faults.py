@@ -13,7 +13,7 @@ from elasticsearch import AsyncElasticsearch
 
 from app import esindex
 from tests.stream_fixtures import *  # noqa: F403
-from tests.stream_fixtures import StreamEnv, es_count, produce_raw
+from tests.stream_fixtures import StreamEnv, alive, es_count, produce_raw
 
 TOTAL = 3000
 SERVICES = ("api", "db", "auth", "web", "mail", "queue")
@@ -58,7 +58,12 @@ async def test_rebalance_kill_and_restart_lose_and_duplicate_nothing(
         await stream.wait(lambda: indexed(400), 120, "400 documents with two workers")
         second.kill()  # w1 takes over w2's partitions (tables from the changelogs)
         await stream.wait(lambda: indexed(1200), 120, "1200 documents after the rebalance")
+        sinks = first.children()
+        assert sinks, "the worker runs its index sink in a child process"
         first.kill()  # mid-stream, uncommitted work in flight
+        # its sink process notices (the metrics pipe breaks) and stops: no orphan left indexing
+        await stream.wait(lambda: asyncio.sleep(0, not alive(sinks)), 30,
+                          "the killed worker's sink process to stop")
         stream.worker("w1-again", state="w1")  # same RocksDB directory as before the kill
         await producing
         await stream.wait(lambda: indexed(TOTAL), 180, f"{TOTAL} documents")
