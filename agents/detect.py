@@ -38,7 +38,7 @@ import faust
 
 from app.alerting import Grouper, Rule, RuleCounter, RuleEngine, anomaly_alert, encode
 from app.anomaly import MonitorConfig, SourceMonitor, Windows
-from app.event_messages import decode
+from app.event_messages import decode_shared
 from app.events import LogEvent
 from app.metrics import METRICS
 from app.query import parse
@@ -241,7 +241,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> Detection:
     async def detect_agent(stream: faust.StreamT) -> None:
         async for event in stream.events():
             try:
-                events = decode(event.value)
+                events = decode_shared(event.message)
             except (ValueError, TypeError, KeyError):
                 continue  # the index stage dead-letters undecodable messages
             METRICS.inc("laas_events_in_total", len(events), stage="detect")

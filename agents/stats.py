@@ -20,7 +20,7 @@ from elasticsearch import AsyncElasticsearch, BadRequestError
 
 from app import esindex
 from app.elastic import es_client
-from app.event_messages import by_source, decode
+from app.event_messages import by_source, decode_shared
 from app.events import LogEvent
 from app.metrics import METRICS
 from app.settings import Settings
@@ -144,7 +144,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> SourceStats:
     async def stats_agent(stream: faust.StreamT) -> None:
         async for event in stream.events():
             try:
-                events = decode(event.value)
+                events = decode_shared(event.message)
             except (ValueError, TypeError, KeyError):
                 continue  # the index stage dead-letters undecodable messages
             METRICS.inc("laas_events_in_total", len(events), stage="stats")

@@ -10,6 +10,7 @@ older workers write it; `decode` takes both forms.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -28,6 +29,19 @@ def decode(data: bytes | str) -> list[LogEvent]:
         if not isinstance(item, dict):
             raise TypeError(f"a LogEvent object expected, got {type(item).__name__}")
         events.append(LogEvent.from_dict(item))
+    return events
+
+
+_decoded: weakref.WeakKeyDictionary[Any, list[LogEvent]] = weakref.WeakKeyDictionary()
+
+
+def decode_shared(message: Any) -> list[LogEvent]:
+    """`decode(message.value)` once per Faust `Message`: the stats and detect agents both read
+    each `logs.events` message and get the same (immutable) events. Kept while the message
+    lives."""
+    events = _decoded.get(message)
+    if events is None:
+        events = _decoded[message] = decode(message.value)
     return events
 
 

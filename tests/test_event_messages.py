@@ -71,3 +71,19 @@ def test_decoded_events_equal_constructed_ones_with_or_without_every_field() -> 
     assert decoded_older == full
     with pytest.raises(TypeError):  # an unknown field is still an error
         decode(json.dumps({**older, "surprise": 1}))
+
+
+def test_decode_shared_decodes_each_message_once() -> None:
+    from faust.types import Message
+
+    from app.event_messages import decode_shared
+
+    def message(offset: int, events: list[LogEvent]) -> Message:
+        (value,) = encode(events, 1 << 20)
+        return Message("logs.events", 0, offset, 0.0, 0, [], b"k", value, None)
+
+    first, second = message(1, [event(1), event(2)]), message(2, [event(3)])
+    seen_by_stats = decode_shared(first)
+    assert decode_shared(first) is seen_by_stats  # detect gets the same list, not a new decode
+    assert seen_by_stats == [event(1), event(2)]
+    assert decode_shared(second) == [event(3)]
