@@ -1,4 +1,9 @@
-"""`laas up`: the local stack if needed, then every LaaS process, supervised until Ctrl-C."""
+"""`laas up`: the local stack if needed, then every LaaS process, supervised until Ctrl-C.
+
+A process that exits is restarted (after 1, 2, 4, 8 s as its exits pile up); one that exits
+`CRASH_LIMIT` times within `CRASH_WINDOW` s is crash-looping (a configuration problem, not a
+hiccup): then `laas up` stops everything and says so.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -16,6 +21,23 @@ from deploy.proc import StackError, tail, wait_until
 from deploy.stack import Stack
 
 PROCESSES = ("worker", "gateway", "web")
+CRASH_LIMIT = 5
+CRASH_WINDOW = 60.0
+
+
+@dataclass
+class Restarts:
+    """When to restart a child after an exit at `now`: the delay, or None to give up."""
+
+    limit: int = CRASH_LIMIT
+    window: float = CRASH_WINDOW
+    exits: list[float] = field(default_factory=list)
+
+    def after_exit(self, now: float) -> float | None:
+        self.exits = [t for t in self.exits if now - t < self.window] + [now]
+        if len(self.exits) >= self.limit:
+            return None
+        return float(2 ** (len(self.exits) - 1))
 
 
 @dataclass
@@ -23,6 +45,8 @@ class Child:
     name: str
     log_file: Path
     popen: subprocess.Popen[bytes]
+    restarts: Restarts = field(default_factory=Restarts)
+    restart_at: float | None = None  # set while waiting to restart after an exit
 
 
 def start_child(settings: Settings, name: str) -> Child:
@@ -36,6 +60,28 @@ def start_child(settings: Settings, name: str) -> Child:
             stderr=subprocess.STDOUT,
         )
     return Child(name, log_file, popen)
+
+
+def supervise(settings: Settings, child: Child, now: float) -> bool:
+    """Restart `child` if it exited (once its delay is over); False when it crash-loops."""
+    code = child.popen.poll()
+    if code is None:
+        return True
+    if child.restart_at is None:
+        delay = child.restarts.after_exit(now)
+        print(f"error: {child.name} exited with {code}; see {child.log_file}\n"
+              f"{tail(child.log_file)}", file=sys.stderr, flush=True)
+        if delay is None:
+            print(f"error: {child.name} exited {child.restarts.limit} times within "
+                  f"{child.restarts.window:.0f}s; stopping LaaS", file=sys.stderr, flush=True)
+            return False
+        print(f"restarting {child.name} in {delay:.0f}s", file=sys.stderr, flush=True)
+        child.restart_at = now + delay
+    elif now >= child.restart_at:
+        child.popen = start_child(settings, child.name).popen
+        child.restart_at = None
+        print(f"  {child.name:<8} restarted: pid {child.popen.pid}", flush=True)
+    return True
 
 
 def web_healthy(settings: Settings) -> bool:
@@ -114,13 +160,7 @@ def run_up(settings: Settings) -> int:
         print("Ctrl-C stops the LaaS processes; `laas stack down` stops the servers.", flush=True)
         while not stopping:
             for child in children:
-                if child.popen.poll() is not None:
-                    print(
-                        f"error: {child.name} exited with {child.popen.returncode}; "
-                        f"see {child.log_file}\n"
-                        f"{tail(child.log_file)}",
-                        file=sys.stderr,
-                    )
+                if not stopping and not supervise(settings, child, time.monotonic()):
                     return 1
             time.sleep(0.5)
         return 0

@@ -66,6 +66,11 @@ def _processes() -> dict[int, int]:
     return found
 
 
+def children_of(pid: int) -> list[int]:
+    """Pids of the live child processes of `pid`."""
+    return [child for child, parent in _processes().items() if parent == pid]
+
+
 def alive(pids: list[int]) -> list[int]:
     """Those of `pids` still running."""
     running = _processes()
@@ -112,8 +117,7 @@ class Worker:
 
     def children(self) -> list[int]:
         """Pids of the worker's live child processes (its index sink)."""
-        return [pid for pid, ppid in _processes().items()
-                if self.proc is not None and ppid == self.proc.pid]
+        return children_of(self.proc.pid) if self.proc is not None else []
 
     def tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() \

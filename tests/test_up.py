@@ -1,4 +1,5 @@
-"""`laas up`: worker, gateway and web come up, the printed login works, Ctrl-C stops them."""
+"""`laas up`: worker, gateway and web come up, the printed login works, a killed process is
+restarted, Ctrl-C stops them."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from app.topics import ALL
 from deploy.proc import port_open
+from tests.stream_fixtures import children_of
 from tests.test_kafka import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +38,18 @@ async def topics(servers: str) -> set[str]:
         return set(await admin.list_topics())
     finally:
         await admin.close()
+
+
+def child_running(up: subprocess.Popen[str], command: str) -> int | None:
+    """The pid of `up`'s child `python -m app <command>`."""
+    for pid in children_of(up.pid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if command.encode() in argv:
+            return pid
+    return None
 
 
 async def test_up_runs_every_process_and_prints_a_working_login(
@@ -80,11 +94,23 @@ async def test_up_runs_every_process_and_prints_a_working_login(
             token = response.json()["access_token"]
             me = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
             assert me.status_code == 200, me.text
+
+        gateway = child_running(up, "gateway")
+        assert gateway is not None
+        os.kill(gateway, signal.SIGKILL)  # a crash: `laas up` restarts it and keeps running
+        async with asyncio.timeout(60):
+            while (again := child_running(up, "gateway")) in (None, gateway) \
+                    or not port_open("127.0.0.1", gateway_port):
+                assert up.poll() is None, up.communicate()[0]
+                await asyncio.sleep(0.5)
+        assert healthz(web_port)
     finally:
         up.send_signal(signal.SIGINT)
         output, _ = up.communicate(timeout=60)
     assert up.returncode == 0, output
     assert f"LaaS is up: http://127.0.0.1:{web_port}/" in output
+    assert f"gateway exited with -{signal.SIGKILL.value}" in output
+    assert f"gateway  restarted: pid {again}" in output
     printed = re.search(r"log in as (\S+) with password (\S+) \(tenant demo\)", output)
     assert printed is not None, output
     assert printed.groups() == (saved["email"], saved["password"])
