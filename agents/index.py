@@ -181,10 +181,14 @@ class IndexConsumer:
 def register(app: faust.App, settings: Settings) -> Any:
     """Run the index consumer with every worker (they share its consumer group): in a child
     process (agents/index_process.py) or, with `index_sink_process` off, as a task here."""
-    from agents.index_process import run_consumer, supervise
+    from agents.index_process import index_main, run_consumer
+    from app.children import supervise
 
     @app.task
     async def index_sink() -> None:
-        await (supervise(settings) if settings.index_sink_process else run_consumer(settings))
+        if settings.index_sink_process:
+            await supervise("index", index_main, settings)
+        else:
+            await run_consumer(settings)
 
     return index_sink

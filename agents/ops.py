@@ -13,6 +13,7 @@ from agents.index import es_client, index_group
 from app.metrics import METRICS
 from app.retention import apply_retention, prune_snapshots, tenant_retention
 from app.settings import Settings
+from app.streams import analytics_app_id
 from app.topics import EVENTS, RAW, topic_name
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,12 @@ class LagProbe:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.groups = {settings.app_id: [topic_name(settings, RAW), topic_name(settings, EVENTS)],
-                       index_group(settings): [topic_name(settings, EVENTS)]}
+        raw, events = topic_name(settings, RAW), topic_name(settings, EVENTS)
+        self.groups = {index_group(settings): [events]}
+        if settings.analytics_process:  # app/worker.py: normalize here, analytics in a child
+            self.groups |= {settings.app_id: [raw], analytics_app_id(settings): [events]}
+        else:
+            self.groups |= {settings.app_id: [raw, events]}
         self.admin: AIOKafkaAdminClient | None = None
         self.consumer: AIOKafkaConsumer | None = None
 

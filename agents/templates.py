@@ -118,8 +118,7 @@ class TemplateStage:
                 continue
             miner = await self.miner(partition, event.tenant_id)
             match = miner.add(event.message, event.observed_time / 1e9)
-            out.append(dataclasses.replace(event, template_id=match.template_id,
-                                           template_new=match.is_new))
+            out.append(event.with_template(match.template_id, match.is_new))
             key = (partition, event.tenant_id)
             if match.changed or now - self._flushed.get(key, 0.0) >= \
                     self.settings.patterns_flush_seconds:

@@ -115,6 +115,11 @@ class Settings(BaseSettings):
         256 * 1024, ge=1024,
         description="Largest `logs.events` message (events of one source from one batch)",
     )
+    analytics_process: bool = Field(
+        True, description="Run stats, detection and alerts as a second Faust app "
+        "(`{app_id}-analytics`) in a child process of the worker (a core of its own); false "
+        "runs every stage in one Faust app",
+    )
     index_sink_process: bool = Field(
         True, description="Run the worker's Elasticsearch sink in a child process (a second "
         "core); false runs it in the worker's event loop",

@@ -9,7 +9,8 @@ from app.topics import Topics, declare_topics
 
 
 def create_app(
-    settings: Settings, *, app_id: str | None = None, store: str | None = None
+    settings: Settings, *, app_id: str | None = None, store: str | None = None,
+    datadir: str = "worker", web: bool = True,
 ) -> faust.App:
     """Build the Faust app with broker, table store and state directory from the settings."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
@@ -17,7 +18,8 @@ def create_app(
         app_id or settings.app_id,
         broker=f"kafka://{settings.kafka_servers}",
         store=store or settings.table_store,
-        datadir=str((settings.state_dir / "worker").resolve()),
+        datadir=str((settings.state_dir / datadir).resolve()),
+        web_enabled=web,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         producer_acks=-1,
@@ -28,9 +30,19 @@ def create_app(
     )
 
 
-def build_worker(settings: Settings) -> tuple[faust.App, Topics]:
-    """The worker's app with the LaaS topics declared on it (agents register themselves here)."""
-    app = create_app(settings)
+def analytics_app_id(settings: Settings) -> str:
+    """The app id (consumer group, changelog prefix) of the analytics app."""
+    return f"{settings.app_id}-analytics"
+
+
+def build_worker(settings: Settings, *, analytics: bool = False) -> tuple[faust.App, Topics]:
+    """The worker's app (or, with `analytics`, the analytics app of its child process) with the
+    LaaS topics declared on it (agents register themselves here)."""
+    if analytics:
+        app = create_app(settings, app_id=analytics_app_id(settings), datadir="analytics",
+                         web=False)
+    else:
+        app = create_app(settings)
     return app, declare_topics(app, settings)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -65,21 +66,35 @@ def listener(port: int) -> psutil.Process | None:
 
 
 def cpu_seconds(procs: dict[str, psutil.Process | None]) -> dict[str, float]:
-    """User + system CPU seconds so far of each process (children included)."""
+    """User + system CPU seconds so far of each process, and of each child of the worker
+    (named from the worker's log lines "<name> process started: pid <pid>")."""
     found = {}
     for name, proc in procs.items():
         if proc is None:
             continue
         try:
-            found[name] = sum(p.cpu_times().user + p.cpu_times().system
-                              for p in [proc, *proc.children(recursive=True)])
+            found[name] = sum(proc.cpu_times()[:2])
+            if name == "worker":
+                for child in proc.children():
+                    found[f"worker/{CHILDREN.get(child.pid, child.pid)}"] = \
+                        sum(child.cpu_times()[:2])
         except psutil.Error:
             continue
     return found
 
 
+CHILDREN: dict[int, str] = {}  # pid -> name of the worker's child processes
+
+
+def learn_children(log_file: str) -> None:
+    for name, pid in re.findall(r"\] (\w+) process started: pid (\d+)",
+                                Path(log_file).read_text(errors="replace")):
+        CHILDREN[int(pid)] = name
+
+
 def per_event(before: dict[str, float], after: dict[str, float], n: int) -> str:
-    """`name 12 µs` per event for each process measured at both ends."""
+    """`name 12 µs` per event for each process measured at both ends (`worker` alone, then
+    each of its children)."""
     return ", ".join(f"{name} {(after[name] - before[name]) / n * 1e6:,.0f} µs"
                      for name in after if name in before)
 
@@ -142,6 +157,7 @@ async def main(n: int, chunks: int) -> None:
             if worker.poll() is not None:
                 raise SystemExit(f"worker exited; see /tmp/{run}.log")
             if c and first is None:
+                learn_children(f"/tmp/{run}.log")
                 first = (time.monotonic(), c, cpu_seconds(procs))
             await asyncio.sleep(0.2)
         assert first is not None

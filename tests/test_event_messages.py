@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -87,3 +88,11 @@ def test_decode_shared_decodes_each_message_once() -> None:
     assert decode_shared(first) is seen_by_stats  # detect gets the same list, not a new decode
     assert seen_by_stats == [event(1), event(2)]
     assert decode_shared(second) == [event(3)]
+
+
+def test_with_template_copies_and_leaves_the_original() -> None:
+    original = event(4)
+    tagged = original.with_template("t-1", True)
+    assert (tagged.template_id, tagged.template_new) == ("t-1", True)
+    assert original.template_id == "" and not original.template_new
+    assert tagged == dataclasses.replace(original, template_id="t-1", template_new=True)
