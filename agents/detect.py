@@ -28,6 +28,7 @@ threshold, "below" rules are judged `RULE_GRACE` seconds after the window ended.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -99,6 +100,9 @@ class Detection:
         self.rules = RuleEngine(self.grouper, grace=RULE_GRACE)  # judges the owned tenants
         self.app = app
         self._engine: Any = None
+        # set after the first attempt to load the alert rules: the agent counts nothing before,
+        # or a worker's first events (a backlog read at start) would miss every rule
+        self.rules_tried = asyncio.Event()
 
     # -- inside the agent -------------------------------------------------------------------
 
@@ -178,6 +182,12 @@ class Detection:
 
     async def reload_rules(self) -> None:
         try:
+            await self._reload_rules()
+        finally:
+            self.rules_tried.set()
+
+    async def _reload_rules(self) -> None:
+        try:
             if self._engine is None:
                 from app.db import create_engine
 
@@ -244,6 +254,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> Detection:
                 events = decode_shared(event.message)
             except (ValueError, TypeError, KeyError):
                 continue  # the index stage dead-letters undecodable messages
+            await detection.rules_tried.wait()
             METRICS.inc("laas_events_in_total", len(events), stage="detect")
             detection.observe(events, event.message.partition)
 
