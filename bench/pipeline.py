@@ -76,8 +76,8 @@ def cpu_seconds(procs: dict[str, psutil.Process | None]) -> dict[str, float]:
             found[name] = sum(proc.cpu_times()[:2])
             if name == "worker":
                 for child in proc.children():
-                    found[f"worker/{CHILDREN.get(child.pid, child.pid)}"] = \
-                        sum(child.cpu_times()[:2])
+                    if child.pid in CHILDREN:  # not multiprocessing's resource tracker
+                        found[f"worker/{CHILDREN[child.pid]}"] = sum(child.cpu_times()[:2])
         except psutil.Error:
             continue
     return found
