@@ -24,6 +24,9 @@ over workers, so each worker sends its partial counts to `rule-counts` every tic
 partition of the tenant (`tenant_partition`); the worker that owns that partition sums them
 (agent `rules`, `RuleEngine`): "above" rules fire as soon as a window's sum passes the
 threshold, "below" rules are judged `RULE_GRACE` seconds after the window ended.
+
+At start the rules are loaded and the open alert groups and rule cooldowns restored from the
+alerts index before the agent counts or the timer fires anything.
 """
 
 from __future__ import annotations
@@ -37,8 +40,18 @@ from typing import Any
 
 import faust
 
-from app.alerting import Grouper, Rule, RuleCounter, RuleEngine, anomaly_alert, encode
+from app.alerting import (
+    Grouper,
+    Rule,
+    RuleCounter,
+    RuleEngine,
+    alerts_index,
+    anomaly_alert,
+    encode,
+    restore,
+)
 from app.anomaly import MonitorConfig, SourceMonitor, Windows
+from app.elastic import es_client
 from app.event_messages import decode_shared
 from app.events import LogEvent
 from app.metrics import METRICS
@@ -49,6 +62,8 @@ from app.streams import table_options
 from app.topics import Topics
 
 log = logging.getLogger(__name__)
+
+RESTORE_HORIZON = 86_400.0  # alerts fired within a day give their rules' cooldowns back
 
 
 async def load_rules(settings: Settings, engine: Any) -> list[Rule]:
@@ -100,9 +115,10 @@ class Detection:
         self.rules = RuleEngine(self.grouper, grace=RULE_GRACE)  # judges the owned tenants
         self.app = app
         self._engine: Any = None
-        # set after the first attempt to load the alert rules: the agent counts nothing before,
-        # or a worker's first events (a backlog read at start) would miss every rule
-        self.rules_tried = asyncio.Event()
+        # set once the rules were loaded and the alert state restored (or both tried): the
+        # agent counts nothing and the timer fires nothing before, or a worker's first events
+        # (a backlog read at start) would miss every rule and repeat open alerts
+        self.started = asyncio.Event()
 
     # -- inside the agent -------------------------------------------------------------------
 
@@ -180,13 +196,34 @@ class Detection:
                      alert["occurrences"], alert["title"])
         return len(alerts)
 
-    async def reload_rules(self) -> None:
+    async def start(self) -> None:
         try:
-            await self._reload_rules()
+            await self.reload_rules()
+            await self.restore_alerts()
         finally:
-            self.rules_tried.set()
+            self.started.set()
 
-    async def _reload_rules(self) -> None:
+    async def restore_alerts(self) -> None:
+        """Open alert groups and rule cooldowns from the alerts index (`app.alerting.restore`):
+        after a restart, a condition still firing joins its open alert."""
+        since = time.time() - max(self.settings.alert_group_seconds, RESTORE_HORIZON)
+        es = es_client(self.settings)
+        try:
+            found = await es.search(
+                index=alerts_index(self.settings), ignore_unavailable=True, size=10_000,
+                query={"range": {"last_fired": {"gte": int(since * 1000),
+                                                "format": "epoch_millis"}}})
+        except Exception as exc:  # noqa: BLE001 - start anyway, with fresh groups
+            log.warning("detect: open alerts not restored (%r); a condition firing again "
+                        "opens a new alert", exc)
+            return
+        finally:
+            await es.close()
+        restored = restore(self.grouper, self.rules,
+                           (hit["_source"] for hit in found["hits"]["hits"]))
+        log.info("detect: %d open alert groups restored", restored)
+
+    async def reload_rules(self) -> None:
         try:
             if self._engine is None:
                 from app.db import create_engine
@@ -254,7 +291,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> Detection:
                 events = decode_shared(event.message)
             except (ValueError, TypeError, KeyError):
                 continue  # the index stage dead-letters undecodable messages
-            await detection.rules_tried.wait()
+            await detection.started.wait()
             METRICS.inc("laas_events_in_total", len(events), stage="detect")
             detection.observe(events, event.message.partition)
 
@@ -264,6 +301,8 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> Detection:
 
     @app.timer(min(1.0, settings.detect_window_seconds / 2))
     async def detect_tick() -> None:
+        if not detection.started.is_set():
+            return
         try:
             await detection.tick()
         except Exception:  # noqa: BLE001 - the next tick goes on
@@ -274,7 +313,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> Detection:
         await detection.reload_rules()
 
     @app.task
-    async def rules_first_load() -> None:
-        await detection.reload_rules()
+    async def detect_start() -> None:
+        await detection.start()
 
     return detection

@@ -14,12 +14,13 @@ import hmac
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.anomaly import Finding
 from app.events import NS, LogEvent, iso_nanos
+from app.parsing import parse_iso
 from app.settings import Settings
 
 SIGNATURE_HEADER = "X-LaaS-Signature"  # "sha256=<hex HMAC-SHA256 of the body, webhook secret>"
@@ -217,7 +218,7 @@ class RuleEngine:
     as a window's sum passes the threshold (partial counts arriving late still count); a
     "below" rule is judged `grace` seconds after its window ended (a count arriving later than
     that is counted in `late`). The first (partial) window after a rule is loaded is not
-    judged."""
+    judged, except for an above-rule new to this engine."""
 
     def __init__(self, grouper: Grouper, grace: float = 0.0) -> None:
         self.grouper = grouper
@@ -238,8 +239,14 @@ class RuleEngine:
             prev = old.get(rule.id)
             if prev is None or (prev.query, prev.window, prev.condition) != \
                     (rule.query, rule.window, rule.condition):
-                self.loaded[rule.id] = now - now % rule.window
-                self.next_start[rule.id] = self.loaded[rule.id] + rule.window
+                current = now - now % rule.window
+                self.next_start[rule.id] = current + rule.window
+                # The partial window the rule is loaded in: a count in it is low, which can
+                # only make a below-rule fire wrongly, and after an edit it may mix shares
+                # counted with the old query; a new above-rule counts it (a burst read right
+                # at a worker's start would be missed otherwise).
+                fresh_above = prev is None and rule.condition == "above"
+                self.loaded[rule.id] = current - rule.window if fresh_above else current
                 self.windows = {k: w for k, w in self.windows.items() if k[0] != rule.id}
         gone = set(old) - {r.id for r in rules}
         for rule_id in gone:
@@ -308,6 +315,35 @@ class RuleEngine:
                        "until": iso_nanos(int(end * NS))},
         })
         return doc
+
+
+def restore(grouper: Grouper, engine: RuleEngine, alerts: Iterable[dict[str, Any]]) -> int:
+    """Rebuild alert groups and rule cooldowns from stored alerts (the alerts index) after a
+    restart: a condition that keeps firing then joins its open alert instead of opening a second
+    one, and a rule in its cooldown stays quiet. Returns how many groups were restored;
+    documents without the needed fields are skipped."""
+    restored = 0
+    for alert in alerts:
+        try:
+            first, last = (parse_iso(str(alert[k])) for k in ("first_fired", "last_fired"))
+            if first is None or last is None:
+                continue
+            tenant = str(alert["tenant_id"])
+            if alert["kind"] == "rule":
+                rule_id = int(alert["rule_id"])
+                key = f"{tenant}|rule|{rule_id}"
+                engine.last_fired[rule_id] = max(engine.last_fired.get(rule_id, -math.inf),
+                                                 last / NS)
+            else:
+                key = f"{tenant}|anomaly|{alert['source']}"
+            group = Group(str(alert["id"]), first / NS, last / NS, int(alert["occurrences"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+        have = grouper.groups.get(key)
+        if have is None or have.last < group.last:
+            grouper.groups[key] = group
+            restored += 1
+    return restored
 
 
 def encode(alert: dict[str, Any]) -> bytes:

@@ -172,3 +172,60 @@ async def test_error_burst_gives_one_grouped_alert_everywhere(
                 assert sorted((d["attempt"], d["status_code"], d["delivered"]) for d in tries) \
                     == [(1, 500, False), (2, 200, True)]
             await runner.cleanup()
+
+
+async def test_a_restarted_worker_keeps_open_alerts_and_rule_cooldowns(
+        stream: StreamEnv, es: AsyncElasticsearch, tmp_path: Path) -> None:
+    db = f"sqlite+aiosqlite:///{tmp_path / 'users.db'}"
+    settings = make_settings(db, tmp_path / "web", index_prefix=f"{stream.unique}-",
+                             topic_prefix=f"{stream.unique}.")
+    async with running_app(settings) as app:
+        world = await build_world(app)
+        acme = str(world.tenant_ids["acme"])
+        async with client_for(app) as client:
+            ids = {}
+            for name, cooldown in (("grouped", 0), ("cooled", 600)):
+                created = await client.post(
+                    "/api/v1/alert-rules", headers=world.headers("member"),
+                    json={"name": name, "query": "level:error AND refused", "window_seconds": 2,
+                          "threshold": 20, "cooldown_seconds": cooldown})
+                assert created.status_code == 201, created.text
+                ids[name] = created.json()["id"]
+    env = {"LAAS_DATABASE_URL": db, "LAAS_ALERT_RULES_REFRESH_SECONDS": "1"}
+    index = f"{stream.unique}-alerts"
+
+    async def rule_alerts() -> dict[int, dict[str, Any]]:
+        try:
+            await es.indices.refresh(index=index)
+            found = await es.search(index=index, query={"term": {"kind": "rule"}}, size=20)
+        except Exception:  # noqa: BLE001 - not there yet
+            return {}
+        return {h["_source"]["rule_id"]: h["_source"] for h in found["hits"]["hits"]}
+
+    async def burst() -> None:
+        await produce_raw(stream.settings, _lines(
+            acme, [f"connection refused to 10.0.0.5 attempt {i}" for i in range(80)], "error"))
+
+    first = stream.worker("w1", **env)
+    await burst()
+    before = await stream.wait(lambda: _when(rule_alerts, lambda a: len(a) == 2), 90,
+                               "both rules' alerts stored")
+    first.stop()
+    stream.worker("w2", state="w1", **env)
+    await burst()
+
+    def grouped_again(alerts: dict[int, dict[str, Any]]) -> bool:
+        return alerts.get(ids["grouped"], {}).get("occurrences") == 2
+
+    after = await stream.wait(lambda: _when(rule_alerts, grouped_again), 90,
+                              "the rule without cooldown firing again after the restart")
+    assert set(after) == set(ids.values())  # no second alert for either rule
+    assert after[ids["grouped"]]["id"] == before[ids["grouped"]]["id"]
+    assert after[ids["grouped"]]["first_fired"] == before[ids["grouped"]]["first_fired"]
+    await asyncio.sleep(3)  # a (wrong) firing of the rule in its cooldown would be stored by now
+    assert (await rule_alerts())[ids["cooled"]]["occurrences"] == 1
+
+
+async def _when(get: Any, ok: Any) -> Any:
+    value = await get()
+    return value if ok(value) else None
