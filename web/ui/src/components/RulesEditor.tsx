@@ -1,7 +1,8 @@
 // The alert rules editor: list, create, edit and delete rules (admins and members); viewers
 // read only. Validation errors from the API are shown in words beside the form.
-import { useCallback, useEffect, useState, type FormEvent, type ReactElement } from 'react';
+import { useState, type FormEvent, type ReactElement } from 'react';
 import { api, ApiError } from '../api';
+import { useApiList } from '../useApiList';
 import { describeRule, draftOf, EMPTY_RULE, ruleBody, type RuleDraft } from '../alerts';
 import type { AlertRule } from '../types';
 import { Empty, ErrorBox, Spinner } from './Status';
@@ -91,17 +92,8 @@ function RuleForm({ initial, editing, onSaved, onCancel }: { initial: RuleDraft;
 }
 
 export function RulesEditor({ canEdit }: { canEdit: boolean }) {
-  const [rules, setRules] = useState<AlertRule[] | null>(null);
-  const [error, setError] = useState<unknown>(null);
+  const { items: rules, error, setError, load } = useApiList<AlertRule>('/api/v1/alert-rules', 'rules');
   const [editing, setEditing] = useState<number | null>(null);
-
-  const load = useCallback(() => {
-    setError(null);
-    api<{ rules: AlertRule[] }>('/api/v1/alert-rules')
-      .then((r) => setRules(r.rules))
-      .catch(setError);
-  }, []);
-  useEffect(load, [load]);
 
   async function remove(rule: AlertRule) {
     if (!window.confirm(`Delete the alert rule "${rule.name}"? It stops firing; its past alerts stay.`)) return;

@@ -1,7 +1,8 @@
 // Webhooks (admins): where the tenant's alerts are POSTed. List, create (the signing secret is
 // shown once), enable/disable, delete, and each webhook's delivery log.
-import { Fragment, useCallback, useEffect, useState, type FormEvent } from 'react';
+import { Fragment, useState, type FormEvent } from 'react';
 import { api, ApiError } from '../api';
+import { useApiList } from '../useApiList';
 import type { Webhook, WebhookDelivery } from '../types';
 import { CopyButton } from './CopyButton';
 import { Empty, ErrorBox, Spinner } from './Status';
@@ -16,19 +17,8 @@ export function deliveryResult(d: WebhookDelivery): string {
 }
 
 function DeliveryLog({ hook, id }: { hook: Webhook; id: string }) {
-  const [deliveries, setDeliveries] = useState<WebhookDelivery[] | null>(null);
-  const [error, setError] = useState<unknown>(null);
-  const [loading, setLoading] = useState(false);
-
-  const load = useCallback(() => {
-    setError(null);
-    setLoading(true);
-    api<{ deliveries: WebhookDelivery[] }>(`/api/v1/webhooks/${hook.id}/deliveries`)
-      .then((r) => setDeliveries(r.deliveries))
-      .catch(setError)
-      .finally(() => setLoading(false));
-  }, [hook.id]);
-  useEffect(load, [load]);
+  const { items: deliveries, error, loading, load } = useApiList<WebhookDelivery>(
+    `/api/v1/webhooks/${hook.id}/deliveries`, 'deliveries');
 
   return (
     <div id={id} className="delivery-log" data-testid="deliveries">
@@ -71,8 +61,7 @@ function DeliveryLog({ hook, id }: { hook: Webhook; id: string }) {
 }
 
 export function WebhooksPanel() {
-  const [hooks, setHooks] = useState<Webhook[] | null>(null);
-  const [error, setError] = useState<unknown>(null);
+  const { items: hooks, error, setError, load } = useApiList<Webhook>('/api/v1/webhooks', 'webhooks');
   const [name, setName] = useState('');
   const [url, setUrl] = useState('');
   const [fieldError, setFieldError] = useState<{ field: string; message: string } | null>(null);
@@ -81,13 +70,6 @@ export function WebhooksPanel() {
   const [created, setCreated] = useState<Webhook | null>(null);
   const [open, setOpen] = useState<number | null>(null);
 
-  const load = useCallback(() => {
-    setError(null);
-    api<{ webhooks: Webhook[] }>('/api/v1/webhooks')
-      .then((r) => setHooks(r.webhooks))
-      .catch(setError);
-  }, []);
-  useEffect(load, [load]);
 
   async function create(e: FormEvent) {
     e.preventDefault();

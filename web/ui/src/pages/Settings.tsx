@@ -1,6 +1,7 @@
 // Settings: API keys (create — shown once —, list, revoke) and, for admins, users and roles.
-import { useCallback, useEffect, useState, type FormEvent } from 'react';
+import { useState, type FormEvent } from 'react';
 import { api } from '../api';
+import { useApiList } from '../useApiList';
 import type { ApiKey, Me, Member } from '../types';
 import { Empty, ErrorBox, Spinner } from '../components/Status';
 import { CopyButton } from '../components/CopyButton';
@@ -10,20 +11,13 @@ function date(iso: string | null): string {
 }
 
 function ApiKeys({ me }: { me: Me }) {
-  const [keys, setKeys] = useState<ApiKey[] | null>(null);
-  const [error, setError] = useState<unknown>(null);
+  const { items: keys, error, setError, load } = useApiList<ApiKey>('/api/v1/apikeys', 'keys');
   const [name, setName] = useState('');
   const [scope, setScope] = useState('read');
   const [created, setCreated] = useState<ApiKey | null>(null);
   const [busy, setBusy] = useState(false);
   const admin = me.permissions.includes('manage_keys');
 
-  const load = useCallback(() => {
-    api<{ keys: ApiKey[] }>('/api/v1/apikeys')
-      .then((r) => setKeys(r.keys))
-      .catch(setError);
-  }, []);
-  useEffect(load, [load]);
 
   async function create(e: FormEvent) {
     e.preventDefault();
@@ -125,19 +119,12 @@ function ApiKeys({ me }: { me: Me }) {
 }
 
 function Users({ me }: { me: Me }) {
-  const [users, setUsers] = useState<Member[] | null>(null);
-  const [error, setError] = useState<unknown>(null);
+  const { items: users, error, setError, load } = useApiList<Member>('/api/v1/users', 'users');
   const [email, setEmail] = useState('');
   const [role, setRole] = useState('viewer');
   const [password, setPassword] = useState('');
   const [notice, setNotice] = useState('');
 
-  const load = useCallback(() => {
-    api<{ users: Member[] }>('/api/v1/users')
-      .then((r) => setUsers(r.users))
-      .catch(setError);
-  }, []);
-  useEffect(load, [load]);
 
   const act = async (p: Promise<unknown>, done: string) => {
     setError(null);
