@@ -182,12 +182,14 @@ def register(app: faust.App, settings: Settings) -> Any:
     """Run the index consumer with every worker (they share its consumer group): in a child
     process (agents/index_process.py) or, with `index_sink_process` off, as a task here."""
     from agents.index_process import index_main, run_consumer
-    from app.children import supervise
+    from app.children import start, supervise
+
+    started = start("index", index_main, settings) if settings.index_sink_process else None
 
     @app.task
     async def index_sink() -> None:
-        if settings.index_sink_process:
-            await supervise("index", index_main, settings)
+        if started is not None:
+            await supervise("index", index_main, settings, started)
         else:
             await run_consumer(settings)
 
