@@ -58,15 +58,19 @@ async def test_rebalance_kill_and_restart_lose_and_duplicate_nothing(
         await stream.wait(lambda: indexed(400), 120, "400 documents with two workers")
         second.kill()  # w1 takes over w2's partitions (tables from the changelogs)
         await stream.wait(lambda: indexed(1200), 120, "1200 documents after the rebalance")
-        # its children: the index sink, the analytics app and multiprocessing's resource
-        # tracker (started once the worker is ready, which may be after the count above)
-        sinks = await stream.wait(lambda: asyncio.sleep(0, len(first.children()) >= 3 and
-                                                         first.children()), 60,
-                                  "w1's child processes")
+        async def children() -> list[int]:
+            """w1's children once all are there: the index sink, the analytics app and
+            multiprocessing's resource tracker (w1 may still be starting them)."""
+            found = first.children()
+            return found if len(found) >= 3 else []
+
+        async def children_stopped() -> bool:
+            return not alive(sinks)
+
+        sinks = await stream.wait(children, 60, "w1's child processes")
         first.kill()  # mid-stream, uncommitted work in flight
-        # its sink process notices (the metrics pipe breaks) and stops: no orphan left indexing
-        await stream.wait(lambda: asyncio.sleep(0, not alive(sinks)), 30,
-                          "the killed worker's sink process to stop")
+        # its children notice (the metrics pipe breaks) and stop: no orphan left consuming
+        await stream.wait(children_stopped, 30, "the killed worker's child processes to stop")
         stream.worker("w1-again", state="w1")  # same RocksDB directory as before the kill
         await producing
         await stream.wait(lambda: indexed(TOTAL), 180, f"{TOTAL} documents")
