@@ -182,14 +182,12 @@ def register(app: faust.App, settings: Settings) -> Any:
     """Run the index consumer with every worker (they share its consumer group): in a child
     process (agents/index_process.py) or, with `index_sink_process` off, as a task here."""
     from agents.index_process import index_main, run_consumer
-    from app.children import start, supervise
-
-    started = start("index", index_main, settings) if settings.index_sink_process else None
+    from app.children import supervise
 
     @app.task
     async def index_sink() -> None:
-        if started is not None:
-            await supervise("index", index_main, settings, started)
+        if settings.index_sink_process:
+            await supervise("index", index_main, settings)
         else:
             await run_consumer(settings)
 

@@ -61,28 +61,15 @@ def child_logging() -> None:
     quiet_repeats()
 
 
-Started = tuple[BaseProcess, Connection]
-
-
-def start(name: str, main: ChildMain, settings: Settings) -> Started:
-    """Start `main(settings, conn)` in a child process; the child and our end of the pipe."""
-    ours, theirs = SPAWN.Pipe()
-    child = SPAWN.Process(target=main, args=(settings, theirs), name=f"laas-{name}",
-                          daemon=True)
-    child.start()
-    theirs.close()
-    return child, ours
-
-
-async def supervise(name: str, main: ChildMain, settings: Settings,
-                    started: Started | None = None) -> None:
+async def supervise(name: str, main: ChildMain, settings: Settings) -> None:
     """Run `main(settings, conn)` in a child process until cancelled, restarting it whenever
-    it exits; its metrics are served as `name`'s. `started`: the first child, started before
-    the worker's Faust app (so all consumer groups are joined at about the same time; a child
-    joining seconds later made every group rebalance again, bench/results/scaleout.md)."""
+    it exits; its metrics are served as `name`'s."""
     while True:
-        child, ours = started or start(name, main, settings)
-        started = None
+        ours, theirs = SPAWN.Pipe()
+        child = SPAWN.Process(target=main, args=(settings, theirs), name=f"laas-{name}",
+                              daemon=True)
+        child.start()
+        theirs.close()
         log.info("%s process started: pid %s", name, child.pid)
         try:
             await _listen(name, ours)

@@ -43,7 +43,7 @@ def register_stages(app: faust.App, topics: Topics, settings: Settings,
     """The stream stages (agents/): normalize (with templates), index and operations; stats,
     detect and alerts (the analytics)."""
     from agents import alerts, detect, index, normalize, ops, stats, templates
-    from app.children import start, supervise
+    from app.children import supervise
 
     if role in ("all", "stream"):
         normalize.register(app, topics, settings, templates=templates.register(app, settings))
@@ -54,11 +54,10 @@ def register_stages(app: faust.App, topics: Topics, settings: Settings,
         detect.register(app, topics, settings)
         alerts.register(app, topics, settings)
     if role == "stream":
-        started = start("analytics", analytics_main, settings)  # now: joins with the others
 
         @app.task
         async def analytics() -> None:
-            await supervise("analytics", analytics_main, settings, started)
+            await supervise("analytics", analytics_main, settings)
 
 
 def analytics_main(settings: Settings, conn: Connection) -> None:
