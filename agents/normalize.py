@@ -20,7 +20,7 @@ import logging
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import faust
@@ -99,6 +99,25 @@ async def process(raw: RawMessage, keys: KeyCheck, limits: Limits) -> Normalized
     return normalize(raw, principal, now_ns=time.time_ns(), limits=limits)
 
 
+async def until_done(step: Callable[[], Awaitable[None]], *, delay: float = 0.5,
+                     max_delay: float = 15.0) -> None:
+    """Run `step` until it succeeds. A failure (a Faust table write while Kafka does not yet
+    list the table's new changelog topic, FINDINGS #16; a producer error) is logged and retried
+    after a back-off: raised, it would crash the agent, and a crashed agent processes nothing
+    more while the worker stays up. The batch stays unacked meanwhile (backpressure); a retry
+    may send some of its events twice (statistics skip raw positions already counted, the
+    index overwrites the same `_id`)."""
+    while True:
+        try:
+            await step()
+            return
+        except Exception:  # noqa: BLE001 - retried; the traceback is logged
+            log.exception("normalize: a batch failed; retrying in %.1fs", delay)
+            METRICS.inc("laas_stage_retries_total", stage="normalize")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+
+
 def register(app: faust.App, topics: Topics, settings: Settings,
              keys: KeyCheck | None = None,
              templates: TemplateStage | None = None) -> faust.types.AgentT:
@@ -146,7 +165,7 @@ def register(app: faust.App, topics: Topics, settings: Settings,
             settings.stream_batch_size, within=settings.stream_batch_linger)
         async for batch in batches:
             METRICS.inc("laas_events_in_total", len(batch), stage="normalize")
-            await handle(batch)
+            await until_done(lambda: handle(batch))  # noqa: B023 - awaited in this iteration
             for event in batch:
                 await stream.ack(event)
 

@@ -88,9 +88,12 @@ class LogEvent:
 
     def doc_id(self) -> str:
         """The Elasticsearch `_id`: from the batch identity when the record has one (a resent
-        batch overwrites its first copy), else from the raw position (`RawPosition.doc_id`)."""
+        batch overwrites its first copy), else from the raw position (`RawPosition.doc_id`).
+        The raw index joins the batch identity only for a JSON array (several records in one
+        request record); a `LogBatch` record's batch index is already its request position."""
         if self.batch_key:
-            return batch_doc_id(self.tenant_id, self.batch_key, self.batch_index, self.raw.index)
+            array_index = self.raw.index if self.format == "json" else 0
+            return batch_doc_id(self.tenant_id, self.batch_key, self.batch_index, array_index)
         return self.raw.doc_id()
 
     def with_template(self, template_id: str, new: bool) -> LogEvent:

@@ -11,11 +11,12 @@ import threading
 from collections import defaultdict
 
 HELP = {
-    "laas_events_in_total": ("counter", "Records consumed, by stage"),
+    "laas_events_in_total": ("counter", "Records consumed, by stage (normalize: raw messages)"),
     "laas_events_out_total": ("counter", "Records produced, by stage and topic"),
     "laas_deadletters_total": ("counter", "Records sent to logs.deadletter, by stage and reason"),
     "laas_sink_events_total": ("counter", "Events accepted by Elasticsearch"),
     "laas_sink_retries_total": ("counter", "Bulk retries (request or item level)"),
+    "laas_stage_retries_total": ("counter", "Batches a stage retried after a failure"),
     "laas_sink_batch_seconds": ("summary", "Time from bulk start to all items accepted"),
     "laas_consumer_lag": ("gauge", "Records behind the end of the partition, by group"),
     "laas_retention_deleted_total": ("counter", "Indices deleted by the retention job"),

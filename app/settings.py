@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     ingest_key_cache_seconds: float = Field(
         5.0, ge=0, description="How long ingest caches an API key check (revocation delay)"
     )
+    ingest_raw_message_bytes: int = Field(
+        512 * 1024, ge=1024, le=900 * 1024,
+        description="Largest `logs.raw` message ingest writes (records of one request and "
+        "service in one `LogBatch`; below Kafka's 1 MiB message limit)",
+    )
     ingest_produce_timeout: float = Field(
         10.0, gt=0, description="Seconds to wait for Kafka's ack before answering UNAVAILABLE"
     )
@@ -106,7 +111,8 @@ class Settings(BaseSettings):
     es_shards: int = Field(1, ge=1, description="Primary shards of each daily log index")
     es_replicas: int = Field(0, ge=0, description="Replicas of each daily log index")
     stream_batch_size: int = Field(
-        500, ge=1, description="Most raw records the normalize stage takes from Kafka at once"
+        500, ge=1,
+        description="Most raw messages (one record or a batch each) normalize takes at once",
     )
     stream_batch_linger: float = Field(
         0.05, gt=0, description="Longest wait to fill a normalize batch, seconds"

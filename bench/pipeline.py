@@ -1,11 +1,13 @@
 """End-to-end benchmark: `logs.raw` → worker → searchable documents, next to a raw bulk baseline.
 
-    python -m bench.pipeline --events 20000
+    python -m bench.pipeline --events 20000 [--request 500]
 
 1. Baseline: the same events (normalized in-process) bulk-indexed straight into Elasticsearch
    with the async bulk helper (no Kafka, no Faust).
-2. Pipeline: the records are produced to a fresh `logs.raw` first, then a worker is started;
-   the rate is documents per second from the first to the last searchable document.
+2. Pipeline: the records are produced to a fresh `logs.raw` first, as the gateway writes them
+   (requests of `--request` records, one `LogBatch` message per request and service;
+   `--request 1` gives one message per record, as a direct producer may write), then a worker
+   is started; the rate is documents per second from the first to the last searchable one.
 3. Delay: with the worker running, records are produced in timed chunks; a chunk is
    "searchable" when the tenant's count reaches its end (approximate across partitions).
 Prints events/s of both, their ratio (target ≥ 0.8), p50/p99 ack-to-searchable delay, and
@@ -34,21 +36,39 @@ from elasticsearch import AsyncElasticsearch
 from elasticsearch.helpers import async_bulk
 
 from app import esindex
+from app.ingest.writer import CONTENT_TYPE, raw_batches
 from app.normalize import RawMessage, normalize
 from app.settings import load_settings
 from app.topics import ALL, RAW, topic_name
 from protos.laas.v1 import AnyValue, LogRecord, Resource
 
 ROOT = Path(__file__).resolve().parent.parent
-HEADERS = [("content-type", b"application/x-protobuf; messageType=laas.v1.LogRecord"),
-           ("laas-tenant-id", b"1"), ("laas-tenant", b"bench"), ("laas-source", b"gateway")]
+STAMP = [("laas-tenant-id", b"1"), ("laas-tenant", b"bench"), ("laas-source", b"gateway")]
+HEADERS = [("content-type", b"application/x-protobuf; messageType=laas.v1.LogRecord"), *STAMP]
+BATCH_HEADERS = [("content-type", CONTENT_TYPE), *STAMP]
 
 
-def record(i: int) -> bytes:
+def record(i: int) -> LogRecord:
     body = AnyValue(string_value=f"request {i} done user=u{i % 97} ms={i % 500}")
-    return bytes(LogRecord(time_unix_nano=time.time_ns(), severity_number=9 + (i % 3) * 4,
-                           body=body,
-                           resource=Resource(service_name=f"svc{i % 8}", host=f"h{i % 3}")))
+    return LogRecord(time_unix_nano=time.time_ns(), severity_number=9 + (i % 3) * 4, body=body,
+                     resource=Resource(service_name=f"svc{i % 8}", host=f"h{i % 3}"))
+
+
+async def produce(producer: AIOKafkaProducer, topic: str, records: list[LogRecord],
+                  request: int) -> None:
+    """Write `records` as the gateway does: requests of `request` records, one `LogBatch`
+    message per request and service (one `LogRecord` message per record for `request` 1)."""
+    futures = []
+    for start in range(0, len(records), request):
+        chunk = records[start:start + request]
+        if request == 1:
+            futures.append(await producer.send(topic, bytes(chunk[0]), headers=HEADERS,
+                                               key=f"1/{chunk[0].resource.service_name}".encode()))
+            continue
+        for batch in raw_batches(chunk, range(len(chunk)), "1", 512 * 1024):
+            futures.append(await producer.send(topic, batch.value, key=batch.key,
+                                               headers=BATCH_HEADERS))
+    await asyncio.gather(*futures)
 
 
 def free_port() -> int:
@@ -109,19 +129,19 @@ async def count(es: AsyncElasticsearch, index: str) -> int:
         return 0
 
 
-async def main(n: int, chunks: int) -> None:
+async def main(n: int, chunks: int, request: int) -> None:
     run = f"b{uuid.uuid4().hex[:8]}"
     settings = load_settings(app_id=run, topic_prefix=f"{run}.", index_prefix=f"{run}-")
     es = AsyncElasticsearch(settings.elasticsearch_url, request_timeout=60)
-    values = [record(i) for i in range(n)]
+    records = [record(i) for i in range(n)]
     servers = {"elasticsearch": listener(settings.es_port), "kafka": listener(settings.kafka_port),
                "bench client": psutil.Process()}
 
     # 1. baseline
     base = load_settings(index_prefix=f"{run}base-")
     await esindex.ensure_template(es, base)
-    events = [normalize(RawMessage("raw", 0, i, 0, None, v, dict(HEADERS)), now_ns=time.time_ns())
-              .events[0] for i, v in enumerate(values)]
+    events = [normalize(RawMessage("raw", 0, i, 0, None, bytes(r), dict(HEADERS)),
+                        now_ns=time.time_ns()).events[0] for i, r in enumerate(records)]
     actions = [{"_index": esindex.daily_index(base, "1", e.time), "_id": e.doc_id(),
                 "_source": esindex.document(e)} for e in events]
     started, cpu0 = time.monotonic(), cpu_seconds(servers)
@@ -139,9 +159,7 @@ async def main(n: int, chunks: int) -> None:
                                 enable_idempotence=True, linger_ms=5)
     await producer.start()
     raw_topic = topic_name(settings, RAW)
-    futures = [await producer.send(raw_topic, v, key=f"1/svc{i % 8}".encode(), headers=HEADERS)
-               for i, v in enumerate(values)]
-    await asyncio.gather(*futures)
+    await produce(producer, raw_topic, records, request)
     env = {**os.environ, "LAAS_APP_ID": run, "LAAS_TOPIC_PREFIX": f"{run}.",
            "LAAS_INDEX_PREFIX": f"{run}-", "LAAS_WORKER_WEB_PORT": str(free_port()),
            "LAAS_STATE_DIR": f"/tmp/{run}"}
@@ -169,9 +187,7 @@ async def main(n: int, chunks: int) -> None:
         per = max(n // chunks, 1)
         total = n
         for _ in range(chunks):
-            batch = [await producer.send(raw_topic, record(i), key=b"1/svc", headers=HEADERS)
-                     for i in range(per)]
-            await asyncio.gather(*batch)
+            await produce(producer, raw_topic, [record(i) for i in range(per)], request)
             acked = time.monotonic()
             total += per
             while await count(es, alias) < total:
@@ -187,7 +203,7 @@ async def main(n: int, chunks: int) -> None:
         await es.close()
     delays.sort()
     p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
-    print(f"events: {n}")
+    print(f"events: {n}, {request} per ingest request")
     print(f"raw bulk baseline: {raw_rate:,.0f} events/s")
     print(f"pipeline (raw → searchable): {pipe_rate:,.0f} events/s")
     print(f"ratio: {pipe_rate / raw_rate:.2f} (target ≥ 0.8)")
@@ -201,5 +217,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--chunks", type=int, default=20)
+    parser.add_argument("--request", type=int, default=500,
+                        help="records per ingest request (1: one raw message per record)")
     args = parser.parse_args()
-    asyncio.run(main(args.events, args.chunks))
+    asyncio.run(main(args.events, args.chunks, args.request))

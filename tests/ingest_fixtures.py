@@ -10,6 +10,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
@@ -20,11 +21,13 @@ from starlette.applications import Starlette
 from app.gateway import bound_port, start_gateway
 from app.ingest.auth import Principal
 from app.ingest.service import IngestService
+from app.ingest.wire import pb
+from app.normalize import H_BATCH_INDEX, H_BATCH_KEY, LOG_BATCH, batch_indexes
 from app.settings import Settings, load_settings
 from app.topics import RAW, topic_name
 from web.ingest import routes
 
-__all__ = ["KEYS", "KeyTable", "consume", "gateway", "keys", "raw_settings", "web"]
+__all__ = ["KEYS", "KeyTable", "RawRecord", "consume", "gateway", "keys", "raw_settings", "web"]
 
 KEYS = {
     "ingest-key": Principal("1", "acme", "ingest"),
@@ -93,14 +96,46 @@ async def web(raw_settings: Settings, keys: KeyTable) -> AsyncIterator[httpx.Asy
     await app.state.ingest.close()
 
 
-async def consume(settings: Settings, count: int, timeout: float = 15.0) -> list:
-    """Read `count` messages from the start of the test's raw topic (fewer on timeout)."""
+@dataclass(frozen=True)
+class RawRecord:
+    """One record of a `logs.raw` message: its own bytes (`value`), its message's key, headers,
+    partition and offset, `index` (1.. within a `LogBatch`, 0 for a message of one record) and
+    `position` (its place in the request, from `laas-batch-index`; None without a batch key)."""
+
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    partition: int
+    offset: int
+    index: int = 0
+    position: int | None = None
+
+
+def records_of(message: object) -> list[RawRecord]:
+    """The records of one consumed `logs.raw` message (a `LogBatch` gives several)."""
+    m: Any = message
+    headers = dict(m.headers)
+    if LOG_BATCH not in headers.get("content-type", b"").decode().lower():
+        return [RawRecord(m.key, m.value, list(m.headers), m.partition, m.offset)]
+    records = pb.LogBatch.FromString(m.value).records
+    positions: list[Any] = [None] * len(records)
+    if H_BATCH_KEY in headers:
+        found = batch_indexes(headers[H_BATCH_INDEX].decode(), len(records))
+        assert isinstance(found, list), found
+        positions = list(found)
+    return [RawRecord(m.key, r.SerializeToString(), list(m.headers), m.partition, m.offset,
+                      i + 1, positions[i]) for i, r in enumerate(records)]
+
+
+async def consume(settings: Settings, count: int, timeout: float = 15.0) -> list[RawRecord]:
+    """Read `count` records (`RawRecord`s: a `LogBatch` message gives one per record) from the
+    start of the test's raw topic (fewer on timeout)."""
     consumer = AIOKafkaConsumer(
         topic_name(settings, RAW), bootstrap_servers=settings.kafka_servers,
         auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
     )
     await consumer.start()
-    out: list = []
+    out: list[RawRecord] = []
     try:
         deadline = asyncio.get_running_loop().time() + timeout
         while len(out) < count:
@@ -109,7 +144,8 @@ async def consume(settings: Settings, count: int, timeout: float = 15.0) -> list
                 break
             batch = await consumer.getmany(timeout_ms=int(min(left, 1.0) * 1000))
             for msgs in batch.values():
-                out.extend(msgs)
+                for message in msgs:
+                    out.extend(records_of(message))
     finally:
         await consumer.stop()
     return out

@@ -10,7 +10,7 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from app.ingest.writer import HEADER_TENANT_ID
+from app.ingest.writer import CONTENT_TYPE, HEADER_TENANT_ID, raw_batches
 from app.settings import Settings
 from protos.laas.v1 import AnyValue, LogBatch, LogIngestStub, LogRecord, Resource
 from tests.ingest_fixtures import *  # noqa: F403
@@ -26,6 +26,19 @@ def stub(port: int, key: str = "ingest-key") -> tuple[Channel, LogIngestStub]:
     return channel, LogIngestStub(channel, metadata={"authorization": f"Bearer {key}"})
 
 
+def test_a_request_becomes_one_message_per_service_split_at_the_size_limit() -> None:
+    records = [rec(f"m{i}", resource=Resource(service_name=("api", "web")[i % 2]))
+               for i in range(7)]
+    size = len(bytes(records[0])) + 2  # a record's entry in a LogBatch: tag, length, bytes
+    batches = raw_batches(records, range(7), "1", 3 * size)
+    assert [(b.key, b.positions) for b in batches] == [
+        (b"1/api", [0, 2, 4]), (b"1/web", [1, 3, 5]), (b"1/api", [6])]
+    assert [len(b.value) for b in batches] == [3 * size, 3 * size, size]
+    assert LogBatch().parse(batches[1].value).records == [records[1], records[3], records[5]]
+    huge = rec("x" * 5000)
+    assert [b.positions for b in raw_batches([huge, huge], [0, 1], "1", 1024)] == [[0], [1]]
+
+
 async def test_push_is_in_kafka_when_acked(gateway: int, raw_settings: Settings) -> None:
     channel, client = stub(gateway)
     with closing(channel):
@@ -38,8 +51,9 @@ async def test_push_is_in_kafka_when_acked(gateway: int, raw_settings: Settings)
         f"m{i}" for i in range(5)]
     first = LogRecord().parse(msgs[0].value)
     assert first.severity_number == 13 and first.resource.service_name == "api"
-    assert msgs[0].key == b"1/api"
+    assert msgs[0].key == b"1/api" and {m.offset for m in msgs} == {msgs[0].offset}
     assert dict(msgs[0].headers)[HEADER_TENANT_ID] == b"1"
+    assert dict(msgs[0].headers)["content-type"] == CONTENT_TYPE
 
 
 async def test_partial_batch_accepts_exactly_the_valid(

@@ -31,13 +31,19 @@ from app.gateway import bound_port, start_gateway
 from app.ingest.errors import BatchRejected
 from app.ingest.service import IngestService
 from app.ingest.validate import idempotency_key_problem
-from app.ingest.writer import HEADER_BATCH_INDEX, HEADER_BATCH_KEY
-from app.normalize import RawMessage, normalize
+from app.ingest.writer import (
+    CONTENT_TYPE,
+    HEADER_BATCH_INDEX,
+    HEADER_BATCH_KEY,
+    index_ranges,
+    raw_batches,
+)
+from app.normalize import RawMessage, batch_indexes, normalize
 from app.settings import Settings
 from app.topics import EVENTS, RAW
 from protos.laas.v1 import AnyValue, LogBatch, LogIngestStub, LogRecord, Resource
 from tests.ingest_fixtures import *  # noqa: F403
-from tests.ingest_fixtures import KeyTable, consume
+from tests.ingest_fixtures import KeyTable, RawRecord, consume
 from tests.stream_fixtures import *  # noqa: F403
 from tests.stream_fixtures import StreamEnv
 from web.ingest import routes
@@ -76,18 +82,21 @@ def test_valid_keys_and_sources() -> None:
 
 # --- document ids -----------------------------------------------------------------------------
 
-def event(raw: RawPosition, tenant: str = "7", key: str = "", index: int = 0) -> LogEvent:
+def event(raw: RawPosition, tenant: str = "7", key: str = "", index: int = 0,
+          fmt: str = "protobuf") -> LogEvent:
     return LogEvent(tenant_id=tenant, tenant="acme", time=NOW, observed_time=NOW,
                     severity="INFO", severity_number=9, message="m", service="api", host="h",
-                    raw=raw, batch_key=key, batch_index=index)
+                    raw=raw, batch_key=key, batch_index=index, format=fmt)
 
 
 def test_doc_id_from_batch_identity_ignores_the_kafka_position() -> None:
     first = event(RawPosition("logs.raw", 0, 10), key=KEY, index=3)
     resent = event(RawPosition("logs.raw", 1, 99), key=KEY, index=3)
     assert first.doc_id() == resent.doc_id() == f"batch/7/{KEY}/3"
-    assert event(RawPosition("logs.raw", 0, 10, 2), key=KEY, index=3).doc_id() == \
+    assert event(RawPosition("logs.raw", 0, 10, 2), key=KEY, index=3, fmt="json").doc_id() == \
         f"batch/7/{KEY}/3/2"  # a record of a JSON array in one Kafka record
+    assert event(RawPosition("logs.raw", 0, 10, 2), key=KEY, index=3).doc_id() == \
+        f"batch/7/{KEY}/3"  # a record of a LogBatch: its batch index is its request position
     assert event(RawPosition("logs.raw", 0, 10), tenant="8", key=KEY, index=3).doc_id() != \
         first.doc_id()  # keys are per tenant
     assert event(RawPosition("logs.raw", 0, 10), key=KEY, index=4).doc_id() != first.doc_id()
@@ -128,6 +137,41 @@ def test_normalize_carries_the_batch_identity_into_the_event() -> None:
         "batch/7/direct-1/0/1", "batch/7/direct-1/0/2"]
 
 
+def test_a_log_batch_message_keeps_each_records_request_position() -> None:
+    records = [LogRecord(body=AnyValue(string_value=f"r{i}"), time_unix_nano=NOW,
+                         resource=Resource(service_name="api")) for i in range(3)]
+    (message,) = raw_batches(records, [0, 2, 3], "7", 1024)
+    headers = {"content-type": CONTENT_TYPE, HEADER_BATCH_KEY: KEY.encode(),
+               HEADER_BATCH_INDEX: index_ranges(message.positions).encode()}
+    assert headers[HEADER_BATCH_INDEX] == b"0,2-3"
+    first = normalize(raw_message(headers, message.value, offset=5), now_ns=NOW).events
+    resent = normalize(raw_message(headers, message.value, offset=9), now_ns=NOW).events
+    assert [e.doc_id() for e in first] == [e.doc_id() for e in resent] == [
+        f"batch/7/{KEY}/{i}" for i in (0, 2, 3)]
+    assert [e.raw.index for e in first] == [1, 2, 3]
+    # positions that do not fit the batch: the raw identity, and the reason
+    bad = normalize(raw_message({**headers, HEADER_BATCH_INDEX: b"0-1"}, message.value),
+                    now_ns=NOW).events
+    assert [e.doc_id() for e in bad] == [f"t.logs.raw/0/5/{i}" for i in (1, 2, 3)]
+    assert bad[0].attributes["laas.invalid_batch_key"] == (
+        "laas-batch-index: names 2 positions for a batch of 3 records")
+
+
+@pytest.mark.parametrize(("text", "count", "found"), [
+    ("0-2,5", 4, [0, 1, 2, 5]),
+    ("7", 1, [7]),
+    ("0-2,5", 5, "laas-batch-index: names 4 positions for a batch of 5 records"),
+    ("0-99999", 3, "laas-batch-index: names more positions than the batch's 3 records"),
+    ("3-1", 3, "laas-batch-index: range '3-1' ends before it starts"),
+    ("1,x", 2, "laas-batch-index: 'x' is not a record index or range"),
+    ("", 1, "laas-batch-index: '' is not a record index or range"),
+])
+def test_batch_index_ranges(text: str, count: int, found: list[int] | str) -> None:
+    assert batch_indexes(text, count) == found
+    if isinstance(found, list):
+        assert index_ranges(found) == text
+
+
 @pytest.mark.parametrize(("headers", "problem"), [
     ({HEADER_BATCH_KEY: b"a/b"}, "laas-batch-key: character '/' at position 1 not allowed"),
     ({HEADER_BATCH_KEY: b""}, "laas-batch-key: empty"),
@@ -151,10 +195,9 @@ def batch(n: int, tag: str) -> LogBatch:
                     resource=Resource(service_name="api", host="h1"))
 
 
-def stamps(msgs: list) -> list[tuple[bytes, bytes]]:  # type: ignore[type-arg]
-    return [(dict(m.headers).get(HEADER_BATCH_KEY, b""), dict(m.headers).get(HEADER_BATCH_INDEX,
-                                                                              b""))
-            for m in msgs]
+def stamps(records: list[RawRecord]) -> list[tuple[bytes, int | None]]:
+    """(batch key, position in the request) of each record read from `logs.raw`."""
+    return [(dict(r.headers).get(HEADER_BATCH_KEY, b""), r.position) for r in records]
 
 
 async def test_gateway_stamps_key_and_index_on_every_record(
@@ -186,9 +229,10 @@ async def test_gateway_stamps_key_and_index_on_every_record(
     assert differ.value.status == Status.INVALID_ARGUMENT and "differ" in str(differ.value.message)
     msgs = await consume(raw_settings, 9, timeout=10)
     # The indexes are positions in the request: the rejected record 1 leaves a gap.
-    copy = [(KEY.encode(), b"0"), (KEY.encode(), b"2"), (KEY.encode(), b"3")]
-    assert stamps(msgs) == copy + copy + [(b"s-1", b"0"), (b"", b""), (b"", b"")]
-    assert len({m.offset for m in msgs}) == 9  # the resent copies are new Kafka records
+    copy = [(KEY.encode(), 0), (KEY.encode(), 2), (KEY.encode(), 3)]
+    assert stamps(msgs) == copy + copy + [(b"s-1", 0), (b"", None), (b"", None)]
+    assert dict(msgs[0].headers)[HEADER_BATCH_INDEX] == b"0,2-3"  # one message per request
+    assert len({m.offset for m in msgs}) == 5  # the resent copy is a new Kafka message
 
 
 async def test_http_stamps_key_and_refuses_bad_keys(web: httpx.AsyncClient,
@@ -204,7 +248,7 @@ async def test_http_stamps_key_and_refuses_bad_keys(web: httpx.AsyncClient,
     assert r.status_code == 400
     assert r.json() == {"error": "Idempotency-Key: 200 characters, at most 128 allowed"}
     msgs = await consume(raw_settings, 4, timeout=10)
-    assert stamps(msgs) == [(b"req-1", b"0"), (b"req-1", b"1")] * 2
+    assert stamps(msgs) == [(b"req-1", 0), (b"req-1", 1)] * 2
 
 
 # --- the client ---------------------------------------------------------------------------------

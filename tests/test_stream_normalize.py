@@ -22,10 +22,11 @@ from app.parsing import (
     severity_name,
     template_id,
 )
-from protos.laas.v1 import AnyValue, KeyValueList, LogRecord, Resource
+from protos.laas.v1 import AnyValue, KeyValueList, LogBatch, LogRecord, Resource
 
 NOW = int(datetime(2026, 11, 27, 12, 0, tzinfo=UTC).timestamp() * 1e9)
 PROTO = b"application/x-protobuf; messageType=laas.v1.LogRecord"
+BATCH = b"application/x-protobuf; messageType=laas.v1.LogBatch"
 
 
 def ns(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0,
@@ -147,6 +148,37 @@ def test_protobuf_record_becomes_event() -> None:
     assert LogEvent.from_json(event.to_json()) == event
 
 
+def test_log_batch_numbers_its_records_and_isolates_empty_ones() -> None:
+    """The gateway's format: one `LogBatch` per request and service; the batch's resource is
+    the default, each event's size is its record's, an empty record is a dead letter of its
+    own bytes."""
+    empty = LogRecord(time_unix_nano=NOW - 1)
+    batch = LogBatch(records=[
+        LogRecord(time_unix_nano=NOW - 2, body=AnyValue(string_value="first")),
+        empty,
+        LogRecord(body=AnyValue(string_value="own"), resource=Resource(service_name="db")),
+    ], resource=Resource(service_name="api", host="h1"))
+    out = normalize(raw(bytes(batch), {"content-type": BATCH, "laas-tenant-id": b"7"}),
+                    now_ns=NOW)
+    assert [e.doc_id() for e in out.events] == ["p.logs.raw/1/3/1", "p.logs.raw/1/3/3"]
+    assert [(e.message, e.service, e.host) for e in out.events] == [
+        ("first", "api", "h1"), ("own", "db", "")]
+    assert out.events[0].size == len(bytes(LogRecord(
+        time_unix_nano=NOW - 2, body=AnyValue(string_value="first"),
+        resource=Resource(service_name="api", host="h1"))))
+    (dead,) = out.dead
+    assert dead.reason == "empty" and dead.raw == RawPosition("p.logs.raw", 1, 3, 2)
+    assert LogRecord().parse(dead.value) == LogRecord(
+        time_unix_nano=NOW - 1, resource=Resource(service_name="api", host="h1"))
+    broken = normalize(raw(b"\x0a\x05ab", {"content-type": BATCH, "laas-tenant-id": b"7"}),
+                       now_ns=NOW)
+    assert not broken.events and [d.reason for d in broken.dead] == ["undecodable"]
+    assert broken.dead[0].detail.startswith("not a laas.v1.LogBatch")
+    none = normalize(raw(bytes(LogBatch(batch_id=1)), {"content-type": BATCH,
+                                                       "laas-tenant-id": b"7"}), now_ns=NOW)
+    assert [d.reason for d in none.dead] == ["invalid_record"]
+
+
 def test_json_array_numbers_its_records_and_isolates_bad_ones() -> None:
     value = json.dumps([{"message": "a"}, "oops", {"msg": '{"level":"error","k":{"n":1}}'}])
     out = normalize(raw(value.encode()), now_ns=NOW)
@@ -248,3 +280,27 @@ def test_lone_surrogate_escape_is_a_dead_letter_and_its_neighbours_survive() -> 
     (dead,) = result.dead
     assert dead.reason == "invalid_record" and dead.raw.index == 2
     assert "surrogate" in dead.detail
+
+
+async def test_a_failing_batch_is_retried_not_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch step that raises (FINDINGS #16: a table write before Kafka lists the new
+    changelog) is retried after a back-off instead of crashing the agent."""
+    from agents import normalize as stage
+
+    sleeps: list[float] = []
+
+    async def no_sleep(delay: float) -> None:
+        sleeps.append(delay)
+
+    monkeypatch.setattr(stage.asyncio, "sleep", no_sleep)
+    calls = []
+
+    async def step() -> None:
+        calls.append(1)
+        if len(calls) < 4:
+            raise RuntimeError("PartitionsMismatch")
+
+    before = stage.METRICS.value("laas_stage_retries_total", stage="normalize")
+    await stage.until_done(step, delay=0.5, max_delay=1.5)
+    assert len(calls) == 4 and sleeps == [0.5, 1.0, 1.5]
+    assert stage.METRICS.value("laas_stage_retries_total", stage="normalize") == before + 3

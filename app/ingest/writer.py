@@ -1,11 +1,14 @@
 """The Kafka side of ingest: records to `logs.raw`, answered only once Kafka acknowledged.
 
-Message format written here (documented for other producers in docs/ingest.md):
-key `<tenant id>/<service name>` (UTF-8), value the serialized `laas.v1.LogRecord`, headers
-`content-type: application/x-protobuf; messageType=laas.v1.LogRecord`, `laas-tenant-id`,
+Message format written here (documented for other producers in docs/ingest.md): one message
+per request and service (split at `ingest_raw_message_bytes`), key `<tenant id>/<service
+name>` (UTF-8), value a serialized `laas.v1.LogBatch` of the records in request order, headers
+`content-type: application/x-protobuf; messageType=laas.v1.LogBatch`, `laas-tenant-id`,
 `laas-tenant` (slug) and `laas-source` (`gateway` or `http`); for a batch sent with an
-idempotency key also `laas-batch-key` (the key) and `laas-batch-index` (the record's position
-in the request, decimal), from which the index derives the document `_id`.
+idempotency key also `laas-batch-key` (the key) and `laas-batch-index` (the records' positions
+in the request as ranges, e.g. `0-41,43-99`), from which the index derives the document `_id`.
+One message per request instead of one per record: the worker's per-message cost was the
+pipeline's bottleneck (bench/results/pipeline.md).
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
 
 from app.ingest.errors import KafkaUnavailable
 from app.ingest.wire import encode
@@ -26,7 +29,7 @@ from app.topics import RAW, topic_name
 
 log = logging.getLogger(__name__)
 
-CONTENT_TYPE = b"application/x-protobuf; messageType=laas.v1.LogRecord"
+CONTENT_TYPE = b"application/x-protobuf; messageType=laas.v1.LogBatch"
 HEADER_CONTENT_TYPE = "content-type"
 HEADER_TENANT_ID = "laas-tenant-id"
 HEADER_TENANT = "laas-tenant"
@@ -36,22 +39,77 @@ HEADER_BATCH_KEY = "laas-batch-key"
 HEADER_BATCH_INDEX = "laas-batch-index"
 
 
-# The producer's own default (Java-compatible murmur2 of the key), so a record lands on the
-# partition `producer.send` and other Kafka clients would pick for the same key.
-_PARTITIONER = DefaultPartitioner()
-
-
 def record_key(tenant_id: str, record: Any) -> bytes:
     """`tenant/service`: keeps one tenant's service in order on one partition."""
     return f"{tenant_id}/{record.resource.service_name}".encode()
 
 
+@dataclass
+class RawBatch:
+    """One `logs.raw` message: a `LogBatch` of records of one service, with their positions
+    in the request."""
+
+    key: bytes
+    parts: list[bytes]  # the `LogBatch.records` entries
+    positions: list[int]
+    size: int = 0
+
+    @property
+    def value(self) -> bytes:
+        return b"".join(self.parts)
+
+
+def _entry(data: bytes) -> bytes:
+    """`data` as a `LogBatch.records` entry: tag of field 1 (length-delimited), varint length."""
+    size, head = len(data), bytearray(b"\n")
+    while size > 0x7F:
+        head.append(size & 0x7F | 0x80)
+        size >>= 7
+    head.append(size)
+    return bytes(head) + data
+
+
+def raw_batches(records: Sequence[Any], positions: Sequence[int], tenant_id: str,
+                max_bytes: int) -> list[RawBatch]:
+    """The messages of one request: records grouped by key in request order; a message is
+    closed when the next record would take it past `max_bytes` (a larger record goes alone)."""
+    open_: dict[bytes, RawBatch] = {}
+    done: list[RawBatch] = []
+    for record, position in zip(records, positions, strict=True):
+        key = record_key(tenant_id, record)
+        entry = _entry(encode(record))
+        batch = open_.get(key)
+        if batch is not None and batch.size + len(entry) > max_bytes:
+            done.append(open_.pop(key))
+            batch = None
+        if batch is None:
+            batch = open_[key] = RawBatch(key, [], [])
+        batch.parts.append(entry)
+        batch.positions.append(position)
+        batch.size += len(entry)
+    return done + list(open_.values())
+
+
+def index_ranges(positions: Sequence[int]) -> str:
+    """Positions as comma-separated inclusive ranges: [0, 1, 2, 5] → `0-2,5`."""
+    out: list[str] = []
+    start = prev = positions[0]
+    for position in [*positions[1:], None]:
+        if position is not None and position == prev + 1:
+            prev = position
+            continue
+        out.append(str(start) if start == prev else f"{start}-{prev}")
+        if position is not None:
+            start = prev = position
+    return ",".join(out)
+
+
 def producer_config(settings: Settings) -> dict[str, Any]:
     """The `AIOKafkaProducer` arguments of the writer (also the benchmark's raw baseline).
 
-    acks=all + idempotence are the ack guarantee. Batches of up to 1 MiB per partition and a
-    short linger let one request's records share a few produce requests; gzip (the only codec
-    aiokafka has without extra packages) costs less than it saves once records leave the host.
+    acks=all + idempotence are the ack guarantee. A request's messages (`raw_batches`, at most
+    `ingest_raw_message_bytes` each) are sent at once, no linger; gzip (the only codec aiokafka
+    has without extra packages) costs less than it saves once records leave the host.
     """
     return {
         "bootstrap_servers": settings.kafka_servers,
@@ -102,11 +160,12 @@ class KafkaWriter:
     ) -> None:
         """Write `records` and wait until Kafka acknowledged every one of them.
 
-        `records` are `LogRecord`s, betterproto or upb (`app.ingest.wire`). With a
-        `batch_key` (a validated idempotency key) each record also gets `laas-batch-key` and
-        `laas-batch-index` headers: its position in the request, `indexes[i]` (default `i`).
-        Raises `KafkaUnavailable` if any record is not acknowledged within the produce timeout;
-        some records may then still have been written (the caller retries: at-least-once).
+        `records` are `LogRecord`s, betterproto or upb (`app.ingest.wire`), written as
+        `LogBatch` messages (`raw_batches`). With a `batch_key` (a validated idempotency key)
+        each message also gets `laas-batch-key` and `laas-batch-index` headers: the positions
+        of its records in the request, `indexes[i]` (default `i`), as `index_ranges`.
+        Raises `KafkaUnavailable` if any message is not acknowledged within the produce
+        timeout; some may then still have been written (the caller retries: at-least-once).
         """
         if not records:
             return
@@ -118,32 +177,18 @@ class KafkaWriter:
             (HEADER_SOURCE, source.encode()),
         ]
         if batch_key:
-            stamp = [*headers, (HEADER_BATCH_KEY, batch_key.encode())]
-            positions = range(len(records)) if indexes is None else indexes
-            per_record = [[*stamp, (HEADER_BATCH_INDEX, str(i).encode())] for i in positions]
-        else:
-            per_record = [headers] * len(records)
+            headers.append((HEADER_BATCH_KEY, batch_key.encode()))
+        positions = range(len(records)) if indexes is None else indexes
+        batches = raw_batches(records, positions, tenant_id,
+                              self.settings.ingest_raw_message_bytes)
 
         async def send_all() -> None:
-            # One record batch per partition, built in C and queued whole: no per-record
-            # coroutine, and no linger wait (a queued batch is ready to send).
-            partitions = sorted(await producer.partitions_for(self.topic))
-            groups: dict[int, list[tuple[bytes, bytes, list[tuple[str, bytes]]]]] = {}
-            for r, hdrs in zip(records, per_record, strict=True):
-                key = record_key(tenant_id, r)
-                groups.setdefault(_PARTITIONER(key, partitions, partitions), []).append(
-                    (key, encode(r), hdrs))
             futures = []
-            for partition, items in groups.items():
-                batch = producer.create_batch()
-                for key, value, hdrs in items:
-                    if batch.append(key=key, value=value, timestamp=None,
-                                    headers=hdrs) is None:  # full: send, start another
-                        futures.append(await producer.send_batch(batch, self.topic,
-                                                                 partition=partition))
-                        batch = producer.create_batch()
-                        batch.append(key=key, value=value, timestamp=None, headers=hdrs)
-                futures.append(await producer.send_batch(batch, self.topic, partition=partition))
+            for batch in batches:
+                stamp = [*headers, (HEADER_BATCH_INDEX, index_ranges(batch.positions).encode())] \
+                    if batch_key else headers
+                futures.append(await producer.send(self.topic, batch.value, key=batch.key,
+                                                   headers=stamp))
             await asyncio.gather(*futures)
 
         try:
