@@ -107,16 +107,19 @@ class TemplateStage:
 
     async def assign(self, events: list[LogEvent], partition: int) -> list[LogEvent]:
         """The events with `template_id` (and `template_new`) set by their tenant's miner.
-        Call inside the agent, for events of one raw record read from `partition`."""
+        Call inside the agent, for events of raw records read from `partition`."""
         if not events:
             return events
         out = []
         now = time.time()
+        miners: dict[str, TenantMiner] = {}  # looked up once per tenant and call
         for event in events:
             if not event.message.strip():
                 out.append(event)
                 continue
-            miner = await self.miner(partition, event.tenant_id)
+            miner = miners.get(event.tenant_id)
+            if miner is None:
+                miner = miners[event.tenant_id] = await self.miner(partition, event.tenant_id)
             match = miner.add(event.message, event.observed_time / 1e9)
             out.append(event.with_template(match.template_id, match.is_new))
             key = (partition, event.tenant_id)

@@ -130,7 +130,11 @@ class Settings(BaseSettings):
         True, description="Run the worker's Elasticsearch sink in a child process (a second "
         "core); false runs it in the worker's event loop",
     )
-    es_batch_size: int = Field(2000, ge=1, description="Most events in one bulk request")
+    es_batch_size: int = Field(
+        2000, ge=1, description="Most events in one bulk request (a larger sink batch is "
+        "written as several, one after another)")
+    es_bulk_concurrency: int = Field(
+        2, ge=1, description="Bulk requests of one sink batch in flight at once")
     es_batch_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, description="Largest bulk request body (bytes of the events)"
     )

@@ -85,9 +85,30 @@ class ElasticsearchSink:
         return esindex.daily_index(self.settings, event.tenant_id, event.time, self.base)
 
     async def write(self, events: Sequence[LogEvent], idle: Idle | None = None) -> list[Rejection]:
-        """Index `events`; returns the permanently rejected ones. Retries everything else."""
-        if not events:
-            return []
+        """Index `events` in bulk requests of at most `es_batch_size`, `es_bulk_concurrency`
+        of them in flight (one request's work in the client overlaps another's in Elasticsearch);
+        returns the permanently rejected ones. Retries everything else."""
+        size = self.settings.es_batch_size
+        chunks = [events[start:start + size] for start in range(0, len(events), size)]
+        if len(chunks) <= 1:
+            return await self._write_bulk(events, idle) if events else []
+        await self._ensure_indices(events, idle)
+        limit = asyncio.Semaphore(self.settings.es_bulk_concurrency)
+        lock = asyncio.Lock()
+
+        async def one_idle() -> None:  # retries of concurrent bulks poll the consumer in turn
+            async with lock:
+                await idle()  # type: ignore[misc]
+
+        async def bulk(chunk: Sequence[LogEvent]) -> list[Rejection]:
+            async with limit:
+                return await self._write_bulk(chunk, one_idle if idle else None)
+
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(bulk(chunk)) for chunk in chunks]
+        return [rejection for task in tasks for rejection in task.result()]
+
+    async def _write_bulk(self, events: Sequence[LogEvent], idle: Idle | None) -> list[Rejection]:
         started = time.monotonic()
         pending = list(events)
         rejected: list[Rejection] = []

@@ -36,8 +36,9 @@ async def prefill(dep: Deployment, n: int) -> None:
                                 enable_idempotence=True, linger_ms=5)
     await producer.start()
     try:
-        futures = [await producer.send(dep.topic(RAW), record(i), key=f"1/svc{i % 64}".encode(),
-                                       headers=HEADERS) for i in range(n)]
+        futures = [await producer.send(dep.topic(RAW), record(i).SerializeToString(),
+                                       key=f"1/svc{i % 64}".encode(), headers=HEADERS)
+                   for i in range(n)]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -56,7 +57,7 @@ async def leave(dep: Deployment, es: Any, alias: str, base: int, workers: int) -
     async def trickle() -> None:
         i = 0
         while True:
-            await producer.send_and_wait(dep.topic(RAW), record(i),
+            await producer.send_and_wait(dep.topic(RAW), record(i).SerializeToString(),
                                          key=f"1/svc{i % 64}".encode(), headers=HEADERS)
             acked[0] += 1
             i += 1

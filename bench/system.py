@@ -265,8 +265,8 @@ async def baselines(dep: Deployment, stack: BenchStack, cfg: dict[str, Any],
     n = cfg["raw_records"]
     out["raw_producer_per_s"] = await ingest_gateway.raw(
         dep.settings, dep.topic("bench.raw"), ingest_gateway.records(n), None)
-    out["raw_bulk_per_s"] = await raw_bulk_rate(stack.es_url,
-                                                [bytes(pipeline.record(i)) for i in range(n)])
+    out["raw_bulk_per_s"] = await raw_bulk_rate(
+        stack.es_url, [pipeline.record(i).SerializeToString() for i in range(n)])
     out["raw_kafka_delay_ms"] = summary(await raw_kafka_delay(stack.kafka_servers,
                                                               cfg["baseline"]))
     out["raw_es_searchable_ms"] = summary(await raw_es_searchable(stack.es_url, cfg["baseline"]))

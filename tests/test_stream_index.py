@@ -40,12 +40,28 @@ async def layout(es: AsyncElasticsearch, unique: str) -> AsyncIterator[Settings]
 
 async def test_sink_indexes_idempotently_and_returns_rejections(
         es: AsyncElasticsearch, layout: Settings) -> None:
-    sink = ElasticsearchSink(es, layout)
+    sink = ElasticsearchSink(es, layout.model_copy(update={"es_batch_size": 4}))
+    sizes: list[int] = []
+    flying = [0, 0]  # now, most at once
+    bulk = sink._bulk
+
+    async def counted(events: list[LogEvent]) -> dict[str, Any]:
+        sizes.append(len(events))
+        flying[0] += 1
+        flying[1] = max(flying)
+        try:
+            return await bulk(events)
+        finally:
+            flying[0] -= 1
+
+    sink._bulk = counted  # type: ignore[method-assign]
     await sink.setup()
     day = int(datetime(2026, 11, 20, 8, tzinfo=UTC).timestamp()) * 10**9
     good = [event("1", i, time_ns=day + i) for i in range(5)] + [event("2", 9)]
     bad = event("1", 7, severity_number=1000)  # a byte field: mapper_parsing_exception
     rejected = await sink.write(good + [bad])
+    assert sorted(sizes) == [3, 4]  # bulk requests of at most es_batch_size events,
+    assert flying[1] == 2  # es_bulk_concurrency (2) of them at once
     assert [r.event for r in rejected] == [bad]
     assert rejected[0].status == 400 and rejected[0].error_type == "document_parsing_exception"
     assert await sink.write(good) == []  # the same _ids again: overwritten, not duplicated
