@@ -1,9 +1,10 @@
 """Stage `normalize`: `logs.raw` → `logs.events` (+ `logs.deadletter`), a thin agent over
 `app.normalize.normalize`.
 
-The agent takes raw records in batches (`stream_batch_size` records or `stream_batch_linger`
-seconds, Faust's `noack_take`) and sends one `logs.events` message per source and batch
-(app/event_messages.py): one Kafka message per event made Faust's per-message machinery the
+The agent takes raw messages in batches (`stream_batch_size` messages or `stream_batch_linger`
+seconds, Faust's `noack_take`; a message is one record or an ingest request's `LogBatch`) and
+sends one `logs.events` message per source and part of a batch (`stream_batch_events` events;
+app/event_messages.py): one Kafka message per event made Faust's per-message machinery the
 worker's bottleneck (bench/results/pipeline.md).
 
 Concurrency stays 1 (faust-streaming #606: with concurrency > 1 an offset can be committed past
@@ -128,24 +129,10 @@ def register(app: faust.App, topics: Topics, settings: Settings,
     events_topic = topics.events.get_topic_name()
     dead_topic = topics.deadletter.get_topic_name()
 
-    async def handle(batch: Sequence[faust.EventT]) -> None:
-        """Normalize a batch of raw records, mine templates, send events and dead letters."""
-        last: dict[int, faust.EventT] = {}  # the batch's last record of each raw partition
-        made: dict[int, list[LogEvent]] = defaultdict(list)
-        for event in batch:
-            raw = raw_message(event.message)
-            result = await process(raw, checker, limits)
-            last[raw.partition] = event
-            made[raw.partition].extend(result.events)
-            for dead in result.dead:
-                log.info("dead letter %s from %s[%d]@%d: %s", dead.reason, raw.topic,
-                         raw.partition, raw.offset, dead.detail)
-                await topics.deadletter.send(key=raw.key, value=dead.to_json(),
-                                             headers=dead.kafka_headers())
-                METRICS.inc("laas_deadletters_total", stage="normalize", reason=dead.reason)
-            if result.dead:
-                METRICS.inc("laas_events_out_total", len(result.dead), stage="normalize",
-                            topic=dead_topic)
+    async def send_events(made: dict[int, list[LogEvent]],
+                          last: dict[int, faust.EventT]) -> None:
+        """Mine the templates of events made from each raw partition, send them to
+        `logs.events`, one message per source (split at `events_message_bytes`)."""
         out: list[LogEvent] = []
         for partition, events in made.items():
             if templates is not None and events:
@@ -158,6 +145,32 @@ def register(app: faust.App, topics: Topics, settings: Settings,
         if out:
             METRICS.inc("laas_events_out_total", len(out), stage="normalize",
                         topic=events_topic)
+
+    async def handle(batch: Sequence[faust.EventT]) -> None:
+        """Normalize a batch of raw messages, send dead letters, then events — in parts of
+        about `stream_batch_events` (a batch of large `LogBatch` messages holds many)."""
+        last: dict[int, faust.EventT] = {}  # the last raw message of each partition so far
+        made: dict[int, list[LogEvent]] = defaultdict(list)
+        pending = 0
+        for event in batch:
+            raw = raw_message(event.message)
+            result = await process(raw, checker, limits)
+            last[raw.partition] = event
+            made[raw.partition].extend(result.events)
+            pending += len(result.events)
+            for dead in result.dead:
+                log.info("dead letter %s from %s[%d]@%d: %s", dead.reason, raw.topic,
+                         raw.partition, raw.offset, dead.detail)
+                await topics.deadletter.send(key=raw.key, value=dead.to_json(),
+                                             headers=dead.kafka_headers())
+                METRICS.inc("laas_deadletters_total", stage="normalize", reason=dead.reason)
+            if result.dead:
+                METRICS.inc("laas_events_out_total", len(result.dead), stage="normalize",
+                            topic=dead_topic)
+            if pending >= settings.stream_batch_events:
+                await send_events(made, last)
+                made, pending = defaultdict(list), 0
+        await send_events(made, last)
 
     @app.agent(topics.raw, name="normalize", concurrency=1)
     async def normalize_agent(stream: faust.StreamT) -> None:

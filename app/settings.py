@@ -114,6 +114,9 @@ class Settings(BaseSettings):
         500, ge=1,
         description="Most raw messages (one record or a batch each) normalize takes at once",
     )
+    stream_batch_events: int = Field(
+        10_000, ge=1, description="Events normalize holds before it sends them (a batch of "
+        "large raw messages is sent in parts: bounds the worker's memory)")
     stream_batch_linger: float = Field(
         0.05, gt=0, description="Longest wait to fill a normalize batch, seconds"
     )

@@ -131,7 +131,9 @@ class StreamEnv:
                  extra: dict[str, str] | None = None) -> None:
         self.unique = unique
         self.tmp = tmp
+        # small normalize parts: every pipeline test goes through the split path
         self.extra = {"LAAS_PARTITIONS": str(PARTITIONS), "LAAS_ES_LINGER": "0.2",
+                      "LAAS_STREAM_BATCH_EVENTS": "50",
                       "LAAS_STATS_SNAPSHOT_INTERVAL": "1", "LAAS_ES_RETRY_MAX": "2",
                       **(extra or {})}
         if es_url:
