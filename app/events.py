@@ -112,16 +112,24 @@ class LogEvent:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> LogEvent:
-        raw = RawPosition(**doc["raw"])
+        raw = doc["raw"]
+        raw = _frozen(RawPosition, raw) if raw.keys() == _RAW_FIELDS else RawPosition(**raw)
         if doc.keys() == _EVENT_FIELDS:  # as `to_json` wrote it: skip the frozen __init__'s
-            event = object.__new__(cls)  # per-field setattr (a third of the stage's decoding)
-            event.__dict__.update(doc)
+            event = _frozen(cls, doc)  # per-field setattr (a third of the stage's decoding)
             event.__dict__["raw"] = raw
             return event
         return cls(**{**doc, "raw": raw})
 
 
+def _frozen(cls: type[Any], values: dict[str, Any]) -> Any:
+    """An instance of the frozen dataclass `cls` with exactly `values` as its fields."""
+    obj = object.__new__(cls)
+    obj.__dict__.update(values)
+    return obj
+
+
 _EVENT_FIELDS = {f.name for f in fields(LogEvent)}
+_RAW_FIELDS = {f.name for f in fields(RawPosition)}
 
 
 @dataclass(frozen=True)

@@ -314,12 +314,16 @@ def parse_line(line: str, now_ns: int) -> LineFields:
 
 # --- fields in messages ------------------------------------------------------------------------
 
-_KV = re.compile(r'(?<![\w.\-])([A-Za-z_][\w.\-]{0,63})=("((?:[^"\\]|\\.)*)"|[^\s,;]+)')
+# the key's run is possessive (`{0,63}+`): it cannot end in `=`, so giving characters back
+# never finds a match, only costs a step per character of every word
+_KV = re.compile(r'(?<![\w.\-])([A-Za-z_][\w.\-]{0,63}+)=("((?:[^"\\]|\\.)*)"|[^\s,;]+)')
 
 
 def key_values(message: str, limit: int = 64) -> dict[str, str]:
     """`key=value` / `key="quoted value"` pairs of a message (at most `limit`)."""
     found: dict[str, str] = {}
+    if "=" not in message:
+        return found
     for m in _KV.finditer(message[:8192]):
         value = m.group(3) if m.group(3) is not None else m.group(2)
         found[m.group(1)] = value.replace('\\"', '"')

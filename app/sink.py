@@ -74,6 +74,7 @@ class ElasticsearchSink:
         self.alias = alias
         self.stage = stage
         self._known: set[str] = set()
+        self._names: dict[tuple[str, int], str] = {}
         self.stopping = False
 
     async def setup(self, idle: Idle | None = None) -> None:
@@ -82,7 +83,15 @@ class ElasticsearchSink:
                              "put index template")
 
     def index_of(self, event: LogEvent) -> str:
-        return esindex.daily_index(self.settings, event.tenant_id, event.time, self.base)
+        """The event's daily index (names cached per tenant and day: asked twice per event)."""
+        key = (event.tenant_id, event.time // esindex.DAY_NS)
+        name = self._names.get(key)
+        if name is None:
+            if len(self._names) >= 4096:
+                self._names.clear()
+            name = self._names[key] = esindex.daily_index(self.settings, event.tenant_id,
+                                                          event.time, self.base)
+        return name
 
     async def write(self, events: Sequence[LogEvent], idle: Idle | None = None) -> list[Rejection]:
         """Index `events` in bulk requests of at most `es_batch_size`, `es_bulk_concurrency`

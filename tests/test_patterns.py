@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.patterns import MaskingConfig, MinerConfig, TenantMiner, mask, template_id
+from app.patterns.masking import BUILTIN_MASKERS
 
 
 def test_masks_common_variables() -> None:
@@ -27,6 +28,24 @@ def test_masking_config_turns_maskers_off_and_adds_tenant_maskers() -> None:
     assert mask("order ORD-991 from 10.0.0.1", config) == "order <ORDER> from <NUM>"
     assert mask("from 10.0.0.1", MaskingConfig(ips=False, numbers=False)) == "from 10.0.0.1"
     assert MaskingConfig.from_dict(config.to_dict()) == config
+
+
+_TOKENS = st.sampled_from([
+    "a", "Z", "f", "e", "0", "7", "12", "255", "0x1f", "deadbeef1", "-", "+", ".", "..", ":", "::",
+    "/", "~", "@", "_", "=", " ", ",", "<", ">", "é", "T", "2024-01-01", "10:00:00", "://", "x.io",
+])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_TOKENS, max_size=40).map("".join), st.booleans())
+def test_masking_matches_the_plain_alternation(text: str, extra: bool) -> None:
+    """The masker checks the token boundary once before the built-in maskers; the result must
+    be what the plain alternation of every masker (each with its own boundary) gives."""
+    config = MaskingConfig(extra=((r"<ORD>", r"ORD-\d+|e\.f"),) if extra else ())
+    parts = [*config.extra, *BUILTIN_MASKERS.values()]
+    plain = re.compile("|".join(f"(?P<m{i}>{p})" for i, (_, p) in enumerate(parts)))
+    expected = plain.sub(lambda m: parts[int(m.lastgroup[1:])][0], text)  # type: ignore[index]
+    assert mask(text, config) == expected
 
 
 def test_bad_tenant_regex_is_refused() -> None:

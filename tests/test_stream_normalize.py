@@ -115,7 +115,9 @@ def test_log4j_and_iso_prefixed_lines() -> None:
 def test_key_values_and_json_in_message() -> None:
     assert key_values('done user=alice ms=12 path="/a b" x.y=1,') == {
         "user": "alice", "ms": "12", "path": "/a b", "x.y": "1"}
-    assert key_values("a == b, no pairs") == {}
+    assert key_values("a == b, no pairs") == {} and key_values("no pairs at all") == {}
+    long_key = "k" * 64  # keys are at most 64 characters: a longer one is no key at all
+    assert key_values(f"{long_key}=1 {long_key}x=2 b=3") == {long_key: "1", "b": "3"}
     assert json_in_message('prefix: {"a": 1}') == {"a": 1}
     assert json_in_message("{not json}") is None and json_in_message("[1]") is None
 

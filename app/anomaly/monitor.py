@@ -150,7 +150,7 @@ class SourceMonitor:
 
     def model_state(self) -> bytes:
         """The HST detector (model, scaler, score quantiles): tens of KB compressed; snapshot
-        it every few minutes and on partition revocation."""
+        it every few minutes (a table cannot be written while partitions are revoked)."""
         return zlib.compress(pickle.dumps(self.hst, protocol=pickle.HIGHEST_PROTOCOL))
 
     @classmethod
