@@ -24,7 +24,7 @@ from app.event_messages import by_source, decode_shared
 from app.events import LogEvent
 from app.metrics import METRICS
 from app.settings import Settings
-from app.stats import SOURCES_MAPPINGS, fold, snapshot_doc
+from app.stats import SOURCES_MAPPINGS, fold_all, snapshot_doc
 from app.streams import table_options
 from app.topics import Topics
 
@@ -70,13 +70,9 @@ class SourceStats:
         table. Returns how many events were counted (not counted by the totals before)."""
         counted = 0
         for key, group in by_source(events).items():
-            totals = window = None
-            for event in group:
-                folded = fold(totals or self.totals[key], event)
-                if folded is not None:
-                    totals = folded
-                    counted += 1
-                window = fold(window or self.windows[key].current(), event) or window
+            totals, new = fold_all(self.totals[key], group)
+            window, _ = fold_all(self.windows[key].current(), group)
+            counted += new
             if totals is not None:
                 self.totals[key] = totals
             if window is not None:

@@ -12,6 +12,7 @@ exactly-once in effect.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from app.events import NS, LogEvent, iso_nanos
@@ -19,28 +20,38 @@ from app.events import NS, LogEvent, iso_nanos
 
 def fold(value: dict[str, Any] | None, event: LogEvent) -> dict[str, Any] | None:
     """The value after counting `event`; None if its raw position was counted already."""
-    current = dict(value or {})
-    where = f"{event.raw.topic}/{event.raw.partition}"
-    position = [event.raw.offset, event.raw.index]
-    seen = dict(current.get("raw", {}))
-    if where in seen and seen[where] >= position:
-        return None
-    seen[where] = position
-    severity = dict(current.get("severity", {}))
-    severity[event.severity] = severity.get(event.severity, 0) + 1
-    first = current.get("first_seen") or event.time
-    return {
-        "tenant_id": event.tenant_id,
-        "tenant": event.tenant,
-        "service": event.service,
-        "host": event.host,
-        "count": current.get("count", 0) + 1,
-        "bytes": current.get("bytes", 0) + event.size,
-        "severity": severity,
-        "first_seen": min(first, event.time),
-        "last_seen": max(current.get("last_seen", 0), event.time),
-        "raw": seen,
-    }
+    return fold_all(value, [event])[0]
+
+
+def fold_all(value: dict[str, Any] | None, events: Iterable[LogEvent]
+             ) -> tuple[dict[str, Any] | None, int]:
+    """`fold` of each event in turn (the value is copied once, not once per event): the new
+    value (None if no event was counted) and how many events were counted."""
+    out: dict[str, Any] | None = None
+    counted = 0
+    for event in events:
+        where = f"{event.raw.topic}/{event.raw.partition}"
+        position = [event.raw.offset, event.raw.index]
+        seen = (out or value or {}).get("raw", {})
+        if where in seen and seen[where] >= position:
+            continue
+        if out is None:
+            base = value or {}
+            out = {"count": base.get("count", 0), "bytes": base.get("bytes", 0),
+                   "severity": dict(base.get("severity", {})),
+                   "first_seen": base.get("first_seen") or event.time,
+                   "last_seen": base.get("last_seen", 0), "raw": dict(seen)}
+        out.update(tenant_id=event.tenant_id, tenant=event.tenant, service=event.service,
+                   host=event.host)
+        out["raw"][where] = position
+        severity = out["severity"]
+        severity[event.severity] = severity.get(event.severity, 0) + 1
+        out["count"] += 1
+        out["bytes"] += event.size
+        out["first_seen"] = min(out["first_seen"], event.time)
+        out["last_seen"] = max(out["last_seen"], event.time)
+        counted += 1
+    return out, counted
 
 
 def window_doc(start: float, value: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from app.pattern_index import ensure_patterns_index, patterns_index
 from app.retention import apply_retention, expired, prune_snapshots
 from app.settings import Settings, load_settings
 from app.sink import ElasticsearchSink
-from app.stats import fold
+from app.stats import fold, fold_all
 
 
 def event(tenant: str, offset: int, *, time_ns: int | None = None, **changes: Any) -> LogEvent:
@@ -164,3 +165,18 @@ def test_stats_fold_counts_each_offset_once() -> None:
     assert later is not None and later["count"] == 4
     other = fold(value, event("1", 0, raw=RawPosition("x.logs.raw", 1, 0)))  # raw partition 1
     assert other is not None and other["count"] == 4
+
+
+def test_stats_fold_all_is_fold_of_each_event_in_turn() -> None:
+    start = fold(None, event("1", 5, severity="WARN", time_ns=10**18))
+    frozen = json.dumps(start, sort_keys=True)
+    batch = [event("1", offset, severity=sev, time_ns=10**18 - offset)
+             for offset, sev in [(3, "INFO"), (6, "ERROR"), (6, "ERROR"), (7, "INFO")]]
+    batch.append(event("1", 0, raw=RawPosition("x.logs.raw", 1, 0)))  # another raw partition
+    expected, counted = start, 0
+    for one in batch:
+        folded = fold(expected, one)
+        expected, counted = folded or expected, counted + (folded is not None)
+    assert fold_all(start, batch) == (expected, counted) and counted == 3  # 3 and the 2nd 6: seen
+    assert json.dumps(start, sort_keys=True) == frozen  # the input value is not changed
+    assert fold_all(expected, batch) == (None, 0)
