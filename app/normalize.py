@@ -440,14 +440,17 @@ class _Context:
                 if not isinstance(value, bytes) else value.hex()
         else:
             message = ""
-        flatten({k: from_any(v) for k, v in record.attributes.items()}, "", attributes)
+        if record.attributes:
+            flatten({k: from_any(v) for k, v in record.attributes.items()}, "", attributes)
         resource = record.resource
-        res_attrs = {k: from_any(v) for k, v in resource.attributes.items()}
-        service = resource.service_name or str(res_attrs.pop("service.name", "") or "")
-        host = resource.host or str(res_attrs.pop("host.name", "") or "")
-        res_attrs.pop("service.name", None)
-        res_attrs.pop("host.name", None)
-        flatten(res_attrs, "resource.", attributes)
+        service, host = resource.service_name, resource.host
+        if resource.attributes:
+            res_attrs = {k: from_any(v) for k, v in resource.attributes.items()}
+            service = service or str(res_attrs.get("service.name", "") or "")
+            host = host or str(res_attrs.get("host.name", "") or "")
+            res_attrs.pop("service.name", None)
+            res_attrs.pop("host.name", None)
+            flatten(res_attrs, "resource.", attributes)
         if record.scope.name:
             attributes["scope.name"] = record.scope.name
         if record.event_name:
