@@ -137,7 +137,8 @@ class Settings(BaseSettings):
         2000, ge=1, description="Most events in one bulk request (a larger sink batch is "
         "written as several, one after another)")
     es_bulk_concurrency: int = Field(
-        2, ge=1, description="Bulk requests of one sink batch in flight at once")
+        1, ge=1, description="Bulk requests of one sink batch in flight at once (2 was "
+        "slower on a 2-core node shared with the worker: bench/results/pipeline.md)")
     es_batch_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, description="Largest bulk request body (bytes of the events)"
     )

@@ -41,7 +41,8 @@ async def layout(es: AsyncElasticsearch, unique: str) -> AsyncIterator[Settings]
 
 async def test_sink_indexes_idempotently_and_returns_rejections(
         es: AsyncElasticsearch, layout: Settings) -> None:
-    sink = ElasticsearchSink(es, layout.model_copy(update={"es_batch_size": 4}))
+    sink = ElasticsearchSink(es, layout.model_copy(update={"es_batch_size": 4,
+                                                           "es_bulk_concurrency": 2}))
     sizes: list[int] = []
     flying = [0, 0]  # now, most at once
     bulk = sink._bulk
