@@ -14,6 +14,7 @@ from multiprocessing.connection import Connection
 
 from agents.index import IndexConsumer
 from app.children import child_logging, report_to_worker
+from app.gc_tuning import tune_gc
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ def index_main(settings: Settings, conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the worker stops us in order
     child_logging()
     report_to_worker(conn)
+    tune_gc(settings)
     asyncio.run(_run(settings))
 
 

@@ -172,6 +172,11 @@ class Settings(BaseSettings):
         30.0, gt=1, description="Kafka session timeout of the worker's consumers, seconds "
         "(how long a dead worker's partitions wait before moving)"
     )
+    worker_gc_threshold: int = Field(
+        10_000, ge=1, description="Allocations before Python's youngest garbage-collector "
+        "generation is collected in the worker's processes (Python's default: 700; "
+        "app/gc_tuning.py)"
+    )
     metrics_lag_interval: float = Field(
         15.0, gt=0, description="Seconds between consumer lag measurements of the worker"
     )

@@ -14,6 +14,7 @@ from typing import Literal
 
 import faust
 
+from app.gc_tuning import tune_gc
 from app.settings import Settings
 from app.streams import build_worker
 from app.topics import Topics
@@ -67,9 +68,11 @@ def analytics_main(settings: Settings, conn: Connection) -> None:
     child_logging()
     report_to_worker(conn)
     app = create_worker_app(settings, role="analytics")
+    tune_gc(settings)
     faust.Worker(app, loglevel="INFO").execute_from_commandline()
 
 
 def run_worker(settings: Settings) -> None:
     app = create_worker_app(settings, role="stream" if settings.analytics_process else "all")
+    tune_gc(settings)
     faust.Worker(app, loglevel="INFO").execute_from_commandline()
