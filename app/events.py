@@ -111,6 +111,14 @@ class LogEvent:
         return cls.from_dict(orjson.loads(data))
 
     @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> LogEvent:
+        """An event from a dict of *every* field (`raw` a `RawPosition`), which becomes the
+        event's own: for the hot path that names them all (normalize), without the frozen
+        `__init__`'s per-field `object.__setattr__` (2.8 → 0.9 µs per event)."""
+        event: LogEvent = _frozen(cls, fields)
+        return event
+
+    @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> LogEvent:
         raw = doc["raw"]
         raw = _frozen(RawPosition, raw) if raw.keys() == _RAW_FIELDS else RawPosition(**raw)

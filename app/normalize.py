@@ -408,19 +408,19 @@ class _Context:
             attributes = dict(list(attributes.items())[: self.limits.max_attributes])
             attributes["laas.dropped_attributes"] = str(dropped)
         name = severity_name(severity)
-        return LogEvent(
-            tenant_id=self.tenant.id, tenant=self.tenant.slug, time=time,
-            observed_time=self.observed, severity=name,
-            severity_number=severity if name != UNKNOWN else 0, message=message,
-            service=service or self.raw.header(H_SERVICE) or UNKNOWN_SERVICE,
-            host=host or self.raw.header(H_HOST),
-            raw=RawPosition(self.raw.topic, self.raw.partition, self.raw.offset, index),
-            attributes=attributes, trace_id=trace_id,
-            span_id=span_id, format=fmt, source=self.source,
-            size=len(self.raw.value or b"") if size is None else size,
-            batch_key=self.batch_key,
-            batch_index=self.batch_index if batch_index is None else batch_index,
-        )
+        return LogEvent.from_fields({
+            "tenant_id": self.tenant.id, "tenant": self.tenant.slug, "time": time,
+            "observed_time": self.observed, "severity": name,
+            "severity_number": severity if name != UNKNOWN else 0, "message": message,
+            "service": service or self.raw.header(H_SERVICE) or UNKNOWN_SERVICE,
+            "host": host or self.raw.header(H_HOST),
+            "raw": RawPosition(self.raw.topic, self.raw.partition, self.raw.offset, index),
+            "attributes": attributes, "template_id": "", "template_new": False,
+            "trace_id": trace_id, "span_id": span_id, "format": fmt, "source": self.source,
+            "size": len(self.raw.value or b"") if size is None else size,
+            "batch_key": self.batch_key,
+            "batch_index": self.batch_index if batch_index is None else batch_index,
+        })
 
     def from_record(self, record: LogRecord | pb.LogRecord, fmt: str, index: int, *,
                     size: int | None = None, batch_index: int | None = None) -> LogEvent:

@@ -56,6 +56,7 @@ class Retry(Exception):
 
 
 Idle = Callable[[], Awaitable[None]]
+_Item = tuple[LogEvent, str]  # an event and its index
 
 
 class ElasticsearchSink:
@@ -97,11 +98,12 @@ class ElasticsearchSink:
         """Index `events` in bulk requests of at most `es_batch_size`, `es_bulk_concurrency`
         of them in flight (one request's work in the client overlaps another's in Elasticsearch);
         returns the permanently rejected ones. Retries everything else."""
+        items = [(event, self.index_of(event)) for event in events]
         size = self.settings.es_batch_size
-        chunks = [events[start:start + size] for start in range(0, len(events), size)]
+        chunks = [items[start:start + size] for start in range(0, len(items), size)]
         if len(chunks) <= 1:
-            return await self._write_bulk(events, idle) if events else []
-        await self._ensure_indices(events, idle)
+            return await self._write_bulk(items, idle) if items else []
+        await self._ensure_indices(items, idle)
         limit = asyncio.Semaphore(self.settings.es_bulk_concurrency)
         lock = asyncio.Lock()
 
@@ -109,7 +111,7 @@ class ElasticsearchSink:
             async with lock:
                 await idle()  # type: ignore[misc]
 
-        async def bulk(chunk: Sequence[LogEvent]) -> list[Rejection]:
+        async def bulk(chunk: list[_Item]) -> list[Rejection]:
             async with limit:
                 return await self._write_bulk(chunk, one_idle if idle else None)
 
@@ -117,9 +119,9 @@ class ElasticsearchSink:
             tasks = [group.create_task(bulk(chunk)) for chunk in chunks]
         return [rejection for task in tasks for rejection in task.result()]
 
-    async def _write_bulk(self, events: Sequence[LogEvent], idle: Idle | None) -> list[Rejection]:
+    async def _write_bulk(self, items: list[_Item], idle: Idle | None) -> list[Rejection]:
         started = time.monotonic()
-        pending = list(events)
+        pending = items
         rejected: list[Rejection] = []
         delay = self.settings.es_retry_initial
         while pending:
@@ -134,17 +136,17 @@ class ElasticsearchSink:
                 continue
             if not response.get("errors"):
                 break
-            retry: list[LogEvent] = []
-            for event, item in zip(pending, response["items"], strict=True):
-                result = next(iter(item.values()))
+            retry: list[_Item] = []
+            for item, result in zip(pending, response["items"], strict=True):
+                result = next(iter(result.values()))
                 status = int(result.get("status", 500))
                 if status < 300:
                     continue
                 error = result.get("error") or {}
                 if status in RETRYABLE_STATUS:
-                    retry.append(event)
+                    retry.append(item)
                 else:
-                    rejected.append(Rejection(event, status, str(error.get("type", "")),
+                    rejected.append(Rejection(item[0], status, str(error.get("type", "")),
                                               str(error.get("reason", error))[:1000]))
             if retry:
                 METRICS.inc("laas_sink_retries_total", stage=self.stage, cause="item")
@@ -153,14 +155,13 @@ class ElasticsearchSink:
                 delay = await self._backoff(delay, idle)
             pending = retry
         METRICS.observe("laas_sink_batch_seconds", time.monotonic() - started, stage=self.stage)
-        METRICS.inc("laas_sink_events_total", len(events) - len(rejected), stage=self.stage)
+        METRICS.inc("laas_sink_events_total", len(items) - len(rejected), stage=self.stage)
         return rejected
 
-    async def _bulk(self, events: Sequence[LogEvent]) -> dict[str, Any]:
+    async def _bulk(self, items: list[_Item]) -> dict[str, Any]:
         body = bytearray()  # NDJSON by orjson: the client's json module cost more than ES
-        for event in events:
-            body += orjson.dumps({"index": {"_index": self.index_of(event),
-                                            "_id": event.doc_id()}})
+        for event, index in items:
+            body += orjson.dumps({"index": {"_index": index, "_id": event.doc_id()}})
             body += b"\n"
             body += orjson.dumps(esindex.document(event))
             body += b"\n"
@@ -177,9 +178,8 @@ class ElasticsearchSink:
             raise Retry(repr(exc)) from exc
         return dict(response.body)
 
-    async def _ensure_indices(self, events: Sequence[LogEvent], idle: Idle | None) -> None:
-        for event in events:
-            name = self.index_of(event)
+    async def _ensure_indices(self, items: list[_Item], idle: Idle | None) -> None:
+        for event, name in items:
             if name in self._known:
                 continue
             alias = esindex.tenant_alias(self.settings, event.tenant_id) if self.alias else None

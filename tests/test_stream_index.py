@@ -47,7 +47,7 @@ async def test_sink_indexes_idempotently_and_returns_rejections(
     flying = [0, 0]  # now, most at once
     bulk = sink._bulk
 
-    async def counted(events: list[LogEvent]) -> dict[str, Any]:
+    async def counted(events: list[Any]) -> dict[str, Any]:
         sizes.append(len(events))
         flying[0] += 1
         flying[1] = max(flying)

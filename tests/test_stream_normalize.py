@@ -266,7 +266,7 @@ def test_normalize_never_raises(value: bytes, hdrs: dict[str, bytes], ts: int) -
     assert len(out.events) + len(out.dead) >= 1
     for event in out.events:
         assert 0 < event.time < 2**63 and event.tenant_id
-        LogEvent.from_json(event.to_json())
+        assert LogEvent.from_json(event.to_json()) == event == LogEvent(**event.__dict__)
     for dead in out.dead:
         assert dead.reason != "internal_error", dead.detail
         assert dead.value == value
