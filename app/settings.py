@@ -142,7 +142,9 @@ class Settings(BaseSettings):
     es_batch_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, description="Largest bulk request body (bytes of the events)"
     )
-    es_linger: float = Field(0.5, gt=0, description="Longest wait to fill a bulk batch, seconds")
+    es_linger: float = Field(
+        0.1, gt=0, description="Longest wait to fill a bulk batch, seconds (added to the "
+        "delay until searchable at low rates)")
     es_retry_initial: float = Field(0.5, gt=0, description="First retry delay of a failed bulk")
     es_retry_max: float = Field(15.0, gt=0, description="Longest delay between bulk retries")
     es_request_timeout: float = Field(30.0, gt=0, description="Timeout of one bulk request")
