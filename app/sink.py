@@ -96,13 +96,13 @@ class ElasticsearchSink:
 
     async def write(self, events: Sequence[LogEvent], idle: Idle | None = None) -> list[Rejection]:
         """Index `events` in bulk requests of at most `es_batch_size`, `es_bulk_concurrency`
-        of them in flight (one request's work in the client overlaps another's in Elasticsearch);
+        of them in flight, the next requests' bodies built while one is in Elasticsearch;
         returns the permanently rejected ones. Retries everything else."""
         items = [(event, self.index_of(event)) for event in events]
         size = self.settings.es_batch_size
         chunks = [items[start:start + size] for start in range(0, len(items), size)]
         if len(chunks) <= 1:
-            return await self._write_bulk(items, idle) if items else []
+            return await self._write_bulk(items, idle, self._body(items)) if items else []
         await self._ensure_indices(items, idle)
         limit = asyncio.Semaphore(self.settings.es_bulk_concurrency)
         lock = asyncio.Lock()
@@ -112,14 +112,17 @@ class ElasticsearchSink:
                 await idle()  # type: ignore[misc]
 
         async def bulk(chunk: list[_Item]) -> list[Rejection]:
+            body = self._body(chunk)  # while an earlier request is in flight
             async with limit:
-                return await self._write_bulk(chunk, one_idle if idle else None)
+                return await self._write_bulk(chunk, one_idle if idle else None, body)
 
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(bulk(chunk)) for chunk in chunks]
         return [rejection for task in tasks for rejection in task.result()]
 
-    async def _write_bulk(self, items: list[_Item], idle: Idle | None) -> list[Rejection]:
+    async def _write_bulk(self, items: list[_Item], idle: Idle | None,
+                          body: bytes) -> list[Rejection]:
+        """Send `body` (the bulk request of `items`), then retry what needs it."""
         started = time.monotonic()
         pending = items
         rejected: list[Rejection] = []
@@ -127,7 +130,7 @@ class ElasticsearchSink:
         while pending:
             await self._ensure_indices(pending, idle)
             try:
-                response = await self._bulk(pending)
+                response = await self._bulk(body)
             except Retry as exc:
                 METRICS.inc("laas_sink_retries_total", stage=self.stage, cause="request")
                 log.warning("bulk of %d events failed (%s); retry in %.1fs", len(pending),
@@ -154,21 +157,28 @@ class ElasticsearchSink:
                             len(retry), len(pending), delay)
                 delay = await self._backoff(delay, idle)
             pending = retry
+            body = self._body(pending)
         METRICS.observe("laas_sink_batch_seconds", time.monotonic() - started, stage=self.stage)
         METRICS.inc("laas_sink_events_total", len(items) - len(rejected), stage=self.stage)
         return rejected
 
-    async def _bulk(self, items: list[_Item]) -> dict[str, Any]:
-        body = bytearray()  # NDJSON by orjson: the client's json module cost more than ES
+    @staticmethod
+    def _body(items: list[_Item]) -> bytes:
+        """The NDJSON bulk request of `items` (by orjson: the client's json module cost more
+        than Elasticsearch)."""
+        body = bytearray()
         for event, index in items:
             body += orjson.dumps({"index": {"_index": index, "_id": event.doc_id()}})
             body += b"\n"
             body += orjson.dumps(esindex.document(event))
             body += b"\n"
+        return bytes(body)
+
+    async def _bulk(self, body: bytes) -> dict[str, Any]:
         try:
             response = await self.es.options(
                 request_timeout=self.settings.es_request_timeout,
-            ).bulk(operations=bytes(body),  # type: ignore[arg-type]  # NDJSON passes as is
+            ).bulk(operations=body,  # type: ignore[arg-type]  # NDJSON passes as is
                    filter_path=BULK_FILTER)
         except ApiError as exc:
             if exc.status_code in RETRYABLE_STATUS:

@@ -47,12 +47,12 @@ async def test_sink_indexes_idempotently_and_returns_rejections(
     flying = [0, 0]  # now, most at once
     bulk = sink._bulk
 
-    async def counted(events: list[Any]) -> dict[str, Any]:
-        sizes.append(len(events))
+    async def counted(body: bytes) -> dict[str, Any]:
+        sizes.append(body.count(b"\n") // 2)
         flying[0] += 1
         flying[1] = max(flying)
         try:
-            return await bulk(events)
+            return await bulk(body)
         finally:
             flying[0] -= 1
 
@@ -150,6 +150,34 @@ async def test_retention_prunes_stale_pattern_and_source_documents(
     left = await es.search(index=f"{patterns_index(layout)},{esindex.sources_index(layout)}",
                            size=10)
     assert sorted(h["_id"] for h in left["hits"]["hits"]) == ["1/b", "1b/api/h", "2/c"]
+
+
+async def test_sink_builds_the_next_bodies_while_one_request_is_in_flight(
+        es: AsyncElasticsearch, layout: Settings) -> None:
+    sink = ElasticsearchSink(es, layout.model_copy(update={"es_batch_size": 2}))  # 1 in flight
+    steps: list[str] = []
+    body_of, bulk = sink._body, sink._bulk
+
+    def body(items: list[Any]) -> bytes:
+        steps.append("body")
+        return body_of(items)
+
+    async def sent(data: bytes) -> dict[str, Any]:
+        steps.append("send")
+        try:
+            return await bulk(data)
+        finally:
+            steps.append("done")
+
+    sink._body, sink._bulk = body, sent  # type: ignore[method-assign]
+    await sink.setup()
+    assert await sink.write([event("1", i) for i in range(6)]) == []
+    assert steps.count("body") == 3 and steps.count("send") == 3
+    assert steps.index("body", steps.index("send")) < steps.index("done")  # built meanwhile
+    in_flight = [steps[:i].count("send") - steps[:i].count("done") for i in range(len(steps))]
+    assert max(in_flight) == 1  # es_bulk_concurrency 1: never two requests at once
+    await es.indices.refresh(index=f"{layout.index_prefix}*")
+    assert (await es.count(**_count(esindex.tenant_search(layout, "1"))))["count"] == 6
 
 
 def test_stats_fold_counts_each_offset_once() -> None:
