@@ -84,7 +84,7 @@ class ElasticsearchSink:
                              "put index template")
 
     def index_of(self, event: LogEvent) -> str:
-        """The event's daily index (names cached per tenant and day: asked twice per event)."""
+        """The event's daily index (names cached per tenant and day)."""
         key = (event.tenant_id, event.time // esindex.DAY_NS)
         name = self._names.get(key)
         if name is None:
@@ -156,8 +156,8 @@ class ElasticsearchSink:
                 log.warning("%d of %d bulk items to retry (429/5xx); retry in %.1fs",
                             len(retry), len(pending), delay)
                 delay = await self._backoff(delay, idle)
+                body = self._body(retry)
             pending = retry
-            body = self._body(pending)
         METRICS.observe("laas_sink_batch_seconds", time.monotonic() - started, stage=self.stage)
         METRICS.inc("laas_sink_events_total", len(items) - len(rejected), stage=self.stage)
         return rejected

@@ -180,6 +180,30 @@ async def test_sink_builds_the_next_bodies_while_one_request_is_in_flight(
     assert (await es.count(**_count(esindex.tenant_search(layout, "1"))))["count"] == 6
 
 
+async def test_sink_retries_only_the_items_elasticsearch_asked_to_retry(
+        es: AsyncElasticsearch, layout: Settings) -> None:
+    sink = ElasticsearchSink(es, layout)
+    bodies: list[bytes] = []
+    bulk = sink._bulk
+
+    async def first_item_429(body: bytes) -> dict[str, Any]:
+        bodies.append(body)
+        response = await bulk(body)
+        if len(bodies) == 1:  # as if Elasticsearch had been too busy for the second item
+            response["errors"] = True
+            response["items"][1] = {"index": {"status": 429, "error": {"type": "es_rejected"}}}
+        return response
+
+    sink._bulk = first_item_429  # type: ignore[method-assign]
+    await sink.setup()
+    events = [event("1", i) for i in range(3)]
+    assert await sink.write(events) == []
+    assert len(bodies) == 2
+    action, source = bodies[1].splitlines()  # only the retried item, its own body
+    assert json.loads(action)["index"]["_id"] == events[1].doc_id()
+    assert json.loads(source)["raw"]["offset"] == events[1].raw.offset
+
+
 def test_stats_fold_counts_each_offset_once() -> None:
     value = None
     for offset, sev in enumerate(["INFO", "ERROR", "INFO"]):
