@@ -186,9 +186,9 @@ class Detection:
             for finding in monitor.observe(window):
                 alerts.append(anomaly_alert(self.grouper, finding, now))
             self.pending_light.add(window.source)
-            # a new source's first window builds its Half-Space Trees (~20-30 ms): 200 new
-            # sources in one tick held the loop for seconds (Kafka keepalive errors, late
-            # commits); let the consumer, the agents and the other timers run in between
+            # a new source's first window builds its Half-Space Trees (~15-40 ms): let the
+            # agents and the other timers run in between (1,000 new sources kept this timer
+            # busy for ~30 s, bench/results/FINDINGS.md 17)
             await asyncio.sleep(0)
         await self.send_rule_counts()
         alerts += self.rules.tick(now, owns=self.owns)
