@@ -37,6 +37,19 @@ def stack_up(settings: Settings) -> None:
             click.echo(line)
     except StackError as exc:
         raise click.ClickException(str(exc)) from exc
+    ensure_topics_or_exit(settings)
+
+
+def ensure_topics_or_exit(settings: Settings) -> None:
+    """Create or check every LaaS topic (app/topic_admin.py); a clear error when one differs
+    or Kafka does not answer."""
+    from app.topic_admin import KafkaNotReachable, TopicMismatch
+    from app.worker import ensure_worker_topics
+
+    try:
+        ensure_worker_topics(settings, say=lambda line: click.echo(line, err=True))
+    except (TopicMismatch, KafkaNotReachable) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @stack.command("down")
@@ -65,9 +78,10 @@ def stack_status(settings: Settings) -> None:
 @main.command()
 @pass_settings
 def worker(settings: Settings) -> None:
-    """Run the Faust stream worker."""
+    """Run the Faust stream worker (creates or checks the LaaS topics first)."""
     from app.worker import run_worker
 
+    ensure_topics_or_exit(settings)
     run_worker(settings)
 
 
@@ -83,12 +97,15 @@ def web(settings: Settings) -> None:
 
 
 @main.command()
+@click.option("--demo/--no-demo", default=True, show_default=True,
+              help="Send gentle demo traffic (with an alert now and then) to tenant demo")
 @pass_settings
-def up(settings: Settings) -> None:
-    """Start the stack if needed, then every LaaS process; Ctrl-C stops the processes."""
+def up(settings: Settings, demo: bool) -> None:
+    """Start the stack if needed, create the topics, then every LaaS process; Ctrl-C stops
+    the processes."""
     from app.supervisor import run_up
 
-    sys.exit(run_up(settings))
+    sys.exit(run_up(settings, demo=demo))
 
 
 from app.cli_accounts import register as register_account_commands  # noqa: E402
@@ -110,3 +127,7 @@ register_query_commands(main)
 from app.cli_bench import register as register_bench_commands  # noqa: E402
 
 register_bench_commands(main)
+
+from app.cli_topics import register as register_topic_commands  # noqa: E402
+
+register_topic_commands(main)

@@ -1,7 +1,7 @@
-"""The configuration table of the README, generated from the settings model.
+"""The configuration table (docs/settings.md), generated from the settings model.
 
-`python -m app.settings_doc` prints it, `--write` puts it into README.md between the markers;
-a test keeps README.md in step with it.
+`python -m app.settings_doc` prints it, `--write` puts it into docs/settings.md between the
+markers; a test keeps the file in step with it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from app.settings import Settings
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+SETTINGS_DOC = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
 
 BEGIN = "<!-- settings-table:begin -->"
 END = "<!-- settings-table:end -->"
@@ -27,8 +27,8 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
-def write_readme(path: Path = README) -> None:
-    """Replace the table between the markers of README.md, leaving the rest as it is."""
+def write_table(path: Path = SETTINGS_DOC) -> None:
+    """Replace the table between the markers of `path`, leaving the rest as it is."""
     text = path.read_text()
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
@@ -37,6 +37,6 @@ def write_readme(path: Path = README) -> None:
 
 if __name__ == "__main__":
     if "--write" in sys.argv[1:]:
-        write_readme()
+        write_table()
     else:
         print(markdown_table())

@@ -1,4 +1,5 @@
-"""`laas up`: the local stack if needed, then every LaaS process, supervised until Ctrl-C.
+"""`laas up`: the local stack if needed, the LaaS topics, then every LaaS process (and the demo
+traffic of the demo tenant), supervised until Ctrl-C.
 
 A process that exits is restarted (after 1, 2, 4, 8 s as its exits pile up); one that exits
 `CRASH_LIMIT` times within `CRASH_WINDOW` s is crash-looping (a configuration problem, not a
@@ -21,6 +22,7 @@ from deploy.proc import StackError, tail, wait_until
 from deploy.stack import Stack
 
 PROCESSES = ("worker", "gateway", "web")
+DEMO = "demo"  # `laas demo`: the demo tenant's traffic (app/demo.py), unless `--no-demo`
 CRASH_LIMIT = 5
 CRASH_WINDOW = 60.0
 
@@ -117,12 +119,18 @@ def demo_login(settings: Settings) -> str:
     return "  log in with your user (create one with `laas user create`)"
 
 
-def run_up(settings: Settings) -> int:
+def run_up(settings: Settings, *, demo: bool = True) -> int:
     """Bring everything up, print where it is, and supervise; returns the exit status."""
+    from app.topic_admin import KafkaNotReachable, TopicMismatch
+    from app.worker import ensure_worker_topics
+
     try:
         for line in Stack(settings).up():
             print(line, flush=True)
-    except StackError as exc:
+        # Every topic before any consumer joins a group (a worker that subscribes to a
+        # missing topic is assigned none of its partitions until the next rebalance).
+        ensure_worker_topics(settings, say=lambda line: print(line, flush=True))
+    except (StackError, TopicMismatch, KafkaNotReachable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
@@ -134,7 +142,7 @@ def run_up(settings: Settings) -> int:
         )
         return 1
 
-    children = [start_child(settings, name) for name in PROCESSES]
+    children = [start_child(settings, name) for name in (*PROCESSES, *([DEMO] if demo else []))]
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -155,6 +163,9 @@ def run_up(settings: Settings) -> int:
         print(f"\nLaaS is up: http://{settings.web_host}:{settings.web_port}/", flush=True)
         print(f"  gRPC/OTLP ingest: {settings.web_host}:{settings.gateway_port}", flush=True)
         print(login, flush=True)
+        if demo:
+            print("  demo traffic flows into tenant demo (`laas up --no-demo` turns it off)",
+                  flush=True)
         for child in children:
             print(f"  {child.name:<8} pid {child.popen.pid:<8} log {child.log_file}", flush=True)
         print("Ctrl-C stops the LaaS processes; `laas stack down` stops the servers.", flush=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from abc import ABC, abstractmethod
 
 from aiokafka import TopicPartition
@@ -19,16 +20,23 @@ log = logging.getLogger(__name__)
 
 
 async def topic_partitions(settings: Settings, topic: str) -> list[TopicPartition]:
-    """The topic's partitions, waiting (with backoff) until the worker has created it."""
+    """The topic's partitions, waiting (with backoff, and saying so) until `laas worker` or
+    `laas topics ensure` has created it. Asks for all topics, never for this one by name: a
+    broker with `auto.create.topics.enable` would create it with its own defaults."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
     await admin.start()
     try:
-        delay = 0.2
+        delay, said = 0.2, 0.0
         while True:
-            (described,) = await admin.describe_topics([topic])
-            ids = sorted(p["partition"] for p in described["partitions"])
-            if described["error_code"] == 0 and ids:
-                return [TopicPartition(topic, p) for p in ids]
+            if topic in await admin.list_topics():
+                (described,) = await admin.describe_topics([topic])
+                ids = sorted(p["partition"] for p in described["partitions"])
+                if described["error_code"] == 0 and ids:
+                    return [TopicPartition(topic, p) for p in ids]
+            if time.monotonic() - said >= 30:
+                log.warning("waiting for Kafka topic %s (created by `laas worker` or "
+                            "`laas topics ensure`)", topic)
+                said = time.monotonic()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
     finally:

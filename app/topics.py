@@ -1,8 +1,9 @@
-"""Names of the LaaS Kafka topics, and their declaration on a Faust app."""
+"""Names and specs of the LaaS Kafka topics, and their declaration on a Faust app."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import faust
 
@@ -19,6 +20,23 @@ ALL = (RAW, EVENTS, DEADLETTER, ALERTS, RULE_COUNTS)
 def topic_name(settings: Settings, name: str) -> str:
     """The broker-side name of a LaaS topic (with the configured prefix)."""
     return f"{settings.topic_prefix}{name}"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """What a topic must look like: `config` holds only the entries LaaS sets (the rest are
+    the broker's defaults and not checked)."""
+
+    name: str
+    partitions: int
+    replication: int
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+def laas_topic_specs(settings: Settings) -> list[TopicSpec]:
+    """The five LaaS topics (`ALL`), with the partitions and replication of the settings."""
+    return [TopicSpec(topic_name(settings, name), settings.partitions,
+                      settings.replication_factor) for name in ALL]
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,13 @@ root="$(pwd)"
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-# --- system packages: a JDK, Maven, the PostgreSQL server, Chromium ---
+# --- system packages: a JDK, Maven, the PostgreSQL server, Chromium and kcat (tests) ---
 missing=()
 command -v java >/dev/null || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v chromium >/dev/null || missing+=(chromium)  # the web UI's end-to-end tests
+command -v kcat >/dev/null || missing+=(kcat)  # a direct Kafka producer in the newcomer test
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     say "installing ${missing[*]} with apt-get"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from elasticsearch import ApiError, AsyncElasticsearch, ConnectionError, ConnectionTimeout
@@ -9,6 +10,8 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
 from app.search import BadParameter
+
+log = logging.getLogger(__name__)
 
 
 class SearchUnavailable(Exception):
@@ -39,6 +42,7 @@ async def es_search(conn: HTTPConnection, body: dict[str, Any]) -> dict[str, Any
         raise SearchUnavailable(503, "Elasticsearch is unreachable; retry shortly") from exc
     except ApiError as exc:
         if exc.status_code in (429, 503):
+            log.warning("Elasticsearch answered %s to a search: %s", exc.status_code, exc)
             raise SearchUnavailable(503, "Elasticsearch is overloaded; retry shortly") from exc
         if exc.status_code == 400:
             raise BadParameter("q", f"Elasticsearch refused the query: {exc.message}") from exc

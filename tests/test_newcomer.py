@@ -1,0 +1,234 @@
+"""The newcomer's path: `laas up` on an EMPTY broker and an empty state directory (a fresh Kafka
+and Elasticsearch on ports of their own, SQLite users), then one record through every ingest path
+(curl on HTTP NDJSON, the OpenTelemetry SDK over OTLP/HTTP and OTLP/gRPC, the laas.v1 gRPC
+client, kcat straight to Kafka), each found by search within 30 s, with no restart; and the demo
+tenant's own traffic: several services, patterns and an alert, within two minutes.
+
+Only the download cache (`downloads/`: Kafka's jars, the Elasticsearch zip) is shared with the
+main stack, so the test does not fetch 150 MB again; everything else starts from nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
+    OTLPLogExporter as GrpcLogExporter,
+)
+from opentelemetry.exporter.otlp.proto.http._log_exporter import (
+    OTLPLogExporter as HttpLogExporter,
+)
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import LogExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+
+from app.client import Shipper
+from app.ingest.convert import record_from_json
+from app.settings import Settings
+from tests.test_kafka import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+SEARCHABLE_WITHIN = 30.0  # seconds from the ack to a search hit
+DEMO_WITHIN = 120.0  # seconds from `laas up` being ready to the demo's alert
+
+
+def _free_port_pair(offset: int) -> int:
+    """A free port whose `port + offset` is free too (Elasticsearch's transport port)."""
+    while True:
+        port = free_port()
+        if port + offset < 65536 and _is_free(port + offset):
+            return port
+
+
+def _is_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+class Newcomer:
+    """A `laas up` of its own: fresh state directory, broker, index and user database."""
+
+    def __init__(self, state_dir: Path, main_state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        (state_dir / "downloads").symlink_to((main_state_dir / "downloads").resolve())
+        self.state_dir = state_dir
+        self.web_port, self.gateway_port = free_port(), free_port()
+        self.kafka_port = free_port()
+        self.env = {key: value for key, value in os.environ.items()
+                    if not key.startswith("LAAS_")}
+        self.env |= {
+            "LAAS_STATE_DIR": str(state_dir),
+            "LAAS_KAFKA_PORT": str(self.kafka_port),
+            "LAAS_KAFKA_CONTROLLER_PORT": str(free_port()),
+            "LAAS_ES_PORT": str(_free_port_pair(100)),
+            "LAAS_ES_HEAP": "512m",
+            "LAAS_POSTGRES_ENABLED": "false",
+            "LAAS_WEB_PORT": str(self.web_port),
+            "LAAS_GATEWAY_PORT": str(self.gateway_port),
+            "LAAS_WORKER_WEB_PORT": str(free_port()),
+        }
+        self.output = state_dir / "up.out"
+        self.up: subprocess.Popen[bytes] | None = None
+
+    def laas(self, *args: str) -> str:
+        """Run a `laas` command as the newcomer would; its stdout."""
+        done = subprocess.run([sys.executable, "-m", "app", *args], cwd=self.state_dir,
+                              env=self.env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def start(self) -> None:
+        with self.output.open("wb") as out:
+            self.up = subprocess.Popen([sys.executable, "-m", "app", "up"], cwd=self.state_dir,
+                                       env=self.env, stdout=out, stderr=subprocess.STDOUT)
+
+    def printed(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.up is not None and self.up.poll() is None:
+            self.up.send_signal(signal.SIGINT)
+            try:
+                self.up.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.up.kill()
+        subprocess.run([sys.executable, "-m", "app", "stack", "down"], cwd=self.state_dir,
+                       env=self.env, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+async def newcomer(settings: Settings) -> AsyncIterator[Newcomer]:
+    # Inside the main state directory, not pytest's tmp (mode 0700): Elasticsearch runs as the
+    # unprivileged user `laas`, which must reach its files.
+    state_dir = settings.state_dir.resolve() / f"newcomer-{uuid.uuid4().hex[:8]}"
+    one = Newcomer(state_dir, settings.state_dir)
+    one.start()
+    try:
+        async with asyncio.timeout(600):  # first start: unpack Elasticsearch, format Kafka
+            while "LaaS is up:" not in one.printed():
+                assert one.up is not None and one.up.poll() is None, one.printed()
+                await asyncio.sleep(1)
+        yield one
+    finally:
+        one.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+async def _login(client: httpx.AsyncClient, state_dir: Path) -> str:
+    saved = dict(line.split(": ", 1)
+                 for line in (state_dir / "demo-login.txt").read_text().splitlines())
+    response = await client.post("/api/v1/auth/login",
+                                 json={"email": saved["email"], "password": saved["password"]})
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def _otel(exporter: LogExporter, service: str, message: str) -> None:
+    provider = LoggerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    logger = logging.getLogger(f"newcomer-{service}")
+    logger.propagate = False
+    handler = LoggingHandler(level=logging.INFO, logger_provider=provider)
+    logger.addHandler(handler)
+    try:
+        logger.warning(message)
+    finally:
+        logger.removeHandler(handler)
+        provider.shutdown()
+
+
+def _send_every_way(one: Newcomer, key: str, marks: dict[str, str]) -> None:
+    """One record per ingest path, each carrying its mark; each call returns on the ack."""
+    web, grpc = f"http://127.0.0.1:{one.web_port}", f"127.0.0.1:{one.gateway_port}"
+    curl = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/stderr", "-w", "%{http_code}", "-X", "POST",
+         f"{web}/api/v1/logs", "-H", f"Authorization: Bearer {key}",
+         "-H", "Content-Type: application/x-ndjson",
+         "--data-binary", json.dumps({"message": marks["http"], "service": "curl"}) + "\n"],
+        capture_output=True, text=True, timeout=30)
+    assert curl.stdout == "200", curl.stdout + curl.stderr
+    _otel(HttpLogExporter(endpoint=f"{web}/v1/logs", headers={"authorization": f"Bearer {key}"},
+                          timeout=10), "otlp-http", marks["otlp-http"])
+    _otel(GrpcLogExporter(endpoint=f"http://{grpc}", insecure=True,
+                          headers={"authorization": f"Bearer {key}"}, timeout=10),
+          "otlp-grpc", marks["otlp-grpc"])
+    shipper = Shipper(f"grpc://{grpc}", key)
+    try:
+        result = shipper.push([record_from_json({"message": marks["grpc"], "service": "grpc"})])
+        assert result.accepted == 1, result
+    finally:
+        shipper.close()
+    kcat = subprocess.run(
+        ["kcat", "-b", f"127.0.0.1:{one.kafka_port}", "-t", "logs.raw", "-P", "-k", "kcat/kcat",
+         "-H", "content-type=application/json", "-H", f"laas-api-key={key}"],
+        input=json.dumps({"message": marks["kafka"], "service": "kcat"}) + "\n",
+        capture_output=True, text=True, timeout=30)
+    assert kcat.returncode == 0, kcat.stderr
+
+
+async def test_every_ingest_path_is_searchable_on_a_fresh_stack(newcomer: Newcomer) -> None:
+    assert "created Kafka topics: logs.raw, logs.events" in newcomer.printed()
+    key = newcomer.laas("apikey", "create", "--tenant", "demo", "--name", "newcomer",
+                        "--scope", "ingest").strip()
+    run = uuid.uuid4().hex[:8]
+    marks = {path: f"newcomer{path.replace('-', '')}{run}"
+             for path in ("http", "otlp-http", "otlp-grpc", "grpc", "kafka")}
+    await asyncio.to_thread(_send_every_way, newcomer, key, marks)
+    acked = time.monotonic()
+    found: dict[str, float] = {}
+    unavailable: list[str] = []
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{newcomer.web_port}",
+                                 timeout=10) as client:
+        headers = {"Authorization": f"Bearer {await _login(client, newcomer.state_dir)}"}
+        while len(found) < len(marks) and time.monotonic() - acked < SEARCHABLE_WITHIN:
+            for path, mark in marks.items():
+                if path in found:
+                    continue
+                response = await client.get("/api/v1/search", headers=headers,
+                                            params={"q": mark, "since": "1h"})
+                if response.status_code == 503:  # "retry shortly", as a client would
+                    unavailable.append(response.text)
+                    continue
+                assert response.status_code == 200, response.text
+                if response.json()["hits"]:
+                    found[path] = time.monotonic() - acked
+            await asyncio.sleep(0.5)
+    missing = sorted(set(marks) - set(found))
+    web_log = (newcomer.state_dir / "logs" / "web.log").read_text(errors="replace")
+    assert not missing, (f"not searchable within {SEARCHABLE_WITHIN:.0f}s: {missing}; found "
+                         f"{found}; {len(unavailable)} answers 503\n{web_log[-3000:]}")
+    assert "restarted" not in newcomer.printed()
+
+
+def test_the_readme_tour_works_as_written(newcomer: Newcomer) -> None:
+    """The README's 60-second tour, pasted into a shell (ports moved to this stack's)."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- tour:begin -->", 1)[1].split("<!-- tour:end -->", 1)[0]
+    script = block.split("```sh\n", 1)[1].rsplit("```", 1)[0]
+    script = script.replace("127.0.0.1:8080", f"127.0.0.1:{newcomer.web_port}")
+    script = script.replace("127.0.0.1:4317", f"127.0.0.1:{newcomer.gateway_port}")
+    done = subprocess.run(["bash", "-c", script], cwd=ROOT, env=newcomer.env,
+                          capture_output=True, text=True, timeout=180)
+    out = done.stdout
+    assert '"accepted":1' in out.replace(" ", ""), out + done.stderr
+    assert out.count("hello from the tour") >= 2, out + done.stderr  # search, then tail
+    assert "hello over OpenTelemetry" in out, out + done.stderr
