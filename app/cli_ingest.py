@@ -1,10 +1,9 @@
-"""`laas gateway` and `laas send` (file shipper, stdin, demo and load generator)."""
+"""`laas gateway`, `laas send` (file shipper, stdin, demo and load generator) and `laas demo`."""
 
 from __future__ import annotations
 
 import itertools
 import json
-import random
 import sys
 import time
 from collections.abc import Iterator
@@ -13,26 +12,6 @@ from typing import IO
 import click
 
 from app.settings import Settings
-
-_DEMO_SERVICES = ("checkout", "payments", "search", "auth")
-_DEMO_LINES = (
-    ("INFO", "GET /api/items/{n} 200 in {ms}ms"),
-    ("INFO", "user {n} logged in from 10.0.{a}.{b}"),
-    ("WARN", "slow query on orders took {ms}ms"),
-    ("ERROR", "payment {n} declined: card expired"),
-    ("DEBUG", "cache miss for key item:{n}"),
-)
-
-
-def demo_records(service: str | None) -> Iterator[dict[str, object]]:
-    """Endless demo traffic in the shorthand JSON form."""
-    rnd = random.Random(7)
-    while True:
-        level, template = rnd.choice(_DEMO_LINES)
-        yield {"message": template.format(n=rnd.randint(1, 9999), ms=rnd.randint(1, 900),
-                                          a=rnd.randint(0, 255), b=rnd.randint(0, 255)),
-               "level": level, "service": service or rnd.choice(_DEMO_SERVICES),
-               "ts": time.time()}
 
 
 def file_records(stream: IO[str], service: str | None, as_json: bool) -> Iterator[object]:
@@ -60,6 +39,23 @@ def register(main: click.Group) -> None:
         run_gateway(settings)
 
     @main.command()
+    @click.option("--rate", type=float, default=8.0, show_default=True,
+                  help="Mean records per second of the normal traffic")
+    @click.option("--first-burst", type=float, default=20.0, show_default=True,
+                  help="Seconds until the first error burst (then every 60-90 s)")
+    @pass_settings
+    def demo(settings: Settings, rate: float, first_burst: float) -> None:
+        """Send a live demo stream to tenant `demo` until stopped (`laas up` runs it).
+
+        Several services and hosts, recurring templates, and an error burst on `payments`
+        about every minute that fires the demo alert rule. The ingest key is kept in
+        state_dir/demo-ingest-key.txt. Does nothing when there is no tenant `demo`.
+        """
+        from app.demo import run_demo
+
+        sys.exit(run_demo(settings, rate=rate, first_burst=first_burst))
+
+    @main.command()
     @click.argument("source", required=False, type=click.File("r"))
     @click.option("--api-key", envvar="LAAS_API_KEY", required=True,
                   help="Ingest API key (or LAAS_API_KEY)")
@@ -78,6 +74,7 @@ def register(main: click.Group) -> None:
              rate: float | None, batch_size: int) -> None:
         """Send a file ('-' for stdin), or demo/load traffic, to LaaS with a progress bar."""
         from app.client import SendError, Shipper
+        from app.demo import demo_records
         from app.ingest.convert import ConversionError, record_from_json
 
         if demo == (source is not None):
