@@ -49,6 +49,7 @@ class Child:
     popen: subprocess.Popen[bytes]
     restarts: Restarts = field(default_factory=Restarts)
     restart_at: float | None = None  # set while waiting to restart after an exit
+    finished: bool = False  # a child that may end (the demo) exited 0: not restarted
 
 
 def start_child(settings: Settings, name: str) -> Child:
@@ -67,7 +68,11 @@ def start_child(settings: Settings, name: str) -> Child:
 def supervise(settings: Settings, child: Child, now: float) -> bool:
     """Restart `child` if it exited (once its delay is over); False when it crash-loops."""
     code = child.popen.poll()
-    if code is None:
+    if code is None or child.finished:
+        return True
+    if code == 0 and child.name == DEMO:  # e.g. no tenant demo: nothing to send, not a crash
+        child.finished = True
+        print(f"  {child.name:<8} finished; see {child.log_file}", flush=True)
         return True
     if child.restart_at is None:
         delay = child.restarts.after_exit(now)

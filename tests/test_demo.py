@@ -1,24 +1,15 @@
 """The demo stream (`laas demo`, run by `laas up`): the traffic generator, the demo key and
-rule, and the whole path: within 2 minutes the demo tenant shows services, patterns, sources
-and an alert."""
+rule. The whole path (within 2 minutes of `laas up` the demo tenant shows services, patterns,
+sources and an alert) is tested on a fresh stack in tests/test_newcomer.py."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 import stat
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
-import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from elasticsearch import AsyncElasticsearch
 from sqlalchemy import select
 
 from app import demo
@@ -31,11 +22,9 @@ from app.models import AlertRule, ApiKey
 from app.patterns import TenantMiner
 from app.query import parse
 from app.query.match import compile_predicate
-from app.settings import Settings, load_settings
-from app.topics import ALL, topic_name
+from app.settings import Settings
 from tests.auth_fixtures import *  # noqa: F403
 from tests.auth_fixtures import make_settings
-from tests.stream_fixtures import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 START = 1_800_000_000.0
@@ -222,169 +211,3 @@ async def test_prepare_without_a_demo_tenant(auth_db_url: str, tmp_path: Path) -
 
 
 # --- the whole path -----------------------------------------------------------------------------
-
-class Processes:
-    """`python -m app <name>` children with one environment, as `laas up` starts them.
-    (Once `laas up` starts the demo itself, this becomes one `laas up` process.)"""
-
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = env
-        self.logs = logs
-        self.running: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str) -> None:
-        self.logs.mkdir(parents=True, exist_ok=True)
-        with (self.logs / f"{name}.log").open("ab") as log:
-            self.running[name] = subprocess.Popen(
-                [sys.executable, "-m", "app", name], cwd=ROOT, env=self.env,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-
-    def check(self) -> None:
-        for name, proc in self.running.items():
-            if proc.poll() is not None:
-                pytest.fail(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
-
-    def stop(self, name: str, timeout: float = 40) -> int:
-        proc = self.running[name]
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        return proc.returncode
-
-    def stop_all(self) -> None:
-        for name in self.running:
-            self.stop(name)
-
-    def tail(self, name: str, chars: int = 3000) -> str:
-        path = self.logs / f"{name}.log"
-        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
-
-    def all_tails(self) -> str:
-        return "\n".join(f"--- {name}\n{self.tail(name)}" for name in self.running)
-
-
-async def _cleanup(settings: Settings, es: AsyncElasticsearch, unique: str) -> None:
-    await es.indices.delete(index=f"{unique}-*", ignore_unavailable=True, allow_no_indices=True)
-    await es.options(ignore_status=404).indices.delete_index_template(name=f"{unique}-logs")
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
-    await admin.start()
-    try:
-        names = [t for t in await admin.list_topics() if t.startswith(unique)]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
-
-
-async def answer_of(client: httpx.AsyncClient, path: str, headers: dict[str, str],
-                    params: dict[str, Any]) -> Any:
-    """The JSON answer of a GET; None while the service is busy (503)."""
-    answer = await client.get(path, headers=headers, params=params)
-    if answer.status_code == 503:
-        return None
-    assert answer.status_code == 200, (path, answer.text)
-    return answer.json()
-
-
-async def test_demo_fills_the_demo_tenant_within_two_minutes(
-    kafka_servers: str, es_url: str, unique: str, tmp_path: Path, es: AsyncElasticsearch
-) -> None:
-    from app.supervisor import demo_login
-
-    state = tmp_path / "state"
-    web_port = free_port()
-    isolated = {
-        "LAAS_STATE_DIR": str(state),  # a fresh SQLite user database, as on a new machine
-        "LAAS_APP_ID": unique,
-        "LAAS_TOPIC_PREFIX": f"{unique}.",
-        "LAAS_INDEX_PREFIX": f"{unique}-",
-        "LAAS_WEB_PORT": str(web_port),
-        "LAAS_GATEWAY_PORT": str(free_port()),
-        "LAAS_WORKER_WEB_PORT": str(free_port()),
-    }
-    env = {k: v for k, v in os.environ.items() if k != "LAAS_DATABASE_URL"} | isolated
-    settings = load_settings(
-        state_dir=state, app_id=unique, topic_prefix=f"{unique}.", index_prefix=f"{unique}-",
-        web_port=web_port, database_url=None)
-    # What `laas up` does before its children: the demo tenant and its login; the topics
-    # (issue 16 makes `laas up` create them before any consumer joins)
-    assert "tenant demo" in await asyncio.to_thread(demo_login, settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic_name(settings, name), settings.partitions,
-                                            settings.replication_factor) for name in ALL])
-    finally:
-        await admin.close()
-    login = dict(line.split(": ", 1) for line in (state / "demo-login.txt").read_text()
-                 .splitlines())
-
-    procs = Processes(env, state / "logs")
-    started = time.monotonic()
-    seen: dict[str, float] = {}
-    last: dict[str, Any] = {}
-    try:
-        for name in ("worker", "gateway", "web", "demo"):
-            procs.start(name)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web_port}",
-                                     timeout=10) as client:
-            headers: dict[str, str] = {}
-            while not {"services", "patterns", "sources", "alert"} <= set(seen):
-                procs.check()
-                elapsed = time.monotonic() - started
-                if elapsed > 120:
-                    print(procs.all_tails())
-                    pytest.fail(f"after {elapsed:.0f}s only {sorted(seen)} were there "
-                                f"(last answers: {last})")
-                await asyncio.sleep(2)
-                if not headers:
-                    try:
-                        answer = await client.post("/api/v1/auth/login", json={
-                            "email": login["email"], "password": login["password"]})
-                    except httpx.TransportError:
-                        continue  # the web app is starting
-                    assert answer.status_code == 200, answer.text
-                    headers = {"Authorization": f"Bearer {answer.json()['access_token']}"}
-                    seen["web"] = time.monotonic() - started
-                answers = [await answer_of(client, path, headers, params) for path, params in (
-                    ("/api/v1/search", {"since": "1h", "limit": 1000}),
-                    ("/api/v1/patterns", {"since": "1h"}), ("/api/v1/sources", {}),
-                    ("/api/v1/alerts", {}))]
-                if None in answers:
-                    continue  # Elasticsearch busy (503): ask again
-                services = {hit["service"] for hit in answers[0]["hits"]}
-                patterns, sources, alerts = (answers[1]["patterns"], answers[2]["sources"],
-                                             answers[3]["alerts"])
-                last = {"services": sorted(services), "patterns": len(patterns),
-                        "sources": len(sources), "alerts": [a["title"] for a in alerts]}
-                now = time.monotonic() - started
-                if len(services) >= 3:
-                    seen.setdefault("services", now)
-                if len(patterns) >= 3 and all(p["template"] for p in patterns[:3]):
-                    seen.setdefault("patterns", now)
-                if len(sources) >= 6:  # of the 9 service/host pairs
-                    seen.setdefault("sources", now)
-                if alerts:
-                    seen.setdefault("alert", now)
-            print(f"demo: seconds after start {seen}; last answers {last}")
-            assert any(a["kind"] == "rule" and demo.RULE_NAME in a["title"] for a in alerts)
-            histogram = await client.get("/api/v1/histogram", headers=headers,
-                                         params={"since": "15m"})
-            assert histogram.status_code == 200, histogram.text
-            levels: Counter[str] = Counter()
-            for bucket in histogram.json()["buckets"]:
-                levels.update(bucket["levels"])
-            assert {"INFO", "WARN", "ERROR", "DEBUG"} <= set(levels), levels
-            assert levels["ERROR"] > demo.RULE_THRESHOLD
-            assert {s["service"] for s in sources} <= set(demo.HOSTS)
-        assert procs.stop("demo", timeout=15) == 0, procs.tail("demo")
-        assert "demo: stopped after" in procs.tail("demo")
-        key_file = state / demo.KEY_FILE
-        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    finally:
-        procs.stop_all()
-        await _cleanup(settings, es, unique)

@@ -2,7 +2,8 @@
 and Elasticsearch on ports of their own, SQLite users), then one record through every ingest path
 (curl on HTTP NDJSON, the OpenTelemetry SDK over OTLP/HTTP and OTLP/gRPC, the laas.v1 gRPC
 client, kcat straight to Kafka), each found by search within 30 s, with no restart; and the demo
-tenant's own traffic: several services, patterns and an alert, within two minutes.
+tenant's own traffic: several services, patterns and an alert, within two minutes; Ctrl-C stops
+it all.
 
 Only the download cache (`downloads/`: Kafka's jars, the Elasticsearch zip) is shared with the
 main stack, so the test does not fetch 150 MB again; everything else starts from nothing.
@@ -16,12 +17,15 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -35,6 +39,7 @@ from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import LogExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
+from app import demo
 from app.client import Shipper
 from app.ingest.convert import record_from_json
 from app.settings import Settings
@@ -88,6 +93,7 @@ class Newcomer:
         }
         self.output = state_dir / "up.out"
         self.up: subprocess.Popen[bytes] | None = None
+        self.ready_at = 0.0  # monotonic time `laas up` printed its URL
 
     def laas(self, *args: str) -> str:
         """Run a `laas` command as the newcomer would; its stdout."""
@@ -126,7 +132,8 @@ async def newcomer(settings: Settings) -> AsyncIterator[Newcomer]:
         async with asyncio.timeout(600):  # first start: unpack Elasticsearch, format Kafka
             while "LaaS is up:" not in one.printed():
                 assert one.up is not None and one.up.poll() is None, one.printed()
-                await asyncio.sleep(1)
+                await asyncio.sleep(0.5)
+        one.ready_at = time.monotonic()
         yield one
     finally:
         one.stop()
@@ -232,3 +239,66 @@ def test_the_readme_tour_works_as_written(newcomer: Newcomer) -> None:
     assert '"accepted":1' in out.replace(" ", ""), out + done.stderr
     assert out.count("hello from the tour") >= 2, out + done.stderr  # search, then tail
     assert "hello over OpenTelemetry" in out, out + done.stderr
+
+
+async def _answer(client: httpx.AsyncClient, path: str, headers: dict[str, str],
+                  params: dict[str, Any]) -> Any:
+    """The JSON answer of a GET; None while Elasticsearch is busy (503, "retry shortly")."""
+    answer = await client.get(path, headers=headers, params=params)
+    if answer.status_code == 503:
+        return None
+    assert answer.status_code == 200, (path, answer.text)
+    return answer.json()
+
+
+async def test_the_demo_tenant_shows_services_patterns_sources_and_an_alert(
+    newcomer: Newcomer,
+) -> None:
+    """What the printed URL shows a newcomer within two minutes of `laas up` being up."""
+    seen: dict[str, float] = {}
+    last: dict[str, Any] = {}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{newcomer.web_port}",
+                                 timeout=10) as client:
+        headers = {"Authorization": f"Bearer {await _login(client, newcomer.state_dir)}"}
+        while not {"services", "patterns", "sources", "alert"} <= set(seen):
+            elapsed = time.monotonic() - newcomer.ready_at
+            demo_log = newcomer.state_dir / "logs" / "demo.log"
+            assert elapsed < DEMO_WITHIN, (
+                f"after {elapsed:.0f}s only {sorted(seen)}; last answers {last}\n"
+                f"{demo_log.read_text(errors='replace')[-3000:] if demo_log.exists() else ''}")
+            answers = [await _answer(client, path, headers, params) for path, params in (
+                ("/api/v1/search", {"since": "1h", "limit": 1000}),
+                ("/api/v1/patterns", {"since": "1h"}), ("/api/v1/sources", {}),
+                ("/api/v1/alerts", {}))]
+            if None not in answers:
+                services = {hit["service"] for hit in answers[0]["hits"]} & set(demo.HOSTS)
+                patterns, sources, alerts = (answers[1]["patterns"], answers[2]["sources"],
+                                             answers[3]["alerts"])
+                last = {"services": sorted(services), "patterns": len(patterns),
+                        "sources": len(sources), "alerts": [a["title"] for a in alerts]}
+                if len(services) >= 3:
+                    seen.setdefault("services", elapsed)
+                if len(patterns) >= 3 and all(p["template"] for p in patterns[:3]):
+                    seen.setdefault("patterns", elapsed)
+                if len(sources) >= 6:  # of the demo's 9 service/host pairs
+                    seen.setdefault("sources", elapsed)
+                if any(a["kind"] == "rule" and demo.RULE_NAME in a["title"] for a in alerts):
+                    seen.setdefault("alert", elapsed)
+            await asyncio.sleep(2)
+        histogram = await client.get("/api/v1/histogram", headers=headers,
+                                     params={"since": "15m"})
+        assert histogram.status_code == 200, histogram.text
+        levels: Counter[str] = Counter()
+        for bucket in histogram.json()["buckets"]:
+            levels.update(bucket["levels"])
+        assert {"INFO", "WARN", "ERROR", "DEBUG"} <= set(levels), levels
+    key_file = newcomer.state_dir / demo.KEY_FILE
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def test_ctrl_c_stops_every_process(newcomer: Newcomer) -> None:
+    assert newcomer.up is not None
+    newcomer.up.send_signal(signal.SIGINT)
+    assert newcomer.up.wait(timeout=60) == 0, newcomer.printed()
+    assert "restarted" not in newcomer.printed()
+    assert "demo: stopped after" in (newcomer.state_dir / "logs" / "demo.log").read_text()
