@@ -20,9 +20,8 @@ from app.account_errors import Conflict, InvalidCredentials, InvalidInput, NotFo
 from app.authz import Principal
 from app.db import SessionFactory
 from app.models import ApiKey, Membership, RefreshToken, Role, Scope, Tenant, User, utcnow
+from app.passwords import context_words, password_problem
 from app.security import (
-    MAX_PASSWORD_LENGTH,
-    MIN_PASSWORD_LENGTH,
     api_key_prefix,
     constant_time_equals,
     generate_password,
@@ -59,13 +58,11 @@ def normalize_email(email: str) -> str:
     return value
 
 
-def check_password(password: str) -> str:
-    """A password of acceptable length (checked before hashing)."""
-    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
-        raise InvalidInput(
-            f"password must have {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters",
-            field="password",
-        )
+def check_password(password: str, email: str | None = None) -> str:
+    """A password the policy accepts (`app.passwords`: NIST 800-63B length, no control
+    characters, not common or guessable, not built on `email`); checked before hashing."""
+    if (problem := password_problem(password, context_words(email))) is not None:
+        raise InvalidInput(problem, field="password")
     return password
 
 
@@ -178,7 +175,7 @@ async def create_user(session: AsyncSession, email: str, password: str) -> User:
     email = normalize_email(email)
     if await find_user(session, email) is not None:
         raise Conflict(f"a user with email {email!r} exists already", field="email")
-    user = User(email=email, password_hash=hash_password(check_password(password)))
+    user = User(email=email, password_hash=hash_password(check_password(password, email)))
     session.add(user)
     await session.flush()
     return user

@@ -91,9 +91,9 @@ def web(settings: Settings) -> None:
     """Run the web app (HTTP API, WebSockets, UI)."""
     import uvicorn
 
-    from web.app import create_app
+    from web.app import create_app, server_config
 
-    uvicorn.run(create_app(settings), host=settings.web_host, port=settings.web_port)
+    uvicorn.Server(server_config(create_app(settings), settings)).run()
 
 
 @main.command()

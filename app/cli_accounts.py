@@ -143,7 +143,7 @@ def user_create(settings: Settings, email: str, tenant_slug: str, role: str) -> 
     password: str | None = None
     if not run_in_db(settings, exists):
         try:
-            password = accounts.check_password(read_password())
+            password = accounts.check_password(read_password(), accounts.normalize_email(email))
         except AccountError as exc:
             raise click.ClickException(exc.detail) from exc
 

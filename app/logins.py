@@ -140,6 +140,12 @@ async def _clear_throttle(session: AsyncSession, key: str) -> None:
 # --- login -----------------------------------------------------------------------------------
 
 
+def throttle_pair_key(email: str, client_address: str | None) -> str:
+    """The throttling key of one account tried from one address (the email cut to 330
+    characters: no account has a longer one, and the column holds 400)."""
+    return f"pair:{client_address or '-'}|{email[:330]}"
+
+
 async def _open_session(
     session: AsyncSession,
     config: AuthConfig,
@@ -198,12 +204,15 @@ async def login(
 ) -> TokenPair:
     """Check a password and open a session in `tenant` (default: the user's first tenant).
 
-    Failures count against the account and the client address; unknown emails, wrong
-    passwords and inactive accounts all give the same `InvalidCredentials`.
+    Failures count against the (account, client address) pair, which gets delays and then a
+    lockout, and against the address alone (a high cap for guessing across accounts); a
+    stranger's failures never lock the account for its owner at another address. Unknown
+    emails, wrong passwords and inactive accounts all give the same `InvalidCredentials`.
     """
     now = now or utcnow()
     email_key = email.strip().lower()
-    keys = {f"account:{email_key}": config.account_policy}
+    pair_key = throttle_pair_key(email_key, client_address)
+    keys = {pair_key: config.account_policy}
     if client_address:
         keys[f"address:{client_address}"] = config.address_policy
     await _check_throttle(sessions, keys, now)
@@ -225,7 +234,7 @@ async def login(
             user.last_login_at = now
             if password_needs_rehash(user.password_hash):
                 user.password_hash = hash_password(password)
-            await _clear_throttle(session, f"account:{email_key}")
+            await _clear_throttle(session, pair_key)
             return await _open_session(
                 session,
                 config,

@@ -176,7 +176,8 @@ class RefreshToken(Base):
 
 
 class LoginThrottle(Base):
-    """Recent failed logins of one account (`account:<email>`) or address (`address:<ip>`)."""
+    """Recent failed logins of one account from one address (`pair:<ip>|<email>`) or of one
+    address over every account (`address:<ip>`)."""
 
     __tablename__ = "login_throttles"
 

@@ -38,8 +38,6 @@ from app.settings import Settings
 # --- passwords ---------------------------------------------------------------------------
 
 _HASHER = PasswordHasher()
-MIN_PASSWORD_LENGTH = 8
-MAX_PASSWORD_LENGTH = 1024
 
 
 def hash_password(password: str) -> str:
@@ -342,7 +340,8 @@ class JwtCodec:
 
 @dataclass(frozen=True)
 class ThrottlePolicy:
-    """When failed logins of one account or address slow down and lock further attempts.
+    """When failed logins of one account and address pair, or of one address, slow down and
+    lock further attempts.
 
     After `delay_after` failures within `window` seconds each retry must wait
     2^(failures - delay_after) seconds (at most `max_delay`); at `lockout_after`
@@ -357,6 +356,7 @@ class ThrottlePolicy:
 
     @classmethod
     def for_accounts(cls, settings: Settings) -> ThrottlePolicy:
+        # Applied per (account, address) pair: a stranger elsewhere cannot lock the owner out.
         return cls(
             window=settings.login_failure_window,
             delay_after=settings.login_delay_after,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, IPvAnyNetwork, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_HOST = "127.0.0.1"
@@ -256,16 +256,24 @@ class Settings(BaseSettings):
         900, ge=1, description="Seconds after which failed logins are forgotten"
     )
     login_delay_after: int = Field(
-        3, ge=1, description="Failed logins of one account before each retry must wait"
+        3, ge=1, description="Failed logins of one account from one address before each retry "
+        "from there must wait (1, 2, 4 ... seconds)"
     )
     login_max_delay: int = Field(30, ge=1, description="Longest wait between retries, seconds")
     login_account_lockout_after: int = Field(
-        10, ge=1, description="Failed logins of one account that lock it for a while"
+        10, ge=1, description="Failed logins of one account from one address that lock that "
+        "pair for a while (the account stays open from other addresses)"
     )
     login_address_lockout_after: int = Field(
         50, ge=1, description="Failed logins from one client address that lock the address"
     )
     login_lockout_seconds: int = Field(900, ge=1, description="How long a lockout lasts, seconds")
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Reverse proxies whose `X-Forwarded-For` names the client (JSON list of "
+        "addresses or CIDRs, e.g. `[\"10.0.0.5\", \"10.1.0.0/16\"]`); from any other peer the "
+        "header is ignored (web/proxies.py)",
+    )
 
     @property
     def kafka_managed(self) -> bool:

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Any
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -30,6 +31,7 @@ from app.migrations import upgrade_database_async
 from app.settings import Settings
 from app.tail import TailHub
 from web.auth import AuthBackend, account_error_response
+from web.proxies import TrustedProxyMiddleware
 
 # Modules exposing `routes: list[BaseRoute]` (and optionally `exception_handlers`); add yours here.
 ROUTE_MODULES = [
@@ -106,10 +108,23 @@ def collect_exception_handlers() -> dict[Any, ExceptionHandler]:
     return handlers
 
 
+def server_config(app: Starlette, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """How `laas web` serves the app. uvicorn's proxy headers are off: its default trusts
+    `X-Forwarded-For` from 127.0.0.1, so any local process could choose its address;
+    `web.proxies` reads the header from `LAAS_TRUSTED_PROXIES` only."""
+    values: dict[str, Any] = {
+        "host": settings.web_host, "port": settings.web_port, "proxy_headers": False, **overrides
+    }
+    return uvicorn.Config(app, **values)
+
+
 def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=collect_routes(),
-        middleware=[Middleware(AuthenticationMiddleware, backend=AuthBackend())],
+        middleware=[
+            Middleware(TrustedProxyMiddleware, trusted_proxies=settings.trusted_proxies),
+            Middleware(AuthenticationMiddleware, backend=AuthBackend()),
+        ],
         exception_handlers=collect_exception_handlers(),
         lifespan=lifespan,
     )
