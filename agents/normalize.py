@@ -35,6 +35,7 @@ from app.ingest.errors import DatabaseUnavailable
 from app.metrics import METRICS
 from app.normalize import Limits, Normalized, RawMessage, normalize
 from app.settings import Settings
+from app.stamp import Stamps
 from app.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -95,9 +96,9 @@ def writing_for(event: faust.EventT) -> None:
     _current_event.set(weakref.ref(event))
 
 
-async def process(raw: RawMessage, keys: KeyCheck, limits: Limits) -> Normalized:
+async def process(raw: RawMessage, keys: KeyCheck, limits: Limits, stamps: Stamps) -> Normalized:
     principal = await keys(raw.api_key) if raw.api_key else None
-    return normalize(raw, principal, now_ns=time.time_ns(), limits=limits)
+    return normalize(raw, principal, now_ns=time.time_ns(), limits=limits, stamps=stamps)
 
 
 async def until_done(step: Callable[[], Awaitable[None]], *, delay: float = 0.5,
@@ -125,6 +126,7 @@ def register(app: faust.App, topics: Topics, settings: Settings,
     """Declare the normalize agent on `app`; with `templates`, events get their template id
     from the tenant's miner (agents/templates.py)."""
     limits = Limits.from_settings(settings)
+    stamps = Stamps.from_settings(settings)
     checker = keys or KeyCheck(settings)
     events_topic = topics.events.get_topic_name()
     dead_topic = topics.deadletter.get_topic_name()
@@ -154,7 +156,7 @@ def register(app: faust.App, topics: Topics, settings: Settings,
         pending = 0
         for event in batch:
             raw = raw_message(event.message)
-            result = await process(raw, checker, limits)
+            result = await process(raw, checker, limits, stamps)
             last[raw.partition] = event
             made[raw.partition].extend(result.events)
             pending += len(result.events)

@@ -5,9 +5,9 @@ Accepted raw formats (see docs/stream.md): a serialized `laas.v1.LogBatch` (cont
 one message per request and service), a serialized `laas.v1.LogRecord`
 (`application/x-protobuf`), a JSON record or JSON array of records (LogRecord proto3 JSON or the
 `{"message", "level", "ts", ...}` shorthand), and a plain text line (syslog, Apache, log4j,
-ISO-prefixed or free text). The tenant comes from the ingest stamp (`laas-tenant-id` header) or
-from a direct producer's `laas-api-key` header, which the caller verifies (I/O) and passes in
-as `principal`. `normalize` never raises.
+ISO-prefixed or free text). The tenant comes from the ingest stamp (`laas-tenant-id` header with
+a valid `laas-signature`, app/stamp.py) or from a direct producer's `laas-api-key` header, which
+the caller verifies (I/O) and passes in as `principal`. `normalize` never raises.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from app.parsing import (
     severity_in_line,
     severity_name,
 )
+from app.stamp import Stamps
 from protos.laas.v1 import LogRecord
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ R_MISSING_TENANT = "missing_tenant"
 R_UNKNOWN_KEY = "unknown_api_key"
 R_FORBIDDEN_KEY = "forbidden_api_key"
 R_TENANT_MISMATCH = "tenant_mismatch"
+R_UNSIGNED_STAMP = "unsigned_tenant_header"
 R_EMPTY = "empty"
 R_UNDECODABLE = "undecodable"
 R_NOT_UTF8 = "not_utf8"
@@ -132,11 +134,14 @@ def dead_letter(raw: RawMessage, reason: str, detail: str, *, index: int = 0,
                       tenant_id=tenant_id, time=now_ns)
 
 
-def bind_tenant(raw: RawMessage, principal: KeyOwner | None) -> Tenant | tuple[str, str]:
+def bind_tenant(raw: RawMessage, principal: KeyOwner | None,
+                stamps: Stamps | None = None) -> Tenant | tuple[str, str]:
     """The tenant of a raw record, or (reason, detail) when it has none it may claim.
 
     With a `laas-api-key` header the key decides (`principal` is the verifier's answer) and a
-    `laas-tenant-id` stamp, if also present, must agree. Without one, the ingest stamp decides.
+    `laas-tenant-id` stamp, if also present, must agree. Without one, the ingest stamp decides,
+    and only when `stamps` finds its signature valid (written by LaaS's own ingest): a tenant
+    header a direct producer wrote is never trusted.
     """
     stamped = raw.header(H_TENANT_ID)
     if raw.api_key:
@@ -149,6 +154,9 @@ def bind_tenant(raw: RawMessage, principal: KeyOwner | None) -> Tenant | tuple[s
                                        f"{principal.tenant_id!r}")
         return Tenant(str(principal.tenant_id), principal.tenant_slug)
     if stamped:
+        if stamps is None or not stamps.valid(raw.key, raw.value, raw.headers):
+            return R_UNSIGNED_STAMP, ("laas-tenant-id is only accepted from LaaS's own ingest "
+                                      "(signed stamp); a direct producer sends laas-api-key")
         return Tenant(stamped, raw.header(H_TENANT) or stamped)
     return R_MISSING_TENANT, "no laas-tenant-id header (ingest stamp) and no laas-api-key header"
 
@@ -203,10 +211,11 @@ def batch_indexes(text: str, count: int) -> list[int] | str:
 
 
 def normalize(raw: RawMessage, principal: KeyOwner | None = None, *, now_ns: int,
-              limits: Limits | None = None) -> Normalized:
-    """Turn one raw record into events (and dead letters); never raises."""
+              limits: Limits | None = None, stamps: Stamps | None = None) -> Normalized:
+    """Turn one raw record into events (and dead letters); never raises. Without `stamps` no
+    ingest stamp is trusted (only `laas-api-key` binds a tenant)."""
     try:
-        return _normalize(raw, principal, now_ns, limits or Limits())
+        return _normalize(raw, principal, now_ns, limits or Limits(), stamps)
     except Exception as exc:  # noqa: BLE001 - a parser bug must not kill the worker
         log.exception("normalize failed on %s[%d]@%d", raw.topic, raw.partition, raw.offset)
         return Normalized(dead=[dead_letter(raw, R_INTERNAL, f"{type(exc).__name__}: {exc}",
@@ -214,9 +223,9 @@ def normalize(raw: RawMessage, principal: KeyOwner | None = None, *, now_ns: int
 
 
 def _normalize(raw: RawMessage, principal: KeyOwner | None, now_ns: int,
-               limits: Limits) -> Normalized:
+               limits: Limits, stamps: Stamps | None) -> Normalized:
     out = Normalized()
-    tenant = bind_tenant(raw, principal)
+    tenant = bind_tenant(raw, principal, stamps)
     if isinstance(tenant, tuple):
         out.dead.append(dead_letter(raw, *tenant, now_ns=now_ns))
         return out

@@ -33,6 +33,7 @@ from app.normalize import Limits
 from app.patterns import MinerConfig, TenantMiner
 from app.settings import Settings
 from app.sink import ElasticsearchSink
+from app.stamp import Stamps
 from app.topics import RAW, topic_name
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,7 @@ class Replay:
         """Replay; `progress(done, total)` after each batch. Returns what was done."""
         result = ReplayResult()
         limits = Limits.from_settings(self.settings)
+        stamps = Stamps.from_settings(self.settings)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_servers,
                                     enable_auto_commit=False, group_id=None,
                                     isolation_level="read_committed")
@@ -181,7 +183,7 @@ class Replay:
                         if tp not in todo or record.offset >= end[tp]:
                             continue
                         result.records += 1
-                        out = await process(raw_message(record), self.keys, limits)
+                        out = await process(raw_message(record), self.keys, limits, stamps)
                         result.dead += len(out.dead)
                         for event in out.events:
                             if event.tenant_id == self.tenant_id:

@@ -263,14 +263,18 @@ def normalize_cost(data: Path) -> float:
     import json
 
     lines = read(data, "HDFS")[:1000]
-    raws = [RawMessage("logs.raw", 0, i, 1_700_000_000_000, b"t/svc",
-                       json.dumps({"message": c, "severity": s, "service": "svc",
-                                   "host": "h1"}).encode(), {H_TENANT_ID: b"t1"})
-            for i, (c, s, _) in enumerate(lines)]
+    from app.stamp import Stamps
+
+    stamps = Stamps(b"laas-bench-secret")
+    values = [json.dumps({"message": c, "severity": s, "service": "svc", "host": "h1"}).encode()
+              for c, s, _ in lines]
+    raws = [RawMessage("logs.raw", 0, i, 1_700_000_000_000, b"t/svc", v,
+                       dict(stamps.sign(b"t/svc", v, [(H_TENANT_ID, b"t1")])))
+            for i, v in enumerate(values)]
     t0 = time.perf_counter()
     n = 0
     for raw in raws:
-        for ev in normalize(raw, now_ns=1_700_000_000_000_000_000).events:
+        for ev in normalize(raw, now_ns=1_700_000_000_000_000_000, stamps=stamps).events:
             ev.to_json()
             n += 1
     return (time.perf_counter() - t0) / max(n, 1) * 1e6

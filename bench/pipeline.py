@@ -50,12 +50,22 @@ from app.ingest.wire import pb
 from app.ingest.writer import CONTENT_TYPE, raw_batches
 from app.normalize import RawMessage, normalize
 from app.settings import load_settings
+from app.stamp import Stamps
 from app.topics import ALL, RAW, topic_name
 
 ROOT = Path(__file__).resolve().parent.parent
 STAMP = [("laas-tenant-id", b"1"), ("laas-tenant", b"bench"), ("laas-source", b"gateway")]
 HEADERS = [("content-type", b"application/x-protobuf; messageType=laas.v1.LogRecord"), *STAMP]
 BATCH_HEADERS = [("content-type", CONTENT_TYPE), *STAMP]
+# The worker trusts the stamp only when signed (app/stamp.py): the bench's workers get this
+# secret (LAAS_SECRET_KEY) and the bench signs as the gateway does.
+BENCH_SECRET = "laas-bench-secret"
+BENCH_STAMPS = Stamps(BENCH_SECRET.encode())
+
+
+def signed(key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+           ) -> list[tuple[str, bytes]]:
+    return BENCH_STAMPS.sign(key, value, headers)
 
 
 def record(i: int) -> pb.LogRecord:
@@ -72,12 +82,12 @@ def messages(records: list[pb.LogRecord], request: int) -> list[Message]:
     """`records` as the gateway writes them: requests of `request` records, one `LogBatch`
     message per request and service (one `LogRecord` message per record for `request` 1)."""
     if request == 1:
-        return [(f"1/{r.resource.service_name}".encode(), r.SerializeToString(), HEADERS)
-                for r in records]
+        out = [(f"1/{r.resource.service_name}".encode(), r.SerializeToString()) for r in records]
+        return [(key, value, signed(key, value, HEADERS)) for key, value in out]
     out: list[Message] = []
     for start in range(0, len(records), request):
         chunk = records[start:start + request]
-        out += [(b.key, b.value, BATCH_HEADERS)
+        out += [(b.key, b.value, signed(b.key, b.value, BATCH_HEADERS))
                 for b in raw_batches(chunk, range(len(chunk)), "1", 512 * 1024)]
     return out
 
@@ -168,8 +178,10 @@ async def main(n: int, chunks: int, request: int, warmup: int, cold: bool) -> No
     # 1. baseline
     base = load_settings(index_prefix=f"{run}base-")
     await esindex.ensure_template(es, base)
-    events = [normalize(RawMessage("raw", 0, i, 0, None, r.SerializeToString(), dict(HEADERS)),
-                        now_ns=time.time_ns()).events[0] for i, r in enumerate(records)]
+    values = [r.SerializeToString() for r in records]
+    events = [normalize(RawMessage("raw", 0, i, 0, None, v, dict(signed(None, v, HEADERS))),
+                        now_ns=time.time_ns(), stamps=BENCH_STAMPS).events[0]
+              for i, v in enumerate(values)]
     actions = [{"_index": esindex.daily_index(base, "1", e.time), "_id": e.doc_id(),
                 "_source": esindex.document(e)} for e in events]
     started, cpu0 = time.monotonic(), cpu_seconds(servers)
@@ -194,7 +206,7 @@ async def main(n: int, chunks: int, request: int, warmup: int, cold: bool) -> No
     port = free_port()
     env = {**os.environ, "LAAS_APP_ID": run, "LAAS_TOPIC_PREFIX": f"{run}.",
            "LAAS_INDEX_PREFIX": f"{run}-", "LAAS_WORKER_WEB_PORT": str(port),
-           "LAAS_STATE_DIR": f"/tmp/{run}"}
+           "LAAS_STATE_DIR": f"/tmp/{run}", "LAAS_SECRET_KEY": BENCH_SECRET}
     log = open(f"/tmp/{run}.log", "wb")
     worker = subprocess.Popen([sys.executable, "-m", "app", "worker"], cwd=ROOT, env=env,
                               stdout=log, stderr=subprocess.STDOUT)

@@ -206,14 +206,15 @@ async def raw_bulk_rate(es_url: str, values: list[bytes]) -> float:
 
     from app.normalize import RawMessage, normalize
     from app.settings import load_settings
-    from bench.pipeline import HEADERS
+    from bench.pipeline import BENCH_STAMPS, HEADERS, signed
 
     base = load_settings(index_prefix=f"benchbulk{uuid.uuid4().hex[:6]}-")
     es = AsyncElasticsearch(es_url, request_timeout=120)
     try:
         await esindex.ensure_template(es, base)
-        events = [normalize(RawMessage("raw", 0, i, 0, None, v, dict(HEADERS)),
-                            now_ns=time.time_ns()).events[0] for i, v in enumerate(values)]
+        events = [normalize(RawMessage("raw", 0, i, 0, None, v, dict(signed(None, v, HEADERS))),
+                            now_ns=time.time_ns(), stamps=BENCH_STAMPS).events[0]
+                  for i, v in enumerate(values)]
         actions = [{"_index": esindex.daily_index(base, "1", e.time), "_id": e.doc_id(),
                     "_source": esindex.document(e)} for e in events]
         started = time.monotonic()

@@ -30,15 +30,18 @@ STALL_AFTER = 240.0  # seconds without finishing: reported as a stall, not waite
 
 
 async def prefill(dep: Deployment, n: int) -> None:
+    from app.stamp import Stamps
     from bench.pipeline import HEADERS, record
 
+    stamps = Stamps.from_settings(dep.settings)  # the deployment's LAAS_SECRET_KEY
     producer = AIOKafkaProducer(bootstrap_servers=dep.settings.kafka_servers, acks="all",
                                 enable_idempotence=True, linger_ms=5)
     await producer.start()
     try:
-        futures = [await producer.send(dep.topic(RAW), record(i).SerializeToString(),
-                                       key=f"1/svc{i % 64}".encode(), headers=HEADERS)
-                   for i in range(n)]
+        values = [(f"1/svc{i % 64}".encode(), record(i).SerializeToString()) for i in range(n)]
+        futures = [await producer.send(dep.topic(RAW), value, key=key,
+                                       headers=stamps.sign(key, value, HEADERS))
+                   for key, value in values]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -47,8 +50,10 @@ async def prefill(dep: Deployment, n: int) -> None:
 async def leave(dep: Deployment, es: Any, alias: str, base: int, workers: int) -> float | None:
     """Seconds from a worker's graceful stop (scale-down) until every record acked before it,
     under a 200 records/s trickle, is searchable again: the rebalance plus the catch-up."""
+    from app.stamp import Stamps
     from bench.pipeline import HEADERS, record
 
+    stamps = Stamps.from_settings(dep.settings)
     producer = AIOKafkaProducer(bootstrap_servers=dep.settings.kafka_servers, acks="all",
                                 enable_idempotence=True)
     await producer.start()
@@ -57,8 +62,9 @@ async def leave(dep: Deployment, es: Any, alias: str, base: int, workers: int) -
     async def trickle() -> None:
         i = 0
         while True:
-            await producer.send_and_wait(dep.topic(RAW), record(i).SerializeToString(),
-                                         key=f"1/svc{i % 64}".encode(), headers=HEADERS)
+            key, value = f"1/svc{i % 64}".encode(), record(i).SerializeToString()
+            await producer.send_and_wait(dep.topic(RAW), value, key=key,
+                                         headers=stamps.sign(key, value, HEADERS))
             acked[0] += 1
             i += 1
             await asyncio.sleep(0.005)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from elasticsearch import AsyncElasticsearch
 
 from app.settings import Settings, load_settings
+from app.stamp import Stamps
 from app.topics import ALL, topic_name
 
 __all__ = [
@@ -132,7 +134,10 @@ class StreamEnv:
         self.unique = unique
         self.tmp = tmp
         # small normalize parts: every pipeline test goes through the split path
-        self.extra = {"LAAS_PARTITIONS": str(PARTITIONS), "LAAS_ES_LINGER": "0.2",
+        # one secret for the test's producer and every worker: stamps signed by one are valid
+        # for the others (as LAAS_SECRET_KEY shared by every LaaS process, app/stamp.py)
+        self.extra = {"LAAS_SECRET_KEY": secrets.token_urlsafe(24),
+                      "LAAS_PARTITIONS": str(PARTITIONS), "LAAS_ES_LINGER": "0.2",
                       "LAAS_STREAM_BATCH_EVENTS": "50",
                       "LAAS_STATS_SNAPSHOT_INTERVAL": "1", "LAAS_ES_RETRY_MAX": "2",
                       **(extra or {})}
@@ -231,7 +236,12 @@ def gateway_headers(tenant_id: str, slug: str, source: str = "gateway",
 async def produce_raw(settings: Settings, records: Sequence[tuple[bytes | None, bytes,
                                                                   list[tuple[str, bytes]]]],
                       topic: str | None = None) -> list[tuple[int, int]]:
-    """Produce (key, value, headers) to `logs.raw`; (partition, offset) of each, acked."""
+    """Produce (key, value, headers) to `logs.raw`; (partition, offset) of each, acked.
+    Headers with an ingest stamp (`laas-tenant-id`) are signed as the gateway signs them."""
+    stamps = Stamps.from_settings(settings)
+    records = [(key, value, stamps.sign(key, value, headers)
+                if any(name == "laas-tenant-id" for name, _ in headers) else headers)
+               for key, value, headers in records]
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all",
                                 enable_idempotence=True, linger_ms=5)
     await producer.start()

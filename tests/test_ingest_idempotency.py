@@ -40,6 +40,7 @@ from app.ingest.writer import (
 )
 from app.normalize import RawMessage, batch_indexes, normalize
 from app.settings import Settings
+from app.stamp import Stamps
 from app.topics import EVENTS, RAW
 from protos.laas.v1 import AnyValue, LogBatch, LogIngestStub, LogRecord, Resource
 from tests.ingest_fixtures import *  # noqa: F403
@@ -49,6 +50,7 @@ from tests.stream_fixtures import StreamEnv
 from web.ingest import routes
 
 NOW = time.time_ns()
+STAMPS = Stamps(b"unit-test-secret")
 KEY = "01J9Z3Q4W5E6R7T8Y9U0I1O2P3"
 
 
@@ -119,21 +121,23 @@ def test_doc_id_without_key_is_the_raw_position_and_json_keeps_the_identity() ->
 
 def raw_message(headers: dict[str, bytes], value: bytes = b'{"message": "hi"}',
                 offset: int = 5) -> RawMessage:
+    """A record stamped (and signed) as the gateway writes it."""
+    stamp = {"laas-tenant-id": b"7", "laas-tenant": b"acme", **headers}
     return RawMessage("t.logs.raw", 0, offset, NOW // 1_000_000, b"7/api", value,
-                      {"laas-tenant-id": b"7", "laas-tenant": b"acme", **headers})
+                      dict(STAMPS.sign(b"7/api", value, list(stamp.items()))))
 
 
 def test_normalize_carries_the_batch_identity_into_the_event() -> None:
     stamp = {HEADER_BATCH_KEY: KEY.encode(), HEADER_BATCH_INDEX: b"12"}
-    (first,) = normalize(raw_message(stamp, offset=5), now_ns=NOW).events
-    (resent,) = normalize(raw_message(stamp, offset=77), now_ns=NOW).events
+    (first,) = normalize(raw_message(stamp, offset=5), now_ns=NOW, stamps=STAMPS).events
+    (resent,) = normalize(raw_message(stamp, offset=77), now_ns=NOW, stamps=STAMPS).events
     assert (first.batch_key, first.batch_index) == (KEY, 12)
     assert first.doc_id() == resent.doc_id() == f"batch/7/{KEY}/12"
     assert (first.raw.offset, resent.raw.offset) == (5, 77)
     # A direct producer may give only the key (index 0); arrays number their records.
     array = raw_message({HEADER_BATCH_KEY: b"direct-1"},
                         value=b'[{"message": "a"}, {"message": "b"}]')
-    assert [e.doc_id() for e in normalize(array, now_ns=NOW).events] == [
+    assert [e.doc_id() for e in normalize(array, now_ns=NOW, stamps=STAMPS).events] == [
         "batch/7/direct-1/0/1", "batch/7/direct-1/0/2"]
 
 
@@ -144,14 +148,16 @@ def test_a_log_batch_message_keeps_each_records_request_position() -> None:
     headers = {"content-type": CONTENT_TYPE, HEADER_BATCH_KEY: KEY.encode(),
                HEADER_BATCH_INDEX: index_ranges(message.positions).encode()}
     assert headers[HEADER_BATCH_INDEX] == b"0,2-3"
-    first = normalize(raw_message(headers, message.value, offset=5), now_ns=NOW).events
-    resent = normalize(raw_message(headers, message.value, offset=9), now_ns=NOW).events
+    first = normalize(raw_message(headers, message.value, offset=5), now_ns=NOW,
+                      stamps=STAMPS).events
+    resent = normalize(raw_message(headers, message.value, offset=9), now_ns=NOW,
+                       stamps=STAMPS).events
     assert [e.doc_id() for e in first] == [e.doc_id() for e in resent] == [
         f"batch/7/{KEY}/{i}" for i in (0, 2, 3)]
     assert [e.raw.index for e in first] == [1, 2, 3]
     # positions that do not fit the batch: the raw identity, and the reason
     bad = normalize(raw_message({**headers, HEADER_BATCH_INDEX: b"0-1"}, message.value),
-                    now_ns=NOW).events
+                    now_ns=NOW, stamps=STAMPS).events
     assert [e.doc_id() for e in bad] == [f"t.logs.raw/0/5/{i}" for i in (1, 2, 3)]
     assert bad[0].attributes["laas.invalid_batch_key"] == (
         "laas-batch-index: names 2 positions for a batch of 3 records")
@@ -180,7 +186,7 @@ def test_batch_index_ranges(text: str, count: int, found: list[int] | str) -> No
 ])
 def test_invalid_batch_headers_keep_the_raw_identity_and_say_why(
         headers: dict[str, bytes], problem: str) -> None:
-    out = normalize(raw_message(headers), now_ns=NOW)
+    out = normalize(raw_message(headers), now_ns=NOW, stamps=STAMPS)
     assert not out.dead
     (e,) = out.events
     assert e.batch_key == "" and e.doc_id() == "t.logs.raw/0/5"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from functools import partial
 
 import pytest
 from hypothesis import given, settings
@@ -11,7 +12,8 @@ from hypothesis import strategies as st
 
 from app.events import DeadLetter, LogEvent, RawPosition
 from app.ingest.auth import Principal
-from app.normalize import RawMessage, normalize
+from app.normalize import RawMessage
+from app.normalize import normalize as normalize_with
 from app.parsing import (
     json_in_message,
     key_values,
@@ -22,11 +24,14 @@ from app.parsing import (
     severity_name,
     template_id,
 )
+from app.stamp import Stamps
 from protos.laas.v1 import AnyValue, KeyValueList, LogBatch, LogRecord, Resource
 
 NOW = int(datetime(2026, 11, 27, 12, 0, tzinfo=UTC).timestamp() * 1e9)
 PROTO = b"application/x-protobuf; messageType=laas.v1.LogRecord"
 BATCH = b"application/x-protobuf; messageType=laas.v1.LogBatch"
+STAMPS = Stamps(b"unit-test-secret")
+normalize = partial(normalize_with, stamps=STAMPS)
 
 
 def ns(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0,
@@ -36,7 +41,10 @@ def ns(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: 
 
 
 def raw(value: bytes, headers: dict[str, bytes] | None = None, offset: int = 3) -> RawMessage:
+    """A `logs.raw` record; one with an ingest stamp is signed as the gateway signs it."""
     base = {"laas-tenant-id": b"7", "laas-tenant": b"acme"} if headers is None else headers
+    if "laas-tenant-id" in base:
+        base = dict(STAMPS.sign(b"k", value, list(base.items())))
     return RawMessage("p.logs.raw", 1, offset, NOW // 10**6, b"k", value, base)
 
 
@@ -229,6 +237,30 @@ def test_api_key_binds_the_tenant() -> None:
     forged = {**key, "laas-tenant-id": b"7"}
     dead = normalize(raw(b"hi", forged), owner, now_ns=NOW).dead[0]
     assert dead.reason == "tenant_mismatch" and "laas-api-key" not in dead.headers
+
+
+def test_a_tenant_header_is_trusted_only_with_the_ingest_signature() -> None:
+    """issue 21: `kcat -H laas-tenant-id=26` put a record into another tenant's search."""
+    forged = RawMessage("p.logs.raw", 1, 3, NOW // 10**6, b"x/s", b'{"message": "x"}',
+                        {"laas-tenant-id": b"26", "content-type": b"application/json"})
+    dead = normalize(forged, now_ns=NOW)
+    assert not dead.events and [d.reason for d in dead.dead] == ["unsigned_tenant_header"]
+    assert not normalize_with(raw(b"hi"), now_ns=NOW).events  # no verifier: nothing trusted
+    other = Stamps(b"another-secret")  # a stamp signed with another secret
+    signed_elsewhere = dict(other.sign(b"k", b"hi", [("laas-tenant-id", b"7")]))
+    assert normalize(RawMessage("p.logs.raw", 1, 3, 0, b"k", b"hi", signed_elsewhere),
+                     now_ns=NOW).dead[0].reason == "unsigned_tenant_header"
+    good = raw(b"hi")
+    for changed in ({**good.headers, "laas-tenant-id": b"8"},  # the stamp moved to a tenant
+                    {**good.headers, "laas-batch-index": b"3"}):  # or a header added
+        moved = RawMessage("p.logs.raw", 1, 3, 0, b"k", b"hi", changed)
+        assert normalize(moved, now_ns=NOW).dead[0].reason == "unsigned_tenant_header"
+    assert normalize(RawMessage("p.logs.raw", 1, 3, 0, b"k", b"other value", good.headers),
+                     now_ns=NOW).dead[0].reason == "unsigned_tenant_header"
+    (kept,) = normalize(good, now_ns=NOW).events
+    assert kept.tenant_id == "7"
+    rotated = Stamps(b"new-secret", previous=[b"unit-test-secret"])  # after a key rotation
+    assert normalize_with(good, now_ns=NOW, stamps=rotated).events
 
 
 def test_attribute_cap() -> None:

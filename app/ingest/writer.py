@@ -6,7 +6,9 @@ name>` (UTF-8), value a serialized `laas.v1.LogBatch` of the records in request 
 `content-type: application/x-protobuf; messageType=laas.v1.LogBatch`, `laas-tenant-id`,
 `laas-tenant` (slug) and `laas-source` (`gateway` or `http`); for a batch sent with an
 idempotency key also `laas-batch-key` (the key) and `laas-batch-index` (the records' positions
-in the request as ranges, e.g. `0-41,43-99`), from which the index derives the document `_id`.
+in the request as ranges, e.g. `0-41,43-99`), from which the index derives the document `_id`;
+and `laas-signature`, the stamp's signature (app/stamp.py): without it the normalize stage
+trusts no tenant header.
 One message per request instead of one per record: the worker's per-message cost was the
 pipeline's bottleneck (bench/results/pipeline.md).
 """
@@ -25,6 +27,7 @@ from aiokafka.errors import KafkaError
 from app.ingest.errors import KafkaUnavailable
 from app.ingest.wire import encode
 from app.settings import Settings
+from app.stamp import Stamps
 from app.topics import RAW, topic_name
 
 log = logging.getLogger(__name__)
@@ -130,6 +133,7 @@ class KafkaWriter:
         self.settings = settings
         self.topic = topic or topic_name(settings, RAW)
         self.timeout = settings.ingest_produce_timeout
+        self.stamps = Stamps.from_settings(settings)
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -187,8 +191,9 @@ class KafkaWriter:
             for batch in batches:
                 stamp = [*headers, (HEADER_BATCH_INDEX, index_ranges(batch.positions).encode())] \
                     if batch_key else headers
-                futures.append(await producer.send(self.topic, batch.value, key=batch.key,
-                                                   headers=stamp))
+                futures.append(await producer.send(
+                    self.topic, batch.value, key=batch.key,
+                    headers=self.stamps.sign(batch.key, batch.value, stamp)))
             await asyncio.gather(*futures)
 
         try:
