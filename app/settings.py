@@ -274,6 +274,10 @@ class Settings(BaseSettings):
         "addresses or CIDRs, e.g. `[\"10.0.0.5\", \"10.1.0.0/16\"]`); from any other peer the "
         "header is ignored (web/proxies.py)",
     )
+    websocket_recheck_seconds: float = Field(
+        2.0, gt=0, description="How often an open WebSocket (tail, alert stream) re-checks its "
+        "credentials; a revoked key, logout, expiry or removal closes it (4401, 4403)"
+    )
 
     @property
     def kafka_managed(self) -> bool:

@@ -17,11 +17,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from elasticsearch import AsyncElasticsearch
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from app import accounts, logins
 from app.events import LogEvent
 from app.settings import Settings
-from app.topics import EVENTS, topic_name
+from app.topics import ALERTS, EVENTS, topic_name
 from tests.auth_fixtures import *  # noqa: F403
 from tests.auth_fixtures import World, build_world, make_settings, running_app
 from tests.search_fixtures import event, index_events
@@ -112,6 +113,7 @@ async def tail_world(
         tail_heartbeat_seconds=1.0,
     )
     await create_topic(kafka_servers, topic_name(settings, EVENTS), 2)
+    await create_topic(kafka_servers, topic_name(settings, ALERTS), 1)
     async with running_app(settings) as app:
         world = await build_world(app)
         async with served(app) as port:
@@ -262,3 +264,98 @@ async def test_heartbeat_when_idle(tail_world: TailWorld) -> None:
         await until_ready(ws)
         async with asyncio.timeout(5):
             assert json.loads(await ws.recv())["type"] == "heartbeat"
+
+
+# --- issue 21, finding 4: open sockets re-check their credentials --------------------------------
+
+RECHECK_BOUND = 2.0 + 3.0  # websocket_recheck_seconds (default 2) and room for a busy machine
+
+
+async def streams_until_closed(
+    tw: TailWorld, ws: ClientConnection, timeout: float
+) -> tuple[float, list[dict[str, Any]]]:
+    """Keep publishing acme events and reading frames until the server closes the socket;
+    the seconds it took and the frames read."""
+    started = time.monotonic()
+    frames: list[dict[str, Any]] = []
+    n = 0
+    async with asyncio.timeout(timeout):
+        while True:
+            n += 1
+            await tw.publish([event(tw.world, "acme", 1000 + n, message=f"after {n}")])
+            try:
+                async with asyncio.timeout(0.2):
+                    while True:
+                        frames.append(json.loads(await ws.recv()))
+            except TimeoutError:
+                continue
+            except ConnectionClosed:
+                return time.monotonic() - started, frames
+
+
+async def test_tail_closes_when_its_read_key_is_revoked(tail_world: TailWorld) -> None:
+    tw = tail_world
+    async with tw.connect("key_read") as ws:
+        await until_ready(ws)
+        async with tw.world.sessions.begin() as session:
+            await accounts.revoke_api_key(
+                session, tw.world.tenant_ids["acme"], tw.world.key_ids["key_read"])
+        took, frames = await streams_until_closed(tw, ws, RECHECK_BOUND + 10)
+    assert took <= RECHECK_BOUND, took
+    assert ws.close_code == 4401
+    assert frames[-1] == {"type": "error", "error": "not_authenticated",
+                          "detail": "API key revoked"}
+
+
+async def test_tail_closes_when_the_user_is_removed(tail_world: TailWorld) -> None:
+    tw = tail_world
+    async with connect(f"{tw.url}?token={tw.world.creds['viewer']}") as ws:
+        await until_ready(ws)
+        async with tw.world.sessions.begin() as session:
+            await accounts.remove_member(
+                session, tw.world.tenant_ids["acme"], tw.world.user_ids["viewer"])
+        took, frames = await streams_until_closed(tw, ws, RECHECK_BOUND + 10)
+    assert took <= RECHECK_BOUND, took
+    assert ws.close_code == 4401 and frames[-1]["error"] == "not_authenticated"
+
+
+async def test_tail_closes_on_logout(tail_world: TailWorld) -> None:
+    tw = tail_world
+    async with tw.connect("member") as ws:
+        await until_ready(ws)
+        await logins.logout(tw.world.sessions, refresh_token=tw.world.refresh["member"])
+        took, frames = await streams_until_closed(tw, ws, RECHECK_BOUND + 10)
+    assert took <= RECHECK_BOUND, took
+    assert ws.close_code == 4401 and "session ended" in frames[-1]["detail"]
+
+
+async def test_tail_closes_when_the_token_expires(tail_world: TailWorld) -> None:
+    tw = tail_world
+    pair = await tw.world.login("admin")
+    codec = tw.world.app.state.auth.codec
+    claims = codec.verify(pair.access_token)
+    # a token of the same session that expires in 1 s (verification allows 5 s of leeway)
+    token = codec.issue(user_id=claims.user_id, tenant_id=claims.tenant_id,
+                        tenant_slug=claims.tenant_slug, role=claims.role,
+                        session_id=claims.session_id, now=time.time() - codec.ttl + 1)
+    async with connect(f"{tw.url}?token={token}") as ws:
+        await until_ready(ws)
+        took, frames = await streams_until_closed(tw, ws, 6 + RECHECK_BOUND + 10)
+    assert took <= 6 + RECHECK_BOUND, took
+    assert ws.close_code == 4401 and frames[-1]["detail"] == "token expired"
+
+
+async def test_alert_stream_closes_on_logout(tail_world: TailWorld) -> None:
+    tw = tail_world
+    url = tw.url.replace("/api/v1/tail", "/api/v1/alerts/stream")
+    async with connect(url, additional_headers=tw.world.headers("viewer")) as ws:
+        await until_ready(ws)
+        await logins.logout(tw.world.sessions, refresh_token=tw.world.refresh["viewer"])
+        started = time.monotonic()
+        frames = []
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(RECHECK_BOUND + 10):
+                while True:
+                    frames.append(json.loads(await ws.recv()))
+    assert time.monotonic() - started <= RECHECK_BOUND
+    assert ws.close_code == 4401 and frames[-1]["error"] == "not_authenticated"

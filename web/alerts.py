@@ -5,13 +5,13 @@ Alerts are stored by the worker's alert stage in the `{index_prefix}alerts` inde
 `tenant_id` filter on every request; agents/alerts.py). The stream is fed by the process's
 `AlertHub` (its own `alerts` reader, no consumer group): frames `{"type": "alert", "alert":
 {...}}` (a repeated firing re-sends the same `id` with more `occurrences`), `{"type": "ready"}`
-once live, `{"type": "notice", "dropped": N}` for a client too slow, heartbeats when idle.
+once live, `{"type": "notice", "dropped": N}` for a client too slow, heartbeats when idle; the
+credentials are re-checked while it runs (closed with 4401 or 4403, as the tail: web/auth.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Any
 
@@ -28,7 +28,7 @@ from app.authz import Permission
 from app.events import iso_nanos
 from app.query.timerange import TimeError, time_range
 from app.settings import Settings
-from web.auth import require
+from web.auth import require, stream_while_authorized
 from web.openapi_schemas import (
     ANY_CREDENTIAL,
     ANY_MAP,
@@ -148,14 +148,7 @@ async def alert_stream(ws: WebSocket) -> None:
                                                   "too slowly"})
                 await ws.send_json({"type": "alert", "alert": shaped(alert)})
 
-        sender = asyncio.create_task(pump())
-        try:
-            while (await ws.receive())["type"] != "websocket.disconnect":
-                pass
-        finally:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
-                await sender
+        await stream_while_authorized(ws, Permission.READ, pump())
     except (WebSocketDisconnect, RuntimeError):
         pass
     except TimeoutError:

@@ -7,8 +7,12 @@ WebSockets, a `token` query parameter) into a `Principal` on `request.user`. End
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.authentication import (
@@ -20,7 +24,8 @@ from starlette.exceptions import WebSocketException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.status import WS_1008_POLICY_VIOLATION
+from starlette.status import WS_1008_POLICY_VIOLATION, WS_1011_INTERNAL_ERROR
+from starlette.websockets import WebSocket
 
 from app import logins
 from app.account_errors import (
@@ -36,6 +41,8 @@ from app.authz import Permission, Principal
 from app.db import SessionFactory
 from app.logins import AuthConfig
 from app.security import looks_like_api_key
+
+log = logging.getLogger(__name__)
 
 
 class Anonymous(UnauthenticatedUser):
@@ -125,6 +132,95 @@ def require(conn: HTTPConnection, permission: Permission | str | None = None) ->
     return user
 
 
+# --- open WebSockets: credentials re-checked while they stream ------------------------------
+
+CLOSE_CREDENTIALS_ENDED = 4401  # key revoked, logged out, token expired, removed, deactivated
+CLOSE_PERMISSION_LOST = 4403  # still authenticated, but no longer allowed (role or scope)
+
+
+@dataclass(frozen=True)
+class Ended:
+    """Why an open WebSocket must close: its close code and the error frame's fields."""
+
+    code: int
+    error: str
+    detail: str
+
+
+async def recheck(conn: HTTPConnection, permission: Permission | str) -> Ended | None:
+    """Authenticate the connection's credential again, as at connect; None while it still
+    holds `permission` in the same tenant."""
+    connected = conn.scope.get("user")
+    credential = presented_credential(conn)
+    if not isinstance(connected, Principal) or not credential:
+        return Ended(CLOSE_CREDENTIALS_ENDED, "not_authenticated", "credentials required")
+    try:
+        async with db_sessions(conn).begin() as session:
+            if looks_like_api_key(credential):
+                principal = await verify_api_key(session, credential)
+            else:
+                principal = await logins.principal_from_access_token(
+                    session, auth_config(conn).codec, credential
+                )
+    except AccountError as exc:
+        return Ended(CLOSE_CREDENTIALS_ENDED, "not_authenticated", exc.detail)
+    if principal.identity != connected.identity or principal.tenant_id != connected.tenant_id:
+        return Ended(CLOSE_CREDENTIALS_ENDED, "not_authenticated", "credentials changed")
+    if not principal.can(permission):
+        return Ended(CLOSE_PERMISSION_LOST, "forbidden",
+                     f"{principal.describe()} may not {Permission(permission).value} any more")
+    return None
+
+
+async def watch_credentials(
+    conn: HTTPConnection, permission: Permission | str, interval: float
+) -> Ended:
+    """Re-check every `interval` seconds; returns once the credentials no longer do. A check
+    that cannot be made (database down) ends the stream too: it fails closed."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            ended = await recheck(conn, permission)
+        except Exception:
+            log.exception("re-checking the credentials of %s failed", conn.url.path)
+            return Ended(WS_1011_INTERNAL_ERROR, "unavailable",
+                         "credentials could not be re-checked; reconnect later")
+        if ended is not None:
+            return ended
+
+
+async def stream_while_authorized(
+    ws: WebSocket, permission: Permission | str, pump: Coroutine[Any, Any, None]
+) -> None:
+    """Run `pump` (which sends frames) until the client goes away or its credentials stop
+    holding `permission`: then send `{"type": "error", "error", "detail"}` and close with
+    `CLOSE_CREDENTIALS_ENDED` (4401) or `CLOSE_PERMISSION_LOST` (4403), within
+    `LAAS_WEBSOCKET_RECHECK_SECONDS`. Exceptions of `pump` (a client gone) propagate."""
+
+    async def receive_until_closed() -> None:
+        while (await ws.receive())["type"] != "websocket.disconnect":
+            pass  # clients send nothing; reading notices the close
+
+    interval = ws.app.state.settings.websocket_recheck_seconds
+    watcher = asyncio.create_task(watch_credentials(ws, permission, interval))
+    tasks = [asyncio.create_task(pump), asyncio.create_task(receive_until_closed()), watcher]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    if watcher in done:
+        ended = watcher.result()
+        await ws.send_json({"type": "error", "error": ended.error, "detail": ended.detail})
+        await ws.close(ended.code, ended.detail[:120])
+        return
+    for task in done:
+        task.result()  # a client gone (WebSocketDisconnect) or a failed send
+
+
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -170,7 +266,7 @@ async def json_body(request: Request) -> dict[str, Any]:
     """The request's JSON object; `InvalidInput` if it is not one."""
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays or objects nested too deep
         raise InvalidInput("request body must be a JSON object") from None
     if not isinstance(body, dict):
         raise InvalidInput("request body must be a JSON object")

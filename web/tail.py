@@ -5,7 +5,10 @@ Protocol (server → client, JSON text frames):
 - `{"type": "ready", "history": N}` — history (if `since` was given) is complete, live follows;
 - `{"type": "notice", "dropped": N, "detail": ...}` — the client read too slowly, N events skipped;
 - `{"type": "heartbeat", "time": ...}` — after `tail_heartbeat_seconds` without events;
-- `{"type": "error", "parameter": ..., "detail": ..., "position": ...}` then close 4400.
+- `{"type": "error", "parameter": ..., "detail": ..., "position": ...}` then close 4400;
+- `{"type": "error", "error": "not_authenticated" | "forbidden", "detail": ...}` then close 4401
+  (key revoked, logged out, token expired, removed or deactivated) or 4403 (no longer allowed):
+  the credentials are re-checked every `websocket_recheck_seconds` while the tail runs.
 Parameters: `q` (same syntax as search), `since` (ISO 8601 or `15m`), credentials as for every
 endpoint or `token`. Auth failures refuse the handshake (policy violation, 1008).
 """
@@ -13,7 +16,6 @@ endpoint or `token`. Auth failures refuse the handshake (policy violation, 1008)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from typing import Any
@@ -28,7 +30,7 @@ from app.query.match import compile_predicate
 from app.search import BadParameter
 from app.settings import Settings
 from app.tail import Subscription, TailHub
-from web.auth import require
+from web.auth import require, stream_while_authorized
 from web.elastic import SearchUnavailable, es_search
 
 CLOSE_BAD_FILTER = 4400
@@ -134,14 +136,9 @@ async def tail_endpoint(ws: WebSocket) -> None:
         for message in sent:
             await ws.send_json(message)
         await ws.send_json({"type": "ready", "history": len(sent)})
-        sender = asyncio.create_task(pump(ws, sub, seen, settings.tail_heartbeat_seconds))
-        try:
-            while (await ws.receive())["type"] != "websocket.disconnect":
-                pass  # clients send nothing; reading notices the close
-        finally:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
-                await sender
+        await stream_while_authorized(
+            ws, Permission.READ, pump(ws, sub, seen, settings.tail_heartbeat_seconds)
+        )
     except (WebSocketDisconnect, RuntimeError):
         pass
     except TimeoutError:

@@ -200,7 +200,7 @@ export function useAlertStream(onAlert: (alert: Alert) => void, onReconnect: () 
       };
       socket.onclose = async (e) => {
         if (stopped) return;
-        if (e.code === 1008) await session.refresh();
+        if (e.code === 1008 || e.code === 4401) await session.refresh(); // expired: refresh
         attempt += 1;
         const delay = Math.min(10_000, 500 * 2 ** attempt);
         setState((s) => ({ ...s, status: 'reconnecting', message: `Live alerts disconnected; reconnecting in ${Math.round(delay / 1000)} s` }));

@@ -96,7 +96,8 @@ export function useTail(q: string, since: string, enabled: boolean, paused: bool
       };
       socket.onclose = async (e) => {
         if (stopped || e.code === 4400) return; // 4400: bad filter, already reported
-        if (e.code === 1008) await session.refresh(); // token expired: refresh, then retry
+        // 1008: refused at connect; 4401: the token expired (or the session ended) while open
+        if (e.code === 1008 || e.code === 4401) await session.refresh();
         attempt += 1;
         const delay = Math.min(10_000, 500 * 2 ** attempt);
         setState((s) => ({ ...s, status: 'reconnecting', error: `Connection lost; reconnecting in ${Math.round(delay / 1000)} s` }));
