@@ -1,4 +1,5 @@
-"""Worker operations: `/metrics` (Prometheus), consumer lag, the scheduled retention job."""
+"""Worker operations: `/metrics` (Prometheus), consumer lag, the stalled-partition watchdog,
+the scheduled retention job."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from app.retention import apply_retention, prune_snapshots, tenant_retention
 from app.settings import Settings
 from app.streams import analytics_app_id
 from app.topics import EVENTS, RAW, topic_name
+from app.watchdog import register_faust
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,9 @@ class LagProbe:
 
 def register(app: faust.App, settings: Settings) -> None:
     probe = LagProbe(settings)
+    # The watchdog of this app's own assignment: logs.raw (normalize), and logs.events too when
+    # the analytics run in this app; the analytics child registers its own (app/streams.py).
+    register_faust(app, settings, probe.groups[settings.app_id])
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:

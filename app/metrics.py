@@ -19,6 +19,8 @@ HELP = {
     "laas_stage_retries_total": ("counter", "Batches a stage retried after a failure"),
     "laas_sink_batch_seconds": ("summary", "Time from bulk start to all items accepted"),
     "laas_consumer_lag": ("gauge", "Records behind the end of the partition, by group"),
+    "laas_watchdog_stalls_total": ("counter", "Assigned partitions found stalled (lag, no "
+                                   "progress) and recovered by the watchdog, by group"),
     "laas_retention_deleted_total": ("counter", "Indices deleted by the retention job"),
 }
 

@@ -182,6 +182,11 @@ class Settings(BaseSettings):
     metrics_lag_interval: float = Field(
         15.0, gt=0, description="Seconds between consumer lag measurements of the worker"
     )
+    watchdog_seconds: float = Field(
+        60.0, ge=0, description="Seconds an assigned partition may have lag without its "
+        "committed offset moving before the worker's watchdog logs, counts and recovers it "
+        "(app/watchdog.py); 0 turns the watchdog off"
+    )
 
     # Analytics (patterns, detection, alert rules, alert delivery)
     patterns_max_templates: int = Field(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import faust
 
 from app.settings import Settings
-from app.topics import Topics, declare_topics
+from app.topics import EVENTS, Topics, declare_topics, topic_name
 
 
 def create_app(
@@ -39,8 +39,12 @@ def build_worker(settings: Settings, *, analytics: bool = False) -> tuple[faust.
     """The worker's app (or, with `analytics`, the analytics app of its child process) with the
     LaaS topics declared on it (agents register themselves here)."""
     if analytics:
+        from app.watchdog import register_faust
+
         app = create_app(settings, app_id=analytics_app_id(settings), datadir="analytics",
                          web=False)
+        # The analytics child's own stalled-partition watchdog (the stream app's: agents/ops.py)
+        register_faust(app, settings, [topic_name(settings, EVENTS)])
     else:
         app = create_app(settings)
     return app, declare_topics(app, settings)
