@@ -7,11 +7,14 @@ a repeated firing updates the evidence and `occurrences` of the one alert, keeps
 acknowledgement and re-opens a resolved alert. The web's ack/resolve endpoints update `status`.
 
 Webhooks: the first firing of an alert (`occurrences == 1`) is POSTed to each enabled webhook
-of its tenant (reloaded every `alert_rules_refresh_seconds`): JSON body (the alert),
-`X-LaaS-Signature: sha256=<HMAC-SHA256 of the body with the webhook's secret>`,
-`X-LaaS-Alert-Id`, `X-LaaS-Delivery` (attempt). 2xx is delivered; 429, 5xx and network errors
-are retried `webhook_attempts` times with doubling delays from `webhook_retry_initial`; other
-statuses are final. Every attempt is a row of `webhook_deliveries` (the delivery log).
+of its tenant (reloaded every `alert_rules_refresh_seconds`): JSON body (the alert), Standard
+Webhooks signature headers (`webhook-id`, `webhook-timestamp`, `webhook-signature`) and the
+deprecated `X-LaaS-Signature`, `X-LaaS-Alert-Id`, `X-LaaS-Delivery` (attempt). Each attempt
+resolves the URL's host, refuses internal addresses and sends to the checked address
+(app/webhook_guard.py). 2xx is delivered; 429, 5xx and network errors are retried
+`webhook_attempts` times with doubling delays from `webhook_retry_initial`; other statuses and
+refusals are final. Every attempt is a row of `webhook_deliveries` (the delivery log, with
+generic error texts; the detail goes to the worker's log only).
 Deliveries run as background tasks so a slow receiver never stalls the stream; an alert
 re-read after a crash may be delivered again (receivers de-duplicate by alert id).
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 import faust
@@ -28,7 +32,8 @@ import httpx
 from elasticsearch import AsyncElasticsearch, BadRequestError, ConflictError, NotFoundError
 
 from agents.index import es_client
-from app.alerting import ALERTS_MAPPINGS, SIGNATURE_HEADER, alerts_index, merge_alert, sign
+from app import webhook_guard
+from app.alerting import ALERTS_MAPPINGS, alerts_index, merge_alert, webhook_headers
 from app.metrics import METRICS
 from app.settings import Settings
 from app.topics import Topics
@@ -89,6 +94,7 @@ class Webhooks:
         self.by_tenant: dict[str, list[tuple[int, str, str]]] = {}
         self._engine: Any = None
         self._client: httpx.AsyncClient | None = None
+        self.resolver: webhook_guard.Resolver | None = None  # None: the system's (tests stub it)
         self.tasks: set[asyncio.Task[bool]] = set()
 
     def engine(self) -> Any:
@@ -124,11 +130,11 @@ class Webhooks:
     async def deliver(
         self, hook_id: int, url: str, secret: str, alert: dict[str, Any], body: bytes
     ) -> bool:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.settings.webhook_timeout)
+        if self._client is None:  # no proxies from the environment: they would resolve the host
+            self._client = httpx.AsyncClient(timeout=self.settings.webhook_timeout,
+                                             follow_redirects=False, trust_env=False)
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(secret, body),
             "X-LaaS-Alert-Id": str(alert["id"]),
             "User-Agent": "laas-webhooks/1",
         }
@@ -136,26 +142,35 @@ class Webhooks:
         for attempt in range(1, self.settings.webhook_attempts + 1):
             status: int | None = None
             error: str | None = None
+            detail = ""
+            refused = False
             try:
-                response = await self._client.post(
-                    url, content=body, headers={**headers, "X-LaaS-Delivery": str(attempt)}
-                )
-                status = response.status_code
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"[:500]
+                target = await webhook_guard.check_url(
+                    url, self.settings.webhook_allow_networks, resolver=self.resolver,
+                    timeout=self.settings.webhook_timeout)
+                signed = webhook_headers(secret, str(alert["id"]), body, time.time())
+                status = await webhook_guard.send(self._client, target, body, {
+                    **headers, **signed, "X-LaaS-Delivery": str(attempt)})
+            except (webhook_guard.WebhookTargetError, httpx.HTTPError) as exc:
+                error = webhook_guard.public_error(exc)  # the tenant's view: nothing internal
+                detail = repr(exc)
+                refused = isinstance(
+                    exc, webhook_guard.AddressRefused | webhook_guard.InvalidTarget)
             delivered = status is not None and 200 <= status < 300
+            if status is not None and not delivered:
+                error = f"HTTP {status}"
             await self._log(hook_id, alert, attempt, status, error, delivered)
             METRICS.inc("laas_webhook_attempts_total", delivered=str(delivered).lower())
             if delivered:
                 return True
-            final = status is not None and status != 429 and status < 500
+            final = refused or (status is not None and status != 429 and status < 500)
             if final or attempt == self.settings.webhook_attempts:
                 log.warning(
                     "webhook %d: alert %s not delivered (status %s, %s)",
                     hook_id,
                     alert["id"],
                     status,
-                    error,
+                    detail or error,
                 )
                 return False
             await asyncio.sleep(delay)

@@ -1,5 +1,5 @@
 """Alerts as pure functions: the alert document, grouping of repeated firings, rule windows,
-webhook signatures, and the `{index_prefix}alerts` index layout.
+webhook signatures (Standard Webhooks), and the `{index_prefix}alerts` index layout.
 
 An alert is JSON on the `alerts` topic (key: tenant id). Repeated firing of one condition
 (same tenant, kind and source for anomalies; same rule for rules) within
@@ -9,11 +9,14 @@ incremented and the latest evidence, so consumers upsert by id instead of piling
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
 import math
 import re
+import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +26,10 @@ from app.events import NS, LogEvent, iso_nanos
 from app.parsing import parse_iso
 from app.settings import Settings
 
-SIGNATURE_HEADER = "X-LaaS-Signature"  # "sha256=<hex HMAC-SHA256 of the body, webhook secret>"
+# Deprecated, kept because docs/analytics.md promised it: "sha256=<hex HMAC-SHA256 of the body
+# with the secret's UTF-8 bytes>"; it signs no timestamp, so a captured delivery can be replayed.
+SIGNATURE_HEADER = "X-LaaS-Signature"
+SECRET_PREFIX = "whsec_"  # Standard Webhooks secrets: the prefix and the key in base64
 STATUSES = ("open", "acknowledged", "resolved")
 KINDS = ("anomaly", "rule")
 
@@ -66,8 +72,45 @@ def alerts_index(settings: Settings) -> str:
 
 
 def sign(secret: str, body: bytes) -> str:
-    """The signature header value of a webhook body."""
+    """The deprecated `X-LaaS-Signature` value of a webhook body."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def new_webhook_secret() -> str:
+    """A webhook secret in the Standard Webhooks form: `whsec_` and 32 random bytes, base64."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a secret: the base64 after `whsec_`, or (secrets made before that
+    form) the secret's UTF-8 bytes."""
+    if secret.startswith(SECRET_PREFIX):
+        try:
+            return base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    return secret.encode()
+
+
+def sign_standard(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` value (Standard Webhooks): `v1,` and the base64 HMAC-SHA256
+    of `{id}.{timestamp}.{body}`."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(signing_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def webhook_headers(secret: str, msg_id: str, body: bytes, now: float) -> dict[str, str]:
+    """The signature headers of one delivery attempt signed at `now` (unix seconds): the
+    Standard Webhooks `webhook-id`, `webhook-timestamp`, `webhook-signature`, and the
+    deprecated `X-LaaS-Signature`."""
+    timestamp = int(now)
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign_standard(secret, msg_id, timestamp, body),
+        SIGNATURE_HEADER: sign(secret, body),
+    }
 
 
 def _quote(value: str) -> str:

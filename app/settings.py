@@ -229,6 +229,13 @@ class Settings(BaseSettings):
     webhook_retry_initial: float = Field(
         1.0, gt=0, description="First retry delay of a failed webhook delivery (doubles)"
     )
+    webhook_allow_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Networks webhooks may target although they are not public (JSON list of "
+        "CIDRs, e.g. `[\"10.20.0.0/16\"]`, for on-premise receivers); every other loopback, "
+        "private, link-local, shared or reserved address is refused, cloud metadata addresses "
+        "always",
+    )
 
     # Live tail
     tail_queue_size: int = Field(

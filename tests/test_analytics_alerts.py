@@ -14,7 +14,7 @@ from aiohttp import web
 from elasticsearch import AsyncElasticsearch
 from websockets.asyncio.client import ClientConnection, connect
 
-from app.alerting import SIGNATURE_HEADER, sign
+from app.alerting import SIGNATURE_HEADER, sign, sign_standard
 from tests.auth_fixtures import build_world, client_for, make_settings, running_app
 from tests.serving import served
 from tests.stream_fixtures import *  # noqa: F403
@@ -48,8 +48,10 @@ def _lines(tenant: str, messages: list[str], level: str) -> list[Any]:
 async def test_error_burst_gives_one_grouped_alert_everywhere(
         stream: StreamEnv, es: AsyncElasticsearch, tmp_path: Path) -> None:
     db = f"sqlite+aiosqlite:///{tmp_path / 'users.db'}"
+    # the receiver is on loopback: allowed as an on-premise network, in the web app and worker
     settings = make_settings(db, tmp_path / "web", index_prefix=f"{stream.unique}-",
-                             topic_prefix=f"{stream.unique}.", tail_heartbeat_seconds=1.0)
+                             topic_prefix=f"{stream.unique}.", tail_heartbeat_seconds=1.0,
+                             webhook_allow_networks=["127.0.0.1/32"])
     hook = Hook()
     receiver = web.Application()
     receiver.router.add_post("/hook", hook.handle)
@@ -84,7 +86,8 @@ async def test_error_burst_gives_one_grouped_alert_everywhere(
                           LAAS_DETECT_WARMUP_WINDOWS="5",
                           LAAS_DETECT_HST_WARMUP_WINDOWS="100000",
                           LAAS_ALERT_RULES_REFRESH_SECONDS="1",
-                          LAAS_WEBHOOK_RETRY_INITIAL="0.2")
+                          LAAS_WEBHOOK_RETRY_INITIAL="0.2",
+                          LAAS_WEBHOOK_ALLOW_NETWORKS='["127.0.0.1/32"]')
             url = f"ws://127.0.0.1:{port}/api/v1/alerts/stream"
             got_a: list[dict[str, Any]] = []
             got_b: list[dict[str, Any]] = []
@@ -165,6 +168,8 @@ async def test_error_burst_gives_one_grouped_alert_everywhere(
                 assert len({b["id"] for b in bodies if b["kind"] == "anomaly"}) == 1
                 for headers, body in hook.received:
                     assert headers[SIGNATURE_HEADER] == sign(secret, body)
+                    assert headers["webhook-signature"] == sign_standard(
+                        secret, headers["webhook-id"], int(headers["webhook-timestamp"]), body)
                     assert headers["Content-Type"] == "application/json"
                 log = (await client.get(f"/api/v1/webhooks/{hook_id}/deliveries",
                                         headers=admin)).json()["deliveries"]

@@ -234,7 +234,8 @@ async def ui_world(
         "LAAS_DATABASE_URL": db_url, "LAAS_ALERT_RULES_REFRESH_SECONDS": "1",
         "LAAS_ALERT_GROUP_SECONDS": "1"})
     settings = make_settings(db_url, tmp_path / "state", topic_prefix=f"{unique}.",
-                             index_prefix=f"{unique}-", partitions=env.settings.partitions)
+                             index_prefix=f"{unique}-", partitions=env.settings.partitions,
+                             webhook_allow_networks=["127.0.0.1/32"])  # the receiver's loopback
     await env.create_topics()
     marker, beta_marker = f"orderflow{uuid.uuid4().hex[:6]}", f"betaflow{uuid.uuid4().hex[:6]}"
     api_marker = f"apiflow{uuid.uuid4().hex[:6]}"
@@ -249,7 +250,8 @@ async def ui_world(
                                                "window_seconds": 2, "threshold": 0,
                                                "cooldown_seconds": 0})
                 assert made.status_code == 201, made.text
-            env.worker()  # starts while the fixture's logs are indexed
+            # starts while the fixture's logs are indexed; delivers to the loopback receiver
+            env.worker(LAAS_WEBHOOK_ALLOW_NETWORKS='["127.0.0.1/32"]')
             alerts = await index_world(world, settings, es, marker, beta_marker)
             async with receiving() as receiver, served(app) as port:
                 url = f"http://127.0.0.1:{port}"

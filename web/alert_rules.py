@@ -1,6 +1,9 @@
 """`/api/v1/alert-rules` (read: everyone; change: admins and members) and `/api/v1/webhooks`
 (admins) of the caller's tenant, with each webhook's delivery log.
 
+A webhook URL must resolve to public addresses only (or to `webhook_allow_networks`): checked
+here on creation and change, and again by the worker on every delivery (app/webhook_guard.py).
+
 A rule counts events matching `query` (search syntax, evaluated in the stream by the detect
 stage) per `window_seconds` and fires when the count is `above` / `below` `threshold`, at most
 once per `cooldown_seconds`. The worker picks changes up within `alert_rules_refresh_seconds`.
@@ -8,7 +11,6 @@ once per `cooldown_seconds`. The worker picks changes up within `alert_rules_ref
 
 from __future__ import annotations
 
-import secrets
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -16,7 +18,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from app import webhook_guard
 from app.account_errors import InvalidInput, NotFound
+from app.alerting import new_webhook_secret
 from app.authz import Permission
 from app.models import AlertRule, Webhook, WebhookDelivery, utcnow
 from app.query import QuerySyntaxError, parse
@@ -178,13 +182,25 @@ def apply_hook(hook: Webhook, body: dict[str, Any], *, create: bool) -> None:
         hook.name = _text(body, "name", 200)
     if "url" in body:
         url = _text(body, "url", 2000)
-        if not url.startswith(("http://", "https://")):
-            raise InvalidInput("url must be an http:// or https:// URL", field="url")
+        try:
+            webhook_guard.parse_url(url)
+        except webhook_guard.InvalidTarget as exc:
+            raise InvalidInput(exc.reason, field="url") from exc
         hook.url = url
     if "enabled" in body:
         if not isinstance(body["enabled"], bool):
             raise InvalidInput("enabled must be true or false", field="enabled")
         hook.enabled = body["enabled"]
+
+
+async def check_hook_url(request: Request, url: str) -> None:
+    """422 unless `url`'s host resolves, and only to addresses webhooks may target."""
+    settings = request.app.state.settings
+    try:
+        await webhook_guard.check_url(url, settings.webhook_allow_networks,
+                                      timeout=settings.webhook_timeout)
+    except webhook_guard.WebhookTargetError as exc:
+        raise InvalidInput(exc.reason, field="url") from exc
 
 
 async def _hook(session: Any, tenant_id: int, hook_id: int) -> Webhook:
@@ -203,9 +219,10 @@ async def create_hook(request: Request) -> Response:
     """POST {name, url, enabled?} → the webhook with its signing `secret` (shown only here)."""
     principal = require(request, Permission.MANAGE_SETTINGS)
     body = await json_body(request)
-    hook = Webhook(tenant_id=principal.tenant_id, secret=secrets.token_hex(32), enabled=True,
+    hook = Webhook(tenant_id=principal.tenant_id, secret=new_webhook_secret(), enabled=True,
                    created_at=utcnow())
     apply_hook(hook, body, create=True)
+    await check_hook_url(request, hook.url)
     async with db_sessions(request).begin() as session:
         session.add(hook)
         await session.flush()
@@ -220,6 +237,8 @@ async def update_hook(request: Request) -> Response:
     async with db_sessions(request).begin() as session:
         hook = await _hook(session, principal.tenant_id, hook_id)
         apply_hook(hook, body, create=False)
+        if "url" in body:
+            await check_hook_url(request, hook.url)
         await session.flush()
         payload = hook_dict(hook)
     return JSONResponse(payload)
@@ -244,7 +263,8 @@ async def list_deliveries(request: Request) -> Response:
             WebhookDelivery.id.desc()).limit(100))).scalars()
         return JSONResponse({"deliveries": [
             {"id": d.id, "alert_id": d.alert_id, "attempt": d.attempt,
-             "status_code": d.status_code, "error": d.error, "delivered": d.delivered,
+             "status_code": d.status_code, "error": webhook_guard.shown_error(d.error),
+             "delivered": d.delivered,
              "time": d.created_at.isoformat()} for d in rows]})
 
 
