@@ -13,13 +13,23 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.account_errors import Conflict, InvalidCredentials, InvalidInput, NotFound
 from app.authz import Principal
 from app.db import SessionFactory
-from app.models import ApiKey, Membership, RefreshToken, Role, Scope, Tenant, User, utcnow
+from app.models import (
+    ApiKey,
+    Invitation,
+    Membership,
+    RefreshToken,
+    Role,
+    Scope,
+    Tenant,
+    User,
+    utcnow,
+)
 from app.passwords import context_words, password_problem
 from app.security import (
     api_key_prefix,
@@ -27,6 +37,7 @@ from app.security import (
     generate_password,
     hash_password,
     new_api_key,
+    new_invitation_code,
     sha256_hex,
 )
 from app.settings import Settings
@@ -156,13 +167,14 @@ class Member:
 
 
 def _member(user: User, membership: Membership) -> Member:
+    # Only what belongs to this tenant: the membership's state, join date and last login here.
     return Member(
         user_id=user.id,
         email=user.email,
         role=Role(membership.role),
-        is_active=user.is_active,
-        created_at=user.created_at,
-        last_login_at=user.last_login_at,
+        is_active=membership.is_active,
+        created_at=membership.created_at,
+        last_login_at=membership.last_login_at,
     )
 
 
@@ -215,7 +227,8 @@ async def add_user_to_tenant(
     role: Role | str,
     password: str | None = None,
 ) -> NewMember:
-    """Invite: an existing user gets a membership; an unknown email becomes a new user.
+    """For operators (`laas user create`) only: an existing user gets a membership at once; an
+    unknown email becomes a new user. Tenant admins invite instead (`invite`).
 
     A new user without a given password gets a generated one, returned once.
     """
@@ -276,6 +289,7 @@ async def _ensure_other_admin(session: AsyncSession, tenant_id: int, user_id: in
             Membership.tenant_id == tenant_id,
             Membership.role == Role.ADMIN.value,
             Membership.user_id != user_id,
+            Membership.is_active.is_(True),
             User.is_active.is_(True),
         )
     )
@@ -310,24 +324,17 @@ async def change_role(
 async def set_user_active(
     session: AsyncSession, tenant_id: int, user_id: int, active: bool
 ) -> Member:
-    """(De)activate a user account; only for users who belong to this tenant alone.
+    """(De)activate a user's membership of this tenant; the account and its other tenants are
+    untouched (another tenant's admin can neither see nor undo it).
 
-    Deactivation ends the user's sessions at once (their tokens stop working).
+    Deactivation ends the user's sessions in this tenant at once (their tokens stop working).
     """
     user, membership = await _membership(session, tenant_id, user_id)
     if not active:
-        tenants = await session.scalar(
-            select(func.count()).select_from(Membership).where(Membership.user_id == user_id)
-        )
-        if tenants and tenants > 1:
-            raise Conflict(
-                f"{user.email} belongs to other tenants too; remove them from this tenant "
-                "instead (DELETE /api/v1/users/{id})"
-            )
-        if membership.role == Role.ADMIN.value:
+        if membership.role == Role.ADMIN.value and membership.is_active:
             await _ensure_other_admin(session, tenant_id, user_id)
-        await _revoke_sessions(session, user_id)
-    user.is_active = active
+        await _revoke_sessions(session, user_id, tenant_id)
+    membership.is_active = active
     await session.flush()
     return _member(user, membership)
 
@@ -343,14 +350,185 @@ async def remove_member(session: AsyncSession, tenant_id: int, user_id: int) -> 
 
 
 async def user_tenants(session: AsyncSession, user_id: int) -> list[tuple[Tenant, Role]]:
-    """Every tenant a user belongs to, oldest membership first."""
+    """Every tenant a user may use (active memberships), oldest membership first."""
     rows = await session.execute(
         select(Tenant, Membership.role)
         .join(Membership, Membership.tenant_id == Tenant.id)
-        .where(Membership.user_id == user_id)
+        .where(Membership.user_id == user_id, Membership.is_active.is_(True))
         .order_by(Membership.created_at, Membership.id)
     )
     return [(tenant, Role(role)) for tenant, role in rows]
+
+
+# --- invitations -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewInvitation:
+    """An invitation and its one-time code (shown once, to the inviting admin)."""
+
+    invitation: Invitation
+    code: str
+
+
+def invitation_dict(invitation: Invitation, tenant: Tenant | None = None) -> dict[str, object]:
+    """The public description of an invitation (never its code)."""
+    out: dict[str, object] = {
+        "id": invitation.id,
+        "email": invitation.email,
+        "role": invitation.role,
+        "status": invitation.status,
+        "created_at": invitation.created_at.isoformat(),
+        "expires_at": invitation.expires_at.isoformat(),
+    }
+    if tenant is not None:
+        out["tenant"] = {"slug": tenant.slug, "name": tenant.name}
+    return out
+
+
+def _pending(now: datetime) -> ColumnElement[bool]:
+    return and_(Invitation.status == "pending", Invitation.expires_at > now)
+
+
+async def invite(
+    session: AsyncSession,
+    tenant_id: int,
+    email: str,
+    role: Role | str,
+    *,
+    invited_by_user_id: int | None,
+    ttl: timedelta,
+    now: datetime | None = None,
+) -> NewInvitation:
+    """Invite `email` into the tenant with `role`. The answer does not depend on whether the
+    email has an account (only on this tenant's own members: `Conflict` if already one); an
+    earlier pending invitation of the same email to this tenant is replaced."""
+    now = now or utcnow()
+    tenant = await get_tenant_by_id(session, tenant_id)
+    role = parse_role(str(role))
+    email = normalize_email(email)
+    member = await session.scalar(
+        select(Membership.id)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.tenant_id == tenant.id, User.email == email)
+    )
+    if member is not None:
+        raise Conflict(f"{email} is a member of this tenant already", field="email")
+    await session.execute(
+        update(Invitation)
+        .where(Invitation.tenant_id == tenant.id, Invitation.email == email,
+               Invitation.status == "pending")
+        .values(status="revoked", closed_at=now)
+    )
+    code = new_invitation_code()
+    invitation = Invitation(
+        tenant_id=tenant.id, email=email, role=role.value, code_hash=sha256_hex(code),
+        status="pending", invited_by_user_id=invited_by_user_id, created_at=now,
+        expires_at=now + ttl,
+    )
+    session.add(invitation)
+    await session.flush()
+    return NewInvitation(invitation=invitation, code=code)
+
+
+async def tenant_invitations(
+    session: AsyncSession, tenant_id: int, now: datetime | None = None
+) -> list[Invitation]:
+    """The tenant's pending invitations, newest first."""
+    return list(await session.scalars(
+        select(Invitation)
+        .where(Invitation.tenant_id == tenant_id, _pending(now or utcnow()))
+        .order_by(Invitation.id.desc())
+    ))
+
+
+async def revoke_invitation(session: AsyncSession, tenant_id: int, invitation_id: int) -> None:
+    """Withdraw a pending invitation of the tenant; others are `NotFound`."""
+    invitation = await session.scalar(
+        select(Invitation).where(Invitation.id == invitation_id,
+                                 Invitation.tenant_id == tenant_id, _pending(utcnow()))
+    )
+    if invitation is None:
+        raise NotFound(f"invitation {invitation_id} not pending in this tenant")
+    invitation.status, invitation.closed_at = "revoked", utcnow()
+    await session.flush()
+
+
+async def invitations_for(
+    session: AsyncSession, email: str, now: datetime | None = None
+) -> list[tuple[Invitation, Tenant]]:
+    """Pending invitations addressed to `email`, oldest first."""
+    rows = await session.execute(
+        select(Invitation, Tenant)
+        .join(Tenant, Tenant.id == Invitation.tenant_id)
+        .where(Invitation.email == email, _pending(now or utcnow()))
+        .order_by(Invitation.id)
+    )
+    return [(invitation, tenant) for invitation, tenant in rows]
+
+
+async def _claim(session: AsyncSession, invitation: Invitation, status: str) -> None:
+    # Atomic: of two concurrent answers to one invitation only one changes it.
+    result = await session.execute(
+        update(Invitation)
+        .where(Invitation.id == invitation.id, Invitation.status == "pending")
+        .values(status=status, closed_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise NotFound(f"invitation {invitation.id} is no longer pending")
+    await session.refresh(invitation)
+
+
+async def accept_invitation(session: AsyncSession, user: User, invitation: Invitation) -> Tenant:
+    """The user joins the invitation's tenant with its role (a membership the user had there,
+    e.g. deactivated, keeps its state: accepting does not re-activate it)."""
+    await _claim(session, invitation, "accepted")
+    tenant = await get_tenant_by_id(session, invitation.tenant_id)
+    existing = await session.scalar(
+        select(Membership.id).where(Membership.user_id == user.id,
+                                    Membership.tenant_id == tenant.id)
+    )
+    if existing is None:
+        await add_membership(session, user, tenant, invitation.role)
+    return tenant
+
+
+async def pending_invitation(
+    session: AsyncSession, invitation_id: int, email: str
+) -> Invitation:
+    """The pending invitation `invitation_id` addressed to `email`; `NotFound` otherwise."""
+    invitation = await session.scalar(
+        select(Invitation).where(Invitation.id == invitation_id, Invitation.email == email,
+                                 _pending(utcnow()))
+    )
+    if invitation is None:
+        raise NotFound(f"invitation {invitation_id} not found among your pending invitations")
+    return invitation
+
+
+async def answer_invitation(
+    session: AsyncSession, user_id: int, invitation_id: int, *, accept: bool
+) -> tuple[Invitation, Tenant | None]:
+    """Accept or decline one of the user's own pending invitations."""
+    user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id} does not exist")
+    invitation = await pending_invitation(session, invitation_id, user.email)
+    if not accept:
+        await _claim(session, invitation, "declined")
+        return invitation, None
+    return invitation, await accept_invitation(session, user, invitation)
+
+
+async def invitation_by_code(session: AsyncSession, code: str) -> Invitation:
+    """The pending invitation of a one-time code; `InvalidCredentials` otherwise."""
+    invitation = await session.scalar(
+        select(Invitation).where(Invitation.code_hash == sha256_hex(code), _pending(utcnow()))
+    )
+    if invitation is None:
+        raise InvalidCredentials("invitation code unknown, used, withdrawn or expired")
+    return invitation
 
 
 # --- API keys --------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.account_errors import InvalidCredentials, NotAuthenticated, PermissionDenied, Throttled
-from app.accounts import user_tenants
+from app.accounts import accept_invitation, create_user, invitation_by_code, user_tenants
 from app.authz import Principal
 from app.db import SessionFactory
 from app.models import LoginThrottle, Membership, RefreshToken, Role, Tenant, User, utcnow
@@ -31,6 +31,7 @@ from app.security import (
     record_failure,
     retry_after,
     sha256_hex,
+    verify_password,
     verify_password_or_dummy,
 )
 from app.settings import Settings
@@ -220,10 +221,15 @@ async def login(
     async with sessions.begin() as session:
         user = await session.scalar(select(User).where(User.email == email_key))
         ok = verify_password_or_dummy(user.password_hash if user else None, password)
-        if user is not None and ok and user.is_active:
-            memberships = await user_tenants(session, user.id)
-            if not memberships:
+        memberships = await user_tenants(session, user.id) if user and ok else []
+        if user is not None and ok and user.is_active and not memberships:
+            switched_off = await session.scalar(
+                select(exists().where(Membership.user_id == user.id))
+            )
+            if not switched_off:
                 raise PermissionDenied(f"{user.email} belongs to no tenant; ask an admin")
+            # deactivated in every tenant: answered like a deactivated account, below
+        if user is not None and ok and user.is_active and memberships:
             if tenant is None:
                 chosen, role = memberships[0]
             else:
@@ -232,6 +238,11 @@ async def login(
                     raise PermissionDenied(f"{user.email} is not a member of tenant {tenant!r}")
                 chosen, role = match[0]
             user.last_login_at = now
+            await session.execute(
+                update(Membership)
+                .where(Membership.user_id == user.id, Membership.tenant_id == chosen.id)
+                .values(last_login_at=now)
+            )
             if password_needs_rehash(user.password_hash):
                 user.password_hash = hash_password(password)
             await _clear_throttle(session, pair_key)
@@ -243,6 +254,57 @@ async def login(
                 role=role,
                 family_id=new_session_id(),
                 now=now,
+            )
+    await _record_failures(sessions, keys, now)
+    raise InvalidCredentials(BAD_LOGIN)
+
+
+# --- invitations by code ------------------------------------------------------------------------
+
+
+async def redeem_invitation(
+    sessions: SessionFactory,
+    config: AuthConfig,
+    *,
+    code: str,
+    password: str,
+    client_address: str | None = None,
+    now: datetime | None = None,
+) -> TokenPair:
+    """Join a tenant with an invitation's one-time code, and log in there.
+
+    Without an account for the invitation's email, one is made with `password` (the password
+    policy applies). With one, `password` must be its password: the attempt is throttled and
+    fails like a login, so a code does not open someone else's account.
+    """
+    now = now or utcnow()
+    async with sessions() as session:
+        email = (await invitation_by_code(session, code)).email
+    pair_key = throttle_pair_key(email, client_address)
+    keys = {pair_key: config.account_policy}
+    if client_address:
+        keys[f"address:{client_address}"] = config.address_policy
+    await _check_throttle(sessions, keys, now)
+    async with sessions.begin() as session:
+        invitation = await invitation_by_code(session, code)
+        user = await session.scalar(select(User).where(User.email == invitation.email))
+        if user is None:
+            user = await create_user(session, invitation.email, password)
+        elif not (verify_password(user.password_hash, password) and user.is_active):
+            user = None
+        if user is not None:
+            tenant = await accept_invitation(session, user, invitation)
+            membership = await session.scalar(
+                select(Membership).where(Membership.user_id == user.id,
+                                         Membership.tenant_id == tenant.id)
+            )
+            if membership is None or not membership.is_active:
+                raise PermissionDenied(f"{user.email} is deactivated in tenant {tenant.slug}")
+            user.last_login_at = membership.last_login_at = now
+            await _clear_throttle(session, pair_key)
+            return await _open_session(
+                session, config, user=user, tenant=tenant, role=Role(membership.role),
+                family_id=new_session_id(), now=now,
             )
     await _record_failures(sessions, keys, now)
     raise InvalidCredentials(BAD_LOGIN)
@@ -294,7 +356,8 @@ async def refresh(
                     select(User, Tenant, Membership.role)
                     .join(Membership, Membership.user_id == User.id)
                     .join(Tenant, Tenant.id == Membership.tenant_id)
-                    .where(User.id == token.user_id, Tenant.id == token.tenant_id)
+                    .where(User.id == token.user_id, Tenant.id == token.tenant_id,
+                           Membership.is_active.is_(True))
                 )
             ).first()
             if row is None or not row[0].is_active:
@@ -365,6 +428,7 @@ async def principal_from_access_token(
                 User.id == claims.user_id,
                 Tenant.id == claims.tenant_id,
                 User.is_active.is_(True),
+                Membership.is_active.is_(True),
             )
         )
     ).first()

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     TypeDecorator,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -99,7 +100,9 @@ class Tenant(Base):
 
 
 class User(Base):
-    """A person who logs in; may belong to several tenants through memberships."""
+    """A person who logs in; may belong to several tenants through memberships, each made by an
+    invitation the person accepted (or by an operator). `is_active` is the operator's switch
+    for the whole account; tenant admins switch memberships (`Membership.is_active`)."""
 
     __tablename__ = "users"
 
@@ -127,9 +130,42 @@ class Membership(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Deactivation is per membership: one tenant's admin switches off access to that tenant only.
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # Last login into this tenant (the account's logins elsewhere are not this tenant's business).
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     user: Mapped[User] = relationship(back_populates="memberships")
     tenant: Mapped[Tenant] = relationship(back_populates="memberships")
+
+
+class Invitation(Base):
+    """A tenant admin's offer of a role to whoever holds `email` (or the one-time code).
+
+    Nothing about an account is visible to the inviting tenant until the person accepts: the
+    invitation looks the same whether or not the email has an account elsewhere.
+    """
+
+    __tablename__ = "invitations"
+    __table_args__ = (
+        CheckConstraint("role IN ('admin', 'member', 'viewer')", name="role"),
+        CheckConstraint(
+            "status IN ('pending', 'accepted', 'declined', 'revoked')", name="status"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    invited_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class ApiKey(Base):

@@ -143,6 +143,11 @@ def new_refresh_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def new_invitation_code() -> str:
+    """A one-time invitation code (256 random bits), handed to the invitee by the admin."""
+    return "inv_" + secrets.token_urlsafe(32)
+
+
 def new_session_id() -> str:
     """Identifier of a login session (a refresh-token family)."""
     return uuid.uuid4().hex

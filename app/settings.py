@@ -286,6 +286,10 @@ class Settings(BaseSettings):
         "addresses or CIDRs, e.g. `[\"10.0.0.5\", \"10.1.0.0/16\"]`); from any other peer the "
         "header is ignored (web/proxies.py)",
     )
+    invitation_ttl: int = Field(
+        7 * 24 * 3600, ge=60, description="How long an invitation to a tenant (and its "
+        "one-time code) stays valid, seconds"
+    )
     websocket_recheck_seconds: float = Field(
         2.0, gt=0, description="How often an open WebSocket (tail, alert stream) re-checks its "
         "credentials; a revoked key, logout, expiry or removal closes it (4401, 4403)"

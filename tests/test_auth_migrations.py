@@ -18,8 +18,8 @@ from app.migrations import (
 from app.models import Base
 from tests.auth_fixtures import *  # noqa: F403
 
-TABLES = {"tenants", "users", "memberships", "api_keys", "refresh_tokens", "login_throttles",
-          "alert_rules", "webhooks", "webhook_deliveries"}
+TABLES = {"tenants", "users", "memberships", "invitations", "api_keys", "refresh_tokens",
+          "login_throttles", "alert_rules", "webhooks", "webhook_deliveries"}
 
 
 async def _tables(url: str) -> set[str]:

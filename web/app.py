@@ -38,6 +38,7 @@ ROUTE_MODULES = [
     "web.auth",
     "web.apikeys",
     "web.users",
+    "web.invitations",
     "web.tenants",
     "web.ingest",
     "web.search",

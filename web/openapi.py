@@ -170,19 +170,61 @@ OPERATIONS: dict[tuple[str, str], Spec] = {
             obj(["users"], users={"type": "array", "items": ref("Member")}))}}, "401", "403"),
     },
     ("POST", "/api/v1/users"): {
-        "summary": "Add a member, creating the user if needed (admins)", "tags": ["users"],
+        "summary": "Invite a person into the tenant (admins)", "tags": ["users"],
         "security": ANY_CREDENTIAL,
-        "description": "Without `password` a new user gets a generated one, returned once.",
+        "description": "The answer is the same whether or not the email has an account: the "
+        "person joins by accepting (`/api/v1/invitations`) or with the one-time `code`, "
+        "returned once. 409 only if the email is a member of this tenant already.",
         "requestBody": body(obj(
             ["email", "role"], email={**STR, "format": "email"},
             role={"type": "string", "enum": [r.value for r in Role]},
-            password={**STR, "format": "password"},
         )),
         "responses": responses({"201": {
-            "description": "added", **NO_STORE,
-            "content": json_content({"allOf": [ref("Member"), obj(
-                ["created_user"], created_user=BOOL, password=STR)]}),
+            "description": "invited", **NO_STORE,
+            "content": json_content(obj(["invitation", "code"], invitation=ref("Invitation"),
+                                        code=STR)),
         }}, "401", "403", "409", "422"),
+    },
+    ("GET", "/api/v1/users/invitations"): {
+        "summary": "Pending invitations of the tenant (admins)", "tags": ["users"],
+        "security": ANY_CREDENTIAL,
+        "responses": responses({"200": {"description": "OK", "content": json_content(
+            obj(["invitations"], invitations={"type": "array", "items": ref("Invitation")}))}},
+            "401", "403"),
+    },
+    ("DELETE", "/api/v1/users/invitations/{invitation_id:int}"): {
+        "summary": "Withdraw a pending invitation (admins)", "tags": ["users"],
+        "security": ANY_CREDENTIAL,
+        "parameters": [path_id("invitation_id", ID, "the invitation's `id`")],
+        "responses": responses(NO_CONTENT, "401", "403", "404"),
+    },
+    # web.invitations
+    ("GET", "/api/v1/invitations"): {
+        "summary": "Invitations addressed to the caller's email", "tags": ["invitations"],
+        "security": [JWT],
+        "responses": responses({"200": {"description": "OK", "content": json_content(
+            obj(["invitations"], invitations={"type": "array", "items": ref("Invitation")}))}},
+            "401", "403"),
+    },
+    ("POST", "/api/v1/invitations/{invitation_id:int}/accept"): {
+        "summary": "Join the inviting tenant", "tags": ["invitations"], "security": [JWT],
+        "parameters": [path_id("invitation_id", ID, "the invitation's `id`")],
+        "responses": responses(ok("Invitation"), "401", "403", "404"),
+    },
+    ("POST", "/api/v1/invitations/{invitation_id:int}/decline"): {
+        "summary": "Decline an invitation", "tags": ["invitations"], "security": [JWT],
+        "parameters": [path_id("invitation_id", ID, "the invitation's `id`")],
+        "responses": responses(ok("Invitation"), "401", "403", "404"),
+    },
+    ("POST", "/api/v1/invitations/redeem"): {
+        "summary": "Join a tenant with an invitation code, and log in there",
+        "tags": ["invitations"], "security": PUBLIC,
+        "description": "Without an account for the invitation's email one is made with "
+        "`password` (the password policy applies); with one, `password` must be its password "
+        "(throttled like a login).",
+        "requestBody": body(obj(["code", "password"], code=STR,
+                                password={**STR, "format": "password"})),
+        "responses": responses(ok("TokenPair", no_store=True), "401", "403", "422", "429"),
     },
     ("PATCH", "/api/v1/users/{user_id:int}"): {
         "summary": "Change a member's role or (de)activate them (admins)", "tags": ["users"],

@@ -110,10 +110,19 @@ SCHEMAS: dict[str, Spec] = {
         created_by={**INT, "nullable": True}, created_at=TIME, last_used_at=NULLABLE_TIME,
         revoked_at=NULLABLE_TIME, active=BOOL,
     ),
-    "Member": obj(
+    "Member": {**obj(
         ["id", "email", "role", "active", "created_at", "last_login_at"],
         id=INT, email=STR, role={"type": "string", "enum": [r.value for r in Role]},
         active=BOOL, created_at=TIME, last_login_at=NULLABLE_TIME,
+    ), "description": "a membership: `active`, `created_at` (joined) and `last_login_at` are "
+        "this tenant's"},
+    "Invitation": obj(
+        ["id", "email", "role", "status", "created_at", "expires_at"],
+        id=INT, email=STR, role={"type": "string", "enum": [r.value for r in Role]},
+        status={"type": "string", "enum": ["pending", "accepted", "declined", "revoked"]},
+        created_at=TIME, expires_at=TIME,
+        tenant={**obj(["slug", "name"], slug=STR, name=STR),
+                "description": "the inviting tenant (on the invitee's side only)"},
     ),
     "LogEvent": obj(
         ["id", "time", "level", "service", "host", "message", "attributes"],

@@ -1,6 +1,9 @@
-"""`/api/v1/users` (admins): list, invite/create, change role, (de)activate, remove members."""
+"""`/api/v1/users` (admins): list members, invite, change role, (de)activate or remove a
+membership. Nothing here reads or changes an account outside the caller's tenant."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -9,6 +12,7 @@ from starlette.routing import Route
 from app import accounts
 from app.account_errors import InvalidInput
 from app.authz import Permission
+from app.settings import Settings
 from web.auth import db_sessions, json_body, path_id, require, text_field
 
 
@@ -20,22 +24,43 @@ async def list_users(request: Request) -> Response:
     return JSONResponse({"users": [member.to_dict() for member in members]})
 
 
-async def create_user(request: Request) -> Response:
-    """POST {email, role, password?} → 201; a generated password is returned once."""
+async def invite_user(request: Request) -> Response:
+    """POST {email, role} → 201 {invitation, code}: the same answer whether or not the email
+    has an account anywhere; the person joins by accepting (logged in) or with the code."""
     principal = require(request, Permission.MANAGE_USERS)
     body = await json_body(request)
+    if body.get("password") is not None:
+        raise InvalidInput("admins do not set passwords: the invited person chooses one when "
+                           "joining with the invitation code", field="password")
+    settings: Settings = request.app.state.settings
     async with db_sessions(request).begin() as session:
-        added = await accounts.add_user_to_tenant(
+        made = await accounts.invite(
             session,
             principal.tenant_id,
             text_field(body, "email") or "",
             text_field(body, "role") or "",
-            text_field(body, "password", required=False),
+            invited_by_user_id=principal.user_id,
+            ttl=timedelta(seconds=settings.invitation_ttl),
         )
-    payload: dict[str, object] = {**added.member.to_dict(), "created_user": added.created_user}
-    if added.password is not None:
-        payload["password"] = added.password
+    payload = {"invitation": accounts.invitation_dict(made.invitation), "code": made.code}
     return JSONResponse(payload, status_code=201, headers={"Cache-Control": "no-store"})
+
+
+async def list_invitations(request: Request) -> Response:
+    """GET → the tenant's pending invitations."""
+    principal = require(request, Permission.MANAGE_USERS)
+    async with db_sessions(request)() as session:
+        pending = await accounts.tenant_invitations(session, principal.tenant_id)
+    return JSONResponse({"invitations": [accounts.invitation_dict(i) for i in pending]})
+
+
+async def revoke_invitation(request: Request) -> Response:
+    """DELETE /invitations/{id} → 204; the code stops working."""
+    principal = require(request, Permission.MANAGE_USERS)
+    invitation_id = path_id(request, "invitation_id", "invitation")
+    async with db_sessions(request).begin() as session:
+        await accounts.revoke_invitation(session, principal.tenant_id, invitation_id)
+    return Response(status_code=204)
 
 
 async def update_user(request: Request) -> Response:
@@ -69,7 +94,10 @@ async def remove_user(request: Request) -> Response:
 
 routes = [
     Route("/api/v1/users", list_users, methods=["GET"]),
-    Route("/api/v1/users", create_user, methods=["POST"]),
+    Route("/api/v1/users", invite_user, methods=["POST"]),
+    Route("/api/v1/users/invitations", list_invitations, methods=["GET"]),
+    Route("/api/v1/users/invitations/{invitation_id:int}", revoke_invitation,
+          methods=["DELETE"]),
     Route("/api/v1/users/{user_id:int}", update_user, methods=["PATCH"]),
     Route("/api/v1/users/{user_id:int}", remove_user, methods=["DELETE"]),
 ]

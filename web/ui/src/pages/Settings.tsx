@@ -122,7 +122,6 @@ function Users({ me }: { me: Me }) {
   const { items: users, error, setError, load } = useApiList<Member>('/api/v1/users', 'users');
   const [email, setEmail] = useState('');
   const [role, setRole] = useState('viewer');
-  const [password, setPassword] = useState('');
   const [notice, setNotice] = useState('');
 
 
@@ -146,14 +145,16 @@ function Users({ me }: { me: Me }) {
         className="inline-form"
         onSubmit={async (e) => {
           e.preventDefault();
-          const added = await api<Member & { password?: string }>('/api/v1/users', { method: 'POST', body: { email, role, password: password || undefined } }).catch((exc) => {
+          setNotice('');
+          const invited = await api<{ invitation: { email: string }; code: string }>('/api/v1/users', { method: 'POST', body: { email, role } }).catch((exc) => {
             setError(exc);
             return null;
           });
-          if (added) {
-            if (added.password) window.alert(`Password for ${added.email} (shown once): ${added.password}`);
+          if (invited) {
+            // The same answer whether or not the person has an account: they accept when logged
+            // in, or join with this code (POST /api/v1/invitations/redeem), shown once.
+            setNotice(`Invited ${invited.invitation.email}. They accept it after logging in, or join with the code (shown once): ${invited.code}`);
             setEmail('');
-            setPassword('');
             load();
           }
         }}
@@ -166,10 +167,8 @@ function Users({ me }: { me: Me }) {
           <option>member</option>
           <option>admin</option>
         </select>
-        <label htmlFor="user-password">Password (optional)</label>
-        <input id="user-password" type="password" autoComplete="new-password" value={password} onChange={(e) => setPassword(e.target.value)} />
         <button className="primary" type="submit">
-          Add user
+          Invite
         </button>
       </form>
       <p className="notice-line" role="status" data-testid="users-notice">
