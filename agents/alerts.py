@@ -36,6 +36,7 @@ from app import webhook_guard
 from app.alerting import ALERTS_MAPPINGS, alerts_index, merge_alert, webhook_headers
 from app.metrics import METRICS
 from app.settings import Settings
+from app.stamp import ALERTS, Stamps
 from app.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -210,9 +211,16 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> Webhooks:
     hooks = Webhooks(settings)
     state: dict[str, AsyncElasticsearch] = {}
 
+    stamps = Stamps.from_settings(settings)
+
     @app.agent(topics.alerts, name="alert-store", concurrency=1)
     async def alert_store(stream: faust.StreamT) -> None:
         async for event in stream.events():
+            if not stamps.valid_message(event.message, kind=ALERTS):
+                log.warning("alerts: skipping a message not signed by LaaS at %s/%d/%d (no "
+                            "alert stored, no webhook)", event.message.topic,
+                            event.message.partition, event.message.offset)
+                continue
             try:
                 alert = json.loads(event.value)
                 alert["id"] and alert["tenant_id"]  # noqa: B018 - KeyError: not an alert

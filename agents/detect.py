@@ -58,6 +58,7 @@ from app.metrics import METRICS
 from app.query import parse
 from app.query.match import compile_predicate
 from app.settings import Settings
+from app.stamp import ALERTS, RULE_COUNTS, Stamps
 from app.streams import table_options
 from app.topics import Topics
 
@@ -94,6 +95,7 @@ class Detection:
     def __init__(self, app: faust.App, topics: Topics, settings: Settings) -> None:
         self.settings = settings
         self.topics = topics
+        self.stamps = Stamps.from_settings(settings)  # signs alerts and rule counts
         schema: faust.Schema = faust.Schema(key_serializer="json", value_serializer="raw")
         # value_type=bytes: the RocksDB store decodes with the table's own serializer (from
         # value_type, json by default), not the schema's; after a restart json fails on zlib.
@@ -199,7 +201,9 @@ class Detection:
             self.model_saved.pop(source, None)
             self.per_tenant.get(source.split("/", 1)[0], set()).discard(source)
         for alert in alerts:
-            await self.topics.alerts.send(key=alert["tenant_id"].encode(), value=encode(alert))
+            key, value = alert["tenant_id"].encode(), encode(alert)
+            await self.topics.alerts.send(key=key, value=value,
+                                          headers=self.stamps.sign(key, value, kind=ALERTS))
             METRICS.inc("laas_alerts_total", kind=alert["kind"])
             log.info("alert %s (%s, occurrence %d): %s", alert["id"], alert["kind"],
                      alert["occurrences"], alert["title"])
@@ -249,8 +253,9 @@ class Detection:
     async def send_rule_counts(self) -> None:
         for partial in self.counter.take():
             tenant = partial["tenant_id"]
+            key, value = tenant.encode(), json.dumps(partial).encode()
             await self.topics.rule_counts.send(
-                key=tenant.encode(), value=json.dumps(partial).encode(),
+                key=key, value=value, headers=self.stamps.sign(key, value, kind=RULE_COUNTS),
                 partition=tenant_partition(tenant, self.settings.partitions))
 
     def owns(self, tenant_id: str) -> bool:
@@ -288,9 +293,13 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> Detection:
 
     @app.agent(topics.rule_counts, name="rules", concurrency=1)
     async def rules_agent(stream: faust.StreamT) -> None:
-        async for value in stream:
+        async for event in stream.events():
+            if not detection.stamps.valid_message(event.message, kind=RULE_COUNTS):
+                log.warning("rule-counts: skipping a message not signed by LaaS at %s/%d/%d",
+                            event.message.topic, event.message.partition, event.message.offset)
+                continue
             try:
-                detection.rules.add(json.loads(value))
+                detection.rules.add(json.loads(event.value))
             except (ValueError, TypeError, KeyError) as exc:
                 log.warning("rule-counts: skipping an undecodable message (%r)", exc)
 
@@ -298,7 +307,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> Detection:
     async def detect_agent(stream: faust.StreamT) -> None:
         async for event in stream.events():
             try:
-                events = decode_shared(event.message)
+                events = decode_shared(event.message, detection.stamps)
             except (ValueError, TypeError, KeyError):
                 continue  # the index stage dead-letters undecodable messages
             await detection.started.wait()

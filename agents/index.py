@@ -28,6 +28,8 @@ from app.events import DeadLetter, LogEvent, RawPosition
 from app.metrics import METRICS
 from app.settings import Settings
 from app.sink import ElasticsearchSink
+from app.stamp import EVENTS as EVENTS_KIND
+from app.stamp import Stamps
 from app.topics import DEADLETTER, EVENTS, topic_name
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class IndexConsumer:
         self.dead_topic = topic_name(settings, DEADLETTER)
         self.es = es or es_client(settings)
         self.sink = ElasticsearchSink(self.es, settings)
+        self.stamps = Stamps.from_settings(settings)
         self.consumer = AIOKafkaConsumer(
             self.topic, bootstrap_servers=settings.kafka_servers, group_id=index_group(settings),
             enable_auto_commit=False, auto_offset_reset="earliest",
@@ -113,6 +116,12 @@ class IndexConsumer:
         events: list[LogEvent] = []
         dead: list[DeadLetter] = []
         for record in batch:
+            if not self.stamps.valid_message(record, kind=EVENTS_KIND):
+                dead.append(DeadLetter("unsigned_event", "a logs.events message not signed by "
+                                       "LaaS (app/stamp.py): not indexed", "index",
+                                       RawPosition(record.topic, record.partition, record.offset),
+                                       record.value or b"", record.key, time=time.time_ns()))
+                continue
             try:
                 events.extend(decode(record.value or b""))
             except (ValueError, TypeError, KeyError) as exc:

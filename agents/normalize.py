@@ -21,7 +21,7 @@ import logging
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -35,19 +35,10 @@ from app.ingest.errors import DatabaseUnavailable
 from app.metrics import METRICS
 from app.normalize import Limits, Normalized, RawMessage, normalize
 from app.settings import Settings
-from app.stamp import Stamps
+from app.stamp import EVENTS, Stamps, headers_of
 from app.topics import Topics
 
 log = logging.getLogger(__name__)
-
-
-def headers_of(headers: Any) -> dict[str, bytes]:
-    """Faust/aiokafka headers (list of pairs or mapping) as a dict, names lower-cased."""
-    if not headers:
-        return {}
-    pairs: Iterable[tuple[str, Any]] = headers.items() if isinstance(headers, dict) else headers
-    return {str(k).lower(): (v if isinstance(v, bytes) else str(v).encode())
-            for k, v in pairs if v is not None}
 
 
 def raw_message(message: Any) -> RawMessage:
@@ -143,7 +134,8 @@ def register(app: faust.App, topics: Topics, settings: Settings,
             out.extend(events)
         for key, events in by_source(out).items():
             for value in encode(events, settings.events_message_bytes):
-                await topics.events.send(key=key.encode(), value=value)
+                await topics.events.send(key=key.encode(), value=value,
+                                         headers=stamps.sign(key.encode(), value, kind=EVENTS))
         if out:
             METRICS.inc("laas_events_out_total", len(out), stage="normalize",
                         topic=events_topic)

@@ -24,6 +24,7 @@ from app.event_messages import by_source, decode_shared
 from app.events import LogEvent
 from app.metrics import METRICS
 from app.settings import Settings
+from app.stamp import Stamps
 from app.stats import SOURCES_MAPPINGS, fold_all, snapshot_doc
 from app.streams import table_options
 from app.topics import Topics
@@ -135,12 +136,13 @@ class SourceStats:
 
 def register(app: faust.App, topics: Topics, settings: Settings) -> SourceStats:
     stats = SourceStats(app, topics, settings)
+    stamps = Stamps.from_settings(settings)
 
     @app.agent(topics.events, name="stats", concurrency=1)
     async def stats_agent(stream: faust.StreamT) -> None:
         async for event in stream.events():
             try:
-                events = decode_shared(event.message)
+                events = decode_shared(event.message, stamps)
             except (ValueError, TypeError, KeyError):
                 continue  # the index stage dead-letters undecodable messages
             METRICS.inc("laas_events_in_total", len(events), stage="stats")

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from app import stamp
 from app.settings import Settings
 from app.topic_reader import TopicReader, topic_partitions
 from app.topics import ALERTS, topic_name
@@ -74,6 +75,11 @@ class AlertHub(TopicReader):
                 for tp, records in batches.items():
                     for record in records:
                         self.positions[tp] = record.offset + 1
+                        if not self.stamps.valid_message(record, kind=stamp.ALERTS):
+                            log.warning("alerts: skipping a message not signed by LaaS at "
+                                        "%s/%d/%d", record.topic, record.partition,
+                                        record.offset)
+                            continue
                         try:
                             alert = json.loads(record.value or b"")
                         except ValueError:

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from app.events import LogEvent
+from app.stamp import EVENTS, Stamps
 
 
 def decode(data: bytes | str) -> list[LogEvent]:
@@ -35,12 +36,19 @@ def decode(data: bytes | str) -> list[LogEvent]:
 _decoded: weakref.WeakKeyDictionary[Any, list[LogEvent]] = weakref.WeakKeyDictionary()
 
 
-def decode_shared(message: Any) -> list[LogEvent]:
-    """`decode(message.value)` once per Faust `Message`: the stats and detect agents both read
-    each `logs.events` message and get the same (immutable) events. Kept while the message
-    lives."""
+class Unsigned(ValueError):
+    """A `logs.events` message not signed by LaaS (app/stamp.py): written by someone else."""
+
+
+def decode_shared(message: Any, stamps: Stamps) -> list[LogEvent]:
+    """`decode(message.value)` once per Faust `Message`, if LaaS signed it (else `Unsigned`):
+    the stats and detect agents both read each `logs.events` message and get the same
+    (immutable) events. Kept while the message lives."""
     events = _decoded.get(message)
     if events is None:
+        if not stamps.valid_message(message, kind=EVENTS):
+            raise Unsigned(f"not signed by LaaS: {message.topic}/{message.partition}/"
+                           f"{message.offset}")
         events = _decoded[message] = decode(message.value)
     return events
 

@@ -1,11 +1,14 @@
-"""The ingest stamp's signature: proof that a `logs.raw` record's tenant headers were written by
-LaaS's own ingest (gateway, HTTP), not claimed by a direct producer.
+"""Signatures of LaaS's own Kafka messages: proof that a message was written by a LaaS process,
+not by another producer on the same Kafka.
 
-The gateway and HTTP ingest resolve the API key, then stamp each message with `laas-tenant-id`,
-`laas-tenant`, `laas-source` (and the idempotency headers) and `laas-signature`: an HMAC-SHA256,
-under a key derived from the secret key (`LAAS_SECRET_KEY` or `state_dir/secret_key`), of the
-message key, value and every `laas-*` header. The normalize stage trusts a tenant header only
-with a valid signature; a record without one needs a `laas-api-key` header (docs/auth.md).
+`laas-signature` is an HMAC-SHA256, under a key derived from the secret key (`LAAS_SECRET_KEY`
+or `state_dir/secret_key`), of the message's kind (its topic: `raw`, `events`, `alerts`,
+`rule-counts`), key, value and every `laas-*` header. The gateway and HTTP ingest sign the
+tenant stamp they put on `logs.raw` after checking the API key, and the normalize stage trusts
+a `laas-tenant-id` only with a valid signature (a direct producer sends `laas-api-key`); the
+worker signs what it writes to `logs.events`, `alerts` and `rule-counts`, and every reader of
+those topics drops what is not signed. So a producer that can write to the topics cannot put
+logs or alerts into a tenant (docs/auth.md, threat model).
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from app.settings import Settings
 
 H_SIGNATURE = "laas-signature"
 H_API_KEY = "laas-api-key"  # not signed: a direct producer's credential
 _PURPOSE = b"laas-kafka-stamp-v1"
+# kinds of signed messages, one per topic
+RAW, EVENTS, ALERTS, RULE_COUNTS = "raw", "events", "alerts", "rule-counts"
 
 
 def _derive(secret: bytes) -> bytes:
@@ -46,10 +52,10 @@ class Stamps:
         previous = [s.get_secret_value().encode() for s in settings.secret_keys_previous]
         return cls(load_secret_key(settings), previous)
 
-    def _mac(self, key: bytes, message_key: bytes | None, value: bytes | None,
+    def _mac(self, key: bytes, kind: str, message_key: bytes | None, value: bytes | None,
              headers: Iterable[tuple[str, bytes]]) -> str:
         mac = hmac.new(key, digestmod=hashlib.sha256)
-        parts = [message_key or b"", value or b""]
+        parts = [kind.encode(), message_key or b"", value or b""]
         for name, header in _signed_headers(headers):
             parts += [name.encode(), header]
         for part in parts:  # length-prefixed: no two different inputs give the same bytes
@@ -58,17 +64,32 @@ class Stamps:
         return mac.hexdigest()
 
     def sign(self, message_key: bytes | None, value: bytes | None,
-             headers: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-        """`headers` with the signature header added."""
-        mac = self._mac(self._keys[0], message_key, value, headers)
+             headers: Sequence[tuple[str, bytes]] = (), *, kind: str = RAW
+             ) -> list[tuple[str, bytes]]:
+        """`headers` with the signature of a message of `kind` added."""
+        mac = self._mac(self._keys[0], kind, message_key, value, headers)
         return [*headers, (H_SIGNATURE, mac.encode())]
 
     def valid(self, message_key: bytes | None, value: bytes | None,
-              headers: Mapping[str, bytes]) -> bool:
-        """Whether `headers` (names lower-cased) carry a signature of this message."""
+              headers: Mapping[str, bytes], *, kind: str = RAW) -> bool:
+        """Whether `headers` (names lower-cased) carry a signature of this message of `kind`."""
         given = headers.get(H_SIGNATURE)
         if not given:
             return False
         pairs = list(headers.items())
-        return any(hmac.compare_digest(self._mac(key, message_key, value, pairs).encode(), given)
-                   for key in self._keys)
+        return any(hmac.compare_digest(
+            self._mac(key, kind, message_key, value, pairs).encode(), given)
+            for key in self._keys)
+
+    def valid_message(self, message: Any, *, kind: str) -> bool:
+        """`valid` for a Faust `Message` or an aiokafka `ConsumerRecord`."""
+        return self.valid(message.key, message.value, headers_of(message.headers), kind=kind)
+
+
+def headers_of(headers: Any) -> dict[str, bytes]:
+    """Faust/aiokafka headers (list of pairs or mapping) as a dict, names lower-cased."""
+    if not headers:
+        return {}
+    pairs: Iterable[tuple[str, Any]] = headers.items() if isinstance(headers, dict) else headers
+    return {str(k).lower(): (v if isinstance(v, bytes) else str(v).encode())
+            for k, v in pairs if v is not None}

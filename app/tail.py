@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from app import stamp
 from app.event_messages import decode
 from app.events import NS, LogEvent
 from app.settings import Settings
@@ -168,6 +169,10 @@ class TailHub(TopicReader):
 
     def _handle(self, record: ConsumerRecord[bytes, bytes], *, live: bool) -> None:
         if record.value is None:
+            return
+        if not self.stamps.valid_message(record, kind=stamp.EVENTS):
+            log.warning("tail: skipping an event message not signed by LaaS at %s/%d/%d",
+                        record.topic, record.partition, record.offset)
             return
         try:
             events = decode(record.value)

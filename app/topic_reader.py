@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from app.settings import Settings
+from app.stamp import Stamps
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class TopicReader(ABC):
     def __init__(self, settings: Settings, topic: str) -> None:
         self.settings = settings
         self.topic = topic
+        self.stamps = Stamps.from_settings(settings)  # what is read must be LaaS's (app/stamp.py)
         self.positions: dict[TopicPartition, int] = {}
         self.ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None

@@ -82,8 +82,9 @@ def messages(records: list[pb.LogRecord], request: int) -> list[Message]:
     """`records` as the gateway writes them: requests of `request` records, one `LogBatch`
     message per request and service (one `LogRecord` message per record for `request` 1)."""
     if request == 1:
-        out = [(f"1/{r.resource.service_name}".encode(), r.SerializeToString()) for r in records]
-        return [(key, value, signed(key, value, HEADERS)) for key, value in out]
+        pairs = [(f"1/{r.resource.service_name}".encode(), r.SerializeToString())
+                 for r in records]
+        return [(key, value, signed(key, value, HEADERS)) for key, value in pairs]
     out: list[Message] = []
     for start in range(0, len(records), request):
         chunk = records[start:start + request]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -26,6 +25,7 @@ from elasticsearch import AsyncElasticsearch
 from app.settings import Settings, load_settings
 from app.stamp import Stamps
 from app.topics import ALL, topic_name
+from tests.auth_fixtures import TEST_SECRET
 
 __all__ = [
     "StreamEnv", "Worker", "stream", "free_port", "wait_for", "produce_raw", "read_topic",
@@ -134,9 +134,9 @@ class StreamEnv:
         self.unique = unique
         self.tmp = tmp
         # small normalize parts: every pipeline test goes through the split path
-        # one secret for the test's producer and every worker: stamps signed by one are valid
-        # for the others (as LAAS_SECRET_KEY shared by every LaaS process, app/stamp.py)
-        self.extra = {"LAAS_SECRET_KEY": secrets.token_urlsafe(24),
+        # one secret for the test's producer, web app and every worker: stamps signed by one are
+        # valid for the others (as LAAS_SECRET_KEY shared by every LaaS process, app/stamp.py)
+        self.extra = {"LAAS_SECRET_KEY": TEST_SECRET,
                       "LAAS_PARTITIONS": str(PARTITIONS), "LAAS_ES_LINGER": "0.2",
                       "LAAS_STREAM_BATCH_EVENTS": "50",
                       "LAAS_STATS_SNAPSHOT_INTERVAL": "1", "LAAS_ES_RETRY_MAX": "2",
@@ -235,12 +235,22 @@ def gateway_headers(tenant_id: str, slug: str, source: str = "gateway",
 
 async def produce_raw(settings: Settings, records: Sequence[tuple[bytes | None, bytes,
                                                                   list[tuple[str, bytes]]]],
-                      topic: str | None = None) -> list[tuple[int, int]]:
+                      topic: str | None = None, *, sign: bool = True) -> list[tuple[int, int]]:
     """Produce (key, value, headers) to `logs.raw`; (partition, offset) of each, acked.
-    Headers with an ingest stamp (`laas-tenant-id`) are signed as the gateway signs them."""
+    With `sign`, headers with an ingest stamp (`laas-tenant-id`) are signed as the gateway
+    signs them, and messages for `logs.events` as the worker signs them."""
     stamps = Stamps.from_settings(settings)
-    records = [(key, value, stamps.sign(key, value, headers)
-                if any(name == "laas-tenant-id" for name, _ in headers) else headers)
+    events = topic == topic_name(settings, "logs.events")
+
+    def signed(key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+               ) -> list[tuple[str, bytes]]:
+        if events:
+            return stamps.sign(key, value, headers, kind="events")
+        if any(name == "laas-tenant-id" for name, _ in headers):
+            return stamps.sign(key, value, headers)
+        return headers
+
+    records = [(key, value, signed(key, value, headers) if sign else headers)
                for key, value, headers in records]
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all",
                                 enable_idempotence=True, linger_ms=5)

@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 
 from app.events import LogEvent
 from app.settings import Settings
+from app.stamp import Stamps
 from app.topics import EVENTS, topic_name
 from tests.auth_fixtures import *  # noqa: F403
 from tests.auth_fixtures import World, build_world, make_settings, running_app
@@ -70,8 +71,11 @@ class CliWorld:
 
     async def publish(self, events: list[LogEvent]) -> None:
         topic = topic_name(self.settings, EVENTS)
+        stamps = Stamps.from_settings(self.settings)  # as the worker signs logs.events
         for ev in events:
-            await self.producer.send(topic, ev.to_json(), key=ev.source_key.encode())
+            key, value = ev.source_key.encode(), ev.to_json()
+            await self.producer.send(topic, value, key=key,
+                                     headers=stamps.sign(key, value, kind="events"))
         await self.producer.flush()
 
     def args(self, who: str) -> list[str]:

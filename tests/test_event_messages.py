@@ -77,17 +77,23 @@ def test_decoded_events_equal_constructed_ones_with_or_without_every_field() -> 
 def test_decode_shared_decodes_each_message_once() -> None:
     from faust.types import Message
 
-    from app.event_messages import decode_shared
+    from app.event_messages import Unsigned, decode_shared
+    from app.stamp import Stamps
 
-    def message(offset: int, events: list[LogEvent]) -> Message:
+    stamps = Stamps(b"unit-test-secret")
+
+    def message(offset: int, events: list[LogEvent], signed: bool = True) -> Message:
         (value,) = encode(events, 1 << 20)
-        return Message("logs.events", 0, offset, 0.0, 0, [], b"k", value, None)
+        headers = stamps.sign(b"k", value, kind="events") if signed else []
+        return Message("logs.events", 0, offset, 0.0, 0, headers, b"k", value, None)
 
     first, second = message(1, [event(1), event(2)]), message(2, [event(3)])
-    seen_by_stats = decode_shared(first)
-    assert decode_shared(first) is seen_by_stats  # detect gets the same list, not a new decode
+    seen_by_stats = decode_shared(first, stamps)
+    assert decode_shared(first, stamps) is seen_by_stats  # detect gets the same list
     assert seen_by_stats == [event(1), event(2)]
-    assert decode_shared(second) == [event(3)]
+    assert decode_shared(second, stamps) == [event(3)]
+    with pytest.raises(Unsigned):  # written by someone without LaaS's secret: not read
+        decode_shared(message(3, [event(4)], signed=False), stamps)
 
 
 def test_with_template_copies_and_leaves_the_original() -> None:

@@ -11,6 +11,7 @@ from elasticsearch import AsyncElasticsearch
 from app import esindex
 from app.event_messages import decode
 from app.events import DeadLetter, LogEvent, RawPosition
+from app.stamp import Stamps
 from app.topics import DEADLETTER, EVENTS
 from protos.laas.v1 import AnyValue, LogRecord, Resource
 from tests.stream_fixtures import *  # noqa: F403
@@ -48,23 +49,33 @@ async def test_raw_records_become_documents_and_dead_letters(
     await produce_raw(stream.settings, [(b"7/x/", refused.to_json(), []),
                                         (b"7/x/", b"not an event", [])],
                       topic=stream.topic(EVENTS))
+    # Forgeries by a producer without LaaS's secret (issue 21): a tenant stamp on logs.raw and
+    # an event for tenant 8 straight onto logs.events; neither reaches tenant 8.
+    forged = LogEvent(tenant_id="8", tenant="beta", time=now, observed_time=now,
+                      severity="INFO", severity_number=9, message="forged", service="x",
+                      host="", raw=RawPosition("elsewhere", 0, 2))
+    await produce_raw(stream.settings, [(b"8/x", b"forged line", [("laas-tenant-id", b"8")])],
+                      sign=False)
+    await produce_raw(stream.settings, [(b"8/x/", forged.to_json(), [])],
+                      topic=stream.topic(EVENTS), sign=False)
     worker = stream.worker()
     alias = esindex.tenant_alias(stream.settings, "7")
     await stream.wait(lambda: _at_least(es, alias, 3), 90, "3 documents indexed")
-    dead = [DeadLetter.from_json(r.value) for r in await read_topic(stream.settings, DEADLETTER, 6)]
+    dead = [DeadLetter.from_json(r.value) for r in await read_topic(stream.settings, DEADLETTER, 8)]
     by_stage = {d.reason: d for d in dead if d.stage == "index"}
-    assert set(by_stage) == {"index_rejected", "undecodable_event"}
+    assert set(by_stage) == {"index_rejected", "undecodable_event", "unsigned_event"}
+    assert LogEvent.from_json(by_stage["unsigned_event"].value) == forged
     rejected = by_stage["index_rejected"]
     assert "HTTP 400" in rejected.detail and "severity_number" in rejected.detail
     assert rejected.raw == RawPosition("elsewhere", 0, 1) and rejected.tenant_id == "7"
     assert LogEvent.from_json(rejected.value) == refused
     dead = [d for d in dead if d.stage == "normalize"]
     assert sorted(d.reason for d in dead) == sorted(
-        ["missing_tenant", "not_utf8", "invalid_json", "invalid_record"])
+        ["missing_tenant", "not_utf8", "invalid_json", "invalid_record", "unsigned_tenant_header"])
     for d in dead:
         assert d.stage == "normalize" and d.detail and d.value
         assert d.raw.topic == stream.topic("logs.raw") and d.raw.offset >= 0
-    assert {d.value for d in dead} == {v for _, v, _ in bad}
+    assert {d.value for d in dead} == {v for _, v, _ in bad} | {b"forged line"}
 
     result = await es.search(**esindex.tenant_search(stream.settings, "7", size=10,
                                                      sort=[{"@timestamp": "asc"}]))
@@ -95,8 +106,11 @@ async def test_raw_records_become_documents_and_dead_letters(
     assert other["hits"]["total"]["value"] == 0
 
     # logs.events carries the same events, one message per source and batch, keyed by source.
-    records = await read_topic(stream.settings, EVENTS, 5)
-    messages = {r.key.decode(): decode(r.value) for r in records if r.value != b"not an event"}
+    records = await read_topic(stream.settings, EVENTS, 6)
+    stamps = Stamps.from_settings(stream.settings)
+    assert [r.key for r in records if not stamps.valid_message(r, kind="events")] == [b"8/x/"]
+    messages = {r.key.decode(): decode(r.value) for r in records
+                if r.value != b"not an event" and stamps.valid_message(r, kind="events")}
     assert set(messages) == {"7/checkout/web-1", "7/db/", "7/api/", "7/x/"}
     assert all(e.source_key == key for key, events in messages.items() for e in events)
     assert sum(map(len, messages.values())) == 4

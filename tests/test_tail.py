@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from app import accounts, logins
 from app.events import LogEvent
 from app.settings import Settings
+from app.stamp import Stamps
 from app.topics import ALERTS, EVENTS, topic_name
 from tests.auth_fixtures import *  # noqa: F403
 from tests.auth_fixtures import World, build_world, make_settings, running_app
@@ -40,8 +41,11 @@ class TailWorld:
 
     async def publish(self, events: list[LogEvent]) -> None:
         topic = topic_name(self.settings, EVENTS)
+        stamps = Stamps.from_settings(self.settings)  # as the worker signs logs.events
         for ev in events:
-            await self.producer.send(topic, ev.to_json(), key=ev.source_key.encode())
+            key, value = ev.source_key.encode(), ev.to_json()
+            await self.producer.send(topic, value, key=key,
+                                     headers=stamps.sign(key, value, kind="events"))
         await self.producer.flush()
 
     def connect(self, who: str, **params: str) -> connect:

@@ -48,6 +48,7 @@ from app.models import Role
 from app.pattern_index import ensure_patterns_index, patterns_index
 from app.patterns import TenantMiner
 from app.settings import Settings
+from app.stamp import Stamps
 from app.stats import fold, snapshot_doc
 from app.topics import ALERTS, topic_name
 from tests.auth_fixtures import (
@@ -335,11 +336,13 @@ async def test_ui_end_to_end(ui_world: UIWorld) -> None:
                         "message": f"{live_marker} just arrived", "level": "info",
                         "service": "checkout", "host": "web-1"}])
                 elif line.strip() == "ALERT_READY":  # what the alert stage and detect do
+                    stamps = Stamps.from_settings(w.settings)  # as detect signs alerts
                     for alert in w.alerts:
                         await store_alert(w.es, w.settings, alert)
-                        await w.producer.send_and_wait(topic_name(w.settings, ALERTS),
-                                                       encode(alert),
-                                                       key=alert["tenant_id"].encode())
+                        key, value = alert["tenant_id"].encode(), encode(alert)
+                        await w.producer.send_and_wait(
+                            topic_name(w.settings, ALERTS), value, key=key,
+                            headers=stamps.sign(key, value, kind="alerts"))
                 elif line.startswith("WEBHOOK_READY "):
                     alert_id = await fire_beta_webhook(w, line.split(" ", 1)[1].strip())
                     proc.stdin.write(f"WEBHOOK_DELIVERED {alert_id}\n".encode())

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app import accounts, esindex
-from app.alerting import SIGNATURE_HEADER, sign
+from app.alerting import sign_standard
 from app.models import Role, WebhookDelivery
 from app.settings import Settings
 from tests.auth_fixtures import World
@@ -78,11 +78,13 @@ class Receiver:
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     def signed_alerts(self, secret: str) -> list[dict[str, Any]]:
-        """The alerts received, after checking each one's signature with `secret`."""
+        """The alerts received, after checking each one's signature (Standard Webhooks) with
+        `secret`."""
         out = []
         for headers, body in self.posts:
-            expected = sign(secret, body)
-            got = headers.get(SIGNATURE_HEADER.lower(), "")
+            expected = sign_standard(secret, headers["webhook-id"],
+                                     int(headers["webhook-timestamp"]), body)
+            got = headers.get("webhook-signature", "")
             assert hmac.compare_digest(got, expected), f"bad signature {got!r} on {body[:200]!r}"
             out.append(json.loads(body))
         return out

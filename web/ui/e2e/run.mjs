@@ -484,7 +484,7 @@ try {
   await hooks.getByLabel('URL').fill(env('LAAS_WEBHOOK_URL'));
   await hooks.getByRole('button', { name: 'Create webhook' }).click();
   const hookSecret = await hooks.getByTestId('new-webhook').locator('code').innerText();
-  check(/^[0-9a-f]{64}$/.test(hookSecret), `the webhook secret looks wrong: "${hookSecret}"`);
+  check(/^whsec_[A-Za-z0-9+/]{43}=$/.test(hookSecret), `the webhook secret looks wrong: "${hookSecret}"`);
   await hooks.locator('tr[data-webhook="e2e-hook"]').getByText('enabled').waitFor();
   await shot(beta, '23-webhooks', true);
   await hooks.getByTestId('new-webhook').getByRole('button', { name: 'Done' }).click();

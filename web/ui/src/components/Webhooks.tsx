@@ -117,8 +117,9 @@ export function WebhooksPanel() {
     <section aria-labelledby="hooks-title" className="panel" data-testid="webhooks">
       <h2 id="hooks-title">Webhooks</h2>
       <p className="muted">
-        The first firing of every alert is POSTed as JSON to each enabled webhook, signed in the <code>X-LaaS-Signature</code> header (HMAC-SHA256 of the body
-        with the webhook’s secret). Failures are retried; every attempt is in the delivery log.
+        The first firing of every alert is POSTed as JSON to each enabled webhook, signed as Standard Webhooks sign: <code>webhook-id</code>,
+        <code>webhook-timestamp</code> and <code>webhook-signature</code> (HMAC-SHA256 of id, timestamp and body with the webhook’s secret; refuse
+        timestamps older than five minutes). Only public addresses are reached. Failures are retried; every attempt is in the delivery log.
       </p>
       <form className="inline-form" onSubmit={create} aria-label="New webhook">
         <label htmlFor="hook-name">Webhook name</label>
