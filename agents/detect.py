@@ -80,8 +80,8 @@ async def load_rules(settings: Settings, engine: Any) -> list[Rule]:
         for row in rows:
             try:
                 predicate = compile_predicate(parse(row.query))
-            except ValueError as exc:
-                log.warning("alert rule %d: query does not compile (%s); skipped", row.id, exc)
+            except Exception as exc:  # noqa: BLE001 - one bad rule must not stop every tenant's
+                log.warning("alert rule %d: query does not compile (%r); skipped", row.id, exc)
                 continue
             rules.append(Rule(row.id, str(row.tenant_id), row.name, row.query,
                               row.window_seconds, row.condition, row.threshold,

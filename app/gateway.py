@@ -20,7 +20,7 @@ from grpclib.encoding.proto import ProtoCodec
 from grpclib.server import Server, Stream
 
 from app.ingest.auth import KeyVerifier, Principal
-from app.ingest.convert import ConversionError, decode_batch, from_otlp
+from app.ingest.convert import ConversionError, decode_batch, otlp_records
 from app.ingest.errors import (
     BatchRejected,
     IngestError,
@@ -35,7 +35,6 @@ from app.settings import Settings
 from protos.laas.v1 import PushAck
 from protos.opentelemetry.proto.collector.logs.v1 import (
     ExportLogsPartialSuccess,
-    ExportLogsServiceRequest,
     ExportLogsServiceResponse,
 )
 
@@ -175,10 +174,9 @@ class Gateway:
         key = self.service.check_idempotency_key((IDEMPOTENCY_METADATA, _metadata_key(stream)))
         data = await stream.recv_message() or b""
         try:
-            request = ExportLogsServiceRequest().parse(data)
-        except Exception as exc:  # noqa: BLE001 - any decode failure is the caller's
-            raise BatchRejected(f"not an ExportLogsServiceRequest: {exc!r}") from exc
-        records = list(from_otlp(request))
+            records = otlp_records(data)
+        except ConversionError as exc:
+            raise BatchRejected(f"not an ExportLogsServiceRequest: {exc}") from exc
         self.service.check_batch(len(records), len(data))
         ack = await self.service.push(principal, records, source="gateway",
                                       idempotency_key=key)

@@ -17,6 +17,7 @@ from app.esindex import tenant_search
 from app.events import NS, iso_nanos
 from app.query import Node, QuerySyntaxError, parse
 from app.query.elastic import to_elasticsearch
+from app.query.parser import printable
 from app.query.timerange import RELATIVE, UNITS, TimeError, time_range
 from app.settings import Settings
 
@@ -39,6 +40,9 @@ class BadParameter(ValueError):
     parameter: str
     reason: str
     position: int | None = None
+
+    def __post_init__(self) -> None:
+        self.reason = printable(self.reason)
 
     def to_dict(self) -> dict[str, object]:
         body: dict[str, object] = {

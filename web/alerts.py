@@ -15,7 +15,7 @@ import asyncio
 import time
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch, NotFoundError
+from elasticsearch import AsyncElasticsearch, BadRequestError, NotFoundError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -81,6 +81,8 @@ async def list_alerts(request: Request) -> Response:
             sort=[{"last_fired": "desc"}], size=limit)
     except NotFoundError:
         return JSONResponse({"alerts": [], "total": 0})
+    except BadRequestError as exc:  # a filter the checks above let through: the caller's
+        raise InvalidInput(f"Elasticsearch refused the filter: {exc.message}") from exc
     alerts = [shaped(h["_source"]) for h in found["hits"]["hits"]]
     return JSONResponse({"alerts": alerts, "total": found["hits"]["total"]["value"]})
 

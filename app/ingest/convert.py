@@ -15,15 +15,16 @@ import binascii
 import json
 import math
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import betterproto
 
 from app.ingest import wire
+from app.ingest.validate import MAX_DEPTH as MAX_VALUE_DEPTH
 from app.ingest.validate import which
-from protos.laas.v1 import AnyValue, ArrayValue, KeyValueList, LogRecord, Resource, Scope
+from protos.laas.v1 import AnyValue, ArrayValue, KeyValueList, LogRecord, Resource
 from protos.opentelemetry.proto.collector.logs.v1 import ExportLogsServiceRequest
 
 ANY_KEYS = frozenset({"stringValue", "boolValue", "intValue", "doubleValue", "arrayValue",
@@ -89,19 +90,90 @@ def attributes(values: dict[str, object]) -> dict[str, AnyValue]:
 
 # --- OTLP ------------------------------------------------------------------------------------
 
-def from_otlp(request: ExportLogsServiceRequest) -> Iterator[LogRecord]:
-    """The records of an OTLP export request, in order, resource and scope attached."""
-    for rl in request.resource_logs:
-        resource = Resource().parse(bytes(rl.resource))
-        resource.schema_url = rl.schema_url
-        for sl in rl.scope_logs:
-            scope = Scope().parse(bytes(sl.scope))
-            scope.schema_url = sl.schema_url
-            for otel in sl.log_records:
-                record = LogRecord().parse(bytes(otel))
-                record.resource = Resource().parse(bytes(resource))
-                record.scope = scope
-                yield record
+def from_otlp(request: ExportLogsServiceRequest) -> list[Any]:
+    """The records of an OTLP export request (see `otlp_records`, which this serializes for)."""
+    try:
+        data = bytes(request)
+    except Exception as exc:  # noqa: BLE001 - betterproto leaves wrong types from lax input
+        raise ConversionError("request", f"not an ExportLogsServiceRequest: {exc!r}") from exc
+    return otlp_records(data)
+
+
+def otlp_records(data: bytes) -> list[Any]:
+    """The records of a serialized OTLP `ExportLogsServiceRequest`, in order, each with its
+    resource and scope attached (upb `LogRecord`s, see `app.ingest.wire`), or a
+    `ConversionError` in place of a record that does not parse (it is rejected alone).
+
+    The request, its `ResourceLogs` and `ScopeLogs` are split field by field and each record is
+    parsed by upb: betterproto's parser takes a wrong wire type without complaint and leaves a
+    number or None where a message belongs (issue 21: the body `08 01` was a 500). Raises
+    `ConversionError` naming the part whose framing is broken. Unknown fields are dropped (a
+    resource's `entity_refs` too), as the OTLP mapping in docs/ingest.md says.
+    """
+    out: list[Any] = []
+    for i, resource_logs in enumerate(_submessages(data, "request", {1: "resource_logs"})):
+        where = f"resource_logs[{i}]"
+        parts = _parts(resource_logs, where, {1: "resource", 2: "scope_logs", 3: "schema_url"})
+        resource = _message(wire.pb.Resource, parts.get(1, [b""])[-1], f"{where}.resource")
+        for name in ("service_name", "host"):  # not OTLP fields: nothing may set them here
+            resource.ClearField(name)
+        resource.schema_url = _text(parts.get(3, [b""])[-1], f"{where}.schema_url")
+        for j, scope_logs in enumerate(parts.get(2, [])):
+            at = f"{where}.scope_logs[{j}]"
+            inner = _parts(scope_logs, at, {1: "scope", 2: "log_records", 3: "schema_url"})
+            scope = _message(wire.pb.Scope, inner.get(1, [b""])[-1], f"{at}.scope")
+            scope.schema_url = _text(inner.get(3, [b""])[-1], f"{at}.schema_url")
+            for raw in inner.get(2, []):
+                try:
+                    record = wire.pb.LogRecord.FromString(raw)
+                except Exception as exc:  # noqa: BLE001 - this record alone is refused
+                    out.append(_record_error(raw, exc))
+                    continue
+                record.DiscardUnknownFields()
+                record.resource.CopyFrom(resource)
+                record.scope.CopyFrom(scope)
+                record.scope.SetInParent()
+                out.append(record)
+    return out
+
+
+def _submessages(data: bytes, where: str, names: dict[int, str]) -> list[bytes]:
+    return _parts(data, where, names).get(1, [])
+
+
+def _parts(data: bytes, where: str, names: dict[int, str]) -> dict[int, list[bytes]]:
+    """The length-delimited fields `names` (number → name) of a message, by number, in order;
+    other fields are skipped. A known field with another wire type is a `ConversionError`."""
+    try:
+        fields = list(betterproto.parse_fields(data))
+    except Exception as exc:  # noqa: BLE001 - any framing error means the same to the caller
+        raise ConversionError(where, f"not a protobuf message: {exc!r}") from exc
+    found: dict[int, list[bytes]] = {}
+    for f in fields:
+        if f.number not in names:
+            continue
+        if f.wire_type != 2:
+            raise ConversionError(f"{where}.{names[f.number]}",
+                                  f"wire type {f.wire_type} where a length-delimited field "
+                                  f"(2) belongs: not an OTLP logs request")
+        found.setdefault(f.number, []).append(f.value)
+    return found
+
+
+def _message(cls: Any, data: bytes, where: str) -> Any:
+    try:
+        message = cls.FromString(data)
+    except Exception as exc:  # noqa: BLE001 - upb's DecodeError, nesting too deep, ...
+        raise ConversionError(where, f"not a valid message: {exc}") from exc
+    message.DiscardUnknownFields()
+    return message
+
+
+def _text(data: bytes, where: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConversionError(where, f"not valid UTF-8 at byte {exc.start}") from exc
 
 
 def _hex_ids(obj: Any) -> Any:
@@ -123,7 +195,10 @@ def _hex_ids(obj: Any) -> Any:
 
 def otlp_from_json(data: bytes | str) -> ExportLogsServiceRequest:
     """Parse the OTLP/HTTP JSON encoding (hex trace/span ids, enum numbers) of a logs export."""
-    doc = json.loads(data)
+    try:
+        doc = json.loads(data)
+    except RecursionError:
+        raise ConversionError("request", "arrays or objects nested too deeply") from None
     if not isinstance(doc, dict):
         raise ConversionError("request", "an ExportLogsServiceRequest object expected")
     return ExportLogsServiceRequest().from_dict(_hex_ids(doc))
@@ -336,10 +411,16 @@ def decode_batch(data: bytes) -> tuple[list[Any], list[int], Any, int, str]:
 
 def _record_error(data: bytes, exc: Exception) -> ConversionError:
     """Why one record does not parse (betterproto names the UTF-8 position, upb does not)."""
+    if "MaxDepth" in str(exc):  # upb stops at 100 nested messages (an AnyValue is 2 a level)
+        return ConversionError("record", f"values nested too deeply to decode; at most "
+                               f"{MAX_VALUE_DEPTH} levels are allowed")
     try:
         LogRecord().parse(data)
     except UnicodeDecodeError as err:
         return ConversionError("record", f"not valid UTF-8: {err.reason} at byte {err.start}")
+    except RecursionError:
+        return ConversionError("record", f"values nested too deeply to decode; at most "
+                               f"{MAX_VALUE_DEPTH} levels are allowed")
     except Exception as err:  # noqa: BLE001
         return ConversionError("record", f"not a LogRecord: {err!r}")
     return ConversionError("record", f"not a LogRecord: {exc}")

@@ -12,6 +12,7 @@ from app.ingest.errors import BatchRejected, RecordRejected
 from app.ingest.ratelimit import RateLimiter
 from app.ingest.validate import Limits, idempotency_key_problem, validate_record
 from app.ingest.writer import KafkaWriter
+from app.query.parser import printable
 from app.settings import Settings
 from protos.laas.v1 import LogRecord, PushAck, Rejection, Resource
 
@@ -89,7 +90,8 @@ class IngestService:
                     size=sizes[i] if sizes else None))
                 indexes.append(i)
             except RecordRejected as exc:
-                rejections.append(Rejection(index=exc.index, field=exc.field, reason=exc.reason))
+                rejections.append(Rejection(index=exc.index, field=printable(exc.field),
+                                            reason=printable(exc.reason)))
         if valid:
             self.limiter.check(principal.tenant_id, len(valid), principal.rate_limit)
             await self.writer.write(valid, tenant_id=principal.tenant_id,

@@ -7,13 +7,15 @@ from typing import Any
 
 from app.ingest import wire
 from app.ingest.errors import RecordRejected
-from app.parsing import LEVEL_WORDS, SEVERITY_BASES
+from app.parsing import LEVEL_WORDS, SEVERITY_BASES, json_in_message
 from app.settings import Settings
 from protos.laas.v1 import AnyValue, Resource
 
 NS = 1_000_000_000
 MAX_DEPTH = 8  # nesting of array / kvlist values
 UNKNOWN_SERVICE = "unknown_service"
+NUL_KEY = ("NUL (U+0000) in an attribute key: Elasticsearch refuses such keys, so the record "
+           "could not be stored; remove or replace the character")
 IDEMPOTENCY_KEY_MAX = 128
 IDEMPOTENCY_KEY_CHARS = "A-Z a-z 0-9 . _ - :"
 _KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-:")
@@ -102,12 +104,37 @@ def _check_attributes(
     for key, value in sorted(attributes.items(), key=_first):
         if not key:
             raise RecordRejected(index, field, "empty attribute key")
-        _check_text(index, f"{field}.{key[:64]}", key, limits.max_key_length)
-        _check_value(index, f"{field}.{key[:64]}", value, limits, depth)
+        name = f"{field}.{_shown(key)}"
+        _check_text(index, name, key, limits.max_key_length)
+        if "\x00" in key:
+            raise RecordRejected(index, name, NUL_KEY)
+        _check_value(index, name, value, limits, depth)
 
 
 def _first(item: tuple[str, Any]) -> str:
     return item[0]
+
+
+def _shown(key: str) -> str:
+    """An attribute key as a rejection names it: at most 64 characters, NUL as `\\u0000`."""
+    return key[:64].replace("\x00", "\\u0000")
+
+
+def _check_message_keys(index: int, field: str, message: str) -> None:
+    """Refuse a message that is a JSON object with a NUL in a key: the normalize stage turns
+    its keys into attributes (app.normalize `_enrich`), which Elasticsearch would refuse."""
+    if "\\u0000" not in message:  # JSON can only spell NUL this way; the usual case ends here
+        return
+    doc = json_in_message(message)
+    stack: list[tuple[dict[str, Any], int]] = [(doc, 0)] if doc is not None else []
+    while stack:
+        values, depth = stack.pop()
+        for key, value in values.items():
+            if "\x00" in key:
+                raise RecordRejected(index, field, f"the JSON object in the message has the key "
+                                     f"'{_shown(key)}': {NUL_KEY}")
+            if isinstance(value, dict) and depth < MAX_DEPTH:
+                stack.append((value, depth + 1))
 
 
 def _normalise_resource(record: Any, default: Any) -> Any:
@@ -181,8 +208,16 @@ def validate_record(
         kind, body = which(record.body)
         if kind == "string_value":
             _check_text(index, "body", body, None)  # bounded by the record size
+            _check_message_keys(index, "body", body)
         else:
             _check_value(index, "body", record.body, limits, 0)
+            if kind == "kvlist_value":  # its `message` (or `msg`) is the event's message
+                for name in ("message", "msg"):
+                    if name in body.values:
+                        kind, text = which(body.values[name])
+                        if kind == "string_value":
+                            _check_message_keys(index, f"body.{name}", text)
+                        break
     _check_attributes(index, "attributes", record.attributes, limits)
     res = _normalise_resource(record, default_resource)
     _check_text(index, "resource.service_name", res.service_name, limits.max_key_length)

@@ -16,8 +16,12 @@ from dataclasses import dataclass
 from app.parsing import severity_from_text, severity_name
 from app.query.ast import And, Exists, MatchAll, Node, Not, Or, Range, Term
 
+# The limits every query meets, wherever it comes from (search, histogram, fields, live tail,
+# alert rules in the web and in the worker): bounded parse, compile and evaluation recursion,
+# and a tree Elasticsearch accepts (its `indices.query.bool.max_nested_depth` is 30 bools, and
+# the tenant filter wraps the query in one more).
 MAX_LENGTH = 4096
-MAX_DEPTH = 32
+MAX_DEPTH = 24  # open '(' plus pending NOT/-/! while parsing; AND/OR/NOT levels of the tree
 MAX_CLAUSES = 512
 
 # user-facing name -> document field
@@ -48,8 +52,21 @@ class QuerySyntaxError(ValueError):
     position: int
     reason: str
 
+    def __post_init__(self) -> None:
+        self.reason = printable(self.reason)
+
     def __str__(self) -> str:
         return f"{self.reason} (at position {self.position})"
+
+
+def printable(text: str) -> str:
+    """`text` with lone surrogates written as `\\udXXX`: error details echo the caller's
+    input, and an answer holding a lone surrogate cannot be encoded (a 500, issue 21)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def parse(text: str) -> Node:
@@ -60,7 +77,28 @@ def parse(text: str) -> Node:
     node = parser.parse()
     if parser.clauses > MAX_CLAUSES:
         raise QuerySyntaxError(0, f"query has {parser.clauses} clauses; at most {MAX_CLAUSES}")
+    if (levels := depth(node)) > MAX_DEPTH:
+        raise QuerySyntaxError(
+            0,
+            f"query nested {levels} levels deep, at most {MAX_DEPTH} allowed (each NOT, and "
+            "each AND or OR inside another operator, is one level)",
+        )
     return node
+
+
+def depth(node: Node) -> int:
+    """How deep AND, OR and NOT nest in `node` (a term is 0, `a AND b` 1, `NOT (a OR b)` 2)."""
+    deepest = 0
+    stack: list[tuple[Node, int]] = [(node, 0)]
+    while stack:
+        current, level = stack.pop()
+        if isinstance(current, Not):
+            stack.append((current.node, level + 1))
+        elif isinstance(current, And | Or):
+            stack.extend((child, level + 1) for child in current.nodes)
+        else:
+            deepest = max(deepest, level)
+    return deepest
 
 
 def canonical_field(name: str, position: int) -> str:
@@ -138,16 +176,33 @@ class _Parser:
 
     def unary(self, field: str | None) -> Node:
         if (op := self.at_keyword("NOT")) is not None:
+            self.enter()
             self.take(op)
-            return Not(self.unary(field))
+            return self.negated(field)
         char = self.peek()
         if char in ("!", "-"):
+            self.enter()
             self.pos += 1
-            return Not(self.unary(field))
+            return self.negated(field)
         if char == "+":
             self.pos += 1
             return self.unary(field)
         return self.primary(field)
+
+    def negated(self, field: str | None) -> Node:
+        """NOT of what follows (after `enter`: a NOT opens a level like '(', both recurse)."""
+        node = Not(self.unary(field))
+        self.depth -= 1
+        return node
+
+    def enter(self) -> None:
+        """One level deeper, at the operator or '(' at `pos`; refused past `MAX_DEPTH`."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(
+                f"query nested deeper than {MAX_DEPTH} levels (each '(' and each NOT, - or ! "
+                "opens one)"
+            )
 
     def primary(self, field: str | None) -> Node:
         char = self.peek()
@@ -155,9 +210,7 @@ class _Parser:
         if not char:
             raise self.error("query ends where a term was expected")
         if char == "(":
-            self.depth += 1
-            if self.depth > MAX_DEPTH:
-                raise self.error(f"parentheses nested deeper than {MAX_DEPTH}")
+            self.enter()
             self.pos += 1
             node = self.or_expr(field)
             if self.peek() != ")":

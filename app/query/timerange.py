@@ -7,10 +7,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app.events import NS
+from app.query.parser import printable
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 RELATIVE = re.compile(r"(\d{1,6})\s*([smhdw])")
 FRACTION = re.compile(r"\.(\d{1,9})")
+# What Elasticsearch's `date_nanos` (every LaaS time field) can hold: 1970 to 2262-04-11.
+EARLIEST_NS = 0
+LATEST_NS = 2**63 - 1
 
 
 @dataclass
@@ -20,12 +24,26 @@ class TimeError(ValueError):
     parameter: str
     reason: str
 
+    def __post_init__(self) -> None:
+        self.reason = printable(self.reason)
+
     def __str__(self) -> str:
         return f"{self.parameter}: {self.reason}"
 
 
 def parse_time(value: str, *, now_ns: int, parameter: str) -> int:
-    """Nanoseconds since the epoch for `now`, a relative duration (`15m` ago) or ISO 8601."""
+    """Nanoseconds since the epoch for `now`, a relative duration (`15m` ago) or ISO 8601,
+    between 1970-01-01 and 2262-04-11 (what a `date_nanos` field holds)."""
+    found = _parse_time(value, now_ns=now_ns, parameter=parameter)
+    if not EARLIEST_NS <= found <= LATEST_NS:
+        edge = "before 1970-01-01T00:00:00Z" if found < EARLIEST_NS else "after 2262-04-11"
+        raise TimeError(
+            parameter, f"'{value}' is {edge}; times from 1970 to 2262 are allowed"
+        )
+    return found
+
+
+def _parse_time(value: str, *, now_ns: int, parameter: str) -> int:
     text = value.strip()
     if text == "now":
         return now_ns
