@@ -74,6 +74,7 @@ class Run:
     max_idle_s: float = 0.0  # longest lagging-and-assigned time without progress, any group
     watchdog_lines: int = 0  # the watchdog's WARNING lines in the workers' logs
     exited: list[str] = field(default_factory=list)  # workers that died during the run
+    tracebacks: int = 0  # in the workers' logs (a crashed stage also stops progress)
     load: str = ""
 
     @property
@@ -312,11 +313,12 @@ async def one(kafka: str, es: str, workers: int, watchdog: float, rep: int,
                         and time.monotonic() - stalled_at > GIVE_UP:
                     break
         run.load = "/".join(f"{x:.1f}" for x in os.getloadavg())
-        run.watchdog_lines = sum(
-            dep.log(name).read_text(errors="replace").count("watchdog: partition")
-            for name in dep.procs if dep.log(name).exists())
+        logs = [dep.log(name).read_text(errors="replace") for name in dep.procs
+                if dep.log(name).exists()]
+        run.watchdog_lines = sum(text.count("watchdog: partition") for text in logs)
+        run.tracebacks = sum(text.count("Traceback") for text in logs)
         if args.keep_logs and (run.stalled or run.exited or run.done_s is None
-                               or run.watchdog_lines):
+                               or run.watchdog_lines or run.tracebacks):
             for name in dep.procs:
                 shutil.copy(dep.log(name), args.keep_logs / f"{dep.run}-{name}.log")
         return run
@@ -355,18 +357,18 @@ def render(runs: list[Run], args: argparse.Namespace) -> str:
             f"{len(stalled) / len(rows):.2f} | "
             f"{sum(groups.values())} ({', '.join(f'{g}: {n}' for g, n in groups.items())}) | "
             f"{max(r.max_idle_s for r in rows):.0f} | "
-            f"{statistics.median(done) if done else '—'} | {len(rows) - len(done)} | "
+            f"{f'{statistics.median(done):.1f}' if done else '—'} | {len(rows) - len(done)} | "
             f"{sum(r.watchdog_lines for r in rows)} |")
     lines += ["", "Runs:", "", "| workers | stall (settings) | watchdog s | rep | caught up s | "
-              "stalls | longest idle s | watchdog lines | exited | load |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "stalls | longest idle s | watchdog lines | exited | tracebacks | load |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in runs:
         stalls = "; ".join(f"{s.group} {s.topic.split('.', 1)[1]}"
                            f"[{s.partition}] at {s.committed}/{s.end} idle {s.idle_s:.0f}s "
                            f"(t={s.at_s:.0f}s)" for s in r.stalls) or "—"
         lines.append(f"| {r.workers} | {_kind(r)} | {r.watchdog:g} | {r.rep} | "
                      f"{r.done_s or '—'} | {stalls} | {r.max_idle_s:.0f} | {r.watchdog_lines} | "
-                     f"{', '.join(r.exited) or '—'} | {r.load} |")
+                     f"{', '.join(r.exited) or '—'} | {r.tracebacks} | {r.load} |")
     return "\n".join(lines)
 
 
@@ -381,6 +383,15 @@ def load_runs(paths: list[Path]) -> list[Run]:
     return runs
 
 
+HAND = "<!-- written by hand below this line; a re-run keeps it -->"
+
+
+def write(out: Path, table: str) -> None:
+    """The report: the generated tables, then whatever was written by hand after `HAND`."""
+    kept = out.read_text().split(HAND, 1)[1] if out.exists() and HAND in out.read_text() else "\n"
+    out.write_text(f"# Simultaneous start: stalled partitions\n\n{table}\n\n{HAND}{kept}")
+
+
 async def bench(args: argparse.Namespace) -> list[Run]:
     settings = load_settings()
     runs: list[Run] = load_runs(args.include)
@@ -393,9 +404,9 @@ async def bench(args: argparse.Namespace) -> list[Run]:
                 print(f"  {workers} workers, watchdog {wd:g}, rep {rep}: done "
                       f"{run.done_s} s, stalls {[asdict(s) for s in run.stalls]}, "
                       f"longest idle {run.max_idle_s:.0f} s, watchdog lines "
-                      f"{run.watchdog_lines}, exited {run.exited}", flush=True)
-                args.out.write_text("# Simultaneous start: stalled partitions\n\n"
-                                    + render(runs, args) + "\n")
+                      f"{run.watchdog_lines}, exited {run.exited}, tracebacks "
+                      f"{run.tracebacks}", flush=True)
+                write(args.out, render(runs, args))
                 if args.jsonl:
                     with args.jsonl.open("a") as out:
                         out.write(json.dumps(asdict(run)) + "\n")
@@ -426,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="copy the worker logs of runs that stalled (or did not finish) here")
     args = ap.parse_args(argv)
     runs = asyncio.run(bench(args))
+    write(args.out, render(runs, args))
     print(render(runs, args))
     return 0
 
