@@ -25,6 +25,7 @@ from elasticsearch import AsyncElasticsearch
 from app.elastic import es_client  # noqa: F401 - re-exported for the other stages
 from app.event_messages import decode
 from app.events import DeadLetter, LogEvent, RawPosition
+from app.kafka_client import client_options
 from app.metrics import METRICS
 from app.settings import Settings
 from app.sink import ElasticsearchSink
@@ -50,14 +51,14 @@ class IndexConsumer:
         self.sink = ElasticsearchSink(self.es, settings)
         self.stamps = Stamps.from_settings(settings)
         self.consumer = AIOKafkaConsumer(
-            self.topic, bootstrap_servers=settings.kafka_servers, group_id=index_group(settings),
+            self.topic, **client_options(settings), group_id=index_group(settings),
             enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=settings.es_batch_size, max_poll_interval_ms=300_000,
             session_timeout_ms=int(settings.worker_session_timeout * 1000),
             heartbeat_interval_ms=int(min(3.0, settings.worker_session_timeout / 5) * 1000),
             isolation_level="read_committed",
         )
-        self.producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all",
+        self.producer = AIOKafkaProducer(**client_options(settings), acks="all",
                                          enable_idempotence=True, linger_ms=5)
         self._carry: list[ConsumerRecord] = []
 

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from agents.index import es_client, index_group
+from app.kafka_client import client_options
 from app.metrics import METRICS
 from app.retention import apply_retention, prune_snapshots, tenant_retention
 from app.settings import Settings
@@ -37,9 +38,9 @@ class LagProbe:
 
     async def measure(self) -> None:
         if self.admin is None or self.consumer is None:
-            self.admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_servers)
+            self.admin = AIOKafkaAdminClient(**client_options(self.settings))
             await self.admin.start()
-            self.consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_servers)
+            self.consumer = AIOKafkaConsumer(**client_options(self.settings))
             await self.consumer.start()
         for group, topics in self.groups.items():
             committed = await self.admin.list_consumer_group_offsets(group)

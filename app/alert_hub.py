@@ -17,6 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from app import stamp
+from app.kafka_client import client_options
 from app.settings import Settings
 from app.topic_reader import TopicReader, topic_partitions
 from app.topics import ALERTS, topic_name
@@ -60,7 +61,7 @@ class AlertHub(TopicReader):
             sub.offer(alert)
 
     async def _consume(self) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_servers, group_id=None,
+        consumer = AIOKafkaConsumer(**client_options(self.settings), group_id=None,
                                     enable_auto_commit=False, fetch_max_wait_ms=100)
         await consumer.start()
         try:

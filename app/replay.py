@@ -29,6 +29,7 @@ from agents.normalize import KeyCheck, process, raw_message
 from agents.templates import TenantConfigs
 from app import esindex
 from app.events import LogEvent
+from app.kafka_client import client_options
 from app.normalize import Limits
 from app.patterns import MinerConfig, TenantMiner
 from app.settings import Settings
@@ -65,7 +66,7 @@ class ReplayTemplates:
     async def load(cls, settings: Settings, tenant_id: str) -> ReplayTemplates:
         config = await TenantConfigs(settings).get(tenant_id)
         latest: dict[str, list[Any] | None] = {}
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_servers, group_id=None,
+        consumer = AIOKafkaConsumer(**client_options(settings), group_id=None,
                                     enable_auto_commit=False)
         await consumer.start()
         try:
@@ -151,7 +152,7 @@ class Replay:
         result = ReplayResult()
         limits = Limits.from_settings(self.settings)
         stamps = Stamps.from_settings(self.settings)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_servers,
+        consumer = AIOKafkaConsumer(**client_options(self.settings),
                                     enable_auto_commit=False, group_id=None,
                                     isolation_level="read_committed")
         await consumer.start()

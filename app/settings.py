@@ -37,6 +37,24 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, description="Partitions of the LaaS topics")
     replication_factor: int = Field(1, ge=1, description="Replication factor of the LaaS topics")
     topic_prefix: str = Field("", description="Prefix of every LaaS topic name")
+    kafka_local_auth: bool = Field(
+        True, description="The local Kafka requires SASL/SCRAM logins and enforces ACLs: LaaS "
+        "logs in as `laas` (super user), direct producers as `laas-producer` (may only write "
+        "logs.raw); passwords in state_dir/kafka/credentials.json")
+    kafka_credentials_file: Path | None = Field(
+        None, description="The local Kafka's passwords; empty: state_dir/kafka/credentials.json "
+        "(a process with a state directory of its own points at the stack's)")
+    kafka_security_protocol: str = Field(
+        "PLAINTEXT", pattern="^(PLAINTEXT|SASL_PLAINTEXT|SASL_SSL|SSL)$",
+        description="Security protocol for an existing Kafka (LAAS_KAFKA_BOOTSTRAP)")
+    kafka_sasl_mechanism: str = Field(
+        "SCRAM-SHA-512", pattern="^(SCRAM-SHA-256|SCRAM-SHA-512|PLAIN)$",
+        description="SASL mechanism for an existing Kafka")
+    kafka_sasl_username: str | None = Field(None, description="SASL user for an existing Kafka")
+    kafka_sasl_password: SecretStr | None = Field(
+        None, description="SASL password for an existing Kafka")
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="CA bundle that signed an existing Kafka's certificates (SSL)")
 
     # Elasticsearch
     es_url: str | None = Field(None, description="Existing Elasticsearch URL")

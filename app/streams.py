@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 
+from app.kafka_client import faust_credentials
 from app.settings import Settings
 from app.topics import EVENTS, Topics, declare_topics, topic_name
 
@@ -17,6 +18,7 @@ def create_app(
     return faust.App(
         app_id or settings.app_id,
         broker=f"kafka://{settings.kafka_servers}",
+        broker_credentials=faust_credentials(settings),
         store=store or settings.table_store,
         datadir=str((settings.state_dir / datadir).resolve()),
         web_enabled=web,

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from app import stamp
 from app.event_messages import decode
 from app.events import NS, LogEvent
+from app.kafka_client import client_options
 from app.settings import Settings
 from app.topic_reader import TopicReader, topic_partitions
 from app.topics import EVENTS, topic_name
@@ -138,7 +139,7 @@ class TailHub(TopicReader):
     # -- the consumer ---------------------------------------------------------------------
     async def _consume(self) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_servers,
+            **client_options(self.settings),
             group_id=None,
             enable_auto_commit=False,
             fetch_max_wait_ms=50,

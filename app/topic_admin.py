@@ -21,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
+from app.kafka_client import client_options
 from app.settings import Settings
 from app.topics import TopicSpec
 
@@ -76,7 +77,7 @@ async def _admin(settings: Settings, wait: float, say: Say = log.warning) -> AIO
     deadline = time.monotonic() + wait
     delay, said = 0.5, 0.0
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers,
+        admin = AIOKafkaAdminClient(**client_options(settings),
                                     request_timeout_ms=10_000)
         try:
             await admin.start()
@@ -193,7 +194,7 @@ async def topics_status(settings: Settings, specs: Sequence[TopicSpec],
     """Each spec's topic as it is on the broker, and the lag of each consumer group of
     `groups` (group -> topics it reads) on the topics that exist."""
     admin = await _admin(settings, wait=10.0)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_servers)
+    consumer = AIOKafkaConsumer(**client_options(settings))
     try:
         states = await _states(admin, [spec.name for spec in specs])
         reports = [TopicReport(spec, states.get(spec.name),
@@ -202,7 +203,10 @@ async def topics_status(settings: Settings, specs: Sequence[TopicSpec],
         await consumer.start()
         lags = []
         for group, topics in groups.items():
-            committed = await admin.list_consumer_group_offsets(group)
+            try:
+                committed = await admin.list_consumer_group_offsets(group)
+            except KafkaError:  # a fresh broker has no group coordinator yet: nothing committed
+                committed = {}
             for topic in topics:
                 if topic not in states:
                     continue

@@ -14,6 +14,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from app.kafka_client import client_options
 from app.settings import Settings
 from app.stamp import Stamps
 
@@ -24,7 +25,7 @@ async def topic_partitions(settings: Settings, topic: str) -> list[TopicPartitio
     """The topic's partitions, waiting (with backoff, and saying so) until `laas worker` or
     `laas topics ensure` has created it. Asks for all topics, never for this one by name: a
     broker with `auto.create.topics.enable` would create it with its own defaults."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         delay, said = 0.2, 0.0

@@ -26,6 +26,7 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from app.kafka_client import client_options
 from app.metrics import METRICS
 from app.settings import Settings
 
@@ -102,8 +103,8 @@ class OffsetReader:
     """Committed and end offsets from the broker (an admin client and a consumer outside any
     group), opened at the first read."""
 
-    def __init__(self, servers: str) -> None:
-        self.servers = servers
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options  # app.kafka_client.client_options
         self.admin: AIOKafkaAdminClient | None = None
         self.consumer: AIOKafkaConsumer | None = None
 
@@ -112,9 +113,9 @@ class OffsetReader:
         """(position, end offset) of each of `tps`; the position is `group`'s committed offset,
         or the partition's beginning when the group committed none."""
         if self.admin is None or self.consumer is None:
-            self.admin = AIOKafkaAdminClient(bootstrap_servers=self.servers)
+            self.admin = AIOKafkaAdminClient(**self.options)
             await self.admin.start()
-            self.consumer = AIOKafkaConsumer(bootstrap_servers=self.servers)
+            self.consumer = AIOKafkaConsumer(**self.options)
             await self.consumer.start()
         wanted = list(tps)
         committed = await self.admin.list_consumer_group_offsets(group, partitions=wanted)
@@ -145,7 +146,7 @@ class FaustWatchdog:
         self.group = app.conf.id
         self.topics = set(topics)
         self.tracker = StallTracker(settings.watchdog_seconds)
-        self.reader = OffsetReader(settings.kafka_servers)
+        self.reader = OffsetReader(client_options(settings))
 
     async def check(self) -> list[Stall]:
         """One look: report and recover every stalled partition; returns them."""

@@ -38,6 +38,7 @@ from elasticsearch import AsyncElasticsearch
 from elasticsearch.helpers import async_scan
 
 from app import esindex
+from app.kafka_client import client_options
 from app.topics import RAW
 from bench.harness import BenchStack, Deployment, Pusher, exit_on_sigterm, loadavg, until
 from bench.probes import Probe
@@ -141,7 +142,7 @@ async def kafka_counts(dep: Deployment, tenant_id: int, timeout: float = 90) -> 
 
     from app.ingest.wire import pb
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=dep.settings.kafka_servers,
+    consumer = AIOKafkaConsumer(**client_options(dep.settings),
                                 enable_auto_commit=False)
     await consumer.start()
     parts = [TopicPartition(dep.topic(RAW), p) for p in range(dep.partitions)]

@@ -24,6 +24,7 @@ from typing import Any
 
 import psutil
 
+from app.kafka_client import client_options
 from app.settings import Settings, load_settings
 from app.topics import ALL, RAW, topic_name
 
@@ -83,7 +84,8 @@ class BenchStack:
                                  target_is_directory=True)
         self.settings = load_settings(
             state_dir=BENCH_STATE, kafka_bootstrap=None, es_url=None, kafka_port=KAFKA_PORT,
-            kafka_controller_port=KAFKA_CONTROLLER_PORT, es_port=ES_PORT, es_heap=es_heap)
+            kafka_controller_port=KAFKA_CONTROLLER_PORT, es_port=ES_PORT, es_heap=es_heap,
+            kafka_local_auth=False)  # the bench's own broker: plaintext, as its processes expect
         self.kafka = Kafka(self.settings)
         self.es = Elasticsearch(self.settings)
 
@@ -180,7 +182,7 @@ class Deployment:
     async def create_topics(self) -> None:
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_servers)
+        admin = AIOKafkaAdminClient(**client_options(self.settings))
         await admin.start()
         try:
             await admin.create_topics([NewTopic(self.topic(n), self.partitions, 1) for n in ALL])
@@ -269,7 +271,7 @@ class Deployment:
         except Exception:  # noqa: BLE001 - cleanup only
             pass
         await es.close()
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_servers)
+        admin = AIOKafkaAdminClient(**client_options(self.settings))
         try:
             await admin.start()
             names = [t for t in await admin.list_topics() if t.startswith(self.run)]
@@ -472,8 +474,8 @@ async def consumer_lag(settings: Settings, group: str, topic: str) -> int:
     from aiokafka import AIOKafkaConsumer
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_servers)
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    consumer = AIOKafkaConsumer(**client_options(settings))
     await admin.start()
     await consumer.start()
     try:

@@ -48,6 +48,7 @@ from elasticsearch.helpers import async_bulk
 from app import esindex
 from app.ingest.wire import pb
 from app.ingest.writer import CONTENT_TYPE, raw_batches
+from app.kafka_client import client_options
 from app.normalize import RawMessage, normalize
 from app.settings import load_settings
 from app.stamp import Stamps
@@ -192,11 +193,11 @@ async def main(n: int, chunks: int, request: int, warmup: int, cold: bool) -> No
     raw_cpu = per_event(cpu0, cpu_seconds(servers), n)
 
     # 2. pipeline throughput
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     await admin.create_topics([NewTopic(topic_name(settings, t), settings.partitions, 1)
                                for t in ALL])
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all",
+    producer = AIOKafkaProducer(**client_options(settings), acks="all",
                                 enable_idempotence=True, linger_ms=5)
     await producer.start()
     raw_topic = topic_name(settings, RAW)

@@ -22,6 +22,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from app import esindex
+from app.kafka_client import client_options
 from app.topics import RAW
 from bench.harness import BenchStack, Deployment, Sampler, loadavg
 
@@ -34,7 +35,7 @@ async def prefill(dep: Deployment, n: int) -> None:
     from bench.pipeline import HEADERS, record
 
     stamps = Stamps.from_settings(dep.settings)  # the deployment's LAAS_SECRET_KEY
-    producer = AIOKafkaProducer(bootstrap_servers=dep.settings.kafka_servers, acks="all",
+    producer = AIOKafkaProducer(**client_options(dep.settings), acks="all",
                                 enable_idempotence=True, linger_ms=5)
     await producer.start()
     try:
@@ -54,7 +55,7 @@ async def leave(dep: Deployment, es: Any, alias: str, base: int, workers: int) -
     from bench.pipeline import HEADERS, record
 
     stamps = Stamps.from_settings(dep.settings)
-    producer = AIOKafkaProducer(bootstrap_servers=dep.settings.kafka_servers, acks="all",
+    producer = AIOKafkaProducer(**client_options(dep.settings), acks="all",
                                 enable_idempotence=True)
     await producer.start()
     acked = [0]

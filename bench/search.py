@@ -42,6 +42,7 @@ from elasticsearch.helpers import async_bulk
 
 from app import accounts, esindex, search
 from app.events import NS, LogEvent, RawPosition
+from app.kafka_client import client_options
 from app.models import Scope
 from app.parsing import severity_from_text, severity_name
 from app.settings import Settings, load_settings
@@ -302,7 +303,7 @@ async def measure_tail(
                     dropped[i] += int(message["dropped"])
 
         readers = [asyncio.create_task(reader(i)) for i in range(tails)]
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, linger_ms=2)
+        producer = AIOKafkaProducer(**client_options(settings), linger_ms=2)
         await producer.start()
         published = 0
         started = time.monotonic()
@@ -424,7 +425,7 @@ async def main(args: argparse.Namespace) -> None:
             print("queries ...", flush=True)
             results["queries"] = await measure_queries(settings, es, tenant_id, key, args.repeat)
         if not args.skip_tail:
-            admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+            admin = AIOKafkaAdminClient(**client_options(settings))
             await admin.start()
             await admin.create_topics([NewTopic(topic_name(settings, EVENTS), 4, 1)])
             await admin.close()
@@ -443,7 +444,7 @@ async def main(args: argparse.Namespace) -> None:
             await es.options(ignore_status=404).indices.delete_index_template(
                 name=esindex.template_name(settings)
             )
-            admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+            admin = AIOKafkaAdminClient(**client_options(settings))
             await admin.start()
             try:
                 await admin.delete_topics([topic_name(settings, EVENTS)])

@@ -41,11 +41,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from app.ingest.wire import pb
+from app.kafka_client import client_options, cluster_env
 from app.settings import Settings, load_settings
+from app.stamp import Stamps
 from app.topics import ALL, EVENTS, RAW, topic_name
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
+BENCH_SECRET = "laas-bench-secret"  # the workers' LAAS_SECRET_KEY: the bench signs as the gateway
+STAMPS = Stamps(BENCH_SECRET.encode())
 HEADERS = [("content-type", b"application/x-protobuf; messageType=laas.v1.LogRecord"),
            ("laas-tenant-id", b"1"), ("laas-tenant", b"bench"), ("laas-source", b"gateway")]
 GIVE_UP = 10.0  # s a run goes on after a stall was seen with the watchdog off
@@ -99,7 +103,10 @@ class Deployment:
         self.tmp = Path("/tmp") / f"laas-{self.run}"
         self.tmp.mkdir(parents=True)
         self.partitions = partitions
-        self.env = {"LAAS_KAFKA_BOOTSTRAP": kafka, "LAAS_ES_URL": es, "LAAS_APP_ID": self.run,
+        # the stack's broker as a Kafka of the workers' own (login included); one secret for
+        # the bench's signed stamps and every worker (app/stamp.py)
+        self.env = {**cluster_env(load_settings()), "LAAS_SECRET_KEY": BENCH_SECRET,
+                    "LAAS_ES_URL": es, "LAAS_APP_ID": self.run,
                     "LAAS_TOPIC_PREFIX": f"{self.run}.", "LAAS_INDEX_PREFIX": f"{self.run}-",
                     "LAAS_PARTITIONS": str(partitions),
                     "LAAS_DATABASE_URL": f"sqlite+aiosqlite:///{self.tmp / 'users.db'}",
@@ -120,7 +127,7 @@ class Deployment:
         from app.migrations import upgrade_database_async
 
         await upgrade_database_async(self.settings)
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_servers)
+        admin = AIOKafkaAdminClient(**client_options(self.settings))
         await admin.start()
         try:
             await admin.create_topics([NewTopic(self.topic(n), self.partitions, 1) for n in ALL])
@@ -129,7 +136,7 @@ class Deployment:
 
     async def prefill(self, n: int) -> None:
         """`n` LogRecord messages to `logs.raw`, keys spread over every partition."""
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_servers, acks="all",
+        producer = AIOKafkaProducer(**client_options(self.settings), acks="all",
                                     enable_idempotence=True, linger_ms=5)
         await producer.start()
         try:
@@ -139,9 +146,9 @@ class Deployment:
                 record = pb.LogRecord(time_unix_nano=time.time_ns(), severity_number=9,
                                       body=body, resource=pb.Resource(service_name=f"svc{i % 8}",
                                                                       host=f"h{i % 3}"))
-                futures.append(await producer.send(
-                    self.topic(RAW), record.SerializeToString(), key=f"1/svc{i % 64}".encode(),
-                    headers=HEADERS))
+                key, value = f"1/svc{i % 64}".encode(), record.SerializeToString()
+                futures.append(await producer.send(self.topic(RAW), value, key=key,
+                                                   headers=STAMPS.sign(key, value, HEADERS)))
             await asyncio.gather(*futures)
         finally:
             await producer.stop()
@@ -180,7 +187,7 @@ class Deployment:
             print(f"    index cleanup failed: {exc!r}", flush=True)
         finally:
             await es.close()
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_servers)
+        admin = AIOKafkaAdminClient(**client_options(self.settings))
         try:
             await admin.start()
             names = [t for t in await admin.list_topics() if t.startswith(self.run)]
@@ -217,8 +224,8 @@ class GroupWatch:
         self.partitions = dep.partitions
         self.t0 = t0
         self.tracks: dict[tuple[str, int], Track] = {}
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_servers)
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_servers)
+        self.admin = AIOKafkaAdminClient(**client_options(s))
+        self.consumer = AIOKafkaConsumer(**client_options(s))
 
     async def __aenter__(self) -> GroupWatch:
         await self.admin.start()

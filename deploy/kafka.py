@@ -1,15 +1,35 @@
-"""The local Kafka broker: jars from Maven Central, KRaft combined mode, bound to 127.0.0.1."""
+"""The local Kafka broker: jars from Maven Central, KRaft combined mode, bound to 127.0.0.1.
+
+With `kafka_local_auth` (the default) the broker's client listener requires SASL/SCRAM-SHA-256
+and the StandardAuthorizer enforces ACLs: `laas` (LaaS's processes) is a super user,
+`laas-producer` (direct producers) may write `logs.raw` and nothing else. The passwords are
+made at the first format into `state_dir/kafka/credentials.json` (0600), and a kcat/librdkafka
+configuration for direct producers into `state_dir/kafka/producer.conf`. The controller
+listener stays plaintext on loopback (operator access: the ACLs are set through it).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import os
+import secrets
 import uuid
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from app.kafka_client import (
+    LAAS_USER,
+    LOCAL_MECHANISM,
+    PRODUCER_USER,
+    client_options,
+    credentials_file,
+    librdkafka_config,
+)
 from app.settings import LOCAL_HOST, Settings
+from app.topics import RAW, topic_name
 from deploy import proc
 from deploy.java import java_home
 
@@ -51,8 +71,10 @@ class Kafka:
         return self.settings.kafka_servers
 
     def prepare(self) -> None:
-        """Resolve the broker jars with Maven once; later starts reuse them."""
-        if (self.libs / f"kafka_2.13-{self.settings.kafka_version}.jar").exists():
+        """Resolve the broker jars (and AclCommand's) with Maven once; later starts reuse them."""
+        version = self.settings.kafka_version
+        if all((self.libs / f"{jar}-{version}.jar").exists()
+               for jar in ("kafka_2.13", "kafka-tools")):
             return
         mvn = proc.require_command("mvn", "install Maven (Debian: apt-get install maven)")
         self.libs.mkdir(parents=True, exist_ok=True)
@@ -73,14 +95,26 @@ class Kafka:
         )
 
     def start(self) -> None:
+        auth = self.settings.kafka_local_auth
+        formatted = (self.data / "meta.properties").exists()
+        if auth and formatted and not credentials_file(self.settings).exists():
+            raise proc.StackError(
+                f"the local Kafka in {self.data} was formatted without logins (before SASL): "
+                f"delete {self.data} to have it made again with SASL and ACLs (its topics are "
+                "lost), or set LAAS_KAFKA_LOCAL_AUTH=false to keep it without logins")
         self.home.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.config.write_text(self._server_properties())
+        self.config.chmod(0o600)  # holds the broker's own password
         log4j = self.home / "log4j2.properties"
         log4j.write_text(LOG4J2.format(log=self.log_file.resolve()))
         java = str(java_home(self.settings) / "bin" / "java")
         classpath = f"{self.libs.resolve()}/*"
-        if not (self.data / "meta.properties").exists():
+        if not formatted:
+            scram = []
+            if auth:
+                scram = [arg for user, password in self._passwords().items() for arg in (
+                    "--add-scram", f"{LOCAL_MECHANISM}=[name={user},password={password}]")]
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
             proc.run_logged(
                 [
@@ -95,6 +129,7 @@ class Kafka:
                     "--config",
                     str(self.config.resolve()),
                     "--standalone",
+                    *scram,
                 ],
                 what="formatting the Kafka storage",
                 log_file=self.console_log,
@@ -116,19 +151,76 @@ class Kafka:
             pid_file=self.pid_file,
         )
 
+    def _passwords(self) -> dict[str, str]:
+        """The users' passwords: made once (0600), then read; producer.conf written beside."""
+        path = credentials_file(self.settings)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made = {user: secrets.token_urlsafe(24) for user in (LAAS_USER, PRODUCER_USER)}
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(made, handle)
+        conf = self.home / "producer.conf"
+        conf.touch(mode=0o600)
+        conf.write_text(librdkafka_config(self.settings, PRODUCER_USER))
+        passwords: dict[str, str] = json.loads(path.read_text())
+        return passwords
+
+    def grant(self) -> None:
+        """The ACLs of direct producers: write (and describe) `logs.raw`, idempotently."""
+        if not self.settings.kafka_local_auth:
+            return
+        java = str(java_home(self.settings) / "bin" / "java")
+        base = [java, f"-Dlog4j2.configurationFile={(self.home / 'log4j2.properties').resolve()}",
+                "-cp", f"{self.libs.resolve()}/*", "org.apache.kafka.tools.AclCommand",
+                "--bootstrap-controller", f"{LOCAL_HOST}:{self.settings.kafka_controller_port}",
+                "--add", "--allow-principal", f"User:{PRODUCER_USER}"]
+        raw = topic_name(self.settings, RAW)
+        proc.run_logged([*base, "--operation", "Write", "--operation", "Describe",
+                         "--topic", raw], what=f"granting {PRODUCER_USER} write on {raw}",
+                        log_file=self.console_log)
+        proc.run_logged([*base, "--operation", "IdempotentWrite", "--cluster"],
+                        what=f"granting {PRODUCER_USER} idempotent writes",
+                        log_file=self.console_log)
+
     def _server_properties(self) -> str:
         s = self.settings
+        if s.kafka_local_auth:
+            password = self._passwords()[LAAS_USER]
+            client = "SASL_PLAINTEXT"
+            producer = self._passwords()[PRODUCER_USER]
+            auth = [
+                # PLAIN too, for direct producers on librdkafka < 2.6.1 (Debian 12's kcat),
+                # whose SCRAM fails against Kafka 4 (librdkafka PR 4895)
+                f"sasl.enabled.mechanisms={LOCAL_MECHANISM},PLAIN",
+                "listener.name.sasl_plaintext.plain.sasl.jaas.config="
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'user_{LAAS_USER}="{password}" user_{PRODUCER_USER}="{producer}";',
+                f"sasl.mechanism.inter.broker.protocol={LOCAL_MECHANISM}",
+                f"listener.name.sasl_plaintext.{LOCAL_MECHANISM.lower()}.sasl.jaas.config="
+                "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="{LAAS_USER}" password="{password}";',
+                "authorizer.class.name="
+                "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                # ANONYMOUS: the plaintext controller listener (loopback; the broker's own
+                # controller traffic and the operator's AclCommand)
+                f"super.users=User:{LAAS_USER};User:ANONYMOUS",
+                "allow.everyone.if.no.acl.found=false",
+            ]
+        else:
+            client, auth = "PLAINTEXT", []
         return "\n".join(
             [
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.bootstrap.servers={LOCAL_HOST}:{s.kafka_controller_port}",
-                f"listeners=PLAINTEXT://{LOCAL_HOST}:{s.kafka_port},"
+                f"listeners={client}://{LOCAL_HOST}:{s.kafka_port},"
                 f"CONTROLLER://{LOCAL_HOST}:{s.kafka_controller_port}",
-                f"advertised.listeners=PLAINTEXT://{LOCAL_HOST}:{s.kafka_port}",
+                f"advertised.listeners={client}://{LOCAL_HOST}:{s.kafka_port}",
                 "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"inter.broker.listener.name={client}",
+                f"listener.security.protocol.map=CONTROLLER:PLAINTEXT,{client}:{client}",
+                *auth,
                 f"log.dirs={self.data.resolve()}",
                 f"num.partitions={s.partitions}",
                 "offsets.topic.replication.factor=1",
@@ -145,7 +237,11 @@ class Kafka:
         """The broker answers a metadata request."""
         if not proc.port_open(*_host_port(self.address)):
             return False
-        return proc.run_coroutine(lambda: _metadata_answers(self.address))
+        try:
+            options = client_options(self.settings)
+        except RuntimeError:  # no credentials yet: not ours to log in to
+            return False
+        return proc.run_coroutine(lambda: _metadata_answers(options))
 
     def running(self) -> bool:
         return proc.read_pid(self.pid_file) is not None
@@ -159,8 +255,8 @@ def _host_port(servers: str) -> tuple[str, int]:
     return host, int(port)
 
 
-async def _metadata_answers(servers: str) -> bool:
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=3000)
+async def _metadata_answers(options: dict[str, object]) -> bool:
+    admin = AIOKafkaAdminClient(**options, request_timeout_ms=3000)
     try:
         await asyncio.wait_for(admin.start(), 5)
         await asyncio.wait_for(admin.list_topics(), 5)

@@ -88,6 +88,10 @@ class Stack:
                 alive=service.running,
             )
             yield f"{service.name}: ready at {service.address} (log: {service.log_file})"
+            if isinstance(service, Kafka) and self.settings.kafka_local_auth:
+                service.grant()
+                yield (f"kafka: SASL/SCRAM logins and ACLs on; direct producers log in as "
+                       f"laas-producer ({service.home / 'producer.conf'}, for kcat -F)")
         for service, managed in self.services:
             if not managed and not service.ready():
                 raise StackError(

@@ -6,13 +6,16 @@ service answers and fail (never skip) when one does not.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from elasticsearch import AsyncElasticsearch
 from hypothesis import settings as hypothesis_settings
 
+from app.kafka_client import client_options, credentials_file
 from app.settings import Settings, load_settings
 from deploy.elastic import Elasticsearch
 from deploy.kafka import Kafka
@@ -22,6 +25,16 @@ from deploy.postgres import Postgres
 # example is not a failure (CI once failed on one, and betterproto's repr hid the cause).
 hypothesis_settings.register_profile("laas", deadline=None)
 hypothesis_settings.load_profile("laas")
+
+# The local Kafka's passwords (app/kafka_client.py) for every process a test starts with a state
+# directory of its own: they all log in to the one stack broker.
+os.environ.setdefault("LAAS_KAFKA_CREDENTIALS_FILE",
+                      str(credentials_file(load_settings()).resolve()))
+
+
+def kafka_options() -> dict[str, Any]:
+    """aiokafka client arguments for the stack's broker, logged in as LaaS."""
+    return client_options(load_settings())
 
 
 @pytest.fixture(scope="session")

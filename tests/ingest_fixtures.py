@@ -22,6 +22,7 @@ from app.gateway import bound_port, start_gateway
 from app.ingest.auth import Principal
 from app.ingest.service import IngestService
 from app.ingest.wire import pb
+from app.kafka_client import client_options
 from app.normalize import H_BATCH_INDEX, H_BATCH_KEY, LOG_BATCH, batch_indexes
 from app.settings import Settings, load_settings
 from app.topics import RAW, topic_name
@@ -56,7 +57,7 @@ def keys() -> KeyTable:
 async def raw_settings() -> AsyncIterator[Settings]:
     """Settings with a uuid topic prefix and its `logs.raw` created (1 partition, keeps order)."""
     settings = load_settings(topic_prefix=f"t{uuid.uuid4().hex[:12]}.", ingest_produce_timeout=5.0)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers,
+    admin = AIOKafkaAdminClient(**client_options(settings),
                                 request_timeout_ms=5000)
     try:
         await asyncio.wait_for(admin.start(), 15)
@@ -131,7 +132,7 @@ async def consume(settings: Settings, count: int, timeout: float = 15.0) -> list
     """Read `count` records (`RawRecord`s: a `LogBatch` message gives one per record) from the
     start of the test's raw topic (fewer on timeout)."""
     consumer = AIOKafkaConsumer(
-        topic_name(settings, RAW), bootstrap_servers=settings.kafka_servers,
+        topic_name(settings, RAW), **client_options(settings),
         auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
     )
     await consumer.start()

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from elasticsearch import AsyncElasticsearch
 
+from app.kafka_client import client_options
 from app.settings import Settings, load_settings
 from app.stamp import Stamps
 from app.topics import ALL, topic_name
@@ -169,7 +170,7 @@ class StreamEnv:
         return worker
 
     async def create_topics(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_servers)
+        admin = AIOKafkaAdminClient(**client_options(self.settings))
         await admin.start()
         try:
             await admin.create_topics([NewTopic(self.topic(n), PARTITIONS, 1) for n in ALL])
@@ -183,7 +184,7 @@ class StreamEnv:
                                 allow_no_indices=True)
         await es.options(ignore_status=404).indices.delete_index_template(
             name=f"{self.unique}-logs")
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_servers)
+        admin = AIOKafkaAdminClient(**client_options(self.settings))
         await admin.start()
         try:
             names = [t for t in await admin.list_topics() if t.startswith(self.unique)]
@@ -252,7 +253,7 @@ async def produce_raw(settings: Settings, records: Sequence[tuple[bytes | None, 
 
     records = [(key, value, signed(key, value, headers) if sign else headers)
                for key, value, headers in records]
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all",
+    producer = AIOKafkaProducer(**client_options(settings), acks="all",
                                 enable_idempotence=True, linger_ms=5)
     await producer.start()
     try:
@@ -267,7 +268,7 @@ async def produce_raw(settings: Settings, records: Sequence[tuple[bytes | None, 
 async def read_topic(settings: Settings, name: str, count: int, timeout: float = 60) -> list[Any]:
     """The first `count` records of a LaaS topic (from the beginning)."""
     consumer = AIOKafkaConsumer(topic_name(settings, name),
-                                bootstrap_servers=settings.kafka_servers,
+                                **client_options(settings),
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     got: list[Any] = []

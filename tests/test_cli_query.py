@@ -27,6 +27,7 @@ from app.stamp import Stamps
 from app.topics import EVENTS, topic_name
 from tests.auth_fixtures import *  # noqa: F403
 from tests.auth_fixtures import World, build_world, make_settings, running_app
+from tests.conftest import kafka_options
 from tests.search_fixtures import event, index_events
 from tests.test_kafka import create_topic, free_port
 
@@ -98,7 +99,7 @@ async def cli_world(
     await create_topic(kafka_servers, topic_name(settings, EVENTS), 2)
     async with running_app(settings) as app:
         world = await build_world(app)
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_servers, linger_ms=0)
+        producer = AIOKafkaProducer(**kafka_options(), linger_ms=0)
         await producer.start()
         cw = CliWorld(world, settings, app, free_port(), producer, es)
         await cw.start_server()

@@ -47,6 +47,7 @@ from app.topics import RAW, topic_name
 from protos.laas.v1 import PushAck
 from protos.opentelemetry.proto.collector.logs.v1 import ExportLogsServiceResponse
 from tests.auth_fixtures import build_world, client_for, make_settings, running_app
+from tests.conftest import kafka_options
 from tests.search_fixtures import event, index_events
 from tests.test_bad_input import deep_export, field
 
@@ -233,7 +234,7 @@ async def target(
         f"sqlite+aiosqlite:///{tmp_path / 'users.db'}", tmp_path / "state",
         index_prefix=f"{unique}-", topic_prefix=f"{unique}.", ingest_key_cache_seconds=0,
         ingest_produce_timeout=5.0)
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_servers)
+    admin = AIOKafkaAdminClient(**kafka_options())
     await admin.start()
     await admin.create_topics([NewTopic(topic_name(settings, RAW), 1, 1)])
     try:

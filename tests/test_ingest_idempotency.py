@@ -38,6 +38,7 @@ from app.ingest.writer import (
     index_ranges,
     raw_batches,
 )
+from app.kafka_client import client_options
 from app.normalize import RawMessage, batch_indexes, normalize
 from app.settings import Settings
 from app.stamp import Stamps
@@ -323,13 +324,13 @@ async def _caught_up(stream: StreamEnv, group: str, topic: str) -> bool:
     """Consumer group `group` committed everything on `topic` (so it processed every copy)."""
     from aiokafka import AIOKafkaConsumer
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=stream.settings.kafka_servers)
+    admin = AIOKafkaAdminClient(**client_options(stream.settings))
     await admin.start()
     try:
         committed = await admin.list_consumer_group_offsets(group)
     finally:
         await admin.close()
-    consumer = AIOKafkaConsumer(bootstrap_servers=stream.settings.kafka_servers)
+    consumer = AIOKafkaConsumer(**client_options(stream.settings))
     await consumer.start()
     try:
         parts = [TopicPartition(stream.topic(topic), p) for p in range(2)]

@@ -7,6 +7,7 @@ import time
 from aiokafka import AIOKafkaProducer
 
 from app.ingest.convert import decode_raw_value, from_any
+from app.kafka_client import client_options
 from app.settings import Settings
 from app.topics import RAW, topic_name
 from protos.laas.v1 import AnyValue, LogRecord
@@ -15,7 +16,7 @@ from tests.ingest_fixtures import consume
 
 
 async def test_plain_producer_formats_are_readable(raw_settings: Settings) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=raw_settings.kafka_servers, acks="all",
+    producer = AIOKafkaProducer(**client_options(raw_settings), acks="all",
                                 enable_idempotence=True)
     await producer.start()
     key = [("laas-api-key", b"ingest-key")]

@@ -26,6 +26,7 @@ from starlette.applications import Starlette
 from app.gateway import bound_port, start_gateway
 from app.ingest.convert import from_any
 from app.ingest.service import IngestService
+from app.kafka_client import client_options
 from app.settings import Settings, load_settings
 from app.topics import RAW, topic_name
 from deploy.kafka import Kafka
@@ -85,7 +86,7 @@ async def servers(kafka: Kafka) -> AsyncIterator[tuple[Settings, LogIngestStub, 
     settings = kafka.settings
     await asyncio.to_thread(kafka.start)
     await _wait_ready(kafka)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic_name(settings, RAW), 1, 1)])

@@ -18,6 +18,7 @@ from app.ingest.service import IngestService
 from app.settings import Settings, load_settings
 from app.topics import RAW, topic_name
 from protos.laas.v1 import LogRecord
+from tests.conftest import kafka_options
 from tests.ingest_fixtures import consume
 from web.app import create_app
 
@@ -31,7 +32,7 @@ async def web_settings(tmp_path: Path, kafka_servers: str) -> AsyncIterator[Sett
         ingest_key_cache_seconds=0, ingest_produce_timeout=5.0,
     )
     topic = topic_name(settings, RAW)
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_servers)
+    admin = AIOKafkaAdminClient(**kafka_options())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, 1, 1)])

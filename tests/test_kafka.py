@@ -12,11 +12,15 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from app.kafka_client import cluster_env
+from app.settings import load_settings
+from tests.conftest import kafka_options
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 async def create_topic(servers: str, name: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    admin = AIOKafkaAdminClient(**kafka_options())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
@@ -25,7 +29,7 @@ async def create_topic(servers: str, name: str, partitions: int) -> None:
 
 
 async def produce(servers: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**kafka_options(), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for key, value in records:
@@ -52,7 +56,7 @@ async def test_produce_consume_commit(kafka_servers: str, unique: str) -> None:
 
     consumer = AIOKafkaConsumer(
         unique,
-        bootstrap_servers=kafka_servers,
+        **kafka_options(),
         group_id=unique,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -69,7 +73,7 @@ async def test_produce_consume_commit(kafka_servers: str, unique: str) -> None:
 
     # A new consumer in the same group resumes after the committed offsets: nothing left.
     again = AIOKafkaConsumer(
-        unique, bootstrap_servers=kafka_servers, group_id=unique, auto_offset_reset="earliest"
+        unique, **kafka_options(), group_id=unique, auto_offset_reset="earliest"
     )
     await again.start()
     try:
@@ -81,13 +85,13 @@ async def test_produce_consume_commit(kafka_servers: str, unique: str) -> None:
 
 async def test_rebalance_splits_partitions_between_members(kafka_servers: str, unique: str) -> None:
     await create_topic(kafka_servers, unique, 2)
-    first = AIOKafkaConsumer(unique, bootstrap_servers=kafka_servers, group_id=unique)
+    first = AIOKafkaConsumer(unique, **kafka_options(), group_id=unique)
     await first.start()
     try:
         async with asyncio.timeout(30):
             while len(first.assignment()) != 2:
                 await first.getmany(timeout_ms=200)
-        second = AIOKafkaConsumer(unique, bootstrap_servers=kafka_servers, group_id=unique)
+        second = AIOKafkaConsumer(unique, **kafka_options(), group_id=unique)
         await second.start()
         try:
             async with asyncio.timeout(60):
@@ -120,7 +124,7 @@ async def test_faust_agent_round_trip(kafka_servers: str, unique: str, tmp_path:
         "ECHO_SOURCE": source,
         "ECHO_SINK": sink,
         "LAAS_APP_ID": unique,
-        "LAAS_KAFKA_BOOTSTRAP": kafka_servers,
+        **cluster_env(load_settings()),  # the stack's broker as a Kafka of the user's own
         "LAAS_STATE_DIR": str(tmp_path),
         "LAAS_WORKER_WEB_PORT": str(free_port()),
     }
@@ -132,7 +136,7 @@ async def test_faust_agent_round_trip(kafka_servers: str, unique: str, tmp_path:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    consumer = AIOKafkaConsumer(sink, bootstrap_servers=kafka_servers, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(sink, **kafka_options(), auto_offset_reset="earliest")
     await consumer.start()
     try:
         await produce(kafka_servers, source, [(b"a", b"hello"), (b"b", b"faust")])

@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
     OTLPLogExporter as GrpcLogExporter,
 )
@@ -41,8 +42,10 @@ from opentelemetry.sdk.resources import Resource
 
 from app import demo
 from app.client import Shipper
+from app.events import DeadLetter
 from app.ingest.convert import record_from_json
-from app.settings import Settings
+from app.kafka_client import client_options
+from app.settings import Settings, load_settings
 from tests.test_kafka import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,6 +166,25 @@ def _otel(exporter: LogExporter, service: str, message: str) -> None:
         provider.shutdown()
 
 
+async def _dead_letter_reason(one: Newcomer, text: str) -> str:
+    """The reason of the dead letter whose original value contains `text` (waits up to 30 s)."""
+    settings = load_settings(state_dir=one.state_dir, kafka_port=one.kafka_port,
+                             kafka_credentials_file=one.state_dir / "kafka" / "credentials.json")
+    consumer = AIOKafkaConsumer("logs.deadletter", **client_options(settings),
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                for records in (await consumer.getmany(timeout_ms=1000)).values():
+                    for record in records:
+                        dead = DeadLetter.from_json(record.value)
+                        if text.encode() in dead.value:
+                            return dead.reason
+    finally:
+        await consumer.stop()
+
+
 def _send_every_way(one: Newcomer, key: str, marks: dict[str, str]) -> None:
     """One record per ingest path, each carrying its mark; each call returns on the ack."""
     web, grpc = f"http://127.0.0.1:{one.web_port}", f"127.0.0.1:{one.gateway_port}"
@@ -184,12 +206,18 @@ def _send_every_way(one: Newcomer, key: str, marks: dict[str, str]) -> None:
         assert result.accepted == 1, result
     finally:
         shipper.close()
-    kcat = subprocess.run(
-        ["kcat", "-b", f"127.0.0.1:{one.kafka_port}", "-t", "logs.raw", "-P", "-k", "kcat/kcat",
-         "-H", "content-type=application/json", "-H", f"laas-api-key={key}"],
-        input=json.dumps({"message": marks["kafka"], "service": "kcat"}) + "\n",
-        capture_output=True, text=True, timeout=30)
-    assert kcat.returncode == 0, kcat.stderr
+    kcat = _kcat(one, "logs.raw", json.dumps({"message": marks["kafka"], "service": "kcat"}),
+                 "-H", "content-type=application/json", "-H", f"laas-api-key={key}")
+    assert kcat.returncode == 0 and "ERROR" not in kcat.stderr, kcat.stderr
+
+
+def _kcat(one: Newcomer, topic: str, line: str, *headers: str
+          ) -> subprocess.CompletedProcess[str]:
+    """A direct producer: kcat with the stack's producer login (`laas-producer`)."""
+    return subprocess.run(
+        ["kcat", "-F", str(one.state_dir / "kafka" / "producer.conf"), "-t", topic, "-P",
+         "-k", "kcat/kcat", *headers], input=line + "\n", capture_output=True, text=True,
+        timeout=30)
 
 
 async def test_every_ingest_path_is_searchable_on_a_fresh_stack(newcomer: Newcomer) -> None:
@@ -219,6 +247,24 @@ async def test_every_ingest_path_is_searchable_on_a_fresh_stack(newcomer: Newcom
                 if response.json()["hits"]:
                     found[path] = time.monotonic() - acked
             await asyncio.sleep(0.5)
+        # A direct producer cannot claim a tenant, write past logs.raw or read any topic.
+        forged = f"forged{run}"
+        claim = _kcat(newcomer, "logs.raw", json.dumps({"message": forged, "service": "kcat"}),
+                      "-H", "content-type=application/json", "-H", "laas-tenant-id=1")
+        assert claim.returncode == 0 and "ERROR" not in claim.stderr, claim.stderr
+        for topic in ("logs.events", "alerts"):
+            denied = _kcat(newcomer, topic, json.dumps({"message": forged}))
+            assert "Topic authorization failed" in denied.stderr, denied.stderr
+        read = subprocess.run(
+            ["kcat", "-F", str(newcomer.state_dir / "kafka" / "producer.conf"), "-t",
+             "logs.raw", "-C", "-e", "-o", "beginning"], capture_output=True, text=True,
+            timeout=30)
+        assert "authorization failed" in read.stderr.lower() and marks["http"] not in read.stdout
+        reason = await _dead_letter_reason(newcomer, forged)
+        assert reason == "unsigned_tenant_header"
+        response = await client.get("/api/v1/search", headers=headers,
+                                    params={"q": forged, "since": "1h"})
+        assert response.status_code == 200 and response.json()["hits"] == [], response.text
     missing = sorted(set(marks) - set(found))
     web_log = (newcomer.state_dir / "logs" / "web.log").read_text(errors="replace")
     assert not missing, (f"not searchable within {SEARCHABLE_WITHIN:.0f}s: {missing}; found "

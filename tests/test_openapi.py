@@ -30,6 +30,7 @@ from schemathesis.python import asgi
 from app.settings import Settings
 from app.topics import RAW, topic_name
 from tests.auth_fixtures import PASSWORD, build_world, client_for, make_settings, running_app
+from tests.conftest import kafka_options
 from tests.search_fixtures import event, index_events
 from web.app import ROUTE_MODULES, create_app
 from web.openapi import openapi_path, route_keys
@@ -118,7 +119,7 @@ async def fuzz(
     (dist / "index.html").write_text("<!doctype html><title>LaaS</title>")
     (dist / "assets" / "app-1234.js").write_text("console.log('laas')")
     topic = topic_name(settings, RAW)
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_servers)
+    admin = AIOKafkaAdminClient(**kafka_options())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, 1, 1)])

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from elasticsearch import AsyncElasticsearch
 
 from app import esindex
+from app.kafka_client import client_options
 from app.replay import Replay
 from tests.stream_fixtures import *  # noqa: F403
 from tests.stream_fixtures import StreamEnv, es_count, produce_raw
@@ -99,7 +100,7 @@ async def test_an_interrupted_replay_resumes_from_its_checkpoint(
 
 async def _start_offsets(stream: StreamEnv, since: datetime) -> dict[str, int]:
     """Offsets of `logs.raw` at `since`, per partition (what a replay starts from)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=stream.settings.kafka_servers)
+    consumer = AIOKafkaConsumer(**client_options(stream.settings))
     await consumer.start()
     try:
         topic = stream.topic("logs.raw")

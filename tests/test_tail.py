@@ -26,6 +26,7 @@ from app.stamp import Stamps
 from app.topics import ALERTS, EVENTS, topic_name
 from tests.auth_fixtures import *  # noqa: F403
 from tests.auth_fixtures import World, build_world, make_settings, running_app
+from tests.conftest import kafka_options
 from tests.search_fixtures import event, index_events
 from tests.serving import served
 from tests.test_kafka import create_topic
@@ -121,7 +122,7 @@ async def tail_world(
     async with running_app(settings) as app:
         world = await build_world(app)
         async with served(app) as port:
-            producer = AIOKafkaProducer(bootstrap_servers=kafka_servers, linger_ms=0)
+            producer = AIOKafkaProducer(**kafka_options(), linger_ms=0)
             await producer.start()
             try:
                 yield TailWorld(

@@ -16,6 +16,7 @@ from app.settings import Settings
 from app.topic_admin import TopicMismatch, TopicState, differences, ensure_topics
 from app.topics import ALL, TopicSpec, laas_topic_specs, topic_name
 from app.worker import worker_topic_specs
+from tests.conftest import kafka_options
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,7 +59,7 @@ def test_worker_specs_cover_laas_topics_changelogs_and_leader_topics(unique: str
 
 
 async def _delete(servers: str, prefix: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    admin = AIOKafkaAdminClient(**kafka_options())
     await admin.start()
     try:
         names = [t for t in await admin.list_topics() if t.startswith(prefix)]
@@ -86,7 +87,7 @@ async def test_an_existing_topic_that_differs_is_refused(kafka_servers: str, uni
     settings = Settings(app_id=unique, topic_prefix=f"{unique}.", partitions=4)
     raw = topic_name(settings, "logs.raw")
     changelog = TopicSpec(f"{unique}-templates-changelog", 4, 1, {"cleanup.policy": "compact"})
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_servers)
+    admin = AIOKafkaAdminClient(**kafka_options())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(raw, 2, 1),

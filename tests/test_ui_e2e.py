@@ -59,6 +59,7 @@ from tests.auth_fixtures import (
     make_settings,
     running_app,
 )
+from tests.conftest import kafka_options
 from tests.search_fixtures import event, index_events
 from tests.serving import served
 from tests.stream_fixtures import StreamEnv
@@ -258,7 +259,7 @@ async def ui_world(
                 url = f"http://127.0.0.1:{port}"
                 await ingest(url, world.creds["key_ingest"], api_logs(api_marker))
                 await wait_indexed(env, es, settings, api_marker, API_LOGS)
-                producer = AIOKafkaProducer(bootstrap_servers=kafka_servers, linger_ms=0)
+                producer = AIOKafkaProducer(**kafka_options(), linger_ms=0)
                 await producer.start()
                 try:
                     yield UIWorld(world, settings, url, producer, marker, beta_marker,

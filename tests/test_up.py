@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from app.topics import ALL
 from deploy.proc import port_open
+from tests.conftest import kafka_options
 from tests.stream_fixtures import children_of
 from tests.test_kafka import free_port
 
@@ -32,7 +33,7 @@ def healthz(port: int) -> bool:
 
 
 async def topics(servers: str) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    admin = AIOKafkaAdminClient(**kafka_options())
     await admin.start()
     try:
         return set(await admin.list_topics())

@@ -16,6 +16,7 @@ from app.ingest.wire import pb
 from app.settings import load_settings
 from app.topics import ALL, EVENTS, RAW
 from app.watchdog import ACTIONS, StallTracker, action_for, check_interval
+from tests.conftest import kafka_options
 from tests.stream_fixtures import StreamEnv, produce_raw
 
 RAW_0, RAW_1 = ("logs.raw", 0), ("logs.raw", 1)
@@ -104,8 +105,8 @@ async def test_workers_started_together_on_a_backlog_consume_every_partition(
     The watchdog runs (20 s) as it would in production, so a stall it cannot undo fails."""
     env = StreamEnv(unique, tmp_path, es_url, extra={
         "LAAS_PARTITIONS": str(PARTITIONS), "LAAS_WATCHDOG_SECONDS": "20"})
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_servers)
-    ends_reader = AIOKafkaConsumer(bootstrap_servers=kafka_servers)
+    admin = AIOKafkaAdminClient(**kafka_options())
+    ends_reader = AIOKafkaConsumer(**kafka_options())
     await admin.start()
     await ends_reader.start()
     try:

@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError
 
 from app.ingest.errors import KafkaUnavailable
 from app.ingest.wire import encode
+from app.kafka_client import client_options
 from app.settings import Settings
 from app.stamp import Stamps
 from app.topics import RAW, topic_name
@@ -115,7 +116,7 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     has without extra packages) costs less than it saves once records leave the host.
     """
     return {
-        "bootstrap_servers": settings.kafka_servers,
+        **client_options(settings),
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 0,
