@@ -21,11 +21,14 @@ import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from elasticsearch import AsyncElasticsearch
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.db import create_engine
 from app.elastic import es_client  # noqa: F401 - re-exported for the other stages
 from app.event_messages import decode
 from app.events import DeadLetter, LogEvent, RawPosition
 from app.kafka_client import client_options
+from app.known_tenants import KnownTenants, tenant_ids
 from app.metrics import METRICS
 from app.settings import Settings
 from app.sink import ElasticsearchSink
@@ -50,6 +53,8 @@ class IndexConsumer:
         self.es = es or es_client(settings)
         self.sink = ElasticsearchSink(self.es, settings)
         self.stamps = Stamps.from_settings(settings)
+        self._engine: AsyncEngine | None = None
+        self.tenants = KnownTenants(self._tenant_ids)
         self.consumer = AIOKafkaConsumer(
             self.topic, **client_options(settings), group_id=index_group(settings),
             enable_auto_commit=False, auto_offset_reset="earliest",
@@ -74,7 +79,28 @@ class IndexConsumer:
         finally:
             await asyncio.shield(self._close())
 
+    async def _tenant_ids(self) -> set[str]:
+        if self._engine is None:
+            self._engine = create_engine(self.settings)
+        return await tenant_ids(self._engine)
+
+    async def _unknown_tenants(self, events: list[LogEvent]) -> set[str]:
+        """Tenants of `events` the user database does not know; waits (partitions paused)
+        while the database is unreachable: an event is never indexed or dropped unchecked."""
+        delay = 0.5
+        while True:
+            try:
+                return await self.tenants.unknown({event.tenant_id for event in events})
+            except Exception as exc:  # noqa: BLE001 - retried: backpressure, not a crash
+                log.warning("index: tenant check failed, user database unreachable (%r); "
+                            "retry in %.1fs", exc, delay)
+                await self._idle()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15.0)
+
     async def _close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
         for stop in (self.consumer.stop, self.producer.stop, self.es.close):
             try:
                 await asyncio.wait_for(stop(), 10)
@@ -131,6 +157,16 @@ class IndexConsumer:
                                        RawPosition(record.topic, record.partition, record.offset),
                                        record.value or b"", record.key, time=time.time_ns()))
         METRICS.inc("laas_events_in_total", len(events), stage="index")
+        unknown = await self._unknown_tenants(events) if events else set()
+        if unknown:
+            log.warning("index: events of tenants %s, which do not exist, dead-lettered",
+                        sorted(unknown))
+            dead += [DeadLetter("unknown_tenant", f"tenant {event.tenant_id!r} does not exist: "
+                                "no index is made for it", "index", event.raw, event.to_json(),
+                                event.source_key.encode(), tenant_id=event.tenant_id,
+                                time=time.time_ns())
+                     for event in events if event.tenant_id in unknown]
+            events = [event for event in events if event.tenant_id not in unknown]
         for rejection in await self.sink.write(events, self._idle):
             event = rejection.event
             log.warning("Elasticsearch rejected %s (tenant %s): %s %s", event.doc_id(),

@@ -53,6 +53,7 @@ from app.normalize import RawMessage, normalize
 from app.settings import load_settings
 from app.stamp import Stamps
 from app.topics import ALL, RAW, topic_name
+from bench.tenants import ensure_tenants
 
 ROOT = Path(__file__).resolve().parent.parent
 STAMP = [("laas-tenant-id", b"1"), ("laas-tenant", b"bench"), ("laas-source", b"gateway")]
@@ -208,7 +209,10 @@ async def main(n: int, chunks: int, request: int, warmup: int, cold: bool) -> No
     port = free_port()
     env = {**os.environ, "LAAS_APP_ID": run, "LAAS_TOPIC_PREFIX": f"{run}.",
            "LAAS_INDEX_PREFIX": f"{run}-", "LAAS_WORKER_WEB_PORT": str(port),
-           "LAAS_STATE_DIR": f"/tmp/{run}", "LAAS_SECRET_KEY": BENCH_SECRET}
+           "LAAS_STATE_DIR": f"/tmp/{run}", "LAAS_SECRET_KEY": BENCH_SECRET,
+           "LAAS_DATABASE_URL": f"sqlite+aiosqlite:////tmp/{run}-users.db"}
+    # tenant 1 exists, as for the gateway that stamped its records (the index stage checks)
+    await ensure_tenants(load_settings(database_url=env["LAAS_DATABASE_URL"]), {1: "bench"})
     log = open(f"/tmp/{run}.log", "wb")
     worker = subprocess.Popen([sys.executable, "-m", "app", "worker"], cwd=ROOT, env=env,
                               stdout=log, stderr=subprocess.STDOUT)

@@ -25,6 +25,7 @@ from app import esindex
 from app.kafka_client import client_options
 from app.topics import RAW
 from bench.harness import BenchStack, Deployment, Sampler, loadavg
+from bench.tenants import ensure_tenants
 
 PARTITIONS = 6
 STALL_AFTER = 240.0  # seconds without finishing: reported as a stall, not waited out
@@ -99,6 +100,7 @@ async def one(stack: BenchStack, workers: int, n: int) -> dict[str, Any]:
     try:
         await dep.create_topics()
         await dep.create_tenants(0)  # migrates the run's user database (alert rules, webhooks)
+        await ensure_tenants(dep.settings, {1: "bench"})  # the prefill's tenant (index checks)
         await prefill(dep, n)
         started = time.monotonic()
         for i in range(workers):

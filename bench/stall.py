@@ -45,6 +45,7 @@ from app.kafka_client import client_options, cluster_env
 from app.settings import Settings, load_settings
 from app.stamp import Stamps
 from app.topics import ALL, EVENTS, RAW, topic_name
+from bench.tenants import ensure_tenants
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
@@ -127,6 +128,7 @@ class Deployment:
         from app.migrations import upgrade_database_async
 
         await upgrade_database_async(self.settings)
+        await ensure_tenants(self.settings, {1: "bench"})  # the stamps' tenant (index checks it)
         admin = AIOKafkaAdminClient(**client_options(self.settings))
         await admin.start()
         try:

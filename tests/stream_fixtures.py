@@ -23,9 +23,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from elasticsearch import AsyncElasticsearch
 
 from app.kafka_client import client_options
+from app.migrations import upgrade_database_async
 from app.settings import Settings, load_settings
 from app.stamp import Stamps
 from app.topics import ALL, topic_name
+from bench.tenants import ensure_tenants
 from tests.auth_fixtures import TEST_SECRET
 
 __all__ = [
@@ -138,6 +140,9 @@ class StreamEnv:
         # one secret for the test's producer, web app and every worker: stamps signed by one are
         # valid for the others (as LAAS_SECRET_KEY shared by every LaaS process, app/stamp.py)
         self.extra = {"LAAS_SECRET_KEY": TEST_SECRET,
+                      # the user database of the env's workers: produce_raw registers the tenants
+                      # it stamps (the index stage indexes known tenants only)
+                      "LAAS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'users.db'}",
                       "LAAS_PARTITIONS": str(PARTITIONS), "LAAS_ES_LINGER": "0.2",
                       "LAAS_STREAM_BATCH_EVENTS": "50",
                       "LAAS_STATS_SNAPSHOT_INTERVAL": "1", "LAAS_ES_RETRY_MAX": "2",
@@ -170,6 +175,7 @@ class StreamEnv:
         return worker
 
     async def create_topics(self) -> None:
+        await upgrade_database_async(self.settings)  # the env's user database, for produce_raw
         admin = AIOKafkaAdminClient(**client_options(self.settings))
         await admin.start()
         try:
@@ -234,6 +240,13 @@ def gateway_headers(tenant_id: str, slug: str, source: str = "gateway",
             ("laas-tenant", slug.encode()), ("laas-source", source.encode())]
 
 
+async def register_tenants(settings: Settings, headers: list[dict[str, bytes]]) -> None:
+    """Make the tenants named by ingest stamps exist in the user database of `settings`, as
+    they do when the gateway stamps (it found their keys)."""
+    await ensure_tenants(settings, {int(h["laas-tenant-id"]): h.get("laas-tenant", b"").decode()
+                                    for h in headers if h.get("laas-tenant-id", b"").isdigit()})
+
+
 async def produce_raw(settings: Settings, records: Sequence[tuple[bytes | None, bytes,
                                                                   list[tuple[str, bytes]]]],
                       topic: str | None = None, *, sign: bool = True) -> list[tuple[int, int]]:
@@ -253,6 +266,8 @@ async def produce_raw(settings: Settings, records: Sequence[tuple[bytes | None, 
 
     records = [(key, value, signed(key, value, headers) if sign else headers)
                for key, value, headers in records]
+    if sign and not events:
+        await register_tenants(settings, [dict(h) for _, _, h in records])
     producer = AIOKafkaProducer(**client_options(settings), acks="all",
                                 enable_idempotence=True, linger_ms=5)
     await producer.start()

@@ -47,7 +47,7 @@ from protos.laas.v1 import AnyValue, LogBatch, LogIngestStub, LogRecord, Resourc
 from tests.ingest_fixtures import *  # noqa: F403
 from tests.ingest_fixtures import KeyTable, RawRecord, consume
 from tests.stream_fixtures import *  # noqa: F403
-from tests.stream_fixtures import StreamEnv
+from tests.stream_fixtures import StreamEnv, register_tenants
 from web.ingest import routes
 
 NOW = time.time_ns()
@@ -372,6 +372,7 @@ async def test_batches_sent_twice_are_indexed_once(
         await server.wait_closed()
         await service.close()
         await app.state.ingest.close()
+    await register_tenants(stream.settings, [{"laas-tenant-id": b"1", "laas-tenant": b"acme"}])
     stream.worker()
     # Every copy normalized (normalize's group committed all of logs.raw), then indexed.
     await stream.wait(lambda: _caught_up(stream, stream.settings.app_id, RAW), 120,

@@ -3,6 +3,7 @@ dead letters with reasons; stats reach the sources index."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -58,12 +59,19 @@ async def test_raw_records_become_documents_and_dead_letters(
                       sign=False)
     await produce_raw(stream.settings, [(b"8/x/", forged.to_json(), [])],
                       topic=stream.topic(EVENTS), sign=False)
+    # A signed event of a tenant the user database does not know (deleted, say): no index.
+    stray = dataclasses.replace(forged, tenant_id="99", tenant="gone", message="stray")
+    await produce_raw(stream.settings, [(b"99/x/", stray.to_json(), [])],
+                      topic=stream.topic(EVENTS))
     worker = stream.worker()
     alias = esindex.tenant_alias(stream.settings, "7")
     await stream.wait(lambda: _at_least(es, alias, 3), 90, "3 documents indexed")
-    dead = [DeadLetter.from_json(r.value) for r in await read_topic(stream.settings, DEADLETTER, 8)]
+    dead = [DeadLetter.from_json(r.value) for r in await read_topic(stream.settings, DEADLETTER, 9)]
     by_stage = {d.reason: d for d in dead if d.stage == "index"}
-    assert set(by_stage) == {"index_rejected", "undecodable_event", "unsigned_event"}
+    assert set(by_stage) == {"index_rejected", "undecodable_event", "unsigned_event",
+                             "unknown_tenant"}
+    assert LogEvent.from_json(by_stage["unknown_tenant"].value) == stray
+    assert not await es.indices.exists_alias(name=esindex.tenant_alias(stream.settings, "99"))
     assert LogEvent.from_json(by_stage["unsigned_event"].value) == forged
     rejected = by_stage["index_rejected"]
     assert "HTTP 400" in rejected.detail and "severity_number" in rejected.detail
@@ -106,11 +114,12 @@ async def test_raw_records_become_documents_and_dead_letters(
     assert other["hits"]["total"]["value"] == 0
 
     # logs.events carries the same events, one message per source and batch, keyed by source.
-    records = await read_topic(stream.settings, EVENTS, 6)
+    records = await read_topic(stream.settings, EVENTS, 7)
     stamps = Stamps.from_settings(stream.settings)
     assert [r.key for r in records if not stamps.valid_message(r, kind="events")] == [b"8/x/"]
     messages = {r.key.decode(): decode(r.value) for r in records
-                if r.value != b"not an event" and stamps.valid_message(r, kind="events")}
+                if r.value != b"not an event" and stamps.valid_message(r, kind="events")
+                and r.key != b"99/x/"}
     assert set(messages) == {"7/checkout/web-1", "7/db/", "7/api/", "7/x/"}
     assert all(e.source_key == key for key, events in messages.items() for e in events)
     assert sum(map(len, messages.values())) == 4
