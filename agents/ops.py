@@ -10,13 +10,11 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from agents.index import es_client, index_group
+from agents.index import es_client
 from app.kafka_client import client_options
 from app.metrics import METRICS
 from app.retention import apply_retention, prune_snapshots, tenant_retention
 from app.settings import Settings
-from app.streams import analytics_app_id
-from app.topics import EVENTS, RAW, topic_name
 from app.watchdog import register_faust
 
 log = logging.getLogger(__name__)
@@ -26,13 +24,10 @@ class LagProbe:
     """Committed offset vs end offset per partition for the worker's consumer groups."""
 
     def __init__(self, settings: Settings) -> None:
+        from app.worker import consumer_groups
+
         self.settings = settings
-        raw, events = topic_name(settings, RAW), topic_name(settings, EVENTS)
-        self.groups = {index_group(settings): [events]}
-        if settings.analytics_process:  # app/worker.py: normalize here, analytics in a child
-            self.groups |= {settings.app_id: [raw], analytics_app_id(settings): [events]}
-        else:
-            self.groups |= {settings.app_id: [raw, events]}
+        self.groups = consumer_groups(settings)
         self.admin: AIOKafkaAdminClient | None = None
         self.consumer: AIOKafkaConsumer | None = None
 

@@ -26,8 +26,9 @@ Role = Literal["all", "stream", "analytics"]
 
 
 def create_worker_app(settings: Settings, role: Role = "all") -> faust.App:
-    """The worker's Faust app: LaaS topics declared (and created on start), stages of `role`
-    registered: "stream" (normalize, index, operations), "analytics" or "all" of them."""
+    """The worker's Faust app: LaaS topics declared (created beforehand by
+    `ensure_worker_topics`), stages of `role` registered: "stream" (normalize, index,
+    operations), "analytics" or "all" of them."""
     app, topics = build_worker(settings, analytics=role == "analytics")
     app.conf.broker_session_timeout = settings.worker_session_timeout
     app.conf.broker_heartbeat_interval = min(3.0, settings.worker_session_timeout / 5)

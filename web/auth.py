@@ -84,6 +84,16 @@ def presented_credential(conn: HTTPConnection) -> str | None:
     return None
 
 
+async def principal_of(conn: HTTPConnection, credential: str) -> Principal:
+    """Who `credential` (an API key or an access token) is now; `AccountError` if nobody."""
+    async with db_sessions(conn).begin() as session:
+        if looks_like_api_key(credential):
+            return await verify_api_key(session, credential)
+        return await logins.principal_from_access_token(
+            session, auth_config(conn).codec, credential
+        )
+
+
 class AuthBackend(AuthenticationBackend):
     """Starlette authentication backend for JWT access tokens and API keys.
 
@@ -99,13 +109,7 @@ class AuthBackend(AuthenticationBackend):
         if not credential:
             return AuthCredentials(), Anonymous("Authorization header must be 'Bearer <token>'")
         try:
-            async with db_sessions(conn).begin() as session:
-                if looks_like_api_key(credential):
-                    principal = await verify_api_key(session, credential)
-                else:
-                    principal = await logins.principal_from_access_token(
-                        session, auth_config(conn).codec, credential
-                    )
+            principal = await principal_of(conn, credential)
         except AccountError as exc:
             return AuthCredentials(), Anonymous(exc.detail)
         scopes = ["authenticated", *sorted(p.value for p in principal.permissions)]
@@ -155,13 +159,7 @@ async def recheck(conn: HTTPConnection, permission: Permission | str) -> Ended |
     if not isinstance(connected, Principal) or not credential:
         return Ended(CLOSE_CREDENTIALS_ENDED, "not_authenticated", "credentials required")
     try:
-        async with db_sessions(conn).begin() as session:
-            if looks_like_api_key(credential):
-                principal = await verify_api_key(session, credential)
-            else:
-                principal = await logins.principal_from_access_token(
-                    session, auth_config(conn).codec, credential
-                )
+        principal = await principal_of(conn, credential)
     except AccountError as exc:
         return Ended(CLOSE_CREDENTIALS_ENDED, "not_authenticated", exc.detail)
     if principal.identity != connected.identity or principal.tenant_id != connected.tenant_id:
