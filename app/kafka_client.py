@@ -53,7 +53,8 @@ class KafkaLogin:
 
 
 def kafka_login(settings: Settings, user: str = LAAS_USER) -> KafkaLogin:
-    """How `user` (LaaS itself by default) logs in to the configured Kafka."""
+    """How `user` (LaaS itself by default) logs in to the configured Kafka: `user` picks one of
+    the local stack's logins; a Kafka of your own has the one login of the settings."""
     if settings.kafka_bootstrap is None:  # the local stack
         if not settings.kafka_local_auth:
             return KafkaLogin()
