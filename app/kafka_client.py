@@ -76,9 +76,12 @@ def client_options(settings: Settings, user: str = LAAS_USER) -> dict[str, Any]:
         options |= {"sasl_mechanism": login.mechanism, "sasl_plain_username": login.username,
                     "sasl_plain_password": login.password}
     if login.protocol.endswith("SSL"):
-        options["ssl_context"] = ssl.create_default_context(
-            cafile=str(login.cafile) if login.cafile else None)
+        options["ssl_context"] = _ssl_context(login)
     return options
+
+
+def _ssl_context(login: KafkaLogin) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(login.cafile) if login.cafile else None)
 
 
 def faust_credentials(settings: Settings) -> Any:
@@ -86,8 +89,7 @@ def faust_credentials(settings: Settings) -> Any:
     import faust
 
     login = kafka_login(settings)
-    context = (ssl.create_default_context(cafile=str(login.cafile) if login.cafile else None)
-               if login.protocol.endswith("SSL") else None)
+    context = _ssl_context(login) if login.protocol.endswith("SSL") else None
     if login.protocol.startswith("SASL"):
         return faust.SASLCredentials(username=login.username, password=login.password,
                                      mechanism=login.mechanism, ssl_context=context)

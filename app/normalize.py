@@ -34,7 +34,7 @@ from app.parsing import (
     severity_in_line,
     severity_name,
 )
-from app.stamp import Stamps
+from app.stamp import H_API_KEY, Stamps
 from protos.laas.v1 import LogRecord
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,6 @@ H_CONTENT_TYPE = "content-type"
 H_TENANT_ID = "laas-tenant-id"
 H_TENANT = "laas-tenant"
 H_SOURCE = "laas-source"
-H_API_KEY = "laas-api-key"
 H_SERVICE = "laas-service"
 H_HOST = "laas-host"
 H_BATCH_KEY = "laas-batch-key"

@@ -104,17 +104,16 @@ class Kafka:
                 "lost), or set LAAS_KAFKA_LOCAL_AUTH=false to keep it without logins")
         self.home.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(self._server_properties())
+        passwords = self._passwords() if auth else {}
+        self.config.write_text(self._server_properties(passwords))
         self.config.chmod(0o600)  # holds the broker's own password
         log4j = self.home / "log4j2.properties"
         log4j.write_text(LOG4J2.format(log=self.log_file.resolve()))
         java = str(java_home(self.settings) / "bin" / "java")
         classpath = f"{self.libs.resolve()}/*"
         if not formatted:
-            scram = []
-            if auth:
-                scram = [arg for user, password in self._passwords().items() for arg in (
-                    "--add-scram", f"{LOCAL_MECHANISM}=[name={user},password={password}]")]
+            scram = [arg for user, password in passwords.items() for arg in (
+                "--add-scram", f"{LOCAL_MECHANISM}=[name={user},password={password}]")]
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
             proc.run_logged(
                 [
@@ -183,12 +182,12 @@ class Kafka:
                         what=f"granting {PRODUCER_USER} idempotent writes",
                         log_file=self.console_log)
 
-    def _server_properties(self) -> str:
+    def _server_properties(self, passwords: dict[str, str]) -> str:
+        """The broker's configuration; with `passwords` (by user) SASL logins and ACLs."""
         s = self.settings
-        if s.kafka_local_auth:
-            password = self._passwords()[LAAS_USER]
+        if passwords:
+            password, producer = passwords[LAAS_USER], passwords[PRODUCER_USER]
             client = "SASL_PLAINTEXT"
-            producer = self._passwords()[PRODUCER_USER]
             auth = [
                 # PLAIN too, for direct producers on librdkafka < 2.6.1 (Debian 12's kcat),
                 # whose SCRAM fails against Kafka 4 (librdkafka PR 4895)

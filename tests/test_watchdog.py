@@ -3,7 +3,6 @@ together on a backlog consuming every partition (issue 16, FINDINGS 7)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -119,24 +118,28 @@ async def test_workers_started_together_on_a_backlog_consume_every_partition(
         groups = {s.app_id: env.topic(RAW), f"{s.app_id}-analytics": env.topic(EVENTS),
                   f"{s.app_id}-index": env.topic(EVENTS)}
         behind: dict[str, dict[int, tuple[int, int]]] = {}  # group → partition → (at, end)
+        seen_ends: list[dict[tuple[str, int], int]] = [{}]  # the previous check's end offsets
 
         async def caught_up() -> bool:
+            """Every group at the end of every partition, and the ends as at the previous
+            check: normalize's last sends are in, so the events groups' ends are final."""
             behind.clear()
+            ends_now: dict[tuple[str, int], int] = {}
             for group, topic in groups.items():
                 tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
                 ends = await ends_reader.end_offsets(tps)
+                ends_now |= {(tp.topic, tp.partition): end for tp, end in ends.items()}
                 committed = await admin.list_consumer_group_offsets(group, partitions=tps)
                 for tp in tps:
                     meta = committed.get(tp)
                     at = meta.offset if meta is not None and meta.offset >= 0 else 0
                     if at < ends[tp]:
                         behind.setdefault(group, {})[tp.partition] = (at, ends[tp])
-            return not behind  # logs.raw has records in every partition: its ends are > 0
+            stable, seen_ends[0] = ends_now == seen_ends[0], ends_now
+            return not behind and stable  # logs.raw has records in every partition: ends > 0
 
         try:
-            await env.wait(caught_up, 120, "every partition of every group at its end")
-            await asyncio.sleep(3)  # normalize's last sends: the events groups catch up too
-            await env.wait(caught_up, 30, "every partition of every group at its end")
+            await env.wait(caught_up, 150, "every partition of every group at its end")
         except BaseException:
             print(f"behind (committed, end): {behind}")
             raise

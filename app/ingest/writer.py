@@ -38,7 +38,6 @@ HEADER_CONTENT_TYPE = "content-type"
 HEADER_TENANT_ID = "laas-tenant-id"
 HEADER_TENANT = "laas-tenant"
 HEADER_SOURCE = "laas-source"
-HEADER_API_KEY = "laas-api-key"
 HEADER_BATCH_KEY = "laas-batch-key"
 HEADER_BATCH_INDEX = "laas-batch-index"
 
