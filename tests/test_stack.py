@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from app.settings import Settings
+from deploy.kafka import new_cluster_id
 from deploy.stack import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,3 +57,14 @@ def test_down_stops_only_what_it_started(
         "kafka: was not running",
     ]
     assert all(status.up for status in Stack(Settings()).status())
+
+
+def test_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """StorageTool reads `--cluster-id -x...` as an option: a fresh format failed 1 in 64."""
+    import uuid
+
+    dashed = uuid.UUID(bytes=b"\xf8" + bytes(15))  # base64 '-A...' (0xf8 >> 2 = 62 = '-')
+    draws = iter([dashed, uuid.UUID(int=1)])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(draws))
+    made = new_cluster_id()
+    assert made == "AAAAAAAAAAAAAAAAAAAAAQ" and not made.startswith("-")
