@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { fireEvent, render, screen } from '@testing-library/react';
+import { act, fireEvent, render, screen } from '@testing-library/react';
 import { QueryBar } from './components/QueryBar';
 import { LogRow } from './components/LogList';
 import { SettingsPage } from './pages/Settings';
@@ -30,6 +30,27 @@ describe('QueryBar', () => {
     expect(onChange).toHaveBeenLastCalledWith('level:');
     fireEvent.keyDown(input, { key: 'Enter' });
     expect(onRun).toHaveBeenCalledTimes(1);
+  });
+
+  it('keeps the list open when the user comes back right after leaving', () => {
+    vi.useFakeTimers();
+    try {
+      let value = '';
+      const onChange = vi.fn((v: string) => (value = v));
+      const bar = () => <QueryBar value={value} fields={['service']} error={null} onChange={onChange} onRun={() => {}} />;
+      const { rerender } = render(bar());
+      const input = screen.getByRole('combobox', { name: /Query/ });
+      fireEvent.blur(input); // a click elsewhere, e.g. on a result row
+      fireEvent.focus(input);
+      fireEvent.change(input, { target: { value: 'serv' } });
+      rerender(bar());
+      act(() => vi.advanceTimersByTime(500)); // the blur's close must not fire any more
+      expect(screen.getByRole('option', { name: 'service:' })).toBeTruthy();
+      fireEvent.keyDown(input, { key: 'Tab' });
+      expect(onChange).toHaveBeenLastCalledWith('service:');
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('shows a syntax error at its position', () => {

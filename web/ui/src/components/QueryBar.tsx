@@ -29,6 +29,10 @@ export const QueryBar = forwardRef<QueryBarHandle, Props>(function QueryBar(
   const [active, setActive] = useState(0);
   // Enter picks a suggestion only after the user moved through the list with the arrows.
   const [activeChosen, setActiveChosen] = useState(false);
+  // Leaving the input closes the list a moment later (a click on an option must land first);
+  // coming back before then cancels that, or the list would close under the user's typing.
+  const closing = useRef<ReturnType<typeof setTimeout>>(undefined);
+  const cancelClose = () => clearTimeout(closing.current);
   useImperativeHandle(ref, () => ({ focus: () => input.current?.focus() }));
   const options = open ? completions(value, caret, fields) : [];
 
@@ -86,6 +90,7 @@ export const QueryBar = forwardRef<QueryBarHandle, Props>(function QueryBar(
           placeholder='Search logs, e.g. level:error AND service:api "timed out"   (press / to focus)'
           value={value}
           onChange={(e) => {
+            cancelClose();
             onChange(e.target.value);
             setCaret(e.target.selectionStart ?? e.target.value.length);
             setOpen(true);
@@ -98,7 +103,10 @@ export const QueryBar = forwardRef<QueryBarHandle, Props>(function QueryBar(
           }}
           onKeyUp={(e) => setCaret(e.currentTarget.selectionStart ?? 0)}
           onClick={(e) => setCaret(e.currentTarget.selectionStart ?? 0)}
-          onBlur={() => setTimeout(() => setOpen(false), 150)}
+          onFocus={cancelClose}
+          onBlur={() => {
+            closing.current = setTimeout(() => setOpen(false), 150);
+          }}
         />
         {options.length > 0 && (
           <ul id="query-completions" role="listbox" className="completions" aria-label="Field names">
