@@ -78,6 +78,14 @@ class Settings(BaseSettings):
     gateway_port: int = Field(4317, description="Port of the gRPC gateway")
     gateway_host: str = Field(LOCAL_HOST, description="Bind address of the gRPC gateway")
     worker_web_port: int = Field(6066, description="Port of the Faust worker's own web server")
+    tls_certfile: Path | None = Field(
+        None, description="PEM certificate chain served by the web app and the gateway (TLS on)"
+    )
+    tls_keyfile: Path | None = Field(None, description="PEM private key of `tls_certfile`")
+    tls_plaintext_ok: bool = Field(
+        False,
+        description="Serve plain HTTP/gRPC on a non-loopback address (behind a TLS-terminating proxy)",
+    )
     table_store: str = Field("rocksdb://", description="Faust table store (memory:// in tests)")
     table_cache_mb: int = Field(
         8, ge=1, description="RocksDB block cache of each table partition, MB (Faust's: 2 GB)"
