@@ -71,12 +71,11 @@ def register(main: click.Group) -> None:
     @pass_settings
     def retention(settings: Settings, dry_run: bool) -> None:
         """Delete log indices older than each tenant's retention (the worker does it hourly)."""
-        from elasticsearch import AsyncElasticsearch
-
+        from app.elastic import es_client
         from app.retention import apply_retention, prune_snapshots, tenant_retention
 
         async def run() -> tuple[list[str], int]:
-            es = AsyncElasticsearch(settings.elasticsearch_url)
+            es = es_client(settings)
             try:
                 retention = await tenant_retention(settings)
                 names = await apply_retention(es, settings, retention, dry_run=dry_run)

@@ -28,6 +28,7 @@ from elasticsearch import AsyncElasticsearch, NotFoundError
 from agents.normalize import KeyCheck, process, raw_message
 from agents.templates import TenantConfigs
 from app import esindex
+from app.elastic import es_client
 from app.events import LogEvent
 from app.kafka_client import client_options
 from app.normalize import Limits
@@ -126,7 +127,7 @@ class Replay:
         self.since = since
         self.until = until
         self.to_index = to_index
-        self.es = es or AsyncElasticsearch(settings.elasticsearch_url)
+        self.es = es or es_client(settings)
         self.base = replay_base(settings, to_index) if to_index else None
         self.sink = ElasticsearchSink(self.es, settings, base=self.base, alias=not to_index,
                                       stage="replay")

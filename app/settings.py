@@ -63,6 +63,16 @@ class Settings(BaseSettings):
     es_heap: str = Field("1g", description="JVM heap of the local Elasticsearch")
     es_username: str | None = Field(None, description="Elasticsearch user (existing servers)")
     es_password: SecretStr | None = Field(None, description="Elasticsearch password")
+    es_api_key: SecretStr | None = Field(
+        None, description="Elasticsearch API key: the `encoded` value Elasticsearch returns, or "
+        "`id:api_key`; wins over es_username/es_password")
+    es_ca_file: Path | None = Field(
+        None, description="PEM CA bundle that signed the Elasticsearch HTTP certificate (https)")
+    es_ssl_fingerprint: str | None = Field(
+        None, description="SHA-256 fingerprint of the Elasticsearch HTTP certificate (or of a CA "
+        "in its chain), hex with or without colons: pins it instead of es_ca_file")
+    es_verify_certs: bool = Field(
+        True, description="Verify the Elasticsearch certificate (false only for throwaway tests)")
 
     # Databases
     database_url: str | None = Field(
@@ -120,6 +130,10 @@ class Settings(BaseSettings):
     ingest_default_rate_limit: float = Field(
         5000.0, ge=0, description="Records/s per tenant when the tenant sets none (0: unlimited)"
     )
+    ingest_rate_limit_processes: int = Field(
+        1, ge=1, description="Processes that accept ingest (gateways plus web apps): each one "
+        "allows a tenant 1/N of its rate, so together they hold the quota (docs/ingest.md)"
+    )
     ingest_key_cache_seconds: float = Field(
         5.0, ge=0, description="How long ingest caches an API key check (revocation delay)"
     )
@@ -136,6 +150,14 @@ class Settings(BaseSettings):
     index_prefix: str = Field("laas-", description="Prefix of every LaaS Elasticsearch index")
     es_shards: int = Field(1, ge=1, description="Primary shards of each daily log index")
     es_replicas: int = Field(0, ge=0, description="Replicas of each daily log index")
+    # Tiered index layout (docs/scaling.md, "Index layout")
+    es_shared_shards: int = Field(
+        1, ge=1, description="Primary shards of each shared daily index (small tenants; one "
+        "index family per retention class)")
+    es_dedicated_min_docs: int = Field(
+        2_000_000, ge=0, description="A shared-tier tenant with more documents than this in one "
+        "day gets dedicated daily indices from the next day on (hourly check with retention; "
+        "0: only by `laas tenant promote`)")
     stream_batch_size: int = Field(
         500, ge=1,
         description="Most raw messages (one record or a batch each) normalize takes at once",

@@ -34,10 +34,10 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer
-from elasticsearch import AsyncElasticsearch
 from elasticsearch.helpers import async_scan
 
 from app import esindex
+from app.elastic import es_client
 from app.kafka_client import client_options
 from app.topics import RAW
 from bench.harness import BenchStack, Deployment, Pusher, exit_on_sigterm, loadavg, until
@@ -171,7 +171,7 @@ async def kafka_counts(dep: Deployment, tenant_id: int, timeout: float = 90) -> 
 
 
 async def es_counts(dep: Deployment, tenant_id: int) -> Counter[int]:
-    es = AsyncElasticsearch(dep.settings.elasticsearch_url, request_timeout=60)
+    es = es_client(dep.settings, request_timeout=60)
     alias = esindex.tenant_alias(dep.settings, tenant_id)
     counts: Counter[int] = Counter()
     try:
@@ -185,7 +185,7 @@ async def es_counts(dep: Deployment, tenant_id: int) -> Counter[int]:
 
 
 async def indexed_total(dep: Deployment, tenant_id: int) -> int:
-    es = AsyncElasticsearch(dep.settings.elasticsearch_url, request_timeout=10)
+    es = es_client(dep.settings, request_timeout=10)
     alias = esindex.tenant_alias(dep.settings, tenant_id)
     try:
         await es.indices.refresh(index=alias)

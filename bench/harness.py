@@ -261,10 +261,11 @@ class Deployment:
 
     async def cleanup(self) -> None:
         from aiokafka.admin import AIOKafkaAdminClient
-        from elasticsearch import AsyncElasticsearch
+
+        from app.elastic import es_client
 
         self.stop_all()
-        es = AsyncElasticsearch(self.settings.elasticsearch_url, request_timeout=60)
+        es = es_client(self.settings, request_timeout=60)
         try:
             await es.indices.delete(index=f"{self.run}-*", ignore_unavailable=True,
                                     allow_no_indices=True)

@@ -46,6 +46,7 @@ from elasticsearch import AsyncElasticsearch
 from elasticsearch.helpers import async_bulk
 
 from app import esindex
+from app.elastic import es_client
 from app.ingest.wire import pb
 from app.ingest.writer import CONTENT_TYPE, raw_batches
 from app.kafka_client import client_options
@@ -173,7 +174,7 @@ async def count(es: AsyncElasticsearch, index: str) -> int:
 async def main(n: int, chunks: int, request: int, warmup: int, cold: bool) -> None:
     run = f"b{uuid.uuid4().hex[:8]}"
     settings = load_settings(app_id=run, topic_prefix=f"{run}.", index_prefix=f"{run}-")
-    es = AsyncElasticsearch(settings.elasticsearch_url, request_timeout=60)
+    es = es_client(settings, request_timeout=60)
     records = [record(i) for i in range(n)]
     servers = {"elasticsearch": listener(settings.es_port), "kafka": listener(settings.kafka_port),
                "bench client": psutil.Process()}

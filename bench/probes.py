@@ -18,6 +18,7 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch
 
 from app import esindex
+from app.elastic import es_client
 from bench.harness import Deployment, batch_bytes, make_record
 
 
@@ -40,7 +41,7 @@ class Probe:
         self.tail_reconnects = 0
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self.es = AsyncElasticsearch(dep.settings.elasticsearch_url, request_timeout=10)
+        self.es = es_client(dep.settings, request_timeout=10)
         self.alias = esindex.tenant_alias(dep.settings, self.tenant_id)
 
     def start(self) -> None:

@@ -41,6 +41,7 @@ from elasticsearch import AsyncElasticsearch
 from elasticsearch.helpers import async_bulk
 
 from app import accounts, esindex, search
+from app.elastic import es_client
 from app.events import NS, LogEvent, RawPosition
 from app.kafka_client import client_options
 from app.models import Scope
@@ -406,7 +407,7 @@ async def main(args: argparse.Namespace) -> None:
         topic_prefix=f"benchsearch{run}.",
         web_port=args.port,
     )
-    es = AsyncElasticsearch(settings.elasticsearch_url, request_timeout=120)
+    es = es_client(settings, request_timeout=120)
     nodes = (await es.nodes.info())["nodes"]
     results: dict[str, Any] = {
         "machine": machine(),

@@ -168,7 +168,7 @@ class Deployment:
 
     async def cleanup(self) -> None:
         """Stop the workers; delete the run's topics, indices, template and directory."""
-        from elasticsearch import AsyncElasticsearch
+        from app.elastic import es_client
 
         for p in self.procs.values():
             if p.poll() is None:
@@ -179,7 +179,7 @@ class Deployment:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-        es = AsyncElasticsearch(self.settings.elasticsearch_url, request_timeout=60)
+        es = es_client(self.settings, request_timeout=60)
         try:
             await es.indices.delete(index=f"{self.run}-*", ignore_unavailable=True,
                                     allow_no_indices=True)

@@ -24,6 +24,7 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch
 
 from app import esindex
+from app.elastic import es_client
 from app.topics import RAW
 from bench.harness import (
     BenchStack,
@@ -61,7 +62,7 @@ class Monitor:
 
     def __init__(self, dep: Deployment, t0: float) -> None:
         self.dep, self.t0 = dep, t0
-        self.es = AsyncElasticsearch(dep.settings.elasticsearch_url, request_timeout=10)
+        self.es = es_client(dep.settings, request_timeout=10)
         self.pattern = esindex.all_logs_pattern(dep.settings)
         self.indexed: list[tuple[float, int]] = []
         self.lag: list[tuple[float, int]] = []

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import urllib.request
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
+from elasticsearch import ApiError, TransportError
+
+from app.elastic import es_sync_client
 from app.settings import LOCAL_HOST, Settings
 from deploy import proc
 from deploy.java import java_home
@@ -15,13 +17,40 @@ from deploy.java import java_home
 ARTIFACT = "org.elasticsearch.distribution.integ-test-zip:elasticsearch:{version}:zip"
 
 
+def cluster_ready(settings: Settings) -> bool:
+    """The configured Elasticsearch answers with a yellow or green cluster health."""
+    try:
+        client = es_sync_client(settings, request_timeout=5)
+    except ValueError:  # unusable TLS settings: the start will say so
+        return False
+    try:
+        return client.cluster.health(timeout="2s").get("status") in ("yellow", "green")
+    except (ApiError, TransportError):
+        return False
+    finally:
+        client.close()
+
+
+@dataclass(frozen=True)
+class Security:
+    """Security on: HTTPS with this PEM certificate and key, one file-realm superuser (who can
+    make API keys). The stack runs without; tests use it to stand for a secured cluster."""
+
+    certfile: Path
+    keyfile: Path
+    username: str
+    password: str
+
+
 class Elasticsearch:
-    """A single-node Elasticsearch run by a non-root user, security off, loopback only."""
+    """A single-node Elasticsearch run by a non-root user, loopback only; security off unless
+    `security` is given."""
 
     name = "elasticsearch"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, security: Security | None = None) -> None:
         self.settings = settings
+        self.security = security
         self.base = settings.state_dir / "elasticsearch"
         self.downloads = settings.state_dir / "downloads"
         self.dist = self.base / f"elasticsearch-{settings.es_version}"
@@ -81,7 +110,7 @@ class Elasticsearch:
                     f"http.port: {s.es_port}",
                     f"transport.port: {s.es_port + 100}",
                     "discovery.type: single-node",
-                    "xpack.security.enabled: false",
+                    *self._security_lines(config),
                     "action.destructive_requires_name: false",
                     "",
                 ]
@@ -100,14 +129,30 @@ class Elasticsearch:
             user=user,
         )
 
+    def _security_lines(self, config: Path) -> list[str]:
+        if self.security is None:
+            return ["xpack.security.enabled: false"]
+        sec = self.security
+        for source, name in ((sec.certfile, "http.crt"), (sec.keyfile, "http.key")):
+            shutil.copyfile(source, config / name)
+        for name in ("users", "users_roles"):  # the file realm: one superuser
+            (config / name).write_text("")
+        proc.run_logged(
+            [str(self.dist / "bin" / "elasticsearch-users"), "useradd", sec.username,
+             "-p", sec.password, "-r", "superuser"],
+            what="adding the Elasticsearch superuser", log_file=self.logs / "users.log",
+            env={"ES_JAVA_HOME": str(java_home(self.settings)),
+                 "ES_PATH_CONF": str(config.resolve())},
+        )
+        return ["xpack.security.enabled: true",
+                "xpack.security.http.ssl.enabled: true",
+                "xpack.security.http.ssl.certificate: http.crt",
+                "xpack.security.http.ssl.key: http.key",
+                "xpack.security.transport.ssl.enabled: false"]
+
     def ready(self) -> bool:
-        """Cluster health is yellow or green."""
-        try:
-            url = f"{self.address}/_cluster/health?timeout=2s"
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return json.load(response).get("status") in ("yellow", "green")
-        except (OSError, ValueError):
-            return False
+        """Cluster health is yellow or green (asked with the configured credentials and TLS)."""
+        return cluster_ready(self.settings)
 
     def running(self) -> bool:
         return proc.read_pid(self.pid_file) is not None
