@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from agents.index import es_client
 from app.kafka_client import client_options
-from app.metrics import METRICS
+from app.metrics import CONTENT_TYPE, METRICS
 from app.retention import apply_retention, prune_snapshots, tenant_retention
 from app.settings import Settings
 from app.watchdog import register_faust
@@ -59,7 +59,7 @@ def register(app: faust.App, settings: Settings) -> None:
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
-        return web.text(METRICS.render(), content_type="text/plain; version=0.0.4")
+        return web.bytes(METRICS.render(), content_type=CONTENT_TYPE)
 
     @app.timer(settings.metrics_lag_interval)
     async def consumer_lag() -> None:

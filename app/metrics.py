@@ -1,125 +1,210 @@
-"""Process-wide Prometheus metrics of the worker in the text exposition format (no dependency).
+"""Prometheus metrics of every LaaS process, with prometheus_client (docs/operations.md).
 
-Counters (`inc`), gauges (`set`) and summaries (`observe`: `_count` and `_sum` plus a max),
-labelled by keyword arguments. The worker serves `render()` at `/metrics` on its web port,
-together with the metrics its index sink process sends over (`snapshot` → `absorb`).
+Every metric is declared once, in `SPECS` (name, kind, help, label names); code records through
+the process-wide `METRICS` (`inc`, `set`, `observe`). Each process serves `METRICS.render()`:
+the web app at `/metrics` on its port, the gateway on `gateway_metrics_port`, the worker at
+`/metrics` on `worker_web_port`. The worker's child processes (index sink, analytics) are
+spawned, not forked, so no multiprocess directory is needed: each sends its series to the worker
+every second over a pipe (`snapshot` → `absorb`, app/children.py) and the worker serves them
+merged with its own (counters and histograms added, a gauge the latest writer's).
 """
 
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
 
-HELP = {
-    "laas_events_in_total": ("counter", "Records consumed, by stage (normalize: raw messages)"),
-    "laas_events_out_total": ("counter", "Records produced, by stage and topic"),
-    "laas_deadletters_total": ("counter", "Records sent to logs.deadletter, by stage and reason"),
-    "laas_sink_events_total": ("counter", "Events accepted by Elasticsearch"),
-    "laas_sink_retries_total": ("counter", "Bulk retries (request or item level)"),
-    "laas_stage_retries_total": ("counter", "Batches a stage retried after a failure"),
-    "laas_sink_batch_seconds": ("summary", "Time from bulk start to all items accepted"),
-    "laas_consumer_lag": ("gauge", "Records behind the end of the partition, by group"),
-    "laas_watchdog_stalls_total": ("counter", "Assigned partitions found stalled (lag, no "
-                                   "progress) and recovered by the watchdog, by group"),
-    "laas_retention_deleted_total": ("counter", "Indices deleted by the retention job"),
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
+
+disable_created_metrics()  # no `_created` series: they would not add up across processes
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+Kind = Literal["counter", "gauge", "histogram"]
+# Latency buckets (seconds): HTTP/gRPC requests, Kafka acks, Elasticsearch bulks.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                   30.0)
+
+
+@dataclass(frozen=True)
+class Spec:
+    kind: Kind
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+SPECS: dict[str, Spec] = {
+    # ingest (gateway and web app)
+    "laas_ingest_accepted_total": Spec(
+        "counter", "Records acknowledged by Kafka, by ingest path", ("path",)),
+    "laas_ingest_rejected_total": Spec(
+        "counter", "Records refused, by ingest path and reason (invalid, rate_limited, "
+        "kafka_unavailable)", ("path", "reason")),
+    "laas_kafka_produce_seconds": Spec(
+        "histogram", "Time from writing a request's records to logs.raw to Kafka's ack",
+        ("path",)),
+    "laas_http_requests_total": Spec(
+        "counter", "HTTP requests answered, by method, route template and status",
+        ("method", "route", "status")),
+    "laas_http_request_seconds": Spec(
+        "histogram", "HTTP request latency, by method and route template", ("method", "route")),
+    "laas_grpc_requests_total": Spec(
+        "counter", "gRPC calls answered, by method and status code", ("method", "code")),
+    "laas_grpc_request_seconds": Spec(
+        "histogram", "gRPC call latency, by method", ("method",)),
+    # live tail (web app)
+    "laas_tail_sockets": Spec("gauge", "Live tail subscriptions open"),
+    "laas_tail_dropped_total": Spec(
+        "counter", "Tail events dropped because a socket's queue was full"),
+    # the worker's stages
+    "laas_events_in_total": Spec(
+        "counter", "Records consumed, by stage (normalize: raw messages)", ("stage",)),
+    "laas_events_out_total": Spec(
+        "counter", "Records produced, by stage and topic", ("stage", "topic")),
+    "laas_deadletters_total": Spec(
+        "counter", "Records sent to logs.deadletter, by stage and reason", ("stage", "reason")),
+    "laas_stage_retries_total": Spec(
+        "counter", "Batches a stage retried after a failure", ("stage",)),
+    "laas_consumer_lag": Spec(
+        "gauge", "Records behind the end of the partition, by consumer group",
+        ("group", "topic", "partition")),
+    "laas_watchdog_stalls_total": Spec(
+        "counter", "Assigned partitions found stalled (lag, no progress) and recovered by the "
+        "watchdog, by group", ("group", "topic", "partition")),
+    "laas_sink_events_total": Spec("counter", "Events accepted by Elasticsearch", ("stage",)),
+    "laas_sink_retries_total": Spec(
+        "counter", "Bulk retries (request or item level)", ("stage", "cause")),
+    "laas_sink_batch_seconds": Spec(
+        "histogram", "Time from bulk start to all items accepted (retries included)",
+        ("stage",)),
+    "laas_retention_deleted_total": Spec("counter", "Indices deleted by the retention job"),
+    # analytics
+    "laas_alerts_total": Spec(
+        "counter", "Alerts raised (anomaly kinds and rule), by kind", ("kind",)),
+    "laas_detect_skipped_total": Spec(
+        "counter", "Events the detector skipped (tenant over its model budget)", ("tenant",)),
+    "laas_webhook_attempts_total": Spec(
+        "counter", "Webhook deliveries attempted, by outcome", ("delivered",)),
 }
 
-
-Series = dict[str, dict[tuple, float]]
-Summaries = dict[str, dict[tuple, list[float]]]
-Snapshot = tuple[Series, Series, Summaries]  # counters, gauges, summaries
+Families = list[Metric]
 
 
-def _labels(labels: dict[str, object]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((k, str(v)) for k, v in labels.items()))
+def _create(spec: Spec, name: str, registry: CollectorRegistry) -> Any:
+    if spec.kind == "counter":
+        return Counter(name, spec.help, spec.labels, registry=registry)
+    if spec.kind == "gauge":
+        return Gauge(name, spec.help, spec.labels, registry=registry)
+    return Histogram(name, spec.help, spec.labels, registry=registry, buckets=LATENCY_BUCKETS)
+
+
+def merge(groups: Iterable[Families]) -> Families:
+    """Families of several processes as one: samples with equal name and labels added
+    (counters, histograms), or the last one kept (gauges)."""
+    merged: dict[str, Metric] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for families in groups:
+        for family in families:
+            have = merged.get(family.name)
+            if have is None:
+                have = merged[family.name] = Metric(family.name, family.documentation,
+                                                    family.type)
+                values[family.name] = {}
+            series = values[family.name]
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                if family.type == "gauge":
+                    series[key] = sample.value
+                else:
+                    series[key] = series.get(key, 0.0) + sample.value
+    for name, family in merged.items():
+        family.samples = [Sample(sample_name, dict(labels), value)
+                          for (sample_name, labels), value in values[name].items()]
+    return list(merged.values())
+
+
+class _Served:
+    """The collector a process serves: its own families and its children's, merged."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        return self.metrics.merged()
 
 
 class Metrics:
+    """The declared metrics of one process (`SPECS`), recorded by name with label keywords."""
+
     def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self._metrics = {name: _create(spec, name, self.registry) for name, spec in SPECS.items()}
         self._lock = threading.Lock()
-        self.counters: dict[str, dict[tuple, float]] = defaultdict(lambda: defaultdict(float))
-        self.gauges: dict[str, dict[tuple, float]] = defaultdict(dict)
-        self.summaries: dict[str, dict[tuple, list[float]]] = defaultdict(dict)
-        self.remote: dict[str, Snapshot] = {}  # the latest snapshot of each other process
+        self.remote: dict[str, Families] = {}  # the latest snapshot of each child process
+        self.served = CollectorRegistry(auto_describe=False)
+        self.served.register(_Served(self))  # type: ignore[arg-type]
+        ProcessCollector(registry=self.served)
+        PlatformCollector(registry=self.served)
+        GCCollector(registry=self.served)
+
+    def _child(self, name: str, labels: dict[str, object]) -> Any:
+        metric = self._metrics[name]
+        return metric.labels(**{k: str(v) for k, v in labels.items()}) if labels else metric
 
     def inc(self, name: str, amount: float = 1, **labels: object) -> None:
-        with self._lock:
-            self.counters[name][_labels(labels)] += amount
+        """Add `amount` to counter `name` (a gauge: may be negative)."""
+        self._child(name, labels).inc(amount)
 
     def set(self, name: str, value: float, **labels: object) -> None:
-        with self._lock:
-            self.gauges[name][_labels(labels)] = value
+        """Set gauge `name`."""
+        self._child(name, labels).set(value)
 
     def observe(self, name: str, value: float, **labels: object) -> None:
-        with self._lock:
-            entry = self.summaries[name].setdefault(_labels(labels), [0.0, 0.0, 0.0])
-            entry[0] += 1
-            entry[1] += value
-            entry[2] = max(entry[2], value)
+        """Record `value` (seconds) in histogram `name`."""
+        self._child(name, labels).observe(value)
 
-    def snapshot(self) -> Snapshot:
-        """This process's own series as plain, picklable dicts."""
-        with self._lock:
-            return ({n: dict(s) for n, s in self.counters.items()},
-                    {n: dict(s) for n, s in self.gauges.items()},
-                    {n: {k: list(v) for k, v in s.items()} for n, s in self.summaries.items()})
+    def snapshot(self) -> Families:
+        """This process's own families (picklable: sent over the children's pipe)."""
+        return list(self.registry.collect())
 
-    def absorb(self, origin: str, snapshot: Snapshot) -> None:
-        """Serve `origin`'s latest `snapshot` (another process) together with our own series."""
+    def absorb(self, origin: str, snapshot: Families) -> None:
+        """Serve `origin`'s latest `snapshot` (another process) together with our own."""
         with self._lock:
             self.remote[origin] = snapshot
 
-    def merged(self) -> Snapshot:
-        """Our series plus every absorbed snapshot: counters and summaries added, gauges the
-        latest writer's."""
-        counters: Series = defaultdict(lambda: defaultdict(float))
-        gauges: Series = defaultdict(dict)
-        summaries: Summaries = defaultdict(dict)
+    def merged(self) -> Families:
         with self._lock:
             remote = list(self.remote.values())
-        for c, g, s in [self.snapshot(), *remote]:
-            for name, series in c.items():
-                for key, v in series.items():
-                    counters[name][key] += v
-            for name, series in g.items():
-                gauges[name].update(series)
-            for name, entries in s.items():
-                for key, (count, total, peak) in entries.items():
-                    have = summaries[name].setdefault(key, [0.0, 0.0, 0.0])
-                    have[0] += count
-                    have[1] += total
-                    have[2] = max(have[2], peak)
-        return counters, gauges, summaries
+        return merge([self.snapshot(), *remote])
 
     def value(self, name: str, **labels: object) -> float:
-        key = _labels(labels)
-        counters, gauges, _ = self.merged()
-        return counters.get(name, {}).get(key, gauges.get(name, {}).get(key, 0.0))
+        """The current value of one series (a counter's total, a histogram's count), merged
+        over the children; 0 when it has none yet."""
+        want = {k: str(v) for k, v in labels.items()}
+        names = {name, f"{name}_count"}
+        for family in self.merged():
+            for sample in family.samples:
+                if sample.name in names and sample.labels == want:
+                    return float(sample.value)
+        return 0.0
 
-    def render(self) -> str:
-        lines: list[str] = []
-
-        def head(name: str, kind: str) -> None:
-            lines.append(f"# HELP {name} {HELP.get(name, ('', name))[1]}")
-            lines.append(f"# TYPE {name} {kind}")
-
-        def fmt(labels: tuple, extra: str = "") -> str:
-            parts = [f'{k}="{v}"' for k, v in labels]
-            return "{" + ",".join(parts) + "}" if parts else ""
-
-        counters, gauges, summaries = self.merged()
-        for name, series in sorted(counters.items()):
-            head(name, "counter")
-            lines += [f"{name}{fmt(k)} {v}" for k, v in series.items()]
-        for name, series in sorted(gauges.items()):
-            head(name, "gauge")
-            lines += [f"{name}{fmt(k)} {v}" for k, v in series.items()]
-        for name, entries in sorted(summaries.items()):
-            head(name, "summary")
-            for k, (count, total, peak) in entries.items():
-                lines += [f"{name}_count{fmt(k)} {count}", f"{name}_sum{fmt(k)} {total}",
-                          f"{name}_max{fmt(k)} {peak}"]
-        return "\n".join(lines) + "\n"
+    def render(self) -> bytes:
+        """The text exposition of everything this process serves."""
+        return generate_latest(self.served)
 
 
 METRICS = Metrics()

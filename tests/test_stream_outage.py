@@ -86,7 +86,7 @@ async def test_elasticsearch_outage_loses_nothing(
     async def sink_retried() -> bool:
         async with httpx.AsyncClient() as client:
             metrics = (await client.get(f"http://127.0.0.1:{worker.port}/metrics")).text
-        return "laas_sink_retries_total" in metrics
+        return "\nlaas_sink_retries_total{" in metrics  # a sample, not just its # HELP
 
     try:
         await stream.wait(lambda: indexed(before), 120, f"{before} documents before the outage")

@@ -8,10 +8,11 @@ from typing import Any
 
 from app.ingest.auth import KeyVerifier, Principal, authenticate, key_from_headers
 from app.ingest.convert import ConversionError
-from app.ingest.errors import BatchRejected, RecordRejected
+from app.ingest.errors import BatchRejected, RateLimited, RecordRejected, Unavailable
 from app.ingest.ratelimit import RateLimiter
 from app.ingest.validate import Limits, idempotency_key_problem, validate_record
 from app.ingest.writer import KafkaWriter
+from app.metrics import METRICS
 from app.query.parser import printable
 from app.settings import Settings
 from protos.laas.v1 import LogRecord, PushAck, Rejection, Resource
@@ -67,13 +68,16 @@ class IngestService:
         batch_id: int = 0,
         source: str = "gateway",
         idempotency_key: str = "",
+        path: str = "",
     ) -> PushAck:
         """Validate `items`, write the valid records, and report the invalid ones by index.
 
         `idempotency_key` (validated by the endpoint, `check_idempotency_key`) is stamped on
         every record with the record's index in `items`, so a resent batch maps onto the same
-        documents (see docs/ingest.md, *Idempotent batches*).
+        documents (see docs/ingest.md, *Idempotent batches*). `path` names the endpoint in
+        the metrics (grpc, otlp-grpc, http-ndjson, http-json, otlp-http; default from `source`).
         """
+        path = path or ("grpc" if source == "gateway" else source)
         self.check_batch(len(items), sum(sizes) if sizes else 0)
         now = self.clock_ns()
         valid: list[Any] = []
@@ -92,11 +96,22 @@ class IngestService:
             except RecordRejected as exc:
                 rejections.append(Rejection(index=exc.index, field=printable(exc.field),
                                             reason=printable(exc.reason)))
+        if rejections:
+            METRICS.inc("laas_ingest_rejected_total", len(rejections), path=path, reason="invalid")
         if valid:
-            self.limiter.check(principal.tenant_id, len(valid), principal.rate_limit)
-            await self.writer.write(valid, tenant_id=principal.tenant_id,
-                                    tenant_slug=principal.tenant_slug, source=source,
-                                    batch_key=idempotency_key, indexes=indexes)
+            started = time.monotonic()
+            try:
+                self.limiter.check(principal.tenant_id, len(valid), principal.rate_limit)
+                await self.writer.write(valid, tenant_id=principal.tenant_id,
+                                        tenant_slug=principal.tenant_slug, source=source,
+                                        batch_key=idempotency_key, indexes=indexes)
+            except (RateLimited, Unavailable) as exc:
+                METRICS.inc("laas_ingest_rejected_total", len(valid), path=path,
+                            reason="rate_limited" if isinstance(exc, RateLimited)
+                            else "kafka_unavailable")
+                raise
+            METRICS.observe("laas_kafka_produce_seconds", time.monotonic() - started, path=path)
+            METRICS.inc("laas_ingest_accepted_total", len(valid), path=path)
         return PushAck(accepted=len(valid), rejections=rejections, batch_id=batch_id)
 
     @staticmethod
