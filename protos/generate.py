@@ -18,6 +18,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 LAAS_PROTOS = ["laas/v1/logs.proto"]
+# protobuf (upb) classes only, no betterproto: Loki's push API (web/ingest_loki.py)
+PB2_ONLY_PROTOS = ["loki/push.proto"]
 OTEL_MODULES = [
     "opentelemetry.proto.common.v1.common_pb2",
     "opentelemetry.proto.resource.v1.resource_pb2",
@@ -46,9 +48,10 @@ def _laas_pb2() -> list[Path]:
 
     include = Path(grpc_tools.__file__).parent / "_proto"
     cmd = [sys.executable, "-m", "grpc_tools.protoc", f"-I{HERE}", f"-I{include}",
-           f"--python_out={HERE}", f"--pyi_out={HERE}", *LAAS_PROTOS]
+           f"--python_out={HERE}", f"--pyi_out={HERE}", *LAAS_PROTOS, *PB2_ONLY_PROTOS]
     subprocess.run(cmd, check=True, cwd=HERE)
-    return [HERE / p.replace(".proto", f"_pb2.{ext}") for p in LAAS_PROTOS for ext in ("py", "pyi")]
+    return [HERE / p.replace(".proto", f"_pb2.{ext}") for p in LAAS_PROTOS + PB2_ONLY_PROTOS
+            for ext in ("py", "pyi")]
 
 
 def _otel_descriptors() -> list[bytes]:
