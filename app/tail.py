@@ -23,6 +23,7 @@ from app import stamp
 from app.event_messages import decode
 from app.events import NS, LogEvent
 from app.kafka_client import client_options
+from app.metrics import METRICS
 from app.settings import Settings
 from app.topic_reader import TopicReader, topic_partitions
 from app.topics import EVENTS, topic_name
@@ -69,6 +70,7 @@ class Subscription:
             self.queue.put_nowait(delivery)
         except asyncio.QueueFull:
             self.dropped += 1
+            METRICS.inc("laas_tail_dropped_total")
 
     def take_dropped(self) -> int:
         dropped, self.dropped = self.dropped, 0
@@ -107,12 +109,14 @@ class TailHub(TopicReader):
         self.start()
         sub = Subscription(tenant_id, predicate, asyncio.Queue(self.settings.tail_queue_size))
         self.subscriptions.setdefault(tenant_id, set()).add(sub)
+        METRICS.inc("laas_tail_sockets")
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         subs = self.subscriptions.get(sub.tenant_id)
-        if subs is not None:
+        if subs is not None and sub in subs:
             subs.discard(sub)
+            METRICS.inc("laas_tail_sockets", -1)
             if not subs:
                 del self.subscriptions[sub.tenant_id]
 

@@ -28,9 +28,11 @@ from app.db import create_engine, session_factory
 from app.elastic import es_client
 from app.logins import AuthConfig
 from app.migrations import upgrade_database_async
+from app.readiness import readiness, service_checks
 from app.settings import Settings
 from app.tail import TailHub
 from web.auth import AuthBackend, account_error_response
+from web.metrics import RequestMetrics
 from web.proxies import TrustedProxyMiddleware
 
 # Modules exposing `routes: list[BaseRoute]` (and optionally `exception_handlers`); add yours here.
@@ -47,6 +49,7 @@ ROUTE_MODULES = [
     "web.patterns",
     "web.alerts",
     "web.alert_rules",
+    "web.metrics",  # GET /metrics (Prometheus)
     "web.openapi",  # GET /openapi.json, built from the routes of every module here
     "web.ui",  # the web UI at / (its route pattern excludes /api, /v1 and the like)
 ]
@@ -55,6 +58,18 @@ ROUTE_MODULES = [
 async def healthz(request: Request) -> JSONResponse:
     """Liveness: the web process answers."""
     return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: Kafka (with the LaaS topics), Elasticsearch and the user database answer;
+    503 naming what is not ready."""
+    state = request.app.state
+    checks = await readiness(service_checks(state.settings, state.es, state.engine))
+    missing = [name for name, result in checks.items() if result != "ok"]
+    body: dict[str, Any] = {"status": "not_ready" if missing else "ready", "checks": checks}
+    if missing:
+        body["not_ready"] = missing
+    return JSONResponse(body, status_code=503 if missing else 200)
 
 
 async def http_error_response(request: Request, exc: Exception) -> Response:
@@ -93,7 +108,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
 
 def collect_routes() -> list[BaseRoute]:
-    routes: list[BaseRoute] = [Route("/healthz", healthz)]
+    routes: list[BaseRoute] = [Route("/healthz", healthz), Route("/readyz", readyz)]
     for name in ROUTE_MODULES:
         routes.extend(importlib.import_module(name).routes)
     return routes
@@ -110,12 +125,19 @@ def collect_exception_handlers() -> dict[Any, ExceptionHandler]:
 
 
 def server_config(app: Starlette, settings: Settings, **overrides: Any) -> uvicorn.Config:
-    """How `laas web` serves the app. uvicorn's proxy headers are off: its default trusts
-    `X-Forwarded-For` from 127.0.0.1, so any local process could choose its address;
-    `web.proxies` reads the header from `LAAS_TRUSTED_PROXIES` only."""
+    """How `laas web` serves the app: HTTPS with `tls_certfile`/`tls_keyfile`, else plain HTTP
+    on a loopback address only (or with `tls_plaintext_ok`, behind a TLS-terminating proxy);
+    `GatewayConfigError` (a ValueError) saying what to set otherwise. uvicorn's proxy headers
+    are off: its default trusts `X-Forwarded-For` from 127.0.0.1, so any local process could
+    choose its address; `web.proxies` reads the header from `LAAS_TRUSTED_PROXIES` only."""
+    from app.gateway import tls_files  # the gateway's rules, shared
+
     values: dict[str, Any] = {
         "host": settings.web_host, "port": settings.web_port, "proxy_headers": False, **overrides
     }
+    if tls_files(settings, values["host"]) is not None:
+        values["ssl_certfile"] = str(settings.tls_certfile)
+        values["ssl_keyfile"] = str(settings.tls_keyfile)
     return uvicorn.Config(app, **values)
 
 
@@ -125,6 +147,7 @@ def create_app(settings: Settings) -> Starlette:
         middleware=[
             Middleware(TrustedProxyMiddleware, trusted_proxies=settings.trusted_proxies),
             Middleware(AuthenticationMiddleware, backend=AuthBackend()),
+            Middleware(RequestMetrics),  # innermost: sees the matched route's template
         ],
         exception_handlers=collect_exception_handlers(),
         lifespan=lifespan,

@@ -89,11 +89,29 @@ def operations(path: str, by_method: dict[str, Spec]) -> dict[tuple[str, str], S
     return {(method, path): spec for method, spec in by_method.items()}
 
 
+READINESS = obj(["status", "checks"], status={"type": "string", "enum": ["ready", "not_ready"]},
+               checks={"type": "object", "additionalProperties": {"type": "string"}},
+               not_ready={"type": "array", "items": {"type": "string"}})
+
 OPERATIONS: dict[tuple[str, str], Spec] = {
     ("GET", "/healthz"): {
         "summary": "Liveness", "tags": ["service"], "security": PUBLIC,
         "responses": {"200": {"description": "the web process answers", "content": json_content(
             obj(["status"], status={"type": "string", "enum": ["ok"]}))}},
+    },
+    ("GET", "/metrics"): {
+        "summary": "Prometheus metrics of this process", "tags": ["service"], "security": PUBLIC,
+        "responses": {"200": {"description": "text exposition format (docs/operations.md)",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}},
+    },
+    ("GET", "/readyz"): {
+        "summary": "Readiness", "tags": ["service"], "security": PUBLIC,
+        "description": "Kafka (with every LaaS topic), Elasticsearch and the user database "
+        "answer, each within 5 s. `checks` maps each to `ok` or what is wrong.",
+        "responses": {
+            "200": {"description": "ready", "content": json_content(READINESS)},
+            "503": {"description": "not ready; `not_ready` names the components",
+                    "content": json_content(READINESS)}},
     },
     ("GET", "/openapi.json"): {
         "summary": "This document", "tags": ["service"], "security": PUBLIC,
