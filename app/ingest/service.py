@@ -42,7 +42,7 @@ class IngestService:
         self.limits = Limits.from_settings(settings)
         self.verifier = verifier
         self.writer = writer or KafkaWriter(settings)
-        self.limiter = limiter or RateLimiter(settings.ingest_default_rate_limit)
+        self.limiter = limiter or RateLimiter.from_settings(settings)
         self.clock_ns = clock_ns
 
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
