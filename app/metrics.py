@@ -27,6 +27,7 @@ from prometheus_client import (
     ProcessCollector,
     disable_created_metrics,
     generate_latest,
+    start_http_server,
 )
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
@@ -208,3 +209,11 @@ class Metrics:
 
 
 METRICS = Metrics()
+
+
+def serve_http(host: str, port: int) -> Any:
+    """Serve `METRICS` over HTTP at `host:port` (any path, e.g. /metrics) from a daemon thread:
+    the gateway's metrics port. Returns the server (`.shutdown()` stops it; port 0: any free
+    port, read it from `.server_port`)."""
+    server, _thread = start_http_server(port, addr=host, registry=METRICS.served)
+    return server

@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     web_port: int = Field(8080, description="Port of the web app")
     gateway_port: int = Field(4317, description="Port of the gRPC gateway")
     gateway_host: str = Field(LOCAL_HOST, description="Bind address of the gRPC gateway")
+    gateway_metrics_port: int = Field(
+        9464, ge=0, description="Port of the gateway's Prometheus /metrics (on `gateway_host`)"
+    )
+    otlp_http_port: int = Field(
+        4318, ge=0, description="Port of OTLP/HTTP (`POST /v1/logs`) in the gateway process; 0: off"
+    )
     worker_web_port: int = Field(6066, description="Port of the Faust worker's own web server")
     tls_certfile: Path | None = Field(
         None, description="PEM certificate chain served by the web app and the gateway (TLS on)"
@@ -94,7 +100,8 @@ class Settings(BaseSettings):
     tls_keyfile: Path | None = Field(None, description="PEM private key of `tls_certfile`")
     tls_plaintext_ok: bool = Field(
         False,
-        description="Serve plain HTTP/gRPC on a non-loopback address (behind a TLS-terminating proxy)",
+        description="Serve plain HTTP/gRPC on a non-loopback address (behind a "
+        "TLS-terminating proxy)",
     )
     table_store: str = Field("rocksdb://", description="Faust table store (memory:// in tests)")
     table_cache_mb: int = Field(
@@ -363,6 +370,14 @@ class Settings(BaseSettings):
     @cached_property
     def elasticsearch_url(self) -> str:
         return self.es_url or f"http://{LOCAL_HOST}:{self.es_port}"
+
+    @cached_property
+    def web_url(self) -> str:
+        """Where local clients reach the web app: https when `tls_certfile` is set; a wildcard
+        bind address becomes 127.0.0.1."""
+        host = LOCAL_HOST if self.web_host in ("0.0.0.0", "::", "") else self.web_host
+        host = f"[{host}]" if ":" in host else host
+        return f"{'https' if self.tls_certfile else 'http'}://{host}:{self.web_port}"
 
     @cached_property
     def db_url(self) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.metrics import SPECS, Metrics
@@ -59,3 +61,73 @@ def test_every_declared_metric_is_exported() -> None:
     families = {f.name for f in text_string_to_metric_families(Metrics().render().decode())}
     for name, spec in SPECS.items():
         assert (name.removesuffix("_total") if spec.kind == "counter" else name) in families
+
+
+async def test_grpc_interceptor_counts_calls_by_method_and_code() -> None:
+    import grpc
+
+    from app.grpc_metrics import MetricsInterceptor
+    from app.metrics import METRICS
+
+    async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return request
+
+    async def refuse(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no")
+        raise AssertionError("abort raises")
+
+    async def stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        async for request in requests:
+            yield request
+
+    server = grpc.aio.server(interceptors=[MetricsInterceptor()])
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("t.S", {
+        "Echo": grpc.unary_unary_rpc_method_handler(echo),
+        "Refuse": grpc.unary_unary_rpc_method_handler(refuse),
+        "Stream": grpc.stream_stream_rpc_method_handler(stream)})])
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+
+    def count(method: str, code: str) -> float:
+        return METRICS.value("laas_grpc_requests_total", method=method, code=code)
+
+    before = [count("/t.S/Echo", "OK"), count("/t.S/Refuse", "INVALID_ARGUMENT"),
+              count("/t.S/Stream", "OK")]
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            assert await channel.unary_unary("/t.S/Echo")(b"x") == b"x"
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await channel.unary_unary("/t.S/Refuse")(b"x")
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            with pytest.raises(grpc.aio.AioRpcError):
+                await channel.unary_unary("/t.S/Unknown")(b"x")
+
+            async def two() -> Any:
+                yield b"a"
+                yield b"b"
+
+            assert [r async for r in channel.stream_stream("/t.S/Stream")(two())] == [b"a", b"b"]
+    finally:
+        await server.stop(None)
+    after = [count("/t.S/Echo", "OK"), count("/t.S/Refuse", "INVALID_ARGUMENT"),
+             count("/t.S/Stream", "OK")]
+    assert after == [b + 1 for b in before]
+    assert METRICS.value("laas_grpc_request_seconds", method="/t.S/Echo") >= 1
+    assert not any(s.labels.get("method") == "/t.S/Unknown" for f in METRICS.merged()
+                   for s in f.samples)
+
+
+def test_serve_http_answers_with_the_exposition() -> None:
+    import urllib.request
+
+    from app.metrics import METRICS, serve_http
+
+    METRICS.inc("laas_retention_deleted_total", 0)
+    server = serve_http("127.0.0.1", 0)
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            got = samples(response.read())
+    finally:
+        server.shutdown()
+    assert ("laas_retention_deleted_total", ()) in got
