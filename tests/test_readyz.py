@@ -1,0 +1,83 @@
+"""`/readyz` against the real stack, and with each component missing: Kafka at a closed port,
+Elasticsearch at a closed port, the LaaS topics absent, the user database dropped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from app.settings import Settings
+from tests.auth_fixtures import (
+    _create_postgres_database,
+    _drop_postgres_database,
+    client_for,
+    make_settings,
+    running_app,
+)
+from tests.serving import served
+from tests.test_kafka import free_port
+
+
+async def _readyz(settings: Settings) -> tuple[int, dict[str, Any]]:
+    async with running_app(settings) as app, client_for(app) as client:
+        response = await client.get("/readyz")
+        return response.status_code, response.json()
+
+
+async def test_ready_on_the_real_stack_over_http(
+        tmp_path: Path, kafka_servers: str, es_url: str) -> None:
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'users.db'}", tmp_path / "state")
+    async with running_app(settings) as app, served(app) as port:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"http://127.0.0.1:{port}/readyz")
+            live = await client.get(f"http://127.0.0.1:{port}/healthz")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ready", "checks": {
+        "kafka": "ok", "elasticsearch": "ok", "database": "ok"}}
+    assert live.json() == {"status": "ok"}
+
+
+async def test_kafka_at_a_closed_port(tmp_path: Path, es_url: str) -> None:
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'users.db'}", tmp_path / "state",
+                             kafka_bootstrap=f"127.0.0.1:{free_port()}")
+    status, body = await _readyz(settings)
+    assert status == 503
+    assert body["not_ready"] == ["kafka"]
+    assert body["checks"]["elasticsearch"] == body["checks"]["database"] == "ok"
+    assert body["checks"]["kafka"] != "ok"
+
+
+async def test_topics_missing(tmp_path: Path, kafka_servers: str, es_url: str,
+                              unique: str) -> None:
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'users.db'}", tmp_path / "state",
+                             topic_prefix=f"{unique}.")
+    status, body = await _readyz(settings)
+    assert status == 503 and body["not_ready"] == ["kafka"]
+    assert body["checks"]["kafka"].startswith(f"topics missing: {unique}.logs.raw")
+
+
+async def test_elasticsearch_at_a_closed_port(tmp_path: Path, kafka_servers: str) -> None:
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'users.db'}", tmp_path / "state",
+                             es_url=f"http://127.0.0.1:{free_port()}")
+    status, body = await _readyz(settings)
+    assert status == 503 and body["status"] == "not_ready"
+    assert body["not_ready"] == ["elasticsearch"]
+    assert "Connection" in body["checks"]["elasticsearch"]
+
+
+async def test_database_dropped_under_a_running_app(
+        tmp_path: Path, kafka_servers: str, es_url: str, postgres_url: str) -> None:
+    url = await _create_postgres_database()
+    try:
+        settings = make_settings(url, tmp_path / "state")
+        async with running_app(settings) as app, client_for(app) as client:
+            assert (await client.get("/readyz")).status_code == 200
+            await _drop_postgres_database(url)
+            response = await client.get("/readyz")
+    finally:
+        await _drop_postgres_database(url)
+    assert response.status_code == 503
+    assert response.json()["not_ready"] == ["database"]
+    assert "does not exist" in response.json()["checks"]["database"]
