@@ -43,6 +43,8 @@ ROUTE_MODULES = [
     "web.invitations",
     "web.tenants",
     "web.ingest",
+    "web.ingest_loki",  # POST /loki/api/v1/push
+    "web.ingest_bulk",  # Elasticsearch _bulk; its GET / (ES clients only) must precede web.ui
     "web.search",
     "web.tail",
     "web.sources",

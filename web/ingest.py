@@ -28,6 +28,7 @@ from app.ingest.errors import (
 )
 from app.ingest.jsonpb import pb_record_from_json
 from app.ingest.service import IngestService, Item
+from app.ingest.shippers import shipper_document
 from app.settings import Settings
 
 NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl",
@@ -120,7 +121,8 @@ def parse_records(media: str, data: bytes) -> tuple[list[Item], str, list[int]]:
 
     NDJSON / text: one record per non-empty line, positions are 1-based line numbers (a plain
     text line is a record whose message is the line). JSON: an array of records or one record,
-    positions are 0-based indexes.
+    positions are 0-based indexes. JSON documents go through the shipper field conventions
+    (`app.ingest.shippers.shipper_document`: Fluent Bit's `log`, `@timestamp`, `log.level`...).
     """
     if media in NDJSON_TYPES:
         items: list[Item] = []
@@ -139,7 +141,7 @@ def parse_records(media: str, data: bytes) -> tuple[list[Item], str, list[int]]:
                 items.append(pb_record_from_json({"message": text}))
                 continue
             try:
-                items.append(pb_record_from_json(json.loads(text)))
+                items.append(pb_record_from_json(shipper_document(json.loads(text))))
             except json.JSONDecodeError as exc:
                 items.append(ConversionError("line", f"not JSON: {exc.msg} at column {exc.colno}"))
             except RecursionError:
@@ -157,7 +159,7 @@ def parse_records(media: str, data: bytes) -> tuple[list[Item], str, list[int]]:
     out: list[Item] = []
     for d in docs:
         try:
-            out.append(pb_record_from_json(d))
+            out.append(pb_record_from_json(shipper_document(d)))
         except ConversionError as exc:
             out.append(exc)
     return out, "index", list(range(len(out)))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from app.ingest.errors import DatabaseUnavailable, PermissionDenied, Unauthenticated
+from app.security import api_key_prefix
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -31,17 +34,42 @@ KeyVerifier = Callable[[str], Awaitable[Principal | None]]
 
 
 def key_from_headers(headers: Mapping[str, str]) -> str | None:
-    """The API key of `authorization: Bearer <key>` or `x-api-key: <key>` (lower-case names)."""
+    """The API key of a request's headers (lower-case names), in the forms shippers send:
+
+    `authorization: Bearer <key>`; `authorization: Basic <base64 user:key>` (any user; Loki
+    and Elasticsearch clients); `authorization: ApiKey <key or base64 id:key>` (Elasticsearch
+    clients: any id); or `x-api-key: <key>`. Of a `user:key` / `id:key` pair the part that is
+    shaped like a LaaS key is taken, else the second part.
+    """
     auth = headers.get("authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip() or None
+    scheme, _, value = auth.partition(" ")
+    scheme, value = scheme.lower(), value.strip()
+    if scheme == "bearer":
+        return value or None
+    if scheme == "apikey" and api_key_prefix(value) is not None:
+        return value
+    if scheme in ("basic", "apikey") and value:
+        return _key_of_pair(value)
     return headers.get("x-api-key", "").strip() or None
+
+
+def _key_of_pair(encoded: str) -> str | None:
+    """The key in base64 `user:key` (basic auth) or `id:key` (an Elasticsearch API key)."""
+    try:
+        text = base64.b64decode(encoded, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return encoded  # not base64: the verifier refuses it as an unknown key
+    first, sep, second = text.partition(":")
+    if api_key_prefix(first) is not None or not sep:
+        return first or None
+    return second or None
 
 
 async def authenticate(verify: KeyVerifier, key: str | None) -> Principal:
     """The principal of an ingest key; `Unauthenticated` / `PermissionDenied` otherwise."""
     if not key:
-        raise Unauthenticated("no API key (send `authorization: Bearer <key>` or `x-api-key`)")
+        raise Unauthenticated("no API key (send `authorization: Bearer <key>`, basic auth with the "
+                              "key as password, or `x-api-key`)")
     principal = await verify(key)
     if principal is None:
         raise Unauthenticated("unknown, expired or revoked API key")
