@@ -191,7 +191,7 @@ async def post_bulk(request: Request) -> Response:
         records, slots = parse_bulk(data, request.path_params.get("index", ""))
         if not slots:
             raise HTTPError(400, "request body is required: no bulk actions in the body")
-        ack = await service.push(principal, records, source="http")
+        ack = await service.push(principal, records, source="http", path="es-bulk")
     except IngestError as exc:
         return es_error_response(_http_error(exc))
     except HTTPError as exc:

@@ -281,7 +281,7 @@ async def post_push(request: Request) -> Response:
                 items, where = decode_protobuf(snappy_block(data, limit))
         except ConversionError as exc:
             raise HTTPError(400, f"body is not a Loki PushRequest: {exc}") from exc
-        ack = await service.push(principal, items, source="http")
+        ack = await service.push(principal, items, source="http", path="loki")
     except IngestError as exc:
         return _error(_http_error(exc))
     except HTTPError as exc:
