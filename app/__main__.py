@@ -3,4 +3,4 @@
 from app.cli import main
 
 if __name__ == "__main__":  # not when a spawned child process imports this module
-    main()
+    main(prog_name="laas")  # usage lines, and completion via _LAAS_COMPLETE

@@ -11,9 +11,13 @@ from app.settings import Settings, load_settings
 
 
 @click.group()
+@click.version_option(package_name="laas", prog_name="laas")
 @click.pass_context
 def main(ctx: click.Context) -> None:
-    """LaaS: Logging as a Service."""
+    """LaaS: Logging as a Service.
+
+    Shell completion: `eval "$(laas completion bash)"` (or zsh, fish); see the README.
+    """
     ctx.obj = load_settings()
     quiet_repeats()  # aiokafka floods the log while a broker is away
 
@@ -26,7 +30,7 @@ def stack() -> None:
     """The local Kafka, Elasticsearch and PostgreSQL servers."""
 
 
-@stack.command("up")
+@stack.command("up", short_help="Start the local services and wait until they are ready.")
 @pass_settings
 def stack_up(settings: Settings) -> None:
     """Start every local service not configured elsewhere and wait until it is ready."""
@@ -62,20 +66,26 @@ def stack_down(settings: Settings) -> None:
         click.echo(line)
 
 
-@stack.command("status")
+@stack.command("status", short_help="Each service's address and state; exit 1 if one is down.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array")
 @pass_settings
-def stack_status(settings: Settings) -> None:
+def stack_status(settings: Settings, as_json: bool) -> None:
     """Show each service, its address and whether it is up; exit 1 if one is down."""
+    import dataclasses
+    import json
+
     from deploy.stack import Stack
 
     statuses = Stack(settings).status()
-    for status in statuses:
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(status) for status in statuses]))
+    for status in statuses if not as_json else []:
         click.echo(status.line())
     if not all(status.up for status in statuses):
         sys.exit(1)
 
 
-@main.command()
+@main.command(short_help="Run the Faust stream worker.")
 @pass_settings
 def worker(settings: Settings) -> None:
     """Run the Faust stream worker (creates or checks the LaaS topics first)."""
@@ -93,10 +103,14 @@ def web(settings: Settings) -> None:
 
     from web.app import create_app, server_config
 
-    uvicorn.Server(server_config(create_app(settings), settings)).run()
+    try:
+        config = server_config(create_app(settings), settings)
+    except ValueError as exc:  # TLS files unreadable, plain HTTP off loopback
+        raise click.ClickException(str(exc)) from exc
+    uvicorn.Server(config).run()
 
 
-@main.command()
+@main.command(short_help="Run everything: the stack if needed, the topics, every process.")
 @click.option("--demo/--no-demo", default=True, show_default=True,
               help="Send gentle demo traffic (with an alert now and then) to tenant demo")
 @pass_settings
@@ -106,6 +120,19 @@ def up(settings: Settings, demo: bool) -> None:
     from app.supervisor import run_up
 
     sys.exit(run_up(settings, demo=demo))
+
+
+@main.command(short_help="Print the shell completion script (bash, zsh or fish).")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the script that completes `laas` commands and options in SHELL (click's own
+    completion); load it with `eval "$(laas completion bash)"` in ~/.bashrc, the same with
+    zsh in ~/.zshrc, or `laas completion fish | source` in fish."""
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    assert completer is not None  # the choices are click's built-in shells
+    click.echo(completer(main, {}, "laas", "_LAAS_COMPLETE").source())
 
 
 from app.cli_accounts import register as register_account_commands  # noqa: E402

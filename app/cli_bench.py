@@ -12,7 +12,7 @@ import click
 def register(main: click.Group) -> None:
     """Add `laas bench` to the CLI."""
 
-    @main.command("bench")
+    @main.command("bench", short_help="Benchmarks on a dedicated local Kafka and Elasticsearch.")
     @click.option("--short", "mode", flag_value="short", default=True,
                   help="A few minutes: shorter steps and burst (default).")
     @click.option("--full", "mode", flag_value="full", help="Full durations (takes long).")

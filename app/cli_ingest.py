@@ -30,15 +30,15 @@ def register(main: click.Group) -> None:
     """Add the ingest commands to the `laas` group."""
     pass_settings = click.make_pass_decorator(Settings)
 
-    @main.command()
+    @main.command(short_help="Run the ingest gateway (gRPC: laas.v1 and OTLP).")
     @pass_settings
     def gateway(settings: Settings) -> None:
-        """Run the gRPC gateway (laas.v1.LogIngest and OTLP LogsService) on gateway_port."""
+        """Run the ingest gateway (laas.v1.LogIngest and OTLP) on gateway_port."""
         from app.gateway import run_gateway
 
         run_gateway(settings)
 
-    @main.command()
+    @main.command(short_help="Send demo traffic to tenant `demo` until stopped.")
     @click.option("--rate", type=float, default=8.0, show_default=True,
                   help="Mean records per second of the normal traffic")
     @click.option("--first-burst", type=float, default=20.0, show_default=True,
@@ -72,7 +72,10 @@ def register(main: click.Group) -> None:
     def send(settings: Settings, source: IO[str] | None, api_key: str, url: str | None,
              service: str | None, as_json: bool, demo: bool, count: int | None,
              rate: float | None, batch_size: int) -> None:
-        """Send a file ('-' for stdin), or demo/load traffic, to LaaS with a progress bar."""
+        """Send a file ('-': stdin), or demo or load traffic, to LaaS.
+
+        Shows a progress bar.
+        """
         from app.client import SendError, Shipper
         from app.demo import demo_records
         from app.ingest.convert import ConversionError, record_from_json
@@ -89,7 +92,7 @@ def register(main: click.Group) -> None:
         if count is None and source is not None and source.seekable():
             count = sum(1 for line in source if line.strip())
             source.seek(0)
-        shipper = Shipper(url or f"http://{settings.web_host}:{settings.web_port}", api_key)
+        shipper = Shipper(url or settings.web_url, api_key)
         accepted = rejected = 0
         started = time.monotonic()
         with click.progressbar(length=count or 0, label="sending", show_pos=True,

@@ -109,7 +109,7 @@ def table_header(widths: Mapping[str, int]) -> str:
 
 
 def default_url(settings: Settings) -> str:
-    return f"http://{settings.web_host}:{settings.web_port}"
+    return settings.web_url
 
 
 # --- search -----------------------------------------------------------------------------------
@@ -361,7 +361,10 @@ def register(main: click.Group) -> None:
         api_key: str | None,
         token: str | None,
     ) -> None:
-        """Search your tenant's logs, e.g. laas search 'level:error AND service:api' --since 1h."""
+        """Search your tenant's logs (Lucene query syntax).
+
+        Example: laas search 'level:error AND service:api' --since 1h
+        """
         params: dict[str, Any] = {
             "q": query,
             "since": since,
@@ -379,7 +382,7 @@ def register(main: click.Group) -> None:
             as_json,
         )
 
-    @main.command()
+    @main.command(short_help="Watch your tenant's logs live.")
     @click.argument("query", required=False, default="")
     @click.option(
         "--since",
@@ -405,7 +408,10 @@ def register(main: click.Group) -> None:
         api_key: str | None,
         token: str | None,
     ) -> None:
-        """Watch your tenant's logs live, e.g. laas tail 'service:api AND level:>=warn'."""
+        """Watch your tenant's logs live (the same query syntax as search).
+
+        Example: laas tail 'service:api AND level:>=warn'
+        """
         printer = TailPrinter(as_json)
         try:
             asyncio.run(

@@ -28,7 +28,7 @@ async def _tenant_id(settings: Settings, slug: str) -> str:
 
 
 def register(main: click.Group) -> None:
-    @main.command()
+    @main.command(short_help="Reprocess a tenant's logs.raw time range into Elasticsearch.")
     @click.option("--tenant", "slug", required=True, help="Tenant slug")
     @click.option("--since", required=True, help="Start: ISO 8601 time or 30m / 6h / 2d ago")
     @click.option("--until", default=None, help="End (exclusive); default: now")
@@ -66,7 +66,7 @@ def register(main: click.Group) -> None:
 
         asyncio.run(run())
 
-    @main.command()
+    @main.command(short_help="Delete log indices older than each tenant's retention.")
     @click.option("--dry-run", is_flag=True, help="Only list the indices that would go")
     @pass_settings
     def retention(settings: Settings, dry_run: bool) -> None:

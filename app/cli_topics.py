@@ -14,11 +14,11 @@ pass_settings = click.make_pass_decorator(Settings)
 
 
 def register(main: click.Group) -> None:
-    @main.group()
+    @main.group(short_help="Create and check the LaaS Kafka topics.")
     def topics() -> None:
         """Create and check the LaaS Kafka topics (for operators with their own Kafka)."""
 
-    @topics.command("ensure")
+    @topics.command("ensure", short_help="Create every missing LaaS topic; fail if one differs.")
     @pass_settings
     def ensure(settings: Settings) -> None:
         """Create every missing LaaS topic (raw, events, dead letters, alerts, rule counts, the
@@ -28,7 +28,7 @@ def register(main: click.Group) -> None:
         ensure_topics_or_exit(settings)
         click.echo(f"all LaaS topics present on {settings.kafka_servers}")
 
-    @topics.command("status")
+    @topics.command("status", short_help="Each topic's state and each consumer group's lag.")
     @click.option("--json", "as_json", is_flag=True, help="One JSON object")
     @pass_settings
     def status(settings: Settings, as_json: bool) -> None:

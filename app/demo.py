@@ -270,8 +270,7 @@ def write_private(path: Path, text: str) -> None:
 # --- the sender ----------------------------------------------------------------------------------
 
 def web_url(settings: Settings) -> str:
-    host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "::", "") else settings.web_host
-    return f"http://{host}:{settings.web_port}"
+    return settings.web_url
 
 
 def web_healthy(url: str) -> bool:
