@@ -1,26 +1,29 @@
-"""The gRPC gateway: `laas.v1.LogIngest` and OTLP `LogsService/Export` on one port (grpclib).
+"""The gateway process: gRPC on `gateway_port` (grpcio's asyncio server) with `laas.v1.LogIngest`,
+OTLP `LogsService/Export` and the standard `grpc.health.v1.Health`, and OTLP/HTTP `/v1/logs` on
+`otlp_http_port` (4318).
 
-grpclib serves betterproto messages natively (no second code generator); requests are taken as
-raw bytes so one unreadable record is reported by index instead of failing the whole batch.
+gRPC requests are taken as raw bytes (generic handlers, no deserializer) and decoded by upb
+record by record, so one unreadable record is reported by index instead of failing the whole
+batch; grpcio decompresses gzip and deflate requests on every method. TLS from `tls_certfile`
+and `tls_keyfile`; plain text only on loopback unless `tls_plaintext_ok`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import logging
 import signal
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-import betterproto
-from grpclib.const import Cardinality, Handler, Status
-from grpclib.encoding.base import StatusDetailsCodecBase
-from grpclib.encoding.proto import ProtoCodec
-from grpclib.server import Server, Stream
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from app.ingest.auth import KeyVerifier, Principal
-from app.ingest.convert import ConversionError, decode_batch, otlp_records
+from app.ingest.convert import ConversionError, decode_batch
 from app.ingest.errors import (
     BatchRejected,
     IngestError,
@@ -30,119 +33,87 @@ from app.ingest.errors import (
     Unauthenticated,
     Unavailable,
 )
+from app.ingest.otlp import RpcStatus, decode_export, export_reply, retry_status
 from app.ingest.service import IngestService
 from app.settings import Settings
 from protos.laas.v1 import PushAck
-from protos.opentelemetry.proto.collector.logs.v1 import (
-    ExportLogsPartialSuccess,
-    ExportLogsServiceResponse,
-)
 
 log = logging.getLogger(__name__)
 
-PUSH = "/laas.v1.LogIngest/Push"
-PUSH_STREAM = "/laas.v1.LogIngest/PushStream"
-OTLP_EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+LOG_INGEST = "laas.v1.LogIngest"
+LOGS_SERVICE = "opentelemetry.proto.collector.logs.v1.LogsService"
+PUSH = f"/{LOG_INGEST}/Push"
+PUSH_STREAM = f"/{LOG_INGEST}/PushStream"
+OTLP_EXPORT = f"/{LOGS_SERVICE}/Export"
 IDEMPOTENCY_METADATA = "idempotency-key"  # a unary call's batch key (docs/ingest.md)
+STATUS_DETAILS = "grpc-status-details-bin"
+# Headroom over ingest_max_batch_bytes for grpcio's own limit (applied after decompression),
+# so an oversized request gets our RESOURCE_EXHAUSTED message naming the limit.
+_FRAME_SLACK = 64 * 1024
+_HEALTH_POLL_SECONDS = 5.0
+
+_RpcStatus = RpcStatus  # the name tests and older callers import
 
 
-class Raw:
-    """Marker request type: the codec hands the handler the undecoded bytes."""
+class GatewayConfigError(ValueError):
+    """The gateway cannot start with these settings (TLS files, plain text off loopback)."""
 
 
-class RawProtoCodec(ProtoCodec):
-    """`ProtoCodec` that leaves requests typed `Raw` as bytes (betterproto replies as usual)."""
-
-    def decode(self, data: bytes, message_type: Any) -> Any:
-        return data if message_type is Raw else super().decode(data, message_type)
-
-
-# google.rpc.Status with a google.rpc.RetryInfo detail, written with betterproto so the gateway
-# needs no googleapis-common-protos at run time.
-@dataclass(eq=False, repr=False)
-class _Duration(betterproto.Message):
-    seconds: int = betterproto.int64_field(1)
-    nanos: int = betterproto.int32_field(2)
-
-
-@dataclass(eq=False, repr=False)
-class _RetryInfo(betterproto.Message):
-    retry_delay: _Duration = betterproto.message_field(1)
-
-
-@dataclass(eq=False, repr=False)
-class _Any(betterproto.Message):
-    type_url: str = betterproto.string_field(1)
-    value: bytes = betterproto.bytes_field(2)
-
-
-@dataclass(eq=False, repr=False)
-class _RpcStatus(betterproto.Message):
-    code: int = betterproto.int32_field(1)
-    message: str = betterproto.string_field(2)
-    details: list[_Any] = betterproto.message_field(3)
-
-
-class RetryInfoCodec(StatusDetailsCodecBase):
-    """Encodes a retry delay (seconds, float) as `google.rpc.RetryInfo` in grpc-status-details."""
-
-    def encode(self, status: Status, message: str | None, details: Any) -> bytes:
-        seconds = float(details)
-        info = _RetryInfo(_Duration(int(seconds), int((seconds % 1) * 1e9)))
-        detail = _Any("type.googleapis.com/google.rpc.RetryInfo", bytes(info))
-        return bytes(_RpcStatus(status.value, message or "", [detail]))
-
-    def decode(self, status: Status, message: str | None, data: bytes) -> Any:
-        return _RpcStatus().parse(data)
-
-
-def _status_of(exc: IngestError) -> tuple[Status, float | None]:
+def _status_of(exc: IngestError) -> tuple[grpc.StatusCode, float | None]:
     if isinstance(exc, Unauthenticated):
-        return Status.UNAUTHENTICATED, None
+        return grpc.StatusCode.UNAUTHENTICATED, None
     if isinstance(exc, PermissionDenied):
-        return Status.PERMISSION_DENIED, None
+        return grpc.StatusCode.PERMISSION_DENIED, None
     if isinstance(exc, RateLimited):
-        return Status.RESOURCE_EXHAUSTED, exc.retry_after
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, exc.retry_after
     if isinstance(exc, Unavailable):
-        return Status.UNAVAILABLE, exc.retry_after
+        return grpc.StatusCode.UNAVAILABLE, exc.retry_after
     if isinstance(exc, BatchRejected) and exc.too_large:
-        return Status.RESOURCE_EXHAUSTED, None
-    return Status.INVALID_ARGUMENT, None
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, None
+    return grpc.StatusCode.INVALID_ARGUMENT, None
 
 
-Method = Callable[[Stream[Any, Any], Principal], Awaitable[None]]
+async def _abort(context: grpc.aio.ServicerContext, exc: IngestError) -> None:
+    """End the call with the error's status; a retry delay goes in `google.rpc.RetryInfo`
+    (status details) and in `retry-after` trailing metadata."""
+    code, retry = _status_of(exc)
+    trailers: tuple[tuple[str, str | bytes], ...] = ()
+    if retry is not None:
+        details = bytes(retry_status(code.value[0], str(exc), retry))
+        trailers = ((STATUS_DETAILS, details), ("retry-after", f"{retry:.3f}"))
+    await context.abort(code, str(exc), trailers)
+
+
+def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    """The call's text metadata, names in lower case."""
+    return {k.lower(): v for k, v in (context.invocation_metadata() or ())
+            if isinstance(v, str)}
 
 
 class Gateway:
-    """The grpclib handler object for both services, over one `IngestService`."""
+    """The gRPC methods of both ingest services, over one `IngestService`."""
 
     def __init__(self, service: IngestService) -> None:
         self.service = service
 
-    def __mapping__(self) -> dict[str, Handler]:
-        return {
-            PUSH: Handler(self._guard(self._push), Cardinality.UNARY_UNARY, Raw, PushAck),
-            PUSH_STREAM: Handler(self._guard(self._push_stream), Cardinality.STREAM_STREAM,
-                                 Raw, PushAck),
-            OTLP_EXPORT: Handler(self._guard(self._export), Cardinality.UNARY_UNARY, Raw,
-                                 ExportLogsServiceResponse),
-        }
+    def handlers(self) -> tuple[grpc.GenericRpcHandler, ...]:
+        """Generic handlers: requests arrive as bytes, replies leave as bytes."""
+        return grpc.method_handlers_generic_handler(LOG_INGEST, {
+            "Push": grpc.unary_unary_rpc_method_handler(self.push),
+            "PushStream": grpc.stream_stream_rpc_method_handler(self.push_stream),
+        }), grpc.method_handlers_generic_handler(LOGS_SERVICE, {
+            "Export": grpc.unary_unary_rpc_method_handler(self.export),
+        })
 
-    def _guard(self, method: Method) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
-        async def handle(stream: Stream[Any, Any]) -> None:
-            try:
-                principal = await self.service.authenticate(
-                    {k.lower(): v for k, v in stream.metadata.items()
-                     if isinstance(v, str)} if stream.metadata else {})
-                await method(stream, principal)
-            except IngestError as exc:
-                status, retry = _status_of(exc)
-                metadata = {"retry-after": f"{retry:.3f}"} if retry is not None else None
-                await stream.send_trailing_metadata(
-                    status=status, status_message=str(exc), status_details=retry,
-                    metadata=metadata)
-
-        return handle
+    async def _call(self, context: grpc.aio.ServicerContext,
+                    work: Callable[[Principal, dict[str, str]], Awaitable[bytes]]) -> bytes:
+        metadata = _metadata(context)
+        try:
+            principal = await self.service.authenticate(metadata)
+            return await work(principal, metadata)
+        except IngestError as exc:
+            await _abort(context, exc)
+            raise AssertionError("unreachable: abort raises") from exc
 
     async def _push_one(self, principal: Principal, data: bytes,
                         metadata_key: str | None = None) -> PushAck:
@@ -158,91 +129,202 @@ class Gateway:
                                        batch_id=batch_id, source="gateway",
                                        idempotency_key=key)
 
-    async def _push(self, stream: Stream[Any, Any], principal: Principal) -> None:
-        data = await stream.recv_message()
-        await stream.send_message(await self._push_one(principal, data or b"",
-                                                       _metadata_key(stream)))
+    async def push(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def work(principal: Principal, metadata: dict[str, str]) -> bytes:
+            ack = await self._push_one(principal, request, metadata.get(IDEMPOTENCY_METADATA))
+            return bytes(ack)
 
-    async def _push_stream(self, stream: Stream[Any, Any], principal: Principal) -> None:
-        if _metadata_key(stream) is not None:
-            raise BatchRejected(f"{IDEMPOTENCY_METADATA} metadata names one batch; on "
-                                "PushStream set LogBatch.idempotency_key on each batch")
-        async for data in stream:
-            await stream.send_message(await self._push_one(principal, data))
+        return await self._call(context, work)
 
-    async def _export(self, stream: Stream[Any, Any], principal: Principal) -> None:
-        key = self.service.check_idempotency_key((IDEMPOTENCY_METADATA, _metadata_key(stream)))
-        data = await stream.recv_message() or b""
+    async def push_stream(self, requests: AsyncIterator[bytes],
+                          context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        metadata = _metadata(context)
         try:
-            records = otlp_records(data)
-        except ConversionError as exc:
-            raise BatchRejected(f"not an ExportLogsServiceRequest: {exc}") from exc
-        self.service.check_batch(len(records), len(data))
-        ack = await self.service.push(principal, records, source="gateway",
-                                      idempotency_key=key)
-        await stream.send_message(otlp_response(ack))
+            principal = await self.service.authenticate(metadata)
+            if IDEMPOTENCY_METADATA in metadata:
+                raise BatchRejected(f"{IDEMPOTENCY_METADATA} metadata names one batch; on "
+                                    "PushStream set LogBatch.idempotency_key on each batch")
+            async for data in requests:
+                yield bytes(await self._push_one(principal, data))
+        except IngestError as exc:
+            await _abort(context, exc)
+
+    async def export(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def work(principal: Principal, metadata: dict[str, str]) -> bytes:
+            key = self.service.check_idempotency_key(
+                (IDEMPOTENCY_METADATA, metadata.get(IDEMPOTENCY_METADATA)))
+            try:
+                records = decode_export(request)
+            except ConversionError as exc:
+                raise BatchRejected(f"not an ExportLogsServiceRequest: {exc}") from exc
+            self.service.check_batch(len(records), len(request))
+            ack = await self.service.push(principal, records, source="gateway",
+                                          idempotency_key=key)
+            return bytes(export_reply(ack))
+
+        return await self._call(context, work)
 
 
-def _metadata_key(stream: Stream[Any, Any]) -> str | None:
-    """The `idempotency-key` request metadata (None when absent)."""
-    if not stream.metadata:
-        return None
-    value = next((v for k, v in stream.metadata.items()
-                  if k.lower() == IDEMPOTENCY_METADATA), None)
-    return value if isinstance(value, str) else None
+# --- TLS -------------------------------------------------------------------------------------
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address is loopback only (`localhost`, 127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
-def otlp_response(ack: PushAck) -> ExportLogsServiceResponse:
-    """An OTLP response: rejected records are a partial success, as the OTLP spec asks."""
-    if not ack.rejections:
-        return ExportLogsServiceResponse()
-    message = "; ".join(f"record {r.index}: {r.field}: {r.reason}" for r in ack.rejections[:20])
-    return ExportLogsServiceResponse(partial_success=ExportLogsPartialSuccess(
-        rejected_log_records=len(ack.rejections), error_message=message))
+def tls_files(settings: Settings, host: str) -> tuple[bytes, bytes] | None:
+    """The PEM (certificate chain, key) to serve with, None for plain text.
+
+    Raises `GatewayConfigError` for one file without the other, an unreadable file, or plain
+    text on a non-loopback address without `tls_plaintext_ok`.
+    """
+    cert, key = settings.tls_certfile, settings.tls_keyfile
+    if (cert is None) != (key is None):
+        raise GatewayConfigError("LAAS_TLS_CERTFILE and LAAS_TLS_KEYFILE go together; "
+                                 "set both (TLS) or neither (plain text on loopback)")
+    if cert is not None and key is not None:
+        try:
+            return cert.read_bytes(), key.read_bytes()
+        except OSError as exc:
+            raise GatewayConfigError(f"cannot read the TLS certificate or key: {exc}") from exc
+    if not is_loopback(host) and not settings.tls_plaintext_ok:
+        raise GatewayConfigError(
+            f"refusing to serve plain text on {host}: set LAAS_TLS_CERTFILE and "
+            "LAAS_TLS_KEYFILE, bind a loopback address, or set LAAS_TLS_PLAINTEXT_OK=true "
+            "behind a TLS-terminating proxy")
+    return None
 
 
-def make_server(service: IngestService) -> Server:
-    return Server([Gateway(service)], codec=RawProtoCodec(),
-                  status_details_codec=RetryInfoCodec())
+# --- the servers -----------------------------------------------------------------------------
+
+@dataclass
+class GatewayServer:
+    """A started gateway: the gRPC server (`port`), the OTLP/HTTP server (`http_port`, None
+    when off) and the health service."""
+
+    grpc_server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    http: Any = None  # uvicorn.Server
+    http_port: int | None = None
+    _closing: asyncio.Task[None] | None = field(default=None, repr=False)
+    _poll: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    async def stop(self, grace: float | None = 5.0) -> None:
+        """Report NOT_SERVING, stop taking calls, finish those in flight (up to `grace` s)."""
+        if self._poll is not None:
+            self._poll.cancel()
+        await self.health.enter_graceful_shutdown()
+        if self.http is not None:
+            self.http.should_exit = True
+            await self.http.shutdown()
+        await self.grpc_server.stop(grace)
+
+    def close(self) -> None:
+        """Begin `stop()`; `await wait_closed()` for it to end."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self.stop())
+
+    async def wait_closed(self) -> None:
+        self.close()
+        assert self._closing is not None
+        await self._closing
+
+
+SERVICES = ("", LOG_INGEST, LOGS_SERVICE, health.SERVICE_NAME)
+
+
+def make_server(service: IngestService, settings: Settings) -> grpc.aio.Server:
+    limit = settings.ingest_max_batch_bytes + _FRAME_SLACK
+    return grpc.aio.server(
+        handlers=Gateway(service).handlers(),
+        options=[("grpc.max_receive_message_length", limit),
+                 ("grpc.max_send_message_length", limit),
+                 ("grpc.so_reuseport", 0)])  # a second gateway on a used port fails to start
 
 
 async def start_gateway(
     settings: Settings, *, verifier: KeyVerifier | None = None, host: str | None = None,
-    port: int | None = None,
-) -> tuple[Server, IngestService]:
-    """Start serving (port 0: any free port, read it from `server.sockets`); return both."""
+    port: int | None = None, http_port: int | None = None,
+) -> tuple[GatewayServer, IngestService]:
+    """Start serving (port 0: any free port, read it from `.port` / `.http_port`).
+
+    `http_port` defaults to `settings.otlp_http_port` when a `port` is not given, and is off
+    otherwise (tests pass it explicitly). Raises `GatewayConfigError` for bad TLS settings.
+    """
+    host = host or settings.gateway_host
+    tls = tls_files(settings, host)
     if verifier is None:
         from app.ingest.auth import accounts_verifier
 
         verifier = accounts_verifier(settings)
+    if http_port is None and port is None:
+        http_port = settings.otlp_http_port or None
     service = IngestService(settings, verifier)
-    server = make_server(service)
-    await server.start(host or settings.gateway_host,
-                       settings.gateway_port if port is None else port)
-    return server, service
+    server = make_server(service, settings)
+    checker = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(checker, server)
+    address = f"[{host}]" if ":" in host else host
+    address = f"{address}:{settings.gateway_port if port is None else port}"
+    try:
+        if tls is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, grpc.ssl_server_credentials([tls[::-1]]))
+    except RuntimeError as exc:
+        raise GatewayConfigError(f"cannot listen on {address}: {exc}") from exc
+    await server.start()
+    gateway = GatewayServer(server, bound, checker)
+    for name in SERVICES:
+        await checker.set(name, health_pb2.HealthCheckResponse.SERVING)
+    if http_port is not None:
+        from app.otlp_http import start_otlp_http
+
+        gateway.http, gateway.http_port = await start_otlp_http(
+            settings, service, host, http_port, tls=tls is not None)
+    return gateway, service
 
 
-def bound_port(server: Server) -> int:
-    """The TCP port a started server listens on."""
-    inner: Any = server._server  # grpclib keeps the asyncio server here
-    return int(inner.sockets[0].getsockname()[1])
+def bound_port(server: GatewayServer) -> int:
+    """The TCP port a started gateway serves gRPC on."""
+    return server.port
+
+
+async def _watch_kafka(server: GatewayServer, service: IngestService) -> None:
+    """Keep the ingest services' health NOT_SERVING while Kafka cannot be reached."""
+    status = health_pb2.HealthCheckResponse
+    while True:
+        try:
+            await service.writer.start()
+            state = status.SERVING
+        except KafkaUnavailable as exc:
+            log.warning("%s", exc)
+            state = status.NOT_SERVING
+        for name in (LOG_INGEST, LOGS_SERVICE):
+            await server.health.set(name, state)
+        await asyncio.sleep(_HEALTH_POLL_SECONDS)
 
 
 async def serve(settings: Settings) -> None:
     """Run the gateway until SIGINT/SIGTERM."""
     server, service = await start_gateway(settings)
-    log.info("gateway listening on %s:%d", settings.gateway_host, bound_port(server))
+    log.info("gateway listening on %s:%d (gRPC)%s", settings.gateway_host, server.port,
+             f" and :{server.http_port} (OTLP/HTTP)" if server.http_port else "")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    try:
-        await service.writer.start()
-    except KafkaUnavailable as exc:  # serve anyway: pushes answer UNAVAILABLE until it is back
-        log.warning("%s", exc)
+    # Pushes answer UNAVAILABLE while Kafka is away; health says NOT_SERVING meanwhile.
+    server._poll = asyncio.ensure_future(_watch_kafka(server, service))
     await stop.wait()
-    server.close()
-    await server.wait_closed()
+    await server.stop()
+    with contextlib.suppress(asyncio.CancelledError):
+        await server._poll
     await service.close()
 
 
@@ -254,5 +336,12 @@ def run_gateway(settings: Settings) -> None:
     """
     from app.migrations import upgrade_database
 
+    try:
+        tls_files(settings, settings.gateway_host)
+    except GatewayConfigError as exc:
+        raise SystemExit(f"laas gateway: {exc}") from None
     upgrade_database(settings)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except GatewayConfigError as exc:
+        raise SystemExit(f"laas gateway: {exc}") from None

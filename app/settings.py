@@ -264,8 +264,12 @@ class Settings(BaseSettings):
         100, ge=1, description="Windows before the Half-Space Trees detector may fire"
     )
     detect_max_sources: int = Field(
-        1000, ge=1, description="Sources one worker keeps a model in memory for (~1.1 MB each; "
-        "the least recently active is dropped, and restored from its table when it returns)"
+        20_000, ge=1, description="Sources one worker keeps a monitor in memory for (~20 KB "
+        "each; the least recently active is evicted to its tables and restored when it returns)"
+    )
+    detect_idle_seconds: float = Field(
+        3600.0, gt=0, description="A source silent this long is evicted from memory (its state "
+        "snapshotted to its tables, restored when it returns)"
     )
     detect_max_sources_per_tenant: int = Field(
         1000, ge=1, description="Sources per tenant with an anomaly model (further ones ignored)"

@@ -3,7 +3,7 @@
     python -m bench.ingest_gateway [--records N] [--small N] [--repeat N] [--out FILE]
 
 Not a test (needs the local Kafka; run it on demand). Every server runs in its own process
-(`--serve grpclib|grpcio|http`, started here), so client-side encoding does not share the
+(`--serve gateway|http`, started here), so client-side encoding does not share the
 server's event loop. Each request is prebuilt bytes, so the client measures the server, not
 its own serialisation. The servers authenticate with a fixed principal (no database) and write
 to a fresh `bench<uuid>.logs.raw` topic with the real `KafkaWriter`.
@@ -15,9 +15,10 @@ Cases, for batch sizes 1, 100 and 1000:
 - raw/batch: the writer's exact producer settings (no linger), waiting for the acks of each
   batch before the next (what a synchronous caller of the gateway gets at best); each ratio
   is to the better of the two raw figures;
-- grpclib unary (one request at a time), grpclib stream (`PushStream`, all batches sent, acks
-  read concurrently), grpcio unary (the same handler under a grpcio aio server: the library
-  choice), HTTP NDJSON (`POST /api/v1/logs` under uvicorn, one request at a time).
+- gateway unary (one request at a time), gateway stream (`PushStream`, all batches sent, acks
+  read concurrently), both with a grpclib client against the real gateway (grpcio aio
+  server), HTTP NDJSON (`POST /api/v1/logs` under uvicorn, one request at a time).
+  OTLP next to these: `python -m bench.ingest_otlp`.
 """
 
 from __future__ import annotations
@@ -55,46 +56,18 @@ def _service(prefix: str) -> Any:
     return IngestService(load_settings(topic_prefix=prefix), _principal)
 
 
-async def _serve_grpclib(prefix: str, port: int) -> None:
-    from app.gateway import make_server
+async def _serve_gateway(prefix: str, port: int) -> None:
+    """The real gateway (`app.gateway.start_gateway`: grpcio aio, generic handlers) with its
+    OTLP/HTTP port at `port + 1`."""
+    from app.gateway import start_gateway
+    from app.settings import load_settings
 
-    service = _service(prefix)
+    server, service = await start_gateway(load_settings(topic_prefix=prefix),
+                                          verifier=_principal, host="127.0.0.1", port=port,
+                                          http_port=port + 1)
     await service.writer.start()
-    server = make_server(service)
-    await server.start("127.0.0.1", port)
     print("ready", flush=True)
     await asyncio.Event().wait()
-
-
-async def _serve_grpcio(prefix: str, port: int) -> None:
-    """The gateway's `Push` handler under grpcio's aio server (raw bytes in, PushAck out)."""
-    import grpc
-
-    from app.gateway import Gateway
-    from app.ingest.errors import IngestError
-
-    service = _service(prefix)
-    await service.writer.start()
-    gateway = Gateway(service)
-    principal = await _principal("")
-
-    async def push(data: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        await service.authenticate({k: v for k, v in context.invocation_metadata()
-                                    if isinstance(v, str)})
-        try:
-            return bytes(await gateway._push_one(principal, data))
-        except IngestError as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-            raise
-
-    handler = grpc.method_handlers_generic_handler("laas.v1.LogIngest", {
-        "Push": grpc.unary_unary_rpc_method_handler(push)})
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    print("ready", flush=True)
-    await server.wait_for_termination()
 
 
 async def _serve_http(prefix: str, port: int) -> None:
@@ -116,16 +89,41 @@ async def _serve_http(prefix: str, port: int) -> None:
     await task
 
 
-SERVERS = {"grpclib": _serve_grpclib, "grpcio": _serve_grpcio, "http": _serve_http}
+SERVERS = {"gateway": _serve_gateway, "http": _serve_http}
+
+
+def free_port_pair() -> int:
+    """A free port whose successor is free too (the gateway's OTLP/HTTP goes there)."""
+    while True:
+        with socket.socket() as s, socket.socket() as t:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+            try:
+                t.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+
+
+async def create_topic(settings: Any, topic: str) -> None:
+    """The bench's fresh raw topic (the local Kafka creates no topic on first use)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from app.kafka_client import client_options
+
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        await admin.close()
 
 
 class Child:
     """A server subprocess of this module, on a free port."""
 
     def __init__(self, kind: str, prefix: str) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port_pair()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.ingest_gateway", "--serve", kind, "--prefix", prefix,
              "--port", str(self.port)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -321,6 +319,7 @@ async def run(total: int, small: int, repeat: int,
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     settings = load_settings(topic_prefix=prefix)
     topic = topic_name(settings, RAW)
+    await create_topic(settings, topic)
     children = {kind: Child(kind, prefix) for kind in SERVERS if not only or kind in only}
     rows = []
     try:
@@ -332,12 +331,10 @@ async def run(total: int, small: int, repeat: int,
                 "raw": (raw, (settings, topic, recs, None)),
                 "raw/batch": (raw, (settings, topic, recs, batch)),
             }
-            if "grpclib" in children:
-                port = children["grpclib"].port
-                cases["grpclib unary"] = (grpc_unary, (port, recs, batch))
-                cases["grpclib stream"] = (grpc_stream, (port, recs, batch))
-            if "grpcio" in children:
-                cases["grpcio unary"] = (grpc_unary, (children["grpcio"].port, recs, batch))
+            if "gateway" in children:
+                port = children["gateway"].port
+                cases["gateway unary"] = (grpc_unary, (port, recs, batch))
+                cases["gateway stream"] = (grpc_stream, (port, recs, batch))
             if "http" in children:
                 cases["http ndjson"] = (http, (children["http"].port, lines, batch))
             for _ in range(repeat):
@@ -352,7 +349,7 @@ async def run(total: int, small: int, repeat: int,
     return rows
 
 
-CASES = ("grpclib unary", "grpclib stream", "grpcio unary", "http ndjson")
+CASES = ("gateway unary", "gateway stream", "http ndjson")
 
 
 def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:

@@ -15,9 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from app.gateway import otlp_response
 from app.ingest.auth import DatabaseVerifier, Principal
-from app.ingest.convert import ConversionError, from_otlp, otlp_from_json, otlp_records
+from app.ingest.convert import ConversionError
 from app.ingest.errors import (
     BatchRejected,
     IngestError,
@@ -27,6 +26,7 @@ from app.ingest.errors import (
     Unavailable,
 )
 from app.ingest.jsonpb import pb_record_from_json
+from app.ingest.otlp import RpcStatus, decode_export, export_reply
 from app.ingest.service import IngestService, Item
 from app.ingest.shippers import shipper_document
 from app.settings import Settings
@@ -197,7 +197,7 @@ def _headers(request: Request) -> dict[str, str]:
 
 
 async def post_otlp_logs(request: Request) -> Response:
-    """`POST /v1/logs`: OTLP/HTTP logs export, protobuf or JSON encoding."""
+    """`POST /v1/logs`: OTLP/HTTP logs export, protobuf or JSON encoding (gzip or deflate)."""
     service = ingest_service(request)
     media = _media_type(request)
     as_json = media == JSON_TYPE
@@ -210,15 +210,15 @@ async def post_otlp_logs(request: Request) -> Response:
             (IDEMPOTENCY_HEADER, request.headers.get(IDEMPOTENCY_HEADER)))
         data = await _body(request, service.limits.max_batch_bytes)
         try:
-            records = from_otlp(otlp_from_json(data)) if as_json else otlp_records(data)
-        except Exception as exc:  # noqa: BLE001 - any decode failure is the caller's
+            records = decode_export(data, as_json=as_json)
+        except ConversionError as exc:
             raise HTTPError(400, f"not an OTLP ExportLogsServiceRequest: {exc}") from exc
         ack = await service.push(principal, records, source="http", idempotency_key=key)
     except IngestError as exc:
         return _otlp_error(_http_error(exc), as_json)
     except HTTPError as exc:
         return _otlp_error(exc, as_json)
-    reply = otlp_response(ack)
+    reply = export_reply(ack)
     if as_json:
         return JSONResponse(reply.to_dict())
     return Response(bytes(reply), media_type="application/x-protobuf")
@@ -226,13 +226,11 @@ async def post_otlp_logs(request: Request) -> Response:
 
 def _otlp_error(err: HTTPError, as_json: bool) -> Response:
     """OTLP/HTTP errors carry a google.rpc.Status in the request's encoding."""
-    from app.gateway import _RpcStatus
-
     headers = {}
     if err.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
     code = {400: 3, 401: 16, 403: 7, 413: 8, 415: 3, 429: 8, 503: 14}.get(err.status, 2)
-    status = _RpcStatus(code=code, message=err.message)
+    status = RpcStatus(code=code, message=err.message)
     if as_json:
         body: Any = status.to_dict()
         return JSONResponse(body, status_code=err.status, headers=headers)

@@ -109,7 +109,40 @@ def otlp_records(data: bytes) -> list[Any]:
     number or None where a message belongs (issue 21: the body `08 01` was a 500). Raises
     `ConversionError` naming the part whose framing is broken. Unknown fields are dropped (a
     resource's `entity_refs` too), as the OTLP mapping in docs/ingest.md says.
+
+    The whole request is first parsed in one upb call (`OtlpExportRequest`, wire-compatible
+    with OTLP); only a request that fails to parse, or whose parse did not account for every
+    byte, is split as above to find the bad records.
     """
+    try:
+        request = wire.pb.OtlpExportRequest.FromString(data)
+    except Exception:  # noqa: BLE001 - find out below which part is at fault
+        return _otlp_records_split(data)
+    request.DiscardUnknownFields()
+    if request.ByteSize() != len(data):
+        # Something was not read as OTLP: unknown fields, a field of the wrong wire type (upb
+        # keeps those as unknown: `08 01` would be an empty request), or a non-canonical
+        # encoding. The field-by-field path decides (and names what is wrong).
+        return _otlp_records_split(data)
+    out: list[Any] = []
+    for resource_logs in request.resource_logs:
+        resource = resource_logs.resource
+        for name in ("service_name", "host"):  # not OTLP fields: nothing may set them here
+            resource.ClearField(name)
+        resource.schema_url = resource_logs.schema_url
+        for scope_logs in resource_logs.scope_logs:
+            scope = scope_logs.scope
+            scope.schema_url = scope_logs.schema_url
+            for record in scope_logs.log_records:
+                record.resource.CopyFrom(resource)
+                record.scope.CopyFrom(scope)
+                record.scope.SetInParent()
+                out.append(record)
+    return out
+
+
+def _otlp_records_split(data: bytes) -> list[Any]:
+    """`otlp_records` field by field, each record parsed alone (see there)."""
     out: list[Any] = []
     for i, resource_logs in enumerate(_submessages(data, "request", {1: "resource_logs"})):
         where = f"resource_logs[{i}]"
@@ -199,9 +232,22 @@ def otlp_from_json(data: bytes | str) -> ExportLogsServiceRequest:
         doc = json.loads(data)
     except RecursionError:
         raise ConversionError("request", "arrays or objects nested too deeply") from None
+    return otlp_from_dict(doc)
+
+
+def otlp_from_dict(doc: object) -> ExportLogsServiceRequest:
+    """The OTLP/JSON document of a logs export as a (betterproto) request: the reference
+    converter behind `app.ingest.jsonpb.pb_records_from_otlp_json`. Raises `ConversionError`."""
     if not isinstance(doc, dict):
         raise ConversionError("request", "an ExportLogsServiceRequest object expected")
-    return ExportLogsServiceRequest().from_dict(_hex_ids(doc))
+    try:
+        return ExportLogsServiceRequest().from_dict(_hex_ids(doc))
+    except ConversionError:
+        raise
+    except RecursionError:
+        raise ConversionError("request", "values nested too deeply") from None
+    except Exception as exc:  # noqa: BLE001 - betterproto's errors for wrong JSON types
+        raise ConversionError("request", f"not an OTLP/JSON logs export: {exc!r}") from exc
 
 
 # --- LaaS JSON and the shorthand -------------------------------------------------------------

@@ -22,14 +22,16 @@ from app.ingest.convert import (
     RECORD_KEYS,
     SHORTHAND_KEYS,
     ConversionError,
+    from_otlp,
     id_bytes,
+    otlp_from_dict,
     parse_time,
     record_from_json,
     severity_from_name,
 )
 from app.ingest.wire import pb
 
-__all__ = ["pb_record_from_json"]
+__all__ = ["pb_record_from_json", "pb_records_from_otlp_json"]
 
 U32 = 2**32
 U64 = 2**64
@@ -272,3 +274,202 @@ def _holder(target: Any, value: object, strings: dict[str, str]) -> None:
             target.dropped_attributes_count = v
         else:
             raise _Slow
+
+
+# --- OTLP/JSON exports -----------------------------------------------------------------------
+# OTLP/JSON is proto3 JSON with hex trace/span ids and key/value lists
+# ({"key": k, "value": AnyValue}). The fast path below reads the forms exporters write; any
+# other spelling (snake_case names, "NaN", a value of an unexpected type) of a record goes
+# through the reference converter (`convert.otlp_from_dict`, betterproto), for that record
+# alone, so a record it cannot read is refused alone.
+
+_OTLP_RECORD_KEYS = frozenset({
+    "timeUnixNano", "observedTimeUnixNano", "severityNumber", "severityText", "body",
+    "attributes", "droppedAttributesCount", "flags", "traceId", "spanId", "eventName"})
+I64 = 2**63
+
+
+def _otlp_value(target: Any, value: object) -> None:
+    """Set AnyValue `target` from OTLP/JSON's AnyValue object."""
+    if type(value) is not dict:
+        raise _Slow
+    if not value:
+        return
+    if len(value) != 1:
+        raise _Slow
+    ((key, v),) = value.items()
+    kind = type(v)
+    if key == "stringValue" and kind is str:
+        target.string_value = v
+    elif key == "intValue" and (kind is str or kind is int):
+        number = int(v)
+        if not -I64 <= number < I64:
+            raise _Slow
+        target.int_value = number
+    elif key == "boolValue" and kind is bool:
+        target.bool_value = v
+    elif key == "doubleValue" and (kind is float or kind is int):
+        target.double_value = float(v)
+    elif key == "bytesValue" and kind is str:
+        target.bytes_value = base64.b64decode(v, validate=True)
+    elif key == "arrayValue" and kind is dict and v.keys() <= {"values"}:
+        arr = target.array_value
+        arr.SetInParent()
+        items = v.get("values", [])
+        if type(items) is not list:
+            raise _Slow
+        add = arr.values.add
+        for item in items:
+            _otlp_value(add(), item)
+    elif key == "kvlistValue" and kind is dict and v.keys() <= {"values"}:
+        kv = target.kvlist_value
+        kv.SetInParent()
+        _otlp_pairs(kv.values, v.get("values", []))
+    else:
+        raise _Slow
+
+
+def _otlp_pairs(target: Any, pairs: object) -> None:
+    """Fill a map from OTLP/JSON key/value pairs (the last of duplicate keys wins)."""
+    if type(pairs) is not list:
+        raise _Slow
+    for pair in pairs:
+        if type(pair) is not dict or not pair.keys() <= {"key", "value"}:
+            raise _Slow
+        key = pair.get("key", "")
+        if type(key) is not str:
+            raise _Slow
+        if key in target:
+            del target[key]
+        _otlp_value(target[key], pair.get("value", {}))
+
+
+def _otlp_record(doc: object) -> Any:
+    """One OTLP/JSON LogRecord as a upb `LogRecord` (`_Slow` for unusual spellings)."""
+    if type(doc) is not dict or not doc.keys() <= _OTLP_RECORD_KEYS:
+        raise _Slow
+    record = pb.LogRecord()
+    for key, value in doc.items():
+        kind = type(value)
+        if key in ("timeUnixNano", "observedTimeUnixNano"):
+            if kind is not str and kind is not int:
+                raise _Slow
+            number = int(value)
+            if not 0 <= number < U64:
+                raise _Slow
+            setattr(record, "time_unix_nano" if key == "timeUnixNano"
+                    else "observed_time_unix_nano", number)
+        elif key == "severityNumber":
+            if kind is str:
+                value = severity_from_name(value)
+            elif kind is not int:
+                raise _Slow
+            record.severity_number = value
+        elif key in _SCALAR_STRINGS:
+            if kind is not str:
+                raise _Slow
+            setattr(record, _SCALAR_STRINGS[key], value)
+        elif key == "body":
+            _otlp_value(record.body, value)
+            record.body.SetInParent()
+        elif key == "attributes":
+            _otlp_pairs(record.attributes, value)
+        elif key in ("traceId", "spanId"):
+            if kind is not str:
+                raise _Slow
+            try:
+                raw = bytes.fromhex(value)
+            except ValueError:
+                raise ConversionError(key, f"{value[:64]!r} is not a hex id") from None
+            setattr(record, "trace_id" if key == "traceId" else "span_id", raw)
+        else:  # flags, droppedAttributesCount
+            if kind is not int or not 0 <= value < U32:
+                raise _Slow
+            setattr(record, "flags" if key == "flags" else "dropped_attributes_count", value)
+    return record
+
+
+def _otlp_record_slowly(doc: object) -> Any:
+    """One OTLP/JSON LogRecord by the reference converter (a `ConversionError` if unreadable)."""
+    try:
+        records = from_otlp(otlp_from_dict(
+            {"resourceLogs": [{"scopeLogs": [{"logRecords": [doc]}]}]}))
+    except ConversionError as exc:
+        return ConversionError("record", exc.reason if exc.field == "request" else str(exc))
+    return records[0] if records else ConversionError("record", "not a LogRecord")
+
+
+def _otlp_holder(target: Any, doc: object, strings: dict[str, str]) -> None:
+    """An OTLP/JSON Resource or InstrumentationScope into its upb counterpart."""
+    if doc is None:
+        return
+    if type(doc) is not dict:
+        raise _Slow
+    target.SetInParent()
+    for key, value in doc.items():
+        if key in strings and type(value) is str:
+            setattr(target, strings[key], value)
+        elif key == "attributes":
+            _otlp_pairs(target.attributes, value)
+        elif key == "droppedAttributesCount" and type(value) is int and 0 <= value < U32:
+            target.dropped_attributes_count = value
+        elif key == "entityRefs":
+            continue  # not kept (as for protobuf requests, docs/ingest.md)
+        else:
+            raise _Slow
+
+
+def _otlp_list(doc: dict[str, Any], key: str) -> list[Any]:
+    value = doc.get(key, [])
+    if type(value) is not list:
+        raise _Slow
+    return value
+
+
+def pb_records_from_otlp_json(doc: object) -> list[Any]:
+    """The records of an OTLP/JSON logs export, as `convert.otlp_records` gives them for the
+    protobuf encoding: upb `LogRecord`s with resource and scope attached, a
+    `ConversionError` in place of a record that cannot be read. Raises `ConversionError` for
+    a document that is not an export request (the reference converter decides those)."""
+    if type(doc) is not dict:
+        raise ConversionError("request", "an ExportLogsServiceRequest object expected")
+    try:
+        return _otlp_export(doc)
+    except (_Slow, ValueError, TypeError):  # an unusual request: the reference path decides
+        return from_otlp(otlp_from_dict(doc))
+
+
+def _otlp_export(doc: dict[str, Any]) -> list[Any]:
+    if not doc.keys() <= {"resourceLogs"}:
+        raise _Slow
+    out: list[Any] = []
+    for resource_logs in _otlp_list(doc, "resourceLogs"):
+        if type(resource_logs) is not dict or not resource_logs.keys() <= {
+                "resource", "scopeLogs", "schemaUrl"}:
+            raise _Slow
+        resource = pb.Resource()
+        _otlp_holder(resource, resource_logs.get("resource"), {})
+        resource.schema_url = resource_logs.get("schemaUrl", "")
+        for scope_logs in _otlp_list(resource_logs, "scopeLogs"):
+            if type(scope_logs) is not dict or not scope_logs.keys() <= {
+                    "scope", "logRecords", "schemaUrl"}:
+                raise _Slow
+            scope = pb.Scope()
+            _otlp_holder(scope, scope_logs.get("scope"), {"name": "name", "version": "version"})
+            scope.schema_url = scope_logs.get("schemaUrl", "")
+            for item in _otlp_list(scope_logs, "logRecords"):
+                try:
+                    record = _otlp_record(item)
+                except ConversionError as exc:
+                    out.append(exc)
+                    continue
+                except (_Slow, ValueError, TypeError, OverflowError):
+                    record = _otlp_record_slowly(item)
+                    if isinstance(record, ConversionError):
+                        out.append(record)
+                        continue
+                record.resource.CopyFrom(resource)
+                record.scope.CopyFrom(scope)
+                record.scope.SetInParent()
+                out.append(record)
+    return out

@@ -150,6 +150,32 @@ class PushAck(betterproto.Message):
     batch_id: int = betterproto.uint64_field(3)
 
 
+@dataclass(eq=False, repr=False)
+class OtlpScopeLogs(betterproto.Message):
+    """
+    OpenTelemetry's ExportLogsServiceRequest, read straight into LaaS records: field for field
+     wire-compatible with opentelemetry.proto.collector.logs.v1 (ResourceLogs, ScopeLogs), whose
+     Resource, InstrumentationScope and LogRecord parse as the LaaS messages above. The gateway
+     and HTTP ingest parse an OTLP export with these in one upb call (app.ingest.convert).
+    """
+
+    scope: "Scope" = betterproto.message_field(1)
+    log_records: List["LogRecord"] = betterproto.message_field(2)
+    schema_url: str = betterproto.string_field(3)
+
+
+@dataclass(eq=False, repr=False)
+class OtlpResourceLogs(betterproto.Message):
+    resource: "Resource" = betterproto.message_field(1)
+    scope_logs: List["OtlpScopeLogs"] = betterproto.message_field(2)
+    schema_url: str = betterproto.string_field(3)
+
+
+@dataclass(eq=False, repr=False)
+class OtlpExportRequest(betterproto.Message):
+    resource_logs: List["OtlpResourceLogs"] = betterproto.message_field(1)
+
+
 class LogIngestStub(betterproto.ServiceStub):
     async def push(
         self,

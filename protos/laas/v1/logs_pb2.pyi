@@ -153,3 +153,29 @@ class PushAck(_message.Message):
     rejections: _containers.RepeatedCompositeFieldContainer[Rejection]
     batch_id: int
     def __init__(self, accepted: _Optional[int] = ..., rejections: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ..., batch_id: _Optional[int] = ...) -> None: ...
+
+class OtlpScopeLogs(_message.Message):
+    __slots__ = ("scope", "log_records", "schema_url")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    LOG_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_URL_FIELD_NUMBER: _ClassVar[int]
+    scope: Scope
+    log_records: _containers.RepeatedCompositeFieldContainer[LogRecord]
+    schema_url: str
+    def __init__(self, scope: _Optional[_Union[Scope, _Mapping]] = ..., log_records: _Optional[_Iterable[_Union[LogRecord, _Mapping]]] = ..., schema_url: _Optional[str] = ...) -> None: ...
+
+class OtlpResourceLogs(_message.Message):
+    __slots__ = ("resource", "scope_logs", "schema_url")
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_LOGS_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_URL_FIELD_NUMBER: _ClassVar[int]
+    resource: Resource
+    scope_logs: _containers.RepeatedCompositeFieldContainer[OtlpScopeLogs]
+    schema_url: str
+    def __init__(self, resource: _Optional[_Union[Resource, _Mapping]] = ..., scope_logs: _Optional[_Iterable[_Union[OtlpScopeLogs, _Mapping]]] = ..., schema_url: _Optional[str] = ...) -> None: ...
+
+class OtlpExportRequest(_message.Message):
+    __slots__ = ("resource_logs",)
+    RESOURCE_LOGS_FIELD_NUMBER: _ClassVar[int]
+    resource_logs: _containers.RepeatedCompositeFieldContainer[OtlpResourceLogs]
+    def __init__(self, resource_logs: _Optional[_Iterable[_Union[OtlpResourceLogs, _Mapping]]] = ...) -> None: ...
