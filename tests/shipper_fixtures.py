@@ -40,11 +40,16 @@ class Site:
     def beta_key(self) -> str:
         return self.world.creds["b_key_ingest"]
 
-    async def search(self, q: str, who: str = "viewer", limit: int = 100) -> list[dict[str, Any]]:
-        """The hits of `q` over the last hour as `who` sees them (viewer: acme, b_admin: beta)."""
+    async def search(self, q: str, who: str = "viewer", limit: int = 100,
+                     busy_ok: bool = False) -> list[dict[str, Any]] | None:
+        """The hits of `q` over the last hour as `who` sees them (viewer: acme, b_admin: beta);
+        with `busy_ok`, None when Elasticsearch answers 503 (a day index whose shards are still
+        being allocated right after the index stage created it)."""
         r = await self.client.get("/api/v1/search", params={"q": q, "since": "1h",
                                                               "limit": limit},
                                   headers=self.world.headers(who))
+        if busy_ok and r.status_code == 503:
+            return None
         assert r.status_code == 200, r.text
         hits: list[dict[str, Any]] = r.json()["hits"]
         return hits
@@ -54,8 +59,8 @@ class Site:
         """Search until `q` finds `count` hits (fails naming the query after `timeout` s)."""
 
         async def enough() -> list[dict[str, Any]] | None:
-            hits = await self.search(q, who)
-            return hits if len(hits) >= count else None
+            hits = await self.search(q, who, busy_ok=True)
+            return hits if hits is not None and len(hits) >= count else None
 
         found: list[dict[str, Any]] = await self.stream.wait(enough, timeout,
                                                              f"{count} hits for {q!r}")

@@ -97,10 +97,9 @@ def entry_record(fields: dict[str, Any], line: str, ts_ns: int,
     attributes = dict(fields["attributes"])
     if metadata:
         attributes.update(metadata)
-    doc = {**fields, "message": line, "attributes": attributes}
-    if ts_ns:
-        doc["ts"] = ts_ns
-    return pb_record_from_json(doc)
+    record = pb_record_from_json({**fields, "message": line, "attributes": attributes})
+    record.time_unix_nano = ts_ns  # always nanoseconds (no unit guessing as for "ts")
+    return record
 
 
 # --- JSON ------------------------------------------------------------------------------------
@@ -149,7 +148,7 @@ def _json_entry(fields: dict[str, Any], value: object) -> Any:
     metadata = value[2] if len(value) == 3 else None
     if isinstance(ts, str) and ts.isdigit():
         ts = int(ts)
-    if type(ts) is not int or ts < 0:
+    if type(ts) is not int or not 0 <= ts < 2**64:
         raise ConversionError("timestamp", f"{_cut(str(ts))!r} is not a number of nanoseconds "
                               "since the epoch (as a string)")
     if not isinstance(line, str):
