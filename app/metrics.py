@@ -34,7 +34,9 @@ from prometheus_client.samples import Sample
 
 disable_created_metrics()  # no `_created` series: they would not add up across processes
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The text format's media type, without charset (aiohttp, under Faust's web, refuses one in it;
+# Starlette adds it): CONTENT_TYPE_LATEST is "text/plain; version=0.0.4; charset=utf-8".
+CONTENT_TYPE = CONTENT_TYPE_LATEST.split("; charset")[0]
 Kind = Literal["counter", "gauge", "histogram"]
 # Latency buckets (seconds): HTTP/gRPC requests, Kafka acks, Elasticsearch bulks.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

@@ -20,6 +20,7 @@ command -v mvn >/dev/null || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v chromium >/dev/null || missing+=(chromium)  # the web UI's end-to-end tests
 command -v kcat >/dev/null || missing+=(kcat)  # a direct Kafka producer in the newcomer test
+command -v go >/dev/null || missing+=(golang-go)  # tests/test_compose.py's Compose loader
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     say "installing ${missing[*]} with apt-get"
@@ -50,6 +51,10 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q -e '.[test]'
   touch "$stamp"
 fi
+
+# --- composecheck: `docker compose config` without Docker (compose-go, from the Go proxy) ---
+say "building the Compose checker"
+(cd deploy/composecheck && go build -o "$root/.laas/bin/composecheck" .)
 
 # --- the web UI, when its sources exist ---
 if [ -f web/ui/package.json ]; then
