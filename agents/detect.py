@@ -7,15 +7,23 @@ producer clocks do not matter). A timer closes windows (empty ones too: that is 
 seen) and hands each to the source's `SourceMonitor` (Half-Space Trees + explicit detectors,
 app/anomaly); findings become alerts, grouped per tenant and source (app/alerting.py).
 
-State: tables `detect-light` (key: source; the monitor without its model, a few hundred bytes,
-written after every window) and `detect-model` (the HST model, ~40 KB compressed, written every
-`detect_model_snapshot_seconds`), changelog-backed. Faust only lets a table be written while an
-event of the table's partition is being processed, so writes are queued by the timer and done by
-the agent with the next event of the source's partition. A restarted worker restores a source's
-monitor from the tables on its first event. A worker keeps at most `detect_max_sources` monitors
-(the least recently active source is dropped and restored from the tables when it returns; one
-silent for an hour is dropped too). At most `detect_max_sources_per_tenant` sources of
-a tenant are monitored by one worker (further sources are counted in `laas_detect_skipped`).
+State: tables `detect-light` (key: source; the monitor without its model, under 1 KB,
+written after every window) and `detect-model` (the compact HST state, a few KB compressed,
+written every `detect_model_snapshot_seconds`), changelog-backed. Faust only lets a table be
+written while an event of the table's partition is being processed, so writes are queued per
+partition by the timer and done by the agent with the next events of that partition, at most
+`PERSIST_BATCH` sources per event (writing thousands at once held the loop). A restarted worker
+restores a source's monitor from the tables on its first event. A worker keeps at most
+`detect_max_sources` monitors (~20 KB each, docs/analytics.md): the least recently active
+source is evicted when a new one needs room, and one silent for `detect_idle_seconds` is
+evicted too; an evicted monitor's full state (light and model) is queued for its tables and
+restored when the source returns. At most `detect_max_sources_per_tenant` sources of a tenant
+are monitored by one worker (further sources are counted in `laas_detect_skipped`).
+
+The timer scores windows source by source (`Windows.closing`) and lets the other tasks run
+whenever it has worked for `YIELD_AFTER` seconds, so no burst of sources holds the event loop
+(a new source costs no model building: HST masses start after its first 50 windows and take
+~1 ms to build, app/anomaly/hst.py).
 
 Alert rules (`alert_rules` table, reloaded every `alert_rules_refresh_seconds`) are evaluated
 here too: every event is matched against its tenant's rules (`compile_predicate`, the query
@@ -65,6 +73,8 @@ from app.topics import Topics
 log = logging.getLogger(__name__)
 
 RESTORE_HORIZON = 86_400.0  # alerts fired within a day give their rules' cooldowns back
+PERSIST_BATCH = 64  # sources whose state one event's persist writes at most (~5 ms)
+YIELD_AFTER = 0.005  # seconds of scoring in a tick before the other tasks get the loop
 
 
 async def load_rules(settings: Settings, engine: Any) -> list[Rule]:
@@ -110,7 +120,9 @@ class Detection:
         self.monitors: dict[str, SourceMonitor] = {}
         self.partition_of: dict[str, int] = {}
         self.per_tenant: dict[str, set[str]] = {}
-        self.pending_light: set[str] = set()
+        # per partition: sources whose light state is to be written; evicted sources' state
+        self.pending_light: dict[int, set[str]] = {}
+        self.pending_evicted: dict[int, dict[str, tuple[bytes, bytes]]] = {}
         self.model_saved: dict[str, float] = {}
         self.grouper = Grouper(settings.alert_group_seconds)
         self.counter = RuleCounter()  # this worker's share of every rule's counts
@@ -135,6 +147,7 @@ class Detection:
                 continue
             self.windows.add(source, event.observed_time / 1e9, event.severity,
                              event.template_id, event.template_new, event.message)
+        self.evict(self.windows.take_dropped())
         self.persist(partition)
 
     def _admit(self, tenant_id: str, source: str, partition: int) -> bool:
@@ -142,7 +155,8 @@ class Detection:
         if len(sources) >= self.settings.detect_max_sources_per_tenant:
             METRICS.inc("laas_detect_skipped_total", tenant=tenant_id)
             return False
-        light, model = self.light.get(source), self.model.get(source)
+        saved = self.pending_evicted.get(partition, {}).pop(source, None)
+        light, model = saved or (self.light.get(source), self.model.get(source))
         monitor = None
         if light:
             try:
@@ -158,14 +172,39 @@ class Detection:
         sources.add(source)
         return True
 
-    def persist(self, partition: int) -> None:
-        """Write the queued table values of this partition's sources (needs the current event
-        to be of `partition`: Faust writes a table's changelog partition from it)."""
-        if not self.pending_light:
+    def evict(self, sources: list[str]) -> None:
+        """Drop the monitors of `sources` (forgotten or pushed out by `Windows`), queueing
+        their full state for the tables: a returning source continues where it stopped."""
+        for source in sources:
+            self.evict_one(source)
+
+    def evict_one(self, source: str) -> None:
+        monitor = self.monitors.pop(source, None)
+        partition = self.partition_of.pop(source, None)
+        self.model_saved.pop(source, None)
+        self.per_tenant.get(source.split("/", 1)[0], set()).discard(source)
+        if monitor is None or partition is None:
             return
+        self.pending_light.get(partition, set()).discard(source)
+        self.pending_evicted.setdefault(partition, {})[source] = (
+            monitor.light_state(), monitor.model_state())
+
+    def persist(self, partition: int) -> None:
+        """Write queued table values of this partition's sources, at most `PERSIST_BATCH`
+        (needs the current event to be of `partition`: Faust writes a table's changelog
+        partition from it)."""
+        budget = PERSIST_BATCH
+        evicted = self.pending_evicted.get(partition)
+        while evicted and budget:
+            source, (light, model) = evicted.popitem()
+            self.light[source] = light
+            self.model[source] = model
+            budget -= 1
+        queued = self.pending_light.get(partition)
         now = time.time()
-        for source in [s for s in self.pending_light if self.partition_of.get(s) == partition]:
-            self.pending_light.discard(source)
+        while queued and budget:
+            source = queued.pop()
+            budget -= 1
             monitor = self.monitors.get(source)
             if monitor is None:
                 continue
@@ -177,29 +216,28 @@ class Detection:
 
     # -- the timers -------------------------------------------------------------------------
 
-    async def tick(self) -> int:
-        """Close ended windows, score them, judge rule windows; send the alerts."""
-        now = time.time()
+    async def tick(self, now: float | None = None) -> int:
+        """Close ended windows, score them, judge rule windows; send the alerts. `now`
+        (seconds) is the clock, `time.time()` by default (benchmarks pass their own)."""
+        now = time.time() if now is None else now
         alerts = []
-        for window in self.windows.close(now):
+        # let the agents and the other timers run every YIELD_AFTER s of work (10,000
+        # sources' windows take seconds; 1,000 new sources once held the loop for ~30 s,
+        # bench/results/FINDINGS.md 17)
+        turn = Turns(YIELD_AFTER)
+        for window in self.windows.closing(now):
             monitor = self.monitors.get(window.source)
-            if monitor is None:
-                continue
-            for finding in monitor.observe(window):
-                alerts.append(anomaly_alert(self.grouper, finding, now))
-            self.pending_light.add(window.source)
-            # a new source's first window builds its Half-Space Trees (~15-40 ms): let the
-            # agents and the other timers run in between (1,000 new sources kept this timer
-            # busy for ~30 s, bench/results/FINDINGS.md 17)
-            await asyncio.sleep(0)
+            partition = self.partition_of.get(window.source)
+            if monitor is not None and partition is not None:
+                for finding in monitor.observe(window):
+                    alerts.append(anomaly_alert(self.grouper, finding, now))
+                self.pending_light.setdefault(partition, set()).add(window.source)
+            await turn.maybe()
+        for source in self.windows.take_dropped():
+            self.evict_one(source)
+            await turn.maybe()
         await self.send_rule_counts()
         alerts += self.rules.tick(now, owns=self.owns)
-        live = set(self.windows.sources())
-        for source in [s for s in self.monitors if s not in live]:  # forgotten by Windows
-            self.monitors.pop(source, None)
-            self.partition_of.pop(source, None)
-            self.model_saved.pop(source, None)
-            self.per_tenant.get(source.split("/", 1)[0], set()).discard(source)
         for alert in alerts:
             key, value = alert["tenant_id"].encode(), encode(alert)
             await self.topics.alerts.send(key=key, value=value,
@@ -271,13 +309,29 @@ class Detection:
         self.partition_of.clear()
         self.per_tenant.clear()
         self.pending_light.clear()
+        self.pending_evicted.clear()
         self.model_saved.clear()
         self.windows = self._new_windows()
 
     def _new_windows(self) -> Windows:
         return Windows(size=self.settings.detect_window_seconds,
                        lateness=min(2.0, self.settings.detect_window_seconds / 2),
+                       forget_after=self.settings.detect_idle_seconds,
                        max_sources=self.settings.detect_max_sources)
+
+
+class Turns:
+    """Gives the event loop to the other tasks once `budget` seconds of work have passed since
+    the last time (a `sleep(0)` after every item costs more than the items themselves)."""
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+        self.since = time.perf_counter()
+
+    async def maybe(self) -> None:
+        if time.perf_counter() - self.since >= self.budget:
+            await asyncio.sleep(0)
+            self.since = time.perf_counter()
 
 
 RULE_GRACE = 3.0  # seconds before a below-rule window is judged (shares are sent every tick)

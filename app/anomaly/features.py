@@ -8,7 +8,8 @@ windows for sources that sent nothing (that is how a silent source becomes visib
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 Features = dict[str, float]
@@ -115,9 +116,11 @@ class Windows:
     """Tumbling event-time windows for many sources.
 
     `add` routes an event to its source's window; `close(now)` emits every window that ended
-    before `now - lateness`, including empty ones for known sources, oldest first. Sources
-    silent for longer than `forget_after` seconds are forgotten (bounded memory), and at most
-    `max_sources` are tracked (the least recently active one is dropped).
+    before `now - lateness`, including empty ones for known sources, oldest first (`closing`
+    yields the same windows source by source, so a caller can let others run in between).
+    Sources silent for longer than `forget_after` seconds are forgotten (bounded memory), and
+    at most `max_sources` are tracked (the least recently active one is dropped); the dropped
+    sources are listed by `take_dropped`, so their owner can snapshot and evict their state.
     """
 
     def __init__(self, size: float = 10.0, lateness: float = 2.0, forget_after: float = 3600.0,
@@ -127,7 +130,9 @@ class Windows:
         self.forget_after = forget_after
         self.max_sources = max_sources
         self._open: dict[str, WindowAccumulator] = {}
-        self._last_event: dict[str, float] = {}
+        # last event time per source, least recently active first (O(1) eviction)
+        self._last_event: OrderedDict[str, float] = OrderedDict()
+        self._dropped: list[str] = []
         self.late_events = 0
         self._ready: list[Window] = []
 
@@ -140,9 +145,7 @@ class Windows:
         acc = self._open.get(source)
         if acc is None:
             if len(self._open) >= self.max_sources:
-                oldest = min(self._last_event, key=self._last_event.__getitem__)
-                self._open.pop(oldest, None)
-                self._last_event.pop(oldest, None)
+                self._drop(next(iter(self._last_event), None) or next(iter(self._open)))
             acc = self._open[source] = WindowAccumulator(start)
         if start < acc.start:
             self.late_events += 1  # its window is closed already; counted, not re-opened
@@ -150,30 +153,48 @@ class Windows:
         if start - acc.start > self.forget_after:  # back after a long gap: start afresh
             acc = self._open[source] = WindowAccumulator(start)
         while start > acc.start:  # the source moved on before close() ran
-            acc = self._roll(source, acc)
+            acc = self._roll(source, acc, self._ready)
         acc.add(severity, template_id, is_new, message)
-        self._last_event[source] = max(self._last_event.get(source, t), t)
+        self._last_event[source] = max(self._last_event.pop(source, t), t)
+
+    def _drop(self, source: str) -> None:
+        self._open.pop(source, None)
+        self._last_event.pop(source, None)
+        self._dropped.append(source)
+
+    def take_dropped(self) -> list[str]:
+        """Sources forgotten or dropped since the last call (their windows are gone)."""
+        out, self._dropped = self._dropped, []
+        return out
 
     def close(self, now: float) -> list[Window]:
         """Close every window that ended before `now - lateness` (empty ones included)."""
-        out, self._ready = self._ready, []
-        horizon = now - self.lateness
-        for source in list(self._open):
-            acc = self._open[source]
-            while acc.start + self.size <= horizon:
-                acc = self._roll(source, acc)
-            if horizon - self._last_event.get(source, horizon) > self.forget_after:
-                del self._open[source]
-                self._last_event.pop(source, None)
-        out += self._ready
-        self._ready = []
+        out = list(self.closing(now))
         out.sort(key=lambda w: (w.start, w.source))
         return out
 
-    def _roll(self, source: str, acc: WindowAccumulator) -> WindowAccumulator:
+    def closing(self, now: float) -> Iterator[Window]:
+        """`close` one source at a time, unsorted: windows rolled by `add` first, then each
+        source's ended windows in order. Safe against `add` running between two windows."""
+        ready, self._ready = self._ready, []
+        yield from ready
+        horizon = now - self.lateness
+        for source in list(self._open):
+            acc = self._open.get(source)
+            if acc is None:  # dropped meanwhile
+                continue
+            rolled: list[Window] = []
+            while acc.start + self.size <= horizon:
+                acc = self._roll(source, acc, rolled)
+            if horizon - self._last_event.get(source, horizon) > self.forget_after:
+                self._drop(source)
+            yield from rolled
+
+    def _roll(self, source: str, acc: WindowAccumulator, into: list[Window]
+              ) -> WindowAccumulator:
         end = acc.start + self.size
-        self._ready.append(Window(source, acc.start, end, acc.features(),
-                                  tuple(acc.new_errors), tuple(acc.samples)))
+        into.append(Window(source, acc.start, end, acc.features(),
+                           tuple(acc.new_errors), tuple(acc.samples)))
         nxt = self._open[source] = WindowAccumulator(end)
         return nxt
 

@@ -149,13 +149,15 @@ class SourceMonitor:
             self.hst = hst
 
     def model_state(self) -> bytes:
-        """The HST detector (model, scaler, score quantiles): tens of KB compressed; snapshot
-        it every few minutes (a table cannot be written while partitions are revoked)."""
+        """The HST detector (mass counters, scaler, score quantiles): 1-3 KB compressed (river's
+        model was ~40 KB); snapshot it every few minutes and when the source is evicted (a
+        table cannot be written while partitions are revoked)."""
         return zlib.compress(pickle.dumps(self.hst, protocol=pickle.HIGHEST_PROTOCOL))
 
     @classmethod
     def restore(cls, light: bytes, model: bytes | None) -> SourceMonitor:
-        """Rebuild from the two snapshots (no model snapshot yet: a fresh HST that warms up)."""
+        """Rebuild from the two snapshots (no model snapshot yet: a fresh HST that warms up;
+        a snapshot of the river-based model is converted, app/anomaly/hst.py)."""
         monitor: SourceMonitor = pickle.loads(zlib.decompress(light))
         monitor.hst = (pickle.loads(zlib.decompress(model)) if model is not None
                        else _new_hst(monitor.config))

@@ -1,0 +1,388 @@
+"""Many sources on one analytics worker: memory per source and event-loop lag.
+
+    python -m bench.sources [--sources 10000] [--burst 1000] [--windows 60] [--sample 200]
+
+Drives the detect stage's own `Detection` (agents/detect.py: windows, monitors, eviction,
+queued table writes) in one asyncio loop, as the analytics process runs it, on a virtual
+clock: `--sources` sources all appear in the first window, send 1–3 events per 10 s window
+(messages of 50 events per partition, the loop free between messages) and every window is
+closed by the detect timer's `tick`. A lag probe (a task sleeping 5 ms and measuring how late
+it wakes up) records the longest time anything held the loop, per phase:
+
+- *arrival*: every source is new in the same window (its admission and first window);
+- *young*: the first `window_size` (50) windows, one set of HST counters per source;
+- *promotion*: the tick in which every source's HST gets its reference window;
+- *full*: the remaining windows, the steady state measured for memory;
+- *burst*: `--burst` further sources appear at once on top of the others (one window), then
+  go silent;
+- *eviction*: those are evicted after `detect_idle_seconds` (their state queued for the
+  tables) and *return*: they come back and are restored from the queued snapshots.
+
+Memory: process RSS before the first source and with every source in its full state (after a
+full garbage collection), divided by the number of sources; the bytes held by the table
+stand-in (RocksDB and the changelog in a worker) are subtracted. Baseline measured in the same
+run: the previous design's per-source model (river's `MinMaxScaler | HalfSpaceTrees` pipeline
+and the two score quantiles) built and trained for `--sample` sources (bytes allocated per
+model, by tracemalloc, and the time river takes for a new source's first window), against the
+compact detector for the same sample; the previous design's per-source figure is this run's
+per-source RSS with the compact model replaced by river's. The lag probe is paused while the
+bench itself collects garbage to measure memory. Results: printed and written to `--out`
+(bench/results/sources.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import random
+import sys
+import tempfile
+import time
+import tracemalloc
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agents.detect import Detection  # noqa: E402
+from app.anomaly import WindowAccumulator  # noqa: E402
+from app.anomaly.hst import HalfSpaceTreesDetector, model_input, river_pipeline  # noqa: E402
+from app.events import NS, LogEvent, RawPosition  # noqa: E402
+from app.gc_tuning import tune_gc  # noqa: E402
+from app.settings import Settings, load_settings  # noqa: E402
+from app.streams import create_app  # noqa: E402
+from app.topics import declare_topics  # noqa: E402
+
+W = 10.0
+T0 = 1_800_000_000.0  # the virtual clock's start (a window boundary)
+MESSAGE = 50  # events per logs.events message
+
+
+def rss() -> int:
+    """Resident set size of this process, bytes."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class TableStandIn(dict[str, bytes]):
+    """A changelog-backed table's place: keeps values (restores read them back), counts bytes."""
+
+    written = 0
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self.written += len(value)
+        super().__setitem__(key, value)
+
+    def held(self) -> int:
+        return sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in self.items())
+
+
+@dataclass
+class LagProbe:
+    """How late a 5 ms sleeper wakes up, per phase: the longest lateness (wall clock) and the
+    longest CPU time this process spent within one lateness (on a loaded machine the wall
+    figure also holds the time the process waited for a core)."""
+
+    interval: float = 0.005
+    phase: str = "start"
+    worst: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    worst_cpu: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    lags: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    running: bool = True
+
+    async def run(self) -> None:
+        while self.running:
+            t, c = time.perf_counter(), time.process_time()
+            await asyncio.sleep(self.interval)
+            lag = time.perf_counter() - t - self.interval
+            cpu = time.process_time() - c
+            self.worst[self.phase] = max(self.worst[self.phase], lag)
+            self.worst_cpu[self.phase] = max(self.worst_cpu[self.phase], cpu)
+            self.lags[self.phase].append(lag)
+
+    def p99(self, phase: str) -> float:
+        values = sorted(self.lags.get(phase, [0.0]))
+        return values[min(len(values) - 1, int(len(values) * 0.99))]
+
+
+@dataclass
+class GcPauses:
+    """The longest garbage collection per generation (gc.callbacks)."""
+
+    worst: dict[int, float] = field(default_factory=lambda: defaultdict(float))
+    _t: float = 0.0
+
+    def __call__(self, stage: str, info: dict[str, int]) -> None:
+        if stage == "start":
+            self._t = time.perf_counter()
+        else:
+            g = info["generation"]
+            self.worst[g] = max(self.worst[g], time.perf_counter() - self._t)
+
+
+def event(source: int, t: float, error: bool, rng: random.Random) -> LogEvent:
+    tenant = source // 10  # ten sources per tenant
+    return LogEvent(tenant_id=str(tenant), tenant=f"t{tenant}", time=int(t * NS),
+                    observed_time=int(t * NS), severity="ERROR" if error else "INFO",
+                    severity_number=17 if error else 9,
+                    message="request failed" if error else f"GET /item/{rng.randint(1, 99)} 200",
+                    service=f"svc{source % 10}", host="h1", raw=RawPosition("logs.raw", 0, 0),
+                    template_id="e1" if error else f"t{rng.randint(1, 4)}")
+
+
+class Run:
+    def __init__(self, settings: Settings, seed: int) -> None:
+        self.settings = settings
+        app = create_app(settings, store="memory://")
+        self.detection = Detection(app, declare_topics(app, settings), settings)
+        self.tables = (TableStandIn(), TableStandIn())
+        self.detection.light, self.detection.model = self.tables  # type: ignore[assignment]
+        self.rng = random.Random(seed)
+        self.probe = LagProbe()
+        self.tick_seconds: dict[str, float] = defaultdict(float)
+        self.alerts = 0
+
+    async def window(self, k: int, sources: range, phase: str) -> None:
+        """One virtual window: the sources' events (as messages), then the closing tick."""
+        self.probe.phase = phase
+        start = T0 + k * W
+        pending: dict[int, list[LogEvent]] = defaultdict(list)
+        for s in sources:  # the producer's side, a message at a time, the loop free between
+            partition = s % self.settings.partitions
+            events = pending[partition]
+            for _ in range(self.rng.randint(1, 3)):
+                events.append(event(s, start + self.rng.random() * W, self.rng.random() < 0.02,
+                                    self.rng))
+            if len(events) >= MESSAGE:
+                self.detection.observe(events, partition)
+                pending[partition] = []
+                await asyncio.sleep(0)
+        for partition, events in pending.items():
+            self.detection.observe(events, partition)
+            await asyncio.sleep(0)
+        t = time.perf_counter()
+        self.alerts += await self.detection.tick(now=start + W + 2.01)
+        self.tick_seconds[phase] = max(self.tick_seconds[phase], time.perf_counter() - t)
+        await asyncio.sleep(0)
+
+    def held(self) -> int:
+        return sum(t.held() for t in self.tables)
+
+
+def measure_baseline(sample: int, windows: int, seed: int) -> dict[str, float]:
+    """Bytes per model of the previous (river) and the compact detector, and the time of a new
+    source's first window, for `sample` sources trained on `windows` windows each."""
+    rng = random.Random(seed)
+    vectors = []
+    for _ in range(windows):
+        acc = WindowAccumulator(0.0)
+        for _ in range(rng.randint(1, 3)):
+            acc.add("INFO", f"t{rng.randint(1, 4)}", False, "GET /item/1 200")
+        vectors.append(acc.features())
+    out: dict[str, float] = {}
+    for name in ("compact", "river"):
+        gc.collect()
+        tracemalloc.start()
+        models: list[Any] = []
+        for _ in range(sample):
+            if name == "compact":
+                det: Any = HalfSpaceTreesDetector(window_size=50, warmup=100)
+                for f in vectors:
+                    det.score_one(f)
+                    det.learn_one(f)
+            else:  # the previous design: river's pipeline per source plus two quantiles
+                from river import stats
+
+                det = (river_pipeline(), stats.Quantile(0.999), stats.Quantile(0.5))
+                for i, f in enumerate(vectors):
+                    x = model_input(f)
+                    score = det[0].score_one(x)
+                    if i >= 50:
+                        det[1].update(score)
+                        det[2].update(score)
+                    det[0].learn_one(x)
+            models.append(det)
+        gc.collect()
+        out[f"{name}_bytes_per_model"] = tracemalloc.get_traced_memory()[0] / sample
+        tracemalloc.stop()
+        del models
+    # a new source's first window, timed apart (tracemalloc slows allocations down)
+    for name in ("compact", "river"):
+        t = time.perf_counter()
+        for _ in range(sample):
+            if name == "compact":
+                det = HalfSpaceTreesDetector(window_size=50, warmup=100)
+                det.score_one(vectors[0])
+                det.learn_one(vectors[0])
+            else:
+                model = river_pipeline()
+                x = model_input(vectors[0])
+                model.score_one(x)
+                model.learn_one(x)  # river builds the source's trees here
+        out[f"{name}_first_window_ms"] = (time.perf_counter() - t) / sample * 1e3
+    return out
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    state = Path(tempfile.mkdtemp(prefix="bench-sources-"))
+    settings = load_settings(state_dir=state, app_id=f"bench-sources-{uuid.uuid4().hex[:8]}",
+                             detect_max_sources=args.sources + args.burst,
+                             detect_max_sources_per_tenant=1000,
+                             detect_idle_seconds=args.idle,
+                             kafka_local_auth=False)  # no broker: the tables are stand-ins
+    run = Run(settings, args.seed)
+    tune_gc(settings)  # as the worker's processes do once started
+    gc.collect()
+    rss_empty = rss()
+    pauses = GcPauses()
+    gc.callbacks.append(pauses)
+    probe = asyncio.create_task(run.probe.run())
+    detection = run.detection
+    main = range(args.sources)
+    burst = range(args.sources, args.sources + args.burst)
+    t_start = time.perf_counter()
+    young_rss = 0
+    window_size = detection.config.hst_window
+    for k in range(args.windows):
+        phase = ("arrival" if k == 0 else "young" if k < window_size - 1
+                 else "promotion" if k == window_size - 1 else "full")
+        await run.window(k, main, phase)
+        if k == window_size - 2:
+            run.probe.phase = "measuring"  # the bench's own collection is not the worker's
+            gc.collect()
+            young_rss = rss() - run.held()
+    run.probe.phase = "measuring"
+    gc.collect()
+    full_rss = rss() - run.held()
+    hsts = [m.hst for m in detection.monitors.values()]
+    full = sum(1 for h in hsts if not h.is_young)
+    model_bytes = [len(m.model_state()) for m in list(detection.monitors.values())[:200]]
+    light_bytes = [len(m.light_state()) for m in list(detection.monitors.values())[:200]]
+    k = args.windows
+    await run.window(k, range(args.sources + args.burst), "burst")
+    live_after_burst = len(detection.monitors)
+    idle_windows = int(args.idle // W) + 2
+    for j in range(1, idle_windows + 1):
+        await run.window(k + j, main, "eviction")
+    evicted = sum(1 for s in burst if f"{s // 10}/svc{s % 10}/h1" not in detection.monitors)
+    # the queued snapshots reach the tables with the partitions' next events
+    k += idle_windows + 1
+    await run.window(k, main, "full")
+    written_evicted = sum(1 for s in burst if f"{s // 10}/svc{s % 10}/h1" in run.tables[1])
+    await run.window(k + 1, burst, "return")
+    restored = [detection.monitors.get(f"{s // 10}/svc{s % 10}/h1") for s in burst]
+    restored_ok = sum(1 for m in restored if m is not None and m.windows >= 2)
+    elapsed = time.perf_counter() - t_start
+    run.probe.running = False
+    await probe
+    gc.callbacks.remove(pauses)
+    baseline = measure_baseline(args.sample, args.windows, args.seed)
+    return {
+        "sources": args.sources, "burst": args.burst, "windows": args.windows,
+        "rss_empty": rss_empty, "young_bytes_per_source": young_rss_per(young_rss, rss_empty,
+                                                                         args.sources),
+        "full_bytes_per_source": (full_rss - rss_empty) / args.sources,
+        "rss_full": full_rss, "full_models": full,
+        "lag_ms": {p: v * 1e3 for p, v in run.probe.worst.items()},
+        "lag_cpu_ms": {p: v * 1e3 for p, v in run.probe.worst_cpu.items()},
+        "lag_p99_ms": {p: run.probe.p99(p) * 1e3 for p in run.probe.lags},
+        "probe_samples": {p: len(v) for p, v in run.probe.lags.items()},
+        "gc_ms": {g: v * 1e3 for g, v in sorted(pauses.worst.items())},
+        "load": os.getloadavg(),
+        "tick_s": dict(run.tick_seconds),
+        "model_state_bytes": sum(model_bytes) / len(model_bytes),
+        "light_state_bytes": sum(light_bytes) / len(light_bytes),
+        "changelog_bytes_per_window": run.tables[0].written / (k + 2),
+        "live_after_burst": live_after_burst, "evicted": evicted,
+        "evicted_written": written_evicted, "restored": restored_ok,
+        "alerts": run.alerts, "elapsed_s": elapsed, **baseline,
+    }
+
+
+def young_rss_per(young_rss: int, empty: int, sources: int) -> float:
+    return (young_rss - empty) / sources
+
+
+def render(r: dict[str, Any]) -> str:
+    old = r["river_bytes_per_model"] - r["compact_bytes_per_model"] + r["full_bytes_per_source"]
+    ratio = old / r["full_bytes_per_source"]
+    lag = r["lag_ms"]
+    worst = max(v for p, v in lag.items() if p != "measuring")
+    worst_cpu = max(v for p, v in r["lag_cpu_ms"].items() if p != "measuring")
+    lines = [
+        f"{r['sources']:,} sources on one analytics worker ({r['windows']} windows of 10 s each, "
+        f"1–3 events per source and window), then {r['burst']:,} new sources at once.",
+        "",
+        "| figure | value |", "|---|---:|",
+        f"| analytics RSS before the first source | {r['rss_empty'] / 2**20:,.0f} MB |",
+        f"| analytics RSS with {r['sources']:,} full sources (table stand-in subtracted) | "
+        f"{r['rss_full'] / 2**20:,.0f} MB |",
+        f"| bytes per source, young (first 50 windows) | {r['young_bytes_per_source']:,.0f} |",
+        f"| **bytes per source, full** | **{r['full_bytes_per_source']:,.0f}** |",
+        f"| sources with a full HST (both mass sets) | {r['full_models']:,} |",
+        f"| previous design per source (same run: this figure − compact HST + river HST) | "
+        f"{old:,.0f} |",
+        f"| **reduction per source** | **{ratio:.0f}x** |",
+        f"| river HST model + quantiles per source ({r['river_first_window_ms']:.1f} ms for a new "
+        f"source's first window) | {r['river_bytes_per_model']:,.0f} |",
+        f"| compact HST per source ({r['compact_first_window_ms']:.3f} ms for a new source's "
+        f"first window) | {r['compact_bytes_per_model']:,.0f} |",
+        f"| model snapshot (zlib) / light snapshot, mean | {r['model_state_bytes']:,.0f} / "
+        f"{r['light_state_bytes']:,.0f} bytes |",
+        f"| light-state changelog writes per window (all sources) | "
+        f"{r['changelog_bytes_per_window'] / 2**20:,.1f} MB |",
+        f"| **longest event-loop lag, any phase** (wall clock; CPU time of this process "
+        f"within it) | **{worst:,.1f} ms** ({worst_cpu:,.1f} ms CPU) |",
+        "| longest garbage collection by generation | "
+        + ", ".join(f"gen{g} {v:,.1f} ms" for g, v in r["gc_ms"].items()) + " |",
+        "| machine load average at the end (1, 5, 15 min; 2 cores shared) | "
+        + ", ".join(f"{v:.1f}" for v in r["load"]) + " |",
+        f"| monitors after the burst / evicted idle / snapshots written / restored on return | "
+        f"{r['live_after_burst']:,} / {r['evicted']:,} / {r['evicted_written']:,} / "
+        f"{r['restored']:,} |",
+        f"| anomaly alerts raised (synthetic steady traffic) | {r['alerts']:,} |",
+        f"| bench wall time | {r['elapsed_s']:,.0f} s |",
+        "",
+        "| phase | longest loop lag (wall) | its CPU | p99 lag | longest tick | probe samples |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for phase in ("arrival", "young", "promotion", "full", "burst", "eviction", "return"):
+        lines.append(f"| {phase} | {lag.get(phase, 0):,.1f} ms | "
+                     f"{r['lag_cpu_ms'].get(phase, 0):,.1f} ms | "
+                     f"{r['lag_p99_ms'].get(phase, 0):,.1f} ms | "
+                     f"{r['tick_s'].get(phase, 0):,.2f} s | {r['probe_samples'].get(phase, 0):,} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sources", type=int, default=10_000)
+    ap.add_argument("--burst", type=int, default=1_000)
+    ap.add_argument("--windows", type=int, default=60)
+    ap.add_argument("--idle", type=float, default=120.0,
+                    help="detect_idle_seconds of the run (the burst's sources are evicted)")
+    ap.add_argument("--sample", type=int, default=200, help="sources of the baseline")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sources.md")
+    args = ap.parse_args(argv)
+    result = asyncio.run(main_async(args))
+    text = render(result)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        "# Analytics state per source\n\n"
+        f"Generated by `python -m bench.sources --sources {args.sources} --burst {args.burst} "
+        f"--windows {args.windows} --idle {args.idle:g} --sample {args.sample}` "
+        f"({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC). How it is measured: the "
+        "module docstring of bench/sources.py.\n\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
