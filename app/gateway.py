@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from app.grpc_metrics import MetricsInterceptor
 from app.ingest.auth import KeyVerifier, Principal
 from app.ingest.convert import ConversionError, decode_batch
 from app.ingest.errors import (
@@ -35,6 +36,7 @@ from app.ingest.errors import (
 )
 from app.ingest.otlp import RpcStatus, decode_export, export_reply, retry_status
 from app.ingest.service import IngestService
+from app.metrics import serve_http as serve_metrics
 from app.settings import Settings
 from protos.laas.v1 import PushAck
 
@@ -159,7 +161,7 @@ class Gateway:
                 raise BatchRejected(f"not an ExportLogsServiceRequest: {exc}") from exc
             self.service.check_batch(len(records), len(request))
             ack = await self.service.push(principal, records, source="gateway",
-                                          idempotency_key=key)
+                                          idempotency_key=key, path="otlp-grpc")
             return bytes(export_reply(ack))
 
         return await self._call(context, work)
@@ -243,6 +245,7 @@ def make_server(service: IngestService, settings: Settings) -> grpc.aio.Server:
     limit = settings.ingest_max_batch_bytes + _FRAME_SLACK
     return grpc.aio.server(
         handlers=Gateway(service).handlers(),
+        interceptors=[MetricsInterceptor()],  # laas_grpc_requests_total, latency (app/metrics)
         options=[("grpc.max_receive_message_length", limit),
                  ("grpc.max_send_message_length", limit),
                  ("grpc.so_reuseport", 0)])  # a second gateway on a used port fails to start
@@ -313,6 +316,8 @@ async def _watch_kafka(server: GatewayServer, service: IngestService) -> None:
 async def serve(settings: Settings) -> None:
     """Run the gateway until SIGINT/SIGTERM."""
     server, service = await start_gateway(settings)
+    if settings.gateway_metrics_port:  # Prometheus /metrics (docs/operations.md)
+        serve_metrics(settings.gateway_host, settings.gateway_metrics_port)
     log.info("gateway listening on %s:%d (gRPC)%s", settings.gateway_host, server.port,
              f" and :{server.http_port} (OTLP/HTTP)" if server.http_port else "")
     stop = asyncio.Event()

@@ -8,6 +8,7 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from app.ingest.service import IngestService
@@ -19,8 +20,10 @@ log = logging.getLogger(__name__)
 def otlp_http_app(service: IngestService) -> Starlette:
     """A Starlette app with only `POST /v1/logs` (OTLP/HTTP, protobuf or JSON)."""
     from web.ingest import post_otlp_logs
+    from web.metrics import RequestMetrics
 
-    app = Starlette(routes=[Route("/v1/logs", post_otlp_logs, methods=["POST"])])
+    app = Starlette(routes=[Route("/v1/logs", post_otlp_logs, methods=["POST"])],
+                    middleware=[Middleware(RequestMetrics)])  # laas_http_requests_total
     app.state.ingest = service
     return app
 

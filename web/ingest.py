@@ -178,7 +178,8 @@ async def post_logs(request: Request) -> Response:
                                  "application/x-ndjson, application/json or text/plain")
         data = await _body(request, service.limits.max_batch_bytes)
         items, position, positions = parse_records(media, data)
-        ack = await service.push(principal, items, source="http", idempotency_key=key)
+        ack = await service.push(principal, items, source="http", idempotency_key=key,
+                                 path="http-json" if media == JSON_TYPE else "http-ndjson")
     except IngestError as exc:
         return _error_response(_http_error(exc))
     except HTTPError as exc:
@@ -213,7 +214,8 @@ async def post_otlp_logs(request: Request) -> Response:
             records = decode_export(data, as_json=as_json)
         except ConversionError as exc:
             raise HTTPError(400, f"not an OTLP ExportLogsServiceRequest: {exc}") from exc
-        ack = await service.push(principal, records, source="http", idempotency_key=key)
+        ack = await service.push(principal, records, source="http", idempotency_key=key,
+                                 path="otlp-http")
     except IngestError as exc:
         return _otlp_error(_http_error(exc), as_json)
     except HTTPError as exc:
