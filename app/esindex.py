@@ -81,12 +81,34 @@ def sources_index(settings: Settings) -> str:
     return f"{settings.index_prefix}sources"
 
 
+# Typed attributes (docs/ingest.md, "Typed attributes"): every attribute is in the `flattened`
+# field `attributes` (text, one mapping entry whatever the keys); int and double values are
+# also in `attributes_num`, one `double` field per key, mapped on first sight and bounded by
+# `es_numeric_attribute_fields` per index: keys past the bound are kept in `_source` but not
+# indexed, and such a key, or a value a field cannot take, is listed in the document's
+# `_ignored` meta field (counted by `ignored_attributes`), never a refused document.
+NUMERIC_ATTRIBUTES = "attributes_num"
+_STATIC_FIELDS = 100  # the fixed mapping's share of mapping.total_fields.limit (with slack)
+_NUMERIC_TEMPLATE = {"attributes_numbers": {
+    "path_match": f"{NUMERIC_ATTRIBUTES}.*",
+    "mapping": {"type": "double", "ignore_malformed": True}}}
+_NUMERIC_FIELD = {"type": "object", "dynamic": True, "subobjects": False}
+
+
+def numeric_attributes(attributes: dict[str, Any]) -> dict[str, int | float]:
+    """The int and double attributes of an event (`attributes_num` of its document)."""
+    return {k: v for k, v in attributes.items()
+            if type(v) is int or type(v) is float}
+
+
 def mappings(settings: Settings) -> dict[str, Any]:
     """Explicit, strict mappings: unknown top-level fields are refused, attributes are one
-    `flattened` field (one mapping entry whatever keys producers send)."""
+    `flattened` field (one mapping entry whatever keys producers send), numeric attributes
+    also bounded dynamic `double` fields (`NUMERIC_ATTRIBUTES`)."""
     keyword = {"type": "keyword"}
     return {
         "dynamic": "strict",
+        "dynamic_templates": [_NUMERIC_TEMPLATE],
         "properties": {
             "@timestamp": {"type": "date_nanos"},
             "observed_timestamp": {"type": "date_nanos"},
@@ -108,6 +130,7 @@ def mappings(settings: Settings) -> dict[str, Any]:
             "source": keyword,
             "size": {"type": "integer"},
             "attributes": {"type": "flattened", "ignore_above": 1024, "depth_limit": 8},
+            NUMERIC_ATTRIBUTES: _NUMERIC_FIELD,
             "raw": {
                 "properties": {
                     "topic": keyword,
@@ -125,8 +148,13 @@ def index_settings(settings: Settings) -> dict[str, Any]:
         "number_of_shards": settings.es_shards,
         "number_of_replicas": settings.es_replicas,
         "refresh_interval": "1s",
-        "mapping.total_fields.limit": 100,
+        **_field_limits(settings),
     }
+
+
+def _field_limits(settings: Settings) -> dict[str, Any]:
+    return {"mapping.total_fields.limit": _STATIC_FIELDS + settings.es_numeric_attribute_fields,
+            "mapping.total_fields.ignore_dynamic_beyond_limit": True}
 
 
 def template_body(settings: Settings) -> dict[str, Any]:
@@ -140,11 +168,33 @@ def template_body(settings: Settings) -> dict[str, Any]:
 
 
 async def ensure_template(es: AsyncElasticsearch, settings: Settings) -> None:
-    """Install (or update) the index template; idempotent."""
+    """Install (or update) the index template; idempotent. Log indices made by an older
+    template get the typed-attribute mapping and field limits too (else their strict mapping
+    would refuse every document with a numeric attribute until the next day's index)."""
     body = template_body(settings)
     await es.indices.put_index_template(
         name=template_name(settings), index_patterns=body["index_patterns"],
         priority=body["priority"], template=body["template"], meta=body["_meta"])
+    existing = ",".join(body["index_patterns"])
+    await es.indices.put_mapping(
+        index=existing, dynamic_templates=[_NUMERIC_TEMPLATE],
+        properties={NUMERIC_ATTRIBUTES: _NUMERIC_FIELD},
+        allow_no_indices=True, ignore_unavailable=True, expand_wildcards="open")
+    await es.indices.put_settings(index=existing, settings=_field_limits(settings),
+                                  allow_no_indices=True, ignore_unavailable=True,
+                                  expand_wildcards="open")
+
+
+async def ignored_attributes(es: AsyncElasticsearch, index: str,
+                             query: dict[str, Any] | None = None) -> dict[str, int]:
+    """Attribute fields Elasticsearch left unindexed in `index` (`_ignored`: a numeric key past
+    the per-index bound, a value its field cannot take, a text over 1024 characters) with
+    the number of documents of each."""
+    found = await es.search(index=index, size=0, query=query or {"match_all": {}},
+                            aggs={"ignored": {"terms": {"field": "_ignored", "size": 1000}}},
+                            ignore_unavailable=True, allow_no_indices=True)
+    buckets = (found.body.get("aggregations") or {}).get("ignored", {}).get("buckets", [])
+    return {str(b["key"]): int(b["doc_count"]) for b in buckets}
 
 
 async def ensure_index(es: AsyncElasticsearch, name: str, alias: str | None) -> None:
@@ -176,6 +226,9 @@ def document(event: LogEvent) -> dict[str, Any]:
         "raw": {"topic": event.raw.topic, "partition": event.raw.partition,
                 "offset": event.raw.offset, "index": event.raw.index},
     }
+    numbers = numeric_attributes(event.attributes)
+    if numbers:
+        doc[NUMERIC_ATTRIBUTES] = numbers
     if event.trace_id:
         doc["trace_id"] = event.trace_id
     if event.span_id:

@@ -21,7 +21,9 @@ NS = 1_000_000_000
 # date_nanos covers 1970-01-01 .. 2262-04-11; events outside get their observed time instead.
 MAX_NS = 9_200_000_000_000_000_000
 
-Attributes = dict[str, "str | list[str]"]
+# Numbers stay numbers (int64 or finite double); everything else is text (docs/ingest.md).
+AttributeValue = str | int | float | list[str]
+Attributes = dict[str, AttributeValue]
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,8 @@ class LogEvent:
 
     Times are nanoseconds since the epoch (UTC). `severity` is the OpenTelemetry short name
     (TRACE, DEBUG, INFO, WARN, ERROR, FATAL) or UNKNOWN; `severity_number` the OpenTelemetry
-    number (0 when unknown). `attributes` are flat: dotted keys, string (or list of string)
-    values, capped in number by normalize.
+    number (0 when unknown). `attributes` are flat: dotted keys, string, number (int or
+    double) or list of string values, capped in number by normalize.
     """
 
     tenant_id: str

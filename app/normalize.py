@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from app.events import MAX_NS, DeadLetter, LogEvent, RawPosition
-from app.ingest.convert import ConversionError, from_any
+from app.events import MAX_NS, AttributeValue, DeadLetter, LogEvent, RawPosition
+from app.ingest.convert import INT64, ConversionError, from_any
 from app.ingest.jsonpb import pb_record_from_json
 from app.ingest.validate import idempotency_key_problem, which
 from app.ingest.wire import pb
@@ -363,21 +364,27 @@ def _from_json(ctx: _Context, doc: object, out: Normalized, now_ns: int) -> None
 
 # --- building events ---------------------------------------------------------------------------
 
-def _scalar(value: object) -> str | list[str]:
+def _scalar(value: object) -> AttributeValue:
+    """A flat attribute value: numbers stay numbers (indexed as numbers too: docs/ingest.md),
+    lists become lists of strings, anything else a string."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return value if -INT64 <= value < INT64 else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
     if isinstance(value, list):
         return [v if isinstance(v, str) else json.dumps(v, separators=(",", ":"), default=str)
                 for v in value[:100]]
     if isinstance(value, bytes):
         return value.hex()
-    if isinstance(value, bool):
-        return "true" if value else "false"
     return value if isinstance(value, str) else str(value)
 
 
 def flatten(values: Mapping[str, object], prefix: str = "", into: dict | None = None,
-            depth: int = 0) -> dict[str, str | list[str]]:
-    """Nested values as `dotted.key → string` (lists of strings for lists)."""
-    out: dict[str, str | list[str]] = {} if into is None else into
+            depth: int = 0) -> dict[str, AttributeValue]:
+    """Nested values as `dotted.key → value` (`_scalar`: numbers kept, lists of strings)."""
+    out: dict[str, AttributeValue] = {} if into is None else into
     for key, value in values.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict) and depth < 8:
@@ -399,7 +406,7 @@ class _Context:
     batch_problem: str = ""
 
     def event(self, *, index: int, fmt: str, message: str, time: int | None, severity: int,
-              service: str, host: str, attributes: dict[str, str | list[str]],
+              service: str, host: str, attributes: dict[str, AttributeValue],
               trace_id: str = "", span_id: str = "", size: int | None = None,
               batch_index: int | None = None) -> LogEvent:
         message, time, severity = _enrich(message, time, severity, attributes)
@@ -432,7 +439,7 @@ class _Context:
 
     def from_record(self, record: LogRecord | pb.LogRecord, fmt: str, index: int, *,
                     size: int | None = None, batch_index: int | None = None) -> LogEvent:
-        attributes: dict[str, str | list[str]] = {}
+        attributes: dict[str, AttributeValue] = {}
         kind, body = which(record.body)
         if kind == "kvlist_value":
             values = from_any(record.body)
@@ -473,7 +480,7 @@ class _Context:
 
     def from_text(self, text: str) -> LogEvent:
         fields = parse_line(text, self.observed)
-        attributes: dict[str, str | list[str]] = dict(fields.attributes)
+        attributes: dict[str, AttributeValue] = dict(fields.attributes)
         if fields.format != "text":
             attributes["log.format"] = fields.format
         return self.event(index=0, fmt="text", message=fields.message, time=fields.time,
@@ -487,7 +494,7 @@ _TIME_KEYS = ("ts", "timestamp", "time", "@timestamp")
 
 
 def _enrich(message: str, time: int | None, severity: int,
-            attributes: dict[str, str | list[str]]) -> tuple[str, int | None, int]:
+            attributes: dict[str, AttributeValue]) -> tuple[str, int | None, int]:
     """Fields hidden in the message: a JSON object, or key=value pairs. Known keys win nothing
     over what the record already said; new keys become attributes."""
     doc = json_in_message(message)

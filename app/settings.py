@@ -157,6 +157,10 @@ class Settings(BaseSettings):
     index_prefix: str = Field("laas-", description="Prefix of every LaaS Elasticsearch index")
     es_shards: int = Field(1, ge=1, description="Primary shards of each daily log index")
     es_replicas: int = Field(0, ge=0, description="Replicas of each daily log index")
+    es_numeric_attribute_fields: int = Field(
+        256, ge=0, description="Numeric attribute keys indexed as numbers per daily index; later "
+        "keys stay searchable as text only (docs/ingest.md, Typed attributes)"
+    )
     # Tiered index layout (docs/scaling.md, "Index layout")
     es_shared_shards: int = Field(
         1, ge=1, description="Primary shards of each shared daily index (small tenants; one "

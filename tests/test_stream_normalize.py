@@ -152,7 +152,7 @@ def test_protobuf_record_becomes_event() -> None:
     assert (event.tenant_id, event.tenant, event.service, event.host) == ("7", "acme", "api", "h1")
     assert (event.severity, event.severity_number, event.time) == ("WARN", 13, NOW - 5)
     assert event.message == "cache miss key=a1" and event.source == "gateway"
-    assert event.attributes == {"shard": "3", "tags": "x", "key": "a1",
+    assert event.attributes == {"shard": 3, "tags": "x", "key": "a1",
                                 "resource.deployment.environment": "prod"}
     assert event.doc_id() == "p.logs.raw/1/3" and event.format == "protobuf"
     assert LogEvent.from_json(event.to_json()) == event
@@ -193,7 +193,7 @@ def test_json_array_numbers_its_records_and_isolates_bad_ones() -> None:
     value = json.dumps([{"message": "a"}, "oops", {"msg": '{"level":"error","k":{"n":1}}'}])
     out = normalize(raw(value.encode()), now_ns=NOW)
     assert [e.doc_id() for e in out.events] == ["p.logs.raw/1/3/1", "p.logs.raw/1/3/3"]
-    assert out.events[1].severity == "ERROR" and out.events[1].attributes == {"k.n": "1"}
+    assert out.events[1].severity == "ERROR" and out.events[1].attributes == {"k.n": 1}
     (dead,) = out.dead
     assert dead.reason == "invalid_record" and dead.raw == RawPosition("p.logs.raw", 1, 3, 2)
     assert DeadLetter.from_json(dead.to_json()) == dead

@@ -94,7 +94,8 @@ async def test_raw_records_become_documents_and_dead_letters(
     assert src["severity"] == "ERROR" and src["severity_number"] == 17
     assert src["host"] == "web-1" and src["tenant"] == "acme" and src["tenant_id"] == "7"
     assert src["message"] == "payment failed order=42 user=alice"
-    assert src["attributes"] == {"http.status": "502", "order": "42", "user": "alice"}
+    assert src["attributes"] == {"http.status": 502, "order": "42", "user": "alice"}
+    assert src["attributes_num"] == {"http.status": 502}  # an int stays a number; text stays
     assert src["trace_id"] == bytes(range(16)).hex() and src["format"] == "protobuf"
     assert src["@timestamp"].endswith(f"{now % 1_000_000_000:09d}Z")
     assert pay["_id"] == f"{stream.topic('logs.raw')}/{src['raw']['partition']}/" \

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from app.esindex import NUMERIC_ATTRIBUTES
 from app.query.ast import And, Exists, MatchAll, Node, Not, Or, Range, Term
 
 TEXT_FIELDS = {"message"}
+ATTRIBUTES = "attributes."
+
+
+def numeric_range(field: str, low: str | None, high: str | None) -> bool:
+    """Whether a range on `field` compares numbers: an attribute with a numeric bound and no
+    other kind of bound (`attributes.latency_ms:>100`)."""
+    if not field.startswith(ATTRIBUTES) or (low is None and high is None):
+        return False
+    try:
+        return all(b is None or math.isfinite(float(b)) for b in (low, high))
+    except ValueError:
+        return False
 
 
 def to_elasticsearch(node: Node) -> dict[str, Any]:
@@ -25,6 +39,9 @@ def to_elasticsearch(node: Node) -> dict[str, Any]:
         case Term(field=field, value=value):
             return {"term": {field: value}}
         case Range(field=field, low=low, high=high, include_low=il, include_high=ih):
+            if numeric_range(field, low, high):
+                # numbers sent as numbers compare as numbers (app.esindex.NUMERIC_ATTRIBUTES)
+                field = f"{NUMERIC_ATTRIBUTES}.{field.removeprefix(ATTRIBUTES)}"
             bounds: dict[str, str] = {}
             if low is not None:
                 bounds["gte" if il else "gt"] = low

@@ -3,7 +3,8 @@
 Keyword fields compare exactly (wildcards with `fnmatch`); free text approximates
 Elasticsearch's standard analyser: the message is split into lower-cased word tokens, a word
 matches a token, a phrase matches consecutive tokens, a wildcard matches a token. Ranges on
-keyword fields compare strings, on `severity_number` numbers.
+keyword fields compare strings, on `severity_number` numbers, and a numeric range on an
+attribute compares the attributes that are numbers (as the index does).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from fnmatch import fnmatchcase
 from functools import lru_cache
 
 from app.query.ast import And, Exists, MatchAll, Node, Not, Or, Range, Term
+from app.query.elastic import numeric_range
 
 TOKEN = re.compile(r"\w+", re.UNICODE)
 
@@ -72,6 +74,23 @@ def compile_predicate(node: Node) -> Predicate:
             return lambda doc: any(fnmatchcase(v, value) for v in values(doc, field))
         case Term(field=field, value=value):
             return lambda doc: value in values(doc, field)
+        case Range(field=field, low=low, high=high, include_low=il, include_high=ih) if (
+                numeric_range(field, low, high)):
+            # as in the index: only attributes that are numbers compare, as numbers
+            lo_n = None if low is None else float(low)
+            hi_n = None if high is None else float(high)
+
+            def in_numbers(doc: Fields) -> bool:
+                attributes = doc.get("attributes")
+                v = attributes.get(field[len("attributes."):]) \
+                    if isinstance(attributes, Mapping) else None
+                if type(v) is not int and type(v) is not float:
+                    return False
+                if lo_n is not None and (v < lo_n or (v == lo_n and not il)):
+                    return False
+                return hi_n is None or v < hi_n or (v == hi_n and ih)
+
+            return in_numbers
         case Range(field=field, low=low, high=high, include_low=il, include_high=ih):
             numeric = field == "severity_number"
 
