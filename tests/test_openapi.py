@@ -139,6 +139,11 @@ async def fuzz(
 WHO = {
     "POST /api/v1/logs": "key_ingest",
     "POST /v1/logs": "key_ingest",
+    **{f"{method} {path}": "key_ingest" for method, path in (  # Loki and Elasticsearch clients
+        ("POST", "/loki/api/v1/push"), ("GET", "/"), ("GET", "/_license"),
+        *((m, p) for m in ("POST", "PUT") for p in ("/_bulk", "/{index}/_bulk")),
+        *((m, f"/{p}/{{name}}") for m in ("GET", "PUT")
+          for p in ("_index_template", "_template", "_ilm/policy")))},
     "GET /api/v1/me": "viewer",
     "GET /api/v1/tenant": "key_read",
     "PATCH /api/v1/tenant": "b_key_admin",

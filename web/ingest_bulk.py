@@ -309,6 +309,8 @@ _BULK: Spec = {
     "`X-Elastic-Product: Elasticsearch`.",
     "requestBody": {"required": True, "content": {
         "application/x-ndjson": {"schema": {**STR, "description": "action and document lines"}},
+        "application/json": {"schema": {**ANY_MAP, "description": "the same lines (as "
+                                        "Elasticsearch, either type is taken)"}},
     }},
     "responses": {
         "200": {"description": "per-item results (`errors` true when any item failed)",
