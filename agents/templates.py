@@ -4,14 +4,16 @@ template id, mined online by one `app.patterns.TenantMiner` per tenant **and raw
 Why per raw partition: `logs.raw` is keyed `tenant/service`, so one tenant's records spread
 over several raw partitions, each owned by one worker at a time. A miner owned by a partition
 needs no coordination and its state can live in a Faust table whose changelog partition is the
-raw partition (Faust's co-partitioning rule). The same template seen on two partitions gets the
-same id when both miners created it from the same (masked) line, which is the usual case; the
-patterns API groups by id either way.
+raw partition (Faust's co-partitioning rule). A template's id is the hash of its text, so the
+same template seen on two partitions (or rebuilt after a restart) has the same id; when a
+template widens or merges, its old id is written as an alias of the new one (`merged_into` in
+the patterns index) and the patterns API counts the old id's events under the new one.
 
 State: table `templates` (changelog `{app_id}-templates-changelog`, RocksDB store), key
 `{raw partition}/{tenant_id}/{template_id}`, value the miner's per-template record
-(`Cluster.to_record()`); an evicted template's key is deleted. New or generalised templates are
-written with the event that changed them (so an id never changes across a restart); count and
+(`Cluster.to_record()`, its former ids last); the key of an evicted template, or of an id a
+template left, is deleted. New or changed templates are written with the event that changed
+them (so a restarted worker goes on with the same templates and ids); count and
 last-seen updates at most every `patterns_flush_seconds` per miner. After a restart or
 rebalance the miners of a partition are rebuilt from the table on the first event read from it.
 
@@ -33,7 +35,7 @@ from elasticsearch import AsyncElasticsearch
 
 from agents.index import es_client
 from app.events import LogEvent
-from app.pattern_index import ensure_patterns_index, store_templates
+from app.pattern_index import alias_doc, ensure_patterns_index, store_templates, template_doc
 from app.patterns import MaskingConfig, MinerConfig, TenantMiner
 from app.settings import Settings
 from app.streams import table_options
@@ -101,6 +103,7 @@ class TemplateStage:
         self._loaded: set[int] = set()
         self._flushed: dict[tuple[int, str], float] = {}
         self.dirty: dict[str, dict[str, Any]] = {}  # "tenant/template" -> snapshot document
+        self._aliased: dict[str, str] = {}  # "tenant/former id" -> id its alias points to
         self._es: AsyncElasticsearch | None = None
 
     # -- inside the normalize agent ---------------------------------------------------------
@@ -162,16 +165,17 @@ class TemplateStage:
     def _flush(self, partition: int, tenant_id: str, miner: TenantMiner, now: float) -> None:
         for template_id, record in miner.take_changes().items():
             key = f"{partition}/{tenant_id}/{template_id}"
-            if record is None:
+            if record is None:  # evicted, or the template's id moved to its new text
                 if key in self.table:
                     del self.table[key]
                 continue
             self.table[key] = record
-            self.dirty[f"{tenant_id}/{template_id}"] = {
-                "tenant_id": tenant_id, "template_id": template_id, "template": record[1],
-                "first_seen": int(record[4] * 1000), "last_seen": int(record[5] * 1000),
-                "updated": int(now * 1000),
-            }
+            self.dirty[f"{tenant_id}/{template_id}"] = template_doc(tenant_id, record, now)
+            for old in record[6]:
+                alias = f"{tenant_id}/{old}"
+                if self._aliased.get(alias) != template_id:
+                    self.dirty[alias] = alias_doc(tenant_id, old, record, now)
+                    self._aliased[alias] = template_id
         self._flushed[(partition, tenant_id)] = now
 
     def forget(self) -> None:
@@ -180,6 +184,7 @@ class TemplateStage:
         self._pending.clear()
         self._loaded.clear()
         self._flushed.clear()
+        self._aliased.clear()
 
     # -- the snapshot timer -----------------------------------------------------------------
 

@@ -1,16 +1,19 @@
-"""Masking of the variable parts of a log message (numbers, IPs, UUIDs, paths, ...) per tenant.
+"""Masking of the variable parts of a log message per tenant, keeping compound tokens' shape.
 
-One compiled alternation regex per configuration does all maskers in a single pass (built-in
-maskers that cannot match the text, e.g. emails without an `@`, are left out of it: one
-compiled variant per configuration and set of such signs present); the order of the
-alternatives is the precedence (a timestamp is not masked as three numbers, an IP not as
-four). Masked spans become `<NAME>` placeholders; the miner then treats them as fixed tokens.
+A message is masked token by token (tokens are split on whitespace): one compiled alternation
+regex per configuration replaces the variable parts of a token by `<NAME>` placeholders and
+leaves its structure (`host:5070` -> `<HOST>:<NUM>`, `took=229ms` -> `took=<NUM>ms`,
+`/users/42/cart` -> `/users/<NUM>/cart`, `job_17_0020` -> `job_<NUM>_<NUM>`). Tokens repeat a
+lot, so each masker keeps a bounded cache token -> masked token and runs the regex on a token
+only the first time it sees it. Only quoted strings can hold spaces: they are masked on the
+whole line first (`"<STR>"`), so a quoted value never changes the token count. The order of
+the alternatives is the precedence (a timestamp is not masked as three numbers, an IP not as
+four). The miner treats placeholders as fixed tokens.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -18,133 +21,273 @@ from functools import lru_cache
 # number in `blk_-42`, `port:8080` or `id=7` is masked).
 _L = r"(?<![A-Za-z0-9])"
 _R = r"(?![A-Za-z0-9])"
+_NUMBER = r"[-+]?\d+(?:\.\d+)*"
+_DURATION_UNIT = r"(?:ms|us|µs|ns|h|m|s|d)"
 
-# name -> (placeholder, pattern), in precedence order.
+# name -> (placeholder, pattern), in precedence order; every pattern starts at a token
+# boundary (the masker checks `_L` once before them).
 BUILTIN_MASKERS: dict[str, tuple[str, str]] = {
     "timestamps": (
         "<TS>",
-        _L + r"(?:\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
-        r"|\d{2}:\d{2}:\d{2}(?:[.,]\d+)?)" + _R,
+        r"(?:\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)?"
+        r"|\d{2}:\d{2}:\d{2}(?:[.,:]\d+)?"
+        # day and month names of ctime/syslog dates (`Fri Jul  1 07:57:30 2005`)
+        r"|(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun|Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec),?)"
+        + _R,
     ),
     "uuids": (
         "<UUID>",
-        _L + r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}" + _R,
+        r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}" + _R,
     ),
-    "emails": ("<EMAIL>", r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"),
-    "urls": ("<URL>", r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>]+"),
+    "emails": ("<EMAIL>", r"[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"),
+    "urls": ("<URL>", r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>]+"),
+    # host:port where the host is a dotted name or holds a digit (`localhost:80` keeps its
+    # word); an IP host is the `ips` masker's
+    "hostports": (
+        "<HOST>:<NUM>",
+        r"(?:[A-Za-z][\w-]*(?:\.[\w-]+)+|[A-Za-z][\w-]*\d[\w-]*):\d{1,5}" + _R,
+    ),
     "ips": (
         "<IP>",
-        _L + r"(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}"
+        r"(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}"
         r"|(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}"
         r"|(?:[0-9a-fA-F]{1,4}:){1,6}:(?:[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{1,4})*)?)" + r"(?![\w.])",
     ),
-    "paths": ("<PATH>", r"(?<![\w/.:<>-])(?:~|\.{1,2})?(?:/[\w.@+~-]+){2,}/?"),
+    # a whole path (2+ segments) as one token; off, a path keeps its segments and only the
+    # ids in it are masked by the other maskers
+    "paths": ("<PATH>", r"(?:~|\.{1,2})?(?:/[\w.@+~-]+){2,}/?" + r"(?![\w/])"),
     "hex": (
         "<HEX>",
         # 0x-prefixed, or 8+ hex digits with a letter, or zero-padded (fixed-width dumps)
-        _L + r"(?:0[xX][0-9a-fA-F]+|(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{8,}"
-        r"|0[0-9a-fA-F]{7,})" + _R,
+        r"(?:0[xX][0-9a-fA-F]+|(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{8,}"
+        r"|\A0[0-9a-fA-F]{7,}\Z)" + _R,
     ),
-    "numbers": ("<NUM>", r"(?<![A-Za-z0-9])[-+]?\d+(?:\.\d+)*(?![A-Za-z0-9])"),
+    # 1h30m, 2m5.5s
+    "durations": ("<DUR>", rf"(?:\d+(?:\.\d+)?{_DURATION_UNIT}){{2,}}" + _R),
+    # the number of a number with a unit (229ms, 4.5GB, 80%): the unit stays
+    "units": ("<NUM>", _NUMBER + r"(?=(?:[A-Za-zµ]{1,4}|%)(?![A-Za-z0-9]))"),
+    "numbers": ("<NUM>", _NUMBER + _R),
+    # the value of key=value when no masker above took it (user=admin -> user=<VAL>)
+    "values": ("<VAL>", r"(?<=[A-Za-z_]=)[^\s=,;&<>()\[\]{}]+(?=$|[,;&)\]}])"),
+    # the text of a quoted string, spaces included (masked on the whole line, before the rest)
+    "quoted": ('"<STR>"', r"(?<![\w\"'])(?:\"[^\"]*\"|'[^'\s][^']*')(?![\w\"'])"),
 }
+
+_QUOTED = re.compile(BUILTIN_MASKERS["quoted"][1])
+_CACHE_SIZE = 1 << 16
 
 
 @dataclass(frozen=True)
 class MaskingConfig:
     """Which maskers a tenant uses, plus its own `(placeholder, regex)` maskers (tried first).
 
-    Every built-in masker is on by default. Extra maskers let a tenant mask its own identifiers
-    (order numbers, host naming schemes) without code changes.
+    Every built-in masker is on by default except `values` (any value of `key=value`; by
+    default only values another masker recognises). `paths` masks a whole path (2+ segments)
+    as one `<PATH>`; off, a path keeps its segments and only the ids in it are masked
+    (`/users/<NUM>/cart`). `quoted` masks the text of quoted strings. Extra maskers let a
+    tenant mask its own identifiers (order numbers, host naming schemes) without code changes.
     """
 
     timestamps: bool = True
     uuids: bool = True
     emails: bool = True
     urls: bool = True
+    hostports: bool = True
     ips: bool = True
     paths: bool = True
     hex: bool = True
+    durations: bool = True
+    units: bool = True
     numbers: bool = True
+    values: bool = False
+    quoted: bool = True
     extra: tuple[tuple[str, str], ...] = field(default=())
 
     def to_dict(self) -> dict[str, object]:
-        doc: dict[str, object] = {name: getattr(self, name) for name in BUILTIN_MASKERS}
+        doc: dict[str, object] = {name: getattr(self, name) for name in MASKER_NAMES}
         doc["extra"] = [list(pair) for pair in self.extra]
         return doc
 
     @classmethod
     def from_dict(cls, doc: dict[str, object]) -> MaskingConfig:
-        flags = {name: bool(doc[name]) for name in BUILTIN_MASKERS if name in doc}
+        flags = {name: bool(doc[name]) for name in MASKER_NAMES if name in doc}
         raw_extra = doc.get("extra") or []
         assert isinstance(raw_extra, list)
         extra = tuple((str(p[0]), str(p[1])) for p in raw_extra)
         return cls(**flags, extra=extra)
 
-    def masker(self) -> Callable[[str], str]:
-        """The compiled masking function for this configuration (cached per configuration)."""
-        return _compile(self)
+    def masker(self) -> Masker:
+        """The compiled masker of this configuration (compiled once per configuration; each
+        call gives a masker with its own token cache)."""
+        return Masker(self)
+
+
+# Every switch of MaskingConfig (what `PATCH /api/v1/tenant {"pattern_masking": ...}` accepts).
+MASKER_NAMES: tuple[str, ...] = tuple(BUILTIN_MASKERS)
+
+
+# A built-in masker cannot match a token without all of one of its sets of signs (`digit`:
+# any digit); `Masker` compiles, per combination of signs present, the alternation of the
+# maskers that can match (the result is the same, only faster).
+_SIGNS = ("digit", ":", ".", "/", "=", "@", "-")
+_NEEDS: dict[str, tuple[frozenset[str], ...]] = {
+    "timestamps": (frozenset(),),
+    "uuids": (frozenset({"-"}),),
+    "emails": (frozenset({"@"}),),
+    "urls": (frozenset({":", "/"}),),
+    "hostports": (frozenset({"digit", ":"}),),
+    "ips": (frozenset({"digit", "."}), frozenset({":"})),
+    "paths": (frozenset({"/"}),),
+    "hex": (frozenset({"digit"}),),
+    "durations": (frozenset({"digit"}),),
+    "units": (frozenset({"digit"}),),
+    "numbers": (frozenset({"digit"}),),
+    "values": (frozenset({"="}),),
+}
+_DIGITS = frozenset("0123456789")
+_SHAPE = bytes.maketrans(b"0123456789", b"1111111111")
+_HEX8 = re.compile(r"0[0-9a-fA-F]{7}")
+_RISKY = re.compile(rb"1[xX]|(?<!\S)1[0-9a-fA-F]{7}")
+
+
+def _zeros_matter(text: str) -> bool:
+    """Whether masking `text` depends on where its zeros are (`0x..`, a token of 8+ hex
+    digits starting with 0), or the text has whitespace other than spaces (not checked)."""
+    if "0x" in text or "0X" in text or not text.isprintable():
+        return True
+    if text[:1] == "0" and _HEX8.match(text):
+        return True
+    at = text.find(" 0")
+    while at >= 0:
+        if _HEX8.match(text, at + 1):
+            return True
+        at = text.find(" 0", at + 2)
+    return False
+
+
+def _signs(token: str) -> tuple[bool, ...]:
+    return (not _DIGITS.isdisjoint(token), ":" in token, "." in token, "/" in token,
+            "=" in token, "@" in token, "-" in token)
+
+
+def token_regex(config: MaskingConfig, signs: tuple[bool, ...] | None = None
+                ) -> tuple[re.Pattern[str] | None, list[str]]:
+    """The token alternation of a configuration (only the built-in maskers that can match a
+    token with `signs`, when given) and the placeholder of each group."""
+    for _, pattern in config.extra:
+        re.compile(pattern)  # raise re.error on a bad tenant regex, at configuration time
+    present = None if signs is None else {s for s, on in zip(_SIGNS, signs, strict=True) if on}
+    builtin = [spec for name, spec in BUILTIN_MASKERS.items()
+               if name != "quoted" and getattr(config, name)
+               and (present is None or any(need <= present for need in _NEEDS[name]))]
+    parts = [*config.extra, *builtin]
+    if not parts:
+        return None, []
+    groups = [f"(?P<m{i}>{pattern})" for i, (_, pattern) in enumerate(parts)]
+    alternatives = groups[:len(config.extra)]
+    if builtin:
+        # every built-in masker starts at a token boundary: checking that once per position
+        # skips the alternatives inside words
+        alternatives.append(f"{_L}(?:{'|'.join(groups[len(config.extra):])})")
+    return re.compile("|".join(alternatives)), [placeholder for placeholder, _ in parts]
+
+
+@lru_cache(maxsize=4096)
+def _compile(config: MaskingConfig, signs: tuple[bool, ...]
+             ) -> tuple[re.Pattern[str] | None, list[str]]:
+    return token_regex(config, signs)
 
 
 class Masker:
-    """A compiled configuration: `masker(text)` returns the text with variables replaced."""
+    """`masker.tokens(text)` -> the masked tokens; `masker(text)` -> them joined by spaces.
+    Keeps a cache of masked tokens (cleared when it reaches 65,536 entries)."""
 
     def __init__(self, config: MaskingConfig) -> None:
-        for _, pattern in config.extra:
-            re.compile(pattern)  # raise re.error on a bad tenant regex, at configuration time
-        parts = [*config.extra, *(spec for name, spec in BUILTIN_MASKERS.items()
-                                  if getattr(config, name))]
-        self.placeholders = [placeholder for placeholder, _ in parts]
-        groups = [f"(?P<m{i}>{pattern})" for i, (_, pattern) in enumerate(parts)]
-        self._extra = groups[:len(config.extra)]
-        self._builtin = [(name, groups[len(config.extra) + i]) for i, name in
-                         enumerate(n for n in BUILTIN_MASKERS if getattr(config, n))]
-        self._regexes: dict[tuple[bool, ...], re.Pattern[str] | None] = {}
+        token_regex(config)  # a bad tenant regex raises here
+        self.config = config
+        self.quoted = config.quoted
+        self._plain_numbers = config.numbers and not config.extra
+        self._cache: dict[str, str] = {}
+        self._shapes: dict[bytes, str] = {}
+        # line shape -> (masked tokens, whether a line of that shape may hold zeros that
+        # matter: `_zeros_matter` is asked then)
+        self._lines: dict[bytes, tuple[tuple[str, ...], bool]] = {}
+        self._regexes: dict[tuple[bool, ...], tuple[re.Pattern[str] | None, list[str]]] = {}
 
-    def _alternation(self, present: tuple[bool, ...]) -> re.Pattern[str] | None:
-        """The extra maskers and the built-in ones that can match a text holding the
-        `_SIGNS` marked `present`, as one regex."""
-        signs = {sign for sign, there in zip(_SIGNS, present, strict=True) if there}
-        builtin = [group for name, group in self._builtin
-                   if name not in _NEEDS or signs & _NEEDS[name]]
-        alternatives = list(self._extra)
-        if builtin:
-            # every built-in masker starts at a token boundary (its own lookbehind rules out
-            # a letter or digit before it): checking that once per position first skips the
-            # alternatives inside words; the matches are the same
-            alternatives.append(f"{_L}(?:{'|'.join(builtin)})")
-        return re.compile("|".join(alternatives)) if alternatives else None
+    def _masked(self, token: str) -> str:
+        signs = _signs(token)
+        try:
+            regex, placeholders = self._regexes[signs]
+        except KeyError:
+            regex, placeholders = self._regexes[signs] = _compile(self.config, signs)
+        if regex is None:
+            return token
+        return regex.sub(lambda m: placeholders[int(m.lastgroup[1:])],  # type: ignore[index]
+                         token)
 
-    def _replace(self, match: re.Match[str]) -> str:
-        return self.placeholders[int(match.lastgroup[1:])]  # type: ignore[index]
+    def token(self, token: str) -> str:
+        """One token, masked. Variables make most tokens with digits unique, so such a token
+        is masked through its shape (every digit read as 1: `blk_-42` and `blk_-97` share
+        `blk_-11`), and only the shape is cached: when the shape's masked form keeps no digit,
+        every digit was inside a masked span and the token's masked form is the same (the
+        shape keeps the length of digit runs; an IP's octets are not range-checked through
+        it). Tokens whose zeros matter (`0x1f`, zero-padded `00106210`) are masked directly."""
+        got = self._cache.get(token)
+        if got is not None:
+            return got
+        if self._plain_numbers and token.isascii() and token.isdigit() and (
+                token[0] != "0" or len(token) < 8):
+            return "<NUM>"
+        if not (_DIGITS.isdisjoint(token) or "0x" in token or "0X" in token
+                or token[0] == "0"):
+            shape = token.encode().translate(_SHAPE)
+            got = self._shapes.get(shape)
+            if got is None:
+                if len(self._shapes) >= _CACHE_SIZE:
+                    self._shapes.clear()
+                masked = self._masked(shape.decode())
+                got = self._shapes[shape] = "" if not _DIGITS.isdisjoint(masked) else masked
+            if got:
+                return got
+        got = self._masked(token)
+        if len(self._cache) >= _CACHE_SIZE:
+            self._cache.clear()
+        self._cache[token] = got
+        return got
+
+    def tokens(self, text: str) -> tuple[str, ...]:
+        """The masked tokens of a text. A whole line is looked up by its shape first (lines
+        of one event differ mostly in their digits); a line whose zeros matter is not."""
+        if self.quoted and ('"' in text or "'" in text):
+            text = _QUOTED.sub(_quoted, text)
+        shape = text.encode().translate(_SHAPE)
+        got = self._lines.get(shape)
+        if got is not None and not (got[1] and _zeros_matter(text)):
+            return got[0]
+        words = text.split()
+        cache = self._cache
+        try:
+            out = tuple([cache[t] for t in words])
+        except KeyError:
+            token = self.token
+            out = tuple([cache.get(t) or token(t) for t in words])
+        if got is None and not any(map(_DIGITS.intersection, out)) and not _zeros_matter(text):
+            if len(self._lines) >= _CACHE_SIZE:
+                self._lines.clear()
+            self._lines[shape] = (out, _RISKY.search(shape) is not None)
+        return out
 
     def __call__(self, text: str) -> str:
-        # built-in maskers that cannot match this text (no `@`: no email) are left out of
-        # the alternation: at most 2**6 variants, each compiled once when first needed
-        present = ("@" in text, "://" in text, "-" in text, "/" in text, ":" in text,
-                   "." in text)
-        try:
-            regex = self._regexes[present]
-        except KeyError:
-            regex = self._regexes[present] = self._alternation(present)
-        return text if regex is None else regex.sub(self._replace, text)
+        return " ".join(self.tokens(text))
 
 
-# A built-in masker cannot match a text that holds none of its substrings (`Masker.__call__`
-# checks the `_SIGNS`, in this order).
-_SIGNS = ("@", "://", "-", "/", ":", ".")
-_NEEDS: dict[str, set[str]] = {
-    "emails": {"@"}, "urls": {"://"}, "uuids": {"-"}, "paths": {"/"}, "timestamps": {":"},
-    "ips": {".", ":"},
-}
-
-
-@lru_cache(maxsize=256)
-def _compile(config: MaskingConfig) -> Masker:
-    return Masker(config)
+def _quoted(match: re.Match[str]) -> str:
+    quote = match.group()[0]
+    return f"{quote}<STR>{quote}"
 
 
 def mask(text: str, config: MaskingConfig | None = None) -> str:
-    """Mask `text` with `config` (all built-in maskers when None)."""
+    """Mask `text` with `config` (the default maskers when None); tokens joined by a space."""
     return (config or DEFAULT_MASKING).masker()(text)
 
 

@@ -1,9 +1,13 @@
 """Online log-template miner for one tenant: a Drain-style fixed-depth parse tree.
 
 See docs/analytics.md for the algorithm, the template id rule and the memory caps. In short:
-mask variables, split on whitespace, route by token count and the first few tokens to a leaf,
-join the most similar template in that leaf (or start a new one), and generalise the template
-where the line differs. A template's id is fixed when it is created and never changes.
+mask variables (keeping compound tokens' shape), split on whitespace, look the masked line up
+in a cache of lines already parsed, else route by token count and the first few fixed tokens
+to a leaf and join the most similar template there (or one of the same length the line fits
+exactly), else start a new template; generalise a template where a line differs, and merge
+templates that come to differ only in variable positions. A template's id is a hash of its
+text: one id per text, whatever the arrival order or the partition; an id that a template
+leaves (it widened, or merged into another) is kept as the template's former id.
 """
 
 from __future__ import annotations
@@ -12,13 +16,16 @@ import hashlib
 import json
 import zlib
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from app.patterns.masking import DEFAULT_MASKING, MaskingConfig
 from app.patterns.tokens import WILDCARD, Tokenizer, is_variable_like
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+MAX_FORMER_IDS = 32  # former ids kept per template (oldest dropped first)
+_CACHE_SIZE = 1 << 15  # masked lines -> template
 
 
 @dataclass(frozen=True)
@@ -26,8 +33,10 @@ class MinerConfig:
     """Tuning and caps of a tenant's miner.
 
     `depth` counts the tree levels as Drain does (root, length, then `depth - 2` prefix tokens).
-    `similarity` is the least share of positions a line must match to join a template (a line
-    whose only difference is one constant token joins regardless: one variable per line).
+    `similarity` is the least share of positions a line must match to join a template.
+    `typed` is how much of a match two different variable-like tokens at one position count
+    for (a token with a digit or a placeholder: `rand/_task_<NUM>` vs `rand8/_task_<NUM>`).
+    `merge` merges templates that differ only in variable positions (see `mergeable`).
     `max_clusters` caps the templates kept (least recently used are evicted); `max_children`
     caps the branches of one tree node (further tokens share the wildcard branch);
     `max_tokens` and `max_chars` cap how much of one message is mined.
@@ -36,6 +45,8 @@ class MinerConfig:
     masking: MaskingConfig = DEFAULT_MASKING
     depth: int = 4
     similarity: float = 0.8
+    typed: float = 0.0
+    merge: bool = True
     max_children: int = 100
     max_clusters: int = 2000
     max_tokens: int = 64
@@ -46,6 +57,8 @@ class MinerConfig:
             "masking": self.masking.to_dict(),
             "depth": self.depth,
             "similarity": self.similarity,
+            "typed": self.typed,
+            "merge": self.merge,
             "max_children": self.max_children,
             "max_clusters": self.max_clusters,
             "max_tokens": self.max_tokens,
@@ -59,50 +72,73 @@ class MinerConfig:
         return cls(**values)
 
 
-@dataclass
 class Cluster:
-    """One template: its fixed id, tokens (`<*>` where it varies), count and when it was seen."""
+    """One template: its id (hash of its text), tokens (`<*>` where it varies), the tree
+    leaves it is filed under, count, when it was seen, and its former ids (newest first)."""
 
-    id: str
-    tokens: list[str]
-    path: tuple[str, ...]
-    count: int = 0
-    first_seen: float = 0.0
-    last_seen: float = 0.0
+    __slots__ = ("id", "_tokens", "template", "paths", "count", "first_seen", "last_seen",
+                 "former", "merged_into", "live")
+    template: str
+
+    def __init__(self, ident: str, tokens: list[str], paths: list[tuple[str, ...]],
+                 count: int = 0, first_seen: float = 0.0, last_seen: float = 0.0,
+                 former: list[str] | None = None) -> None:
+        self.id = ident
+        self.tokens = tokens
+        self.paths = paths
+        self.count = count
+        self.first_seen = first_seen
+        self.last_seen = last_seen
+        self.former: list[str] = former or []
+        self.merged_into: Cluster | None = None
+        self.live = True
 
     @property
-    def template(self) -> str:
-        return " ".join(self.tokens)
+    def tokens(self) -> list[str]:
+        return self._tokens
+
+    @tokens.setter
+    def tokens(self, tokens: list[str]) -> None:
+        self._tokens = tokens
+        self.template = " ".join(tokens)
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return self.paths[0]
 
     def to_record(self) -> list[Any]:
-        return [self.id, self.template, list(self.path), self.count, self.first_seen,
-                self.last_seen]
+        return [self.id, self.template, [list(p) for p in self.paths], self.count,
+                self.first_seen, self.last_seen, list(self.former)]
 
     @classmethod
     def from_record(cls, rec: list[Any]) -> Cluster:
-        ident, template, path, count, first, last = rec
+        """A record of `to_record()` (or of state version 1: one path, no former ids)."""
+        ident, template, paths, count, first, last = rec[:6]
         tokens = template.split(" ") if template else []
-        return cls(ident, tokens, tuple(path), int(count), first, last)
+        if not paths or isinstance(paths[0], str):  # version 1: one path
+            paths = [paths]
+        former = [str(f) for f in rec[6]] if len(rec) > 6 else []
+        return cls(ident, tokens, [tuple(p) for p in paths], int(count), first, last, former)
 
 
-@dataclass(frozen=True)
-class Match:
+class Match(NamedTuple):
     """What `TenantMiner.add` decided for one message."""
 
     template_id: str
     template: str
     is_new: bool  # the template was created by this message
-    changed: bool  # the template was created or generalised by this message
+    changed: bool  # the template was created, generalised or merged by this message
 
 
 @dataclass
 class _Node:
     children: dict[str, _Node] = field(default_factory=dict)
-    clusters: list[str] = field(default_factory=list)
+    clusters: list[Cluster] = field(default_factory=list)
 
 
-def template_id(tokens: list[str]) -> str:
-    """The id rule: 16 hex digits of BLAKE2b over the template's tokens *at creation*."""
+def template_id(tokens: Sequence[str]) -> str:
+    """The id rule: 16 hex digits of BLAKE2b over the template's text (tokens joined by a
+    space). Same text, same id: in any miner, partition, process or arrival order."""
     return hashlib.blake2b(" ".join(tokens).encode(), digest_size=8).hexdigest()
 
 
@@ -113,40 +149,73 @@ class TenantMiner:
         self.config = config or MinerConfig()
         self._tokenize = Tokenizer(self.config.masking, self.config.max_tokens,
                                    self.config.max_chars)
+        self._prefix = max(self.config.depth - 2, 0)
         self._clusters: OrderedDict[str, Cluster] = OrderedDict()  # LRU order, oldest first
+        self._by_length: dict[int, dict[str, Cluster]] = {}
+        self._aliases: dict[str, Cluster] = {}  # former id -> live template
         self._root: dict[int, _Node] = {}
+        self._cache: dict[tuple[str, ...], Cluster] = {}
         self._changed: set[str] = set()
-        self._evicted: set[str] = set()
+        self._removed: set[str] = set()
         self.evictions = 0
+        self.merges = 0
 
     # -- public API -------------------------------------------------------------------------
 
     def add(self, message: str, now: float = 0.0) -> Match:
         """Mine one message: its template id and text, and whether it is new or changed."""
         tokens = self._tokenize(message)
+        cluster = self._cache.get(tokens)
+        if cluster is not None and (cluster.merged_into is not None or not cluster.live):
+            cluster = self._cached(tokens)
+        is_new = changed = False
+        if cluster is None:
+            cluster, is_new, changed = self._learn(tokens, now)
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()
+            self._cache[tokens] = cluster
+        self._clusters.move_to_end(cluster.id)
+        cluster.count += 1
+        if now > cluster.last_seen:
+            cluster.last_seen = now
+        self._changed.add(cluster.id)
+        return Match(cluster.id, cluster.template, is_new, changed)
+
+    def _learn(self, tokens: Sequence[str], now: float) -> tuple[Cluster, bool, bool]:
+        """A line not in the cache: the template it joins or starts, whether new, changed."""
+        is_new = changed = False
         leaf = self._search(tokens)
         cluster = None if leaf is None else self._best(leaf, tokens)
         if cluster is None:
-            path, leaf = self._place(tokens)
-            cluster = self._create(tokens, path, leaf, now)
+            cluster = self._fitting(tokens)
+            if cluster is not None:
+                self._file(cluster, self._place(tokens))
+        if cluster is None:
+            cluster = self._create(tokens, now)
             is_new = changed = True
         else:
-            is_new = False
-            changed = self._generalise(cluster, tokens)
-            self._clusters.move_to_end(cluster.id)
-        cluster.count += 1
-        cluster.last_seen = max(cluster.last_seen, now)
-        self._changed.add(cluster.id)
-        return Match(cluster.id, cluster.template, is_new, changed)
+            generalised = self._generalised(cluster.tokens, tokens)
+            if generalised is not None:
+                cluster = self._retemplate(cluster, generalised)
+                changed = True
+        if self.config.merge and changed:
+            before = cluster
+            cluster = self._merge_around(cluster)
+            is_new = is_new and cluster is before
+        return cluster, is_new, changed
 
     def match(self, message: str) -> Cluster | None:
         """The template a message belongs to, without learning from it."""
         tokens = self._tokenize(message)
-        leaf = self._search(tokens)
-        return None if leaf is None else self._best(leaf, tokens)
+        cluster = self._cached(tokens)
+        if cluster is None:
+            leaf = self._search(tokens)
+            cluster = None if leaf is None else self._best(leaf, tokens)
+        return cluster if cluster is not None else self._fitting(tokens)
 
     def get(self, cluster_id: str) -> Cluster | None:
-        return self._clusters.get(cluster_id)
+        """A live template by its id or by one of its former ids."""
+        return self._clusters.get(cluster_id) or self._aliases.get(cluster_id)
 
     def clusters(self) -> list[Cluster]:
         """Every kept template, least recently used first."""
@@ -168,12 +237,13 @@ class TenantMiner:
     @classmethod
     def from_state(cls, state: dict[str, Any], config: MinerConfig | None = None) -> TenantMiner:
         """Rebuild a miner; `config` overrides the stored one (caps changed since)."""
-        if state.get("v") != STATE_VERSION:
+        if state.get("v") not in (1, STATE_VERSION):
             raise ValueError(f"unsupported miner state version {state.get('v')!r}")
         miner = cls(config or MinerConfig.from_dict(state["config"]))
         for rec in state["clusters"]:
             miner._restore(Cluster.from_record(rec))
         miner._changed.clear()
+        miner._removed.clear()
         return miner
 
     def to_bytes(self) -> bytes:
@@ -186,14 +256,16 @@ class TenantMiner:
         return cls.from_state(json.loads(zlib.decompress(data)), config)
 
     def take_changes(self) -> dict[str, list[Any] | None]:
-        """Templates changed (record) or evicted (None) since the last call, for a changelog
-        table keyed by template id; `restore_records` rebuilds a miner from such a table."""
-        out: dict[str, list[Any] | None] = {cid: None for cid in self._evicted}
+        """Templates changed (record) or gone (None: evicted, or its id left for another)
+        since the last call, for a changelog table keyed by template id; `restore_records`
+        rebuilds a miner from such a table. A record's last field lists its former ids."""
+        out: dict[str, list[Any] | None] = {cid: None for cid in self._removed}
         for cid in self._changed:
-            if cid in self._clusters:
-                out[cid] = self._clusters[cid].to_record()
+            cluster = self._clusters.get(cid)
+            if cluster is not None:
+                out[cid] = cluster.to_record()
         self._changed.clear()
-        self._evicted.clear()
+        self._removed.clear()
         return out
 
     @classmethod
@@ -204,31 +276,65 @@ class TenantMiner:
         for rec in sorted(records, key=lambda r: r[5]):
             miner._restore(Cluster.from_record(rec))
         miner._changed.clear()
+        miner._removed.clear()
         return miner
 
-    # -- internals --------------------------------------------------------------------------
+    # -- lookup -----------------------------------------------------------------------------
 
-    def _search(self, tokens: list[str]) -> _Node | None:
+    def _cached(self, key: tuple[str, ...]) -> Cluster | None:
+        """The template a masked line went to before (a merge moved it: where to)."""
+        cluster = self._cache.get(key)
+        if cluster is None:
+            return None
+        while cluster.merged_into is not None:
+            cluster = cluster.merged_into
+        return cluster if cluster.live else None
+
+    def _search(self, tokens: Sequence[str]) -> _Node | None:
         """The leaf a message belongs to: exact token branch, else the wildcard branch."""
         node = self._root.get(len(tokens))
-        for token in tokens[: max(self.config.depth - 2, 0)]:
+        for token in tokens[: self._prefix]:
             if node is None:
                 return None
             child = node.children.get(token)
             node = child if child is not None else node.children.get(WILDCARD)
         return node
 
-    def _place(self, tokens: list[str]) -> tuple[tuple[str, ...], _Node]:
-        """The leaf a new template goes to, growing the tree within `max_children`."""
+    def _best(self, leaf: _Node, tokens: Sequence[str]) -> Cluster | None:
+        """The most similar template of a leaf with similarity >= the threshold (ties: the
+        one with more wildcards)."""
+        best: Cluster | None = None
+        best_key = (self.config.similarity, -1)
+        typed = self.config.typed
+        for cluster in leaf.clusters:
+            sim, wild = compare(cluster.tokens, tokens, typed)
+            if sim >= best_key[0] and (sim, wild) > best_key:
+                best, best_key = cluster, (sim, wild)
+        return best
+
+    def _fitting(self, tokens: Sequence[str]) -> Cluster | None:
+        """A template of the same length the line fits exactly (every constant equal) that the
+        tree did not lead to (it has a wildcard where the line's branch key is)."""
+        first = tokens[0] if tokens else WILDCARD
+        for cluster in self._by_length.get(len(tokens), {}).values():
+            head = cluster.tokens[0] if tokens else WILDCARD
+            if (head == first or head == WILDCARD) and fits(tokens, cluster.tokens):
+                return cluster
+        return None
+
+    # -- changes ----------------------------------------------------------------------------
+
+    def _place(self, tokens: Sequence[str]) -> tuple[str, ...]:
+        """The tree path of a new template, growing the tree within `max_children`."""
         node = self._root.setdefault(len(tokens), _Node())
         path: list[str] = []
-        for token in tokens[: max(self.config.depth - 2, 0)]:
+        for token in tokens[: self._prefix]:
             key = WILDCARD if is_variable_like(token) else token
             if key not in node.children and len(node.children) >= self.config.max_children:
                 key = WILDCARD
             node = node.children.setdefault(key, _Node())
             path.append(key)
-        return tuple(path), node
+        return tuple(path)
 
     def _node_at(self, length: int, path: tuple[str, ...]) -> _Node:
         node = self._root.setdefault(length, _Node())
@@ -236,80 +342,188 @@ class TenantMiner:
             node = node.children.setdefault(key, _Node())
         return node
 
-    def _best(self, leaf: _Node, tokens: list[str]) -> Cluster | None:
-        """The most similar template of a leaf that the tokens may join (see `joins`)."""
-        best: Cluster | None = None
-        best_key = (-1.0, -1)
-        threshold = self.config.similarity
-        for cid in leaf.clusters:
-            cluster = self._clusters[cid]
-            sim, wild, differ = compare(cluster.tokens, tokens)
-            if (sim >= threshold or (differ <= 1 and sim > 0.0)) and (sim, wild) > best_key:
-                best, best_key = cluster, (sim, wild)
-        return best
+    def _file(self, cluster: Cluster, path: tuple[str, ...]) -> None:
+        """File a template under one more leaf (a merge joined templates of two leaves)."""
+        if path not in cluster.paths:
+            cluster.paths.append(path)
+            self._node_at(len(cluster.tokens), path).clusters.append(cluster)
 
-    def _create(self, tokens: list[str], path: tuple[str, ...], leaf: _Node, now: float
-                ) -> Cluster:
-        ident = template_id(tokens)
-        salt = 0
-        while ident in self._clusters:  # same creation text in another branch: stay unique
-            salt += 1
-            ident = template_id([*tokens, f"#{salt}"])
-        cluster = Cluster(ident, list(tokens), path, 0, now, now)
-        self._clusters[ident] = cluster
-        leaf.clusters.append(ident)
-        self._evicted.discard(ident)
+    def _create(self, tokens: Sequence[str], now: float) -> Cluster:
+        cluster = Cluster(template_id(tokens), list(tokens), [], 0, now, now)
+        self._insert(cluster)
+        self._file(cluster, self._place(tokens))
         while len(self._clusters) > self.config.max_clusters:
             self._evict()
         return cluster
 
-    def _restore(self, cluster: Cluster) -> None:
+    def _insert(self, cluster: Cluster) -> None:
         self._clusters[cluster.id] = cluster
+        self._by_length.setdefault(len(cluster.tokens), {})[cluster.id] = cluster
+        self._removed.discard(cluster.id)
+        self._changed.add(cluster.id)
+        for old in cluster.former:
+            self._aliases[old] = cluster
+
+    def _unlist(self, cluster: Cluster) -> None:
+        """Take a template out of the id maps (its id is gone or changing)."""
+        del self._clusters[cluster.id]
+        del self._by_length[len(cluster.tokens)][cluster.id]
+        self._changed.discard(cluster.id)
+        self._removed.add(cluster.id)
+
+    def _retemplate(self, cluster: Cluster, tokens: list[str]) -> Cluster:
+        """Give a template new tokens: its id becomes the new text's and the old one a former
+        id; if a live template already has that text, the two become one."""
+        new_id = template_id(tokens)
+        self._unlist(cluster)
+        cluster.former = _former(cluster.id, cluster.former, new_id)
+        self._aliases[cluster.former[0]] = cluster
+        cluster.tokens = tokens
+        other = self._clusters.get(new_id)
+        if other is not None:
+            self._absorb(other, cluster)
+            return other
+        cluster.id = new_id
+        self._insert(cluster)
+        return cluster
+
+    def _absorb(self, survivor: Cluster, gone: Cluster) -> None:
+        """`gone` (already out of the id maps, or not) joins `survivor`: counts, times, leaves
+        and former ids; lines cached for `gone` now find `survivor`."""
+        if gone.id in self._clusters and self._clusters[gone.id] is gone:
+            self._unlist(gone)
+        survivor.count += gone.count
+        survivor.first_seen = min(survivor.first_seen, gone.first_seen)
+        survivor.last_seen = max(survivor.last_seen, gone.last_seen)
+        former = [gone.id, *gone.former, *survivor.former]
+        survivor.former = list(dict.fromkeys(f for f in former if f != survivor.id)
+                               )[:MAX_FORMER_IDS]
+        for old in survivor.former:
+            self._aliases[old] = survivor
+        for path in gone.paths:
+            leaf = self._node_at(len(gone.tokens), path)
+            leaf.clusters.remove(gone)
+            if path not in survivor.paths:
+                survivor.paths.append(path)
+                leaf.clusters.append(survivor)
+        gone.paths = []
+        gone.merged_into = survivor
+        gone.live = False
+        self._changed.add(survivor.id)
+        self.merges += 1
+
+    def _merge_around(self, cluster: Cluster) -> Cluster:
+        """The merge step after a template was created or changed: templates of the same length
+        that differ from it only in variable positions become one (the one seen more often
+        survives, widened to cover both). Returns the template `cluster` is now part of."""
+        others = self._by_length.get(len(cluster.tokens), {})
+        for other in list(others.values()):
+            if other is cluster or not other.live or not cluster.live:
+                continue
+            merged = mergeable(cluster.tokens, other.tokens, self.config.similarity)
+            if merged is None:
+                continue
+            survivor, gone = (other, cluster) if other.count >= cluster.count \
+                else (cluster, other)
+            self._unlist(gone)
+            if merged != survivor.tokens:
+                survivor = self._retemplate(survivor, merged)
+            self._absorb(survivor, gone)
+            cluster = survivor
+        return cluster
+
+    def _restore(self, cluster: Cluster) -> None:
+        other = self._clusters.get(cluster.id)
+        if other is not None:  # one text, one template
+            for path in cluster.paths:
+                self._file(other, path)
+            cluster.paths = []
+            self._absorb(other, cluster)
+            return
+        paths, cluster.paths = cluster.paths, []
+        self._insert(cluster)
         self._clusters.move_to_end(cluster.id)
-        self._node_at(len(cluster.tokens), cluster.path).clusters.append(cluster.id)
+        for path in paths:
+            self._file(cluster, path)
         while len(self._clusters) > self.config.max_clusters:
             self._evict()
 
     def _evict(self) -> None:
-        cid, cluster = self._clusters.popitem(last=False)
+        cluster = next(iter(self._clusters.values()))
+        self._unlist(cluster)
         self.evictions += 1
-        self._changed.discard(cid)
-        self._evicted.add(cid)
+        cluster.live = False
+        for old in cluster.former:
+            if self._aliases.get(old) is cluster:
+                del self._aliases[old]
         length = len(cluster.tokens)
-        trail: list[tuple[_Node, str]] = []
-        node = self._root[length]
-        for key in cluster.path:
-            trail.append((node, key))
-            node = node.children[key]
-        node.clusters.remove(cid)
-        # prune empty branches so their slots count against max_children no more
-        while trail and not node.clusters and not node.children:
-            parent, key = trail.pop()
-            del parent.children[key]
-            node = parent
-        if not trail and not node.clusters and not node.children:
-            self._root.pop(length, None)
+        for path in cluster.paths:
+            trail: list[tuple[_Node, str]] = []
+            node = self._root[length]
+            for key in path:
+                trail.append((node, key))
+                node = node.children[key]
+            node.clusters.remove(cluster)
+            # prune empty branches so their slots count against max_children no more
+            while trail and not node.clusters and not node.children:
+                parent, key = trail.pop()
+                del parent.children[key]
+                node = parent
+            if not trail and not node.clusters and not node.children:
+                self._root.pop(length, None)
+        if not self._by_length.get(length):
+            self._by_length.pop(length, None)
 
     @staticmethod
-    def _generalise(cluster: Cluster, tokens: list[str]) -> bool:
-        changed = False
-        for i, (have, got) in enumerate(zip(cluster.tokens, tokens, strict=True)):
-            if have != got and have != WILDCARD:
-                cluster.tokens[i] = WILDCARD
-                changed = True
-        return changed
+    def _generalised(template: list[str], tokens: Sequence[str]) -> list[str] | None:
+        """The template widened to cover the tokens (None: it covers them already)."""
+        if fits(tokens, template):
+            return None
+        return [have if have == got else WILDCARD for have, got in zip(template, tokens,
+                                                                       strict=True)]
 
 
-def compare(template: list[str], tokens: list[str]) -> tuple[float, int, int]:
+def _former(old: str, former: list[str], new: str) -> list[str]:
+    return [old, *(f for f in former if f not in (old, new))][:MAX_FORMER_IDS]
+
+
+def compare(template: list[str], tokens: Sequence[str], typed: float = 0.0) -> tuple[float, int]:
     """Drain's sequence similarity (the share of positions equal to the template's constant
-    tokens; a wildcard is neither match nor mismatch), the wildcard count and the number of
-    constant tokens that differ. A line joins a template when similarity >= threshold, or when
-    at most one constant token differs and at least one is equal."""
-    equal = wild = 0
+    tokens; a wildcard is neither match nor mismatch; two different variable-like tokens,
+    such as `/u/<NUM>/a` and `/v/<NUM>/b`, count `typed` of a match) and the wildcard count."""
+    equal = 0.0
+    wild = 0
     for have, got in zip(template, tokens, strict=True):
-        if have == WILDCARD:
-            wild += 1
-        elif have == got:
+        if have == got:
             equal += 1
+        elif have == WILDCARD:
+            wild += 1
+        elif typed and is_variable_like(have) and is_variable_like(got):
+            equal += typed
     size = len(template)
-    return (equal / size if size else 1.0), wild, size - equal - wild
+    return (equal / size if size else 1.0), wild
+
+
+def fits(tokens: Sequence[str], template: list[str]) -> bool:
+    """Every position of `tokens` equals the template's token or the template's is `<*>`."""
+    for have, got in zip(template, tokens, strict=True):
+        if have != got and have != WILDCARD:
+            return False
+    return True
+
+
+def mergeable(a: list[str], b: list[str], similarity: float) -> list[str] | None:
+    """The merged template when `a` and `b` differ only in variable positions (where they
+    differ, one of them has a wildcard or a variable-like token) and the merged template keeps
+    at least `similarity` of its positions fixed; else None."""
+    merged: list[str] = []
+    fixed = 0
+    for x, y in zip(a, b, strict=True):
+        if x == y:
+            merged.append(x)
+            fixed += x != WILDCARD
+        elif is_variable_like(x) or is_variable_like(y):
+            merged.append(WILDCARD)
+        else:
+            return None
+    return merged if merged and fixed >= similarity * len(merged) else None

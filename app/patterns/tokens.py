@@ -9,22 +9,29 @@ _DIGITS = frozenset("0123456789")
 
 
 def is_variable_like(token: str) -> bool:
-    """A token that probably varies (has a digit, or is already a wildcard): never a branch key."""
-    return token == WILDCARD or not _DIGITS.isdisjoint(token)
+    """A token that probably varies, so never a branch key of the tree: a wildcard, a token
+    with a digit, or a compound token holding a placeholder (`<HOST>:<NUM>`, `user=<VAL>`,
+    `blk_<NUM>`: the part around the placeholder varies as often as not). A placeholder on
+    its own (`<NUM>`) is a fixed token."""
+    if token == WILDCARD or not _DIGITS.isdisjoint(token):
+        return True
+    at = token.find("<")
+    return at >= 0 and not (at == 0 and token.endswith(">") and token.count("<") == 1)
 
 
 class Tokenizer:
-    """`tokenizer(message)` -> masked tokens; at most `max_tokens` (the rest become one `<*>`)."""
+    """`tokenizer(message)` -> masked tokens (a tuple); at most `max_tokens` (the rest become
+    one `<*>`)."""
 
     def __init__(self, masking: MaskingConfig, max_tokens: int, max_chars: int) -> None:
         if max_tokens < 2:
             raise ValueError("max_tokens must be at least 2")
-        self._mask = masking.masker()
+        self._tokens = masking.masker().tokens
         self._max_tokens = max_tokens
         self._max_chars = max_chars
 
-    def __call__(self, message: str) -> list[str]:
-        tokens = self._mask(message[: self._max_chars]).split()
+    def __call__(self, message: str) -> tuple[str, ...]:
+        tokens = self._tokens(message[: self._max_chars])
         if len(tokens) > self._max_tokens:
-            tokens = [*tokens[: self._max_tokens - 1], WILDCARD]
+            tokens = (*tokens[: self._max_tokens - 1], WILDCARD)
         return tokens

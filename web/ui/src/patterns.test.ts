@@ -22,6 +22,11 @@ describe('patterns URL state', () => {
     expect([s.since, s.until]).toEqual(['2026-11-27T10:00:00.000Z', '2026-11-27T11:00:00.000Z']);
   });
 
+  it('links a row that counts several ids (a widened template) with its query', () => {
+    const link = templateExploreLink('(template:a1 OR template:b2)', { q: 'service:api', since: '1h', until: '' });
+    expect(parseState(new URL(link, 'http://x').search).q).toBe('(template:a1 OR template:b2) AND (service:api)');
+  });
+
   it('splits placeholders out of a template', () => {
     expect(templateParts('checkout step <NUM> order=<NUM> <*>')).toEqual([
       { text: 'checkout step ', variable: false },

@@ -29,8 +29,9 @@ export function formatPatternsState(state: PatternsState): string {
 }
 
 /** Explore filtered by one template, keeping the page's query and time range. */
-export function templateExploreLink(templateId: string, state: PatternsState): string {
-  const term = `template:${templateId}`;
+export function templateExploreLink(templateQuery: string, state: PatternsState): string {
+  // a bare id is a template id; else the row's `query` (`(template:a OR template:b)`)
+  const term = /^[0-9a-f]+$/.test(templateQuery) ? `template:${templateQuery}` : templateQuery;
   return `/explore${formatState({ ...DEFAULT_STATE, q: state.q ? `${term} AND (${state.q})` : term, since: state.since, until: state.until })}`;
 }
 

@@ -97,6 +97,8 @@ export interface Source {
 /** `GET /api/v1/patterns` (web/patterns.py). */
 export interface Pattern {
   template_id: string;
+  /** every id counted in this row: the template's and the ids it left as it widened or merged */
+  template_ids: string[];
   template: string | null;
   count: number;
   new: boolean;

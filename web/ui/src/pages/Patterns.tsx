@@ -20,7 +20,7 @@ function TemplateText({ template }: { template: string }) {
 
 function PatternRow({ pattern, state, interval }: { pattern: Pattern; state: PatternsState; interval: number }) {
   const [open, setOpen] = useState(false);
-  const href = templateExploreLink(pattern.template_id, state);
+  const href = templateExploreLink(pattern.query, state);
   const text = pattern.template ?? pattern.samples[0]?.message ?? pattern.template_id;
   const detailsId = `pattern-${pattern.template_id}`;
   return (
