@@ -12,7 +12,7 @@ from grpclib.exceptions import GRPCError
 
 from app.ingest.writer import CONTENT_TYPE, HEADER_TENANT_ID, raw_batches
 from app.settings import Settings
-from protos.laas.v1 import AnyValue, LogBatch, LogIngestStub, LogRecord, Resource
+from protos.laas.v1 import AnyValue, LogBatch, LogIngestStub, LogRecord, PushAck, Resource
 from tests.ingest_fixtures import *  # noqa: F403
 from tests.ingest_fixtures import consume
 
@@ -217,7 +217,7 @@ async def test_laas_gateway_migrates_the_user_database(tmp_path) -> None:  # typ
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "LAAS_DATABASE_URL": db, "LAAS_STATE_DIR": str(tmp_path / "state"),
-           "LAAS_GATEWAY_PORT": str(port)}
+           "LAAS_GATEWAY_PORT": str(port), "LAAS_OTLP_HTTP_PORT": "0"}
     assert await current_revision(db) is None
     proc = subprocess.Popen([sys.executable, "-m", "app", "gateway"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -236,3 +236,210 @@ async def test_laas_gateway_migrates_the_user_database(tmp_path) -> None:  # typ
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+# --- grpcio clients: compression, health, TLS, limits (issue 17, issue 22) ----------------------
+
+OTLP_EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+KEY_META = (("authorization", "Bearer ingest-key"),)
+
+
+def _otlp_export(messages: list[str], service: str = "otlp") -> bytes:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+        ExportLogsServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue as OAny
+    from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as OLog
+    from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs, ScopeLogs
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource as OResource
+
+    return ExportLogsServiceRequest(resource_logs=[ResourceLogs(
+        resource=OResource(attributes=[KeyValue(key="service.name",
+                                                value=OAny(string_value=service))]),
+        scope_logs=[ScopeLogs(log_records=[
+            OLog(time_unix_nano=time.time_ns(), body=OAny(string_value=m)) for m in messages])])]
+    ).SerializeToString()
+
+
+@pytest.mark.parametrize("compression", ["gzip", "deflate"])
+async def test_every_method_takes_compressed_requests(
+        gateway: int, raw_settings: Settings, compression: str) -> None:
+    import grpc
+
+    algorithm = {"gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}[compression]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway}",
+                                         compression=algorithm) as channel:
+        push = channel.unary_unary("/laas.v1.LogIngest/Push")
+        reply = await push(bytes(LogBatch(records=[rec("unary")], batch_id=3)),
+                           metadata=KEY_META)
+        ack = PushAck().parse(reply)
+        assert (ack.accepted, ack.batch_id) == (1, 3)
+        stream = channel.stream_stream("/laas.v1.LogIngest/PushStream")
+        call = stream(metadata=KEY_META)
+        await call.write(bytes(LogBatch(records=[rec("streamed")], batch_id=4)))
+        await call.done_writing()
+        replies = [PushAck().parse(r) async for r in call]
+        assert [(a.accepted, a.batch_id) for a in replies] == [(1, 4)]
+        export = channel.unary_unary(OTLP_EXPORT)
+        assert await export(_otlp_export(["exported " * 200]), metadata=KEY_META) == b""
+    msgs = await consume(raw_settings, 3, timeout=10)
+    bodies = [LogRecord().parse(m.value).body.string_value for m in msgs]
+    assert bodies == ["unary", "streamed", "exported " * 200]
+    assert LogRecord().parse(msgs[2].value).resource.service_name == "otlp"
+
+
+async def test_health_service_reports_each_service(gateway: int) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for name in ("", "laas.v1.LogIngest",
+                     "opentelemetry.proto.collector.logs.v1.LogsService"):
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=name))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING, name
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Check(health_pb2.HealthCheckRequest(service="no.such.Service"))
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_oversized_and_compressed_bombs_are_resource_exhausted(
+        raw_settings: Settings, keys) -> None:  # type: ignore[no-untyped-def]
+    import grpc
+
+    from app.gateway import start_gateway
+
+    small = raw_settings.model_copy(update={"ingest_max_batch_bytes": 64 * 1024})
+    server, service = await start_gateway(small, verifier=keys, host="127.0.0.1", port=0)
+    try:
+        big = bytes(LogBatch(records=[rec("x" * 60_000), rec("y" * 60_000)]))
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}",
+                                             compression=grpc.Compression.Gzip) as channel:
+            # 120 kB that gzip squeezes to a few hundred bytes: refused after decompression
+            for method in ("/laas.v1.LogIngest/Push", OTLP_EXPORT):
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await channel.unary_unary(method)(
+                        big if method.endswith("Push") else _otlp_export(["z" * 120_000]),
+                        metadata=KEY_META)
+                assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, method
+                assert "at most 65536" in (err.value.details() or ""), err.value.details()
+            # a frame past grpcio's own limit (batch limit + 64 KiB) never reaches a handler
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await channel.unary_unary("/laas.v1.LogIngest/Push")(
+                    bytes(LogBatch(records=[rec("w" * 200_000)])), metadata=KEY_META)
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            # the same channel still works
+            ok = await channel.unary_unary("/laas.v1.LogIngest/Push")(
+                bytes(LogBatch(records=[rec("fits")])), metadata=KEY_META)
+            assert ok
+    finally:
+        await server.stop(0)
+        await service.close()
+    assert [LogRecord().parse(m.value).body.string_value
+            for m in await consume(raw_settings, 1, timeout=5)] == ["fits"]
+
+
+async def test_bad_otlp_over_grpc_is_a_clear_status_and_keeps_the_good_records(
+        gateway: int, raw_settings: Settings) -> None:
+    import grpc
+
+    from protos.opentelemetry.proto.collector.logs.v1 import ExportLogsServiceResponse
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway}") as channel:
+        export = channel.unary_unary(OTLP_EXPORT)
+        for data in (b"\x0a\x05\x01", b"\x08\x01", b"\xff" * 10):  # framing broken, wrong type
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await export(data, metadata=KEY_META)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, data
+            assert "ExportLogsServiceRequest" in (err.value.details() or "")
+        for meta in ((), (("authorization", "Bearer nope"),)):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await export(_otlp_export(["x"]), metadata=meta)
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        # one record with a 3-byte trace id among good ones: a partial success, the rest kept
+        good = _otlp_export(["a", "b"])
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+            ExportLogsServiceRequest,
+        )
+
+        request = ExportLogsServiceRequest.FromString(good)
+        request.resource_logs[0].scope_logs[0].log_records[1].trace_id = b"abc"
+        reply = ExportLogsServiceResponse().parse(
+            await export(request.SerializeToString(), metadata=KEY_META))
+    assert reply.partial_success.rejected_log_records == 1
+    assert "record 1: trace_id" in reply.partial_success.error_message
+    msgs = await consume(raw_settings, 2, timeout=5)
+    assert [LogRecord().parse(m.value).body.string_value for m in msgs] == ["a"]
+
+
+# --- TLS (issue 22) ---------------------------------------------------------------------------
+
+async def test_tls_on_grpc_and_otlp_http(raw_settings: Settings, keys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import grpc
+    import httpx
+
+    from app.gateway import start_gateway
+    from tests.tls_fixtures import make_certs
+
+    certs = make_certs(tmp_path / "tls")
+    settings = raw_settings.model_copy(update={"tls_certfile": certs.cert,
+                                               "tls_keyfile": certs.key})
+    server, service = await start_gateway(settings, verifier=keys, host="127.0.0.1", port=0,
+                                          http_port=0)
+    try:
+        creds = grpc.ssl_channel_credentials(root_certificates=certs.ca.read_bytes())
+        async with grpc.aio.secure_channel(f"127.0.0.1:{server.port}", creds) as channel:
+            reply = await channel.unary_unary(OTLP_EXPORT)(_otlp_export(["over tls"]),
+                                                          metadata=KEY_META)
+            assert reply == b""
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as plain:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await plain.unary_unary(OTLP_EXPORT)(_otlp_export(["plain"]), metadata=KEY_META,
+                                                     timeout=5)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        import ssl
+
+        trust = ssl.create_default_context(cafile=str(certs.ca))
+        async with httpx.AsyncClient(verify=trust) as client:
+            r = await client.post(f"https://127.0.0.1:{server.http_port}/v1/logs",
+                                  content=_otlp_export(["https"]),
+                                  headers={"content-type": "application/x-protobuf",
+                                           "authorization": "Bearer ingest-key"})
+            assert r.status_code == 200, r.text
+    finally:
+        await server.stop(0)
+        await service.close()
+    msgs = await consume(raw_settings, 3, timeout=5)
+    assert [LogRecord().parse(m.value).body.string_value for m in msgs] == ["over tls", "https"]
+
+
+def test_plain_text_only_on_loopback_unless_allowed(raw_settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from app.gateway import GatewayConfigError, tls_files
+
+    assert tls_files(raw_settings, "127.0.0.1") is None
+    assert tls_files(raw_settings, "::1") is None and tls_files(raw_settings, "localhost") is None
+    for host in ("0.0.0.0", "10.1.2.3", "gateway.example"):
+        with pytest.raises(GatewayConfigError, match="refusing to serve plain text"):
+            tls_files(raw_settings, host)
+    allowed = raw_settings.model_copy(update={"tls_plaintext_ok": True})
+    assert tls_files(allowed, "0.0.0.0") is None
+    half = raw_settings.model_copy(update={"tls_certfile": tmp_path / "cert.pem"})
+    with pytest.raises(GatewayConfigError, match="go together"):
+        tls_files(half, "127.0.0.1")
+    missing = half.model_copy(update={"tls_keyfile": tmp_path / "key.pem"})
+    with pytest.raises(GatewayConfigError, match="cannot read"):
+        tls_files(missing, "0.0.0.0")
+
+
+def test_laas_gateway_refuses_plain_text_on_a_public_address(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LAAS_GATEWAY_HOST": "0.0.0.0", "LAAS_STATE_DIR": str(tmp_path)}
+    env.pop("LAAS_TLS_PLAINTEXT_OK", None)
+    done = subprocess.run([sys.executable, "-m", "app", "gateway"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "refusing to serve plain text on 0.0.0.0" in done.stderr, done.stderr[-2000:]

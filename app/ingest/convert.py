@@ -177,20 +177,52 @@ def _submessages(data: bytes, where: str, names: dict[int, str]) -> list[bytes]:
 def _parts(data: bytes, where: str, names: dict[int, str]) -> dict[int, list[bytes]]:
     """The length-delimited fields `names` (number → name) of a message, by number, in order;
     other fields are skipped. A known field with another wire type is a `ConversionError`."""
-    try:
-        fields = list(betterproto.parse_fields(data))
-    except Exception as exc:  # noqa: BLE001 - any framing error means the same to the caller
-        raise ConversionError(where, f"not a protobuf message: {exc!r}") from exc
     found: dict[int, list[bytes]] = {}
-    for f in fields:
-        if f.number not in names:
+    for number, wire_type, value in _fields(data, where):
+        if number not in names:
             continue
-        if f.wire_type != 2:
-            raise ConversionError(f"{where}.{names[f.number]}",
-                                  f"wire type {f.wire_type} where a length-delimited field "
+        if wire_type != 2:
+            raise ConversionError(f"{where}.{names[number]}",
+                                  f"wire type {wire_type} where a length-delimited field "
                                   f"(2) belongs: not an OTLP logs request")
-        found.setdefault(f.number, []).append(f.value)
+        found.setdefault(number, []).append(value)
     return found
+
+
+_FIXED = {1: 8, 5: 4}
+
+
+def _fields(data: bytes, where: str) -> list[tuple[int, int, bytes]]:
+    """(number, wire type, bytes of a length-delimited value) of each field of a message.
+
+    Strict where betterproto's `parse_fields` is lax: a length past the end of the data (a
+    truncated message), a field number 0 or a group is a `ConversionError`."""
+    out: list[tuple[int, int, bytes]] = []
+    pos, end = 0, len(data)
+    try:
+        while pos < end:
+            key, pos = betterproto.decode_varint(data, pos)
+            number, wire_type = key >> 3, key & 7
+            if number == 0:
+                raise ValueError(f"field number 0 at byte {pos}")
+            value = b""
+            if wire_type == 0:
+                _, pos = betterproto.decode_varint(data, pos)
+            elif wire_type == 2:
+                size, start = betterproto.decode_varint(data, pos)
+                pos = start + size
+                value = data[start:pos]
+            elif wire_type in _FIXED:
+                pos += _FIXED[wire_type]
+            else:
+                raise ValueError(f"wire type {wire_type} (groups are not used by OTLP)")
+            if pos > end:
+                raise ValueError(f"field {number} runs past the end of the data "
+                                 f"({end} bytes): truncated")
+            out.append((number, wire_type, value))
+    except Exception as exc:  # noqa: BLE001 - any framing error means the same to the caller
+        raise ConversionError(where, f"not a protobuf message: {exc}") from exc
+    return out
 
 
 def _message(cls: Any, data: bytes, where: str) -> Any:
