@@ -25,10 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import create_engine
 from app.elastic import es_client  # noqa: F401 - re-exported for the other stages
+from app.esindex import TenantIndexing
 from app.event_messages import decode
 from app.events import DeadLetter, LogEvent, RawPosition
 from app.kafka_client import client_options
-from app.known_tenants import KnownTenants, tenant_ids
+from app.known_tenants import KnownTenants, tenant_indexing
 from app.metrics import METRICS
 from app.settings import Settings
 from app.sink import ElasticsearchSink
@@ -54,7 +55,7 @@ class IndexConsumer:
         self.sink = ElasticsearchSink(self.es, settings)
         self.stamps = Stamps.from_settings(settings)
         self._engine: AsyncEngine | None = None
-        self.tenants = KnownTenants(self._tenant_ids)
+        self.tenants = KnownTenants(self._tenant_indexing)
         self.consumer = AIOKafkaConsumer(
             self.topic, **client_options(settings), group_id=index_group(settings),
             enable_auto_commit=False, auto_offset_reset="earliest",
@@ -79,18 +80,24 @@ class IndexConsumer:
         finally:
             await asyncio.shield(self._close())
 
-    async def _tenant_ids(self) -> set[str]:
+    async def _tenant_indexing(self) -> dict[str, TenantIndexing]:
         if self._engine is None:
             self._engine = create_engine(self.settings)
-        return await tenant_ids(self._engine)
+        return await tenant_indexing(self._engine, self.settings.retention_default_days)
 
     async def _unknown_tenants(self, events: list[LogEvent]) -> set[str]:
         """Tenants of `events` the user database does not know; waits (partitions paused)
         while the database is unreachable: an event is never indexed or dropped unchecked."""
         delay = 0.5
+        newest: dict[str, int] = {}
+        for event in events:
+            if event.observed_time > newest.get(event.tenant_id, 0):
+                newest[event.tenant_id] = event.observed_time
         while True:
             try:
-                return await self.tenants.unknown({event.tenant_id for event in events})
+                unknown = await self.tenants.unknown(newest.keys(), newest)
+                self.sink.set_layout(self.tenants.layout)
+                return unknown
             except Exception as exc:  # noqa: BLE001 - retried: backpressure, not a crash
                 log.warning("index: tenant check failed, user database unreachable (%r); "
                             "retry in %.1fs", exc, delay)

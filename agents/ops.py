@@ -11,8 +11,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from agents.index import es_client
+from app.db import create_engine
 from app.kafka_client import client_options
 from app.metrics import CONTENT_TYPE, METRICS
+from app.promotion import promote_oversized
 from app.retention import apply_retention, prune_snapshots, tenant_retention
 from app.settings import Settings
 from app.watchdog import register_faust
@@ -75,6 +77,11 @@ def register(app: faust.App, settings: Settings) -> None:
             retention = await tenant_retention(settings)
             await apply_retention(es, settings, retention)
             await prune_snapshots(es, settings, retention)
+            engine = create_engine(settings)
+            try:
+                await promote_oversized(es, engine, settings)
+            finally:
+                await engine.dispose()
         except Exception as exc:  # noqa: BLE001 - next run retries
             log.warning("retention run failed: %r", exc)
         finally:

@@ -85,6 +85,25 @@ def tenant_create(settings: Settings, slug: str, name: str | None, retention_day
     click.echo(f"created tenant {run_in_db(settings, work)}")
 
 
+@tenant.command("promote",
+                short_help="Dedicated log indices for tenant SLUG from the next UTC day.")
+@click.argument("slug")
+@pass_settings
+def tenant_promote(settings: Settings, slug: str) -> None:
+    """Give tenant SLUG dedicated log indices from the next UTC day on (docs/scaling.md)."""
+    from datetime import UTC, datetime
+
+    from app.promotion import next_day
+
+    async def work(session: AsyncSession) -> str:
+        found = await accounts.get_tenant(session, slug)
+        if found.index_dedicated_from is None:
+            found.index_dedicated_from = next_day(datetime.now(UTC))
+        return f"tenant {found.slug}: dedicated indices from {found.index_dedicated_from}"
+
+    click.echo(run_in_db(settings, work))
+
+
 @tenant.command("list")
 @pass_settings
 def tenant_list(settings: Settings) -> None:

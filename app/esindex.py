@@ -1,16 +1,22 @@
 """Elasticsearch layout of the log index: names, template, documents, and tenant-scoped queries.
 
-Tenant isolation (docs/stream.md): every tenant has its own daily indices
-`{index_prefix}logs-{tenant_id}-{YYYY.MM.DD}`, all reachable through one alias per tenant,
-`{index_prefix}logs-{tenant_id}`, and every document also carries `tenant_id`. A search never
-names an index itself: `tenant_search()` builds the request (the tenant's alias *and* a
-`tenant_id` filter), so forgetting the tenant is not possible through this module.
+Tiered layout (docs/scaling.md, "Index layout"). Small tenants share daily indices, one family
+per retention class, `{index_prefix}shared-r{days}-{YYYY.MM.DD}`, their documents routed by
+tenant id. A promoted tenant (large: `laas tenant promote` or the hourly size check) has its
+own daily indices `{index_prefix}logs-{tenant_id}-{YYYY.MM.DD}` from its promotion day on,
+reached through its alias `{index_prefix}logs-{tenant_id}` (the layout every tenant had before;
+such indices keep being read and written until retention deletes them). Every document carries
+`tenant_id`. A search never names an index itself: `tenant_search()` builds the request (the
+tenant's alias and the shared indices, *and* a `tenant_id` filter), so forgetting the tenant is
+not possible through this module, and a query cannot widen it (the filter is ANDed).
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Container
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,6 +65,66 @@ def _day(days: int) -> str:
     return datetime.fromtimestamp(days * 86_400, UTC).strftime("%Y.%m.%d")
 
 
+def shared_base(settings: Settings) -> str:
+    """`{index_prefix}shared`: the base of the shared daily indices of small tenants."""
+    return f"{settings.index_prefix}shared"
+
+
+def shared_index(settings: Settings, retention_days: int, time_ns: int) -> str:
+    """`{prefix}shared-r{retention_days}-{YYYY.MM.DD}`: the shared index of one retention class
+    and UTC day (retention deletes it whole once the class's days are past)."""
+    return f"{shared_base(settings)}-r{int(retention_days)}-{_day(time_ns // DAY_NS)}"
+
+
+def shared_pattern(settings: Settings) -> str:
+    """Every shared log index (searches add the `tenant_id` filter)."""
+    return f"{shared_base(settings)}-*"
+
+
+@dataclass(frozen=True)
+class TenantIndexing:
+    """What decides where a tenant's events go: its retention class and, once promoted, the
+    UTC day number (days since the epoch) from which it has dedicated indices."""
+
+    retention_days: int
+    dedicated_from: int | None = None
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one event is written: the index, the routing (shared indices: the tenant id),
+    the alias a new index gets (dedicated indices: the tenant's), whether the index is shared."""
+
+    index: str
+    routing: str | None
+    alias: str | None
+    shared: bool
+
+
+def placement(settings: Settings, tenant_id: str | int, time_ns: int,
+              indexing: TenantIndexing | None, existing: Container[str],
+              base: str | None = None) -> Placement:
+    """The index of a tenant's event, deterministic per tenant and UTC day so that retries,
+    replays and late events of a day all land where that day's first copy went:
+
+    - a replay into a new index set (`base`): `{base}-{tenant}-{day}`, no alias (swapped later);
+    - a dedicated index of that tenant and day that already exists (a promoted tenant's, or one
+      of the per-tenant layout used before shared indices): that index;
+    - a promoted tenant, from its `dedicated_from` day on: its dedicated index, with its alias;
+    - otherwise the shared index of the tenant's retention class, routed by tenant id.
+    """
+    tenant = _tenant(tenant_id)
+    if base is not None and base != logs_base(settings):
+        return Placement(daily_index(settings, tenant, time_ns, base), None, None, False)
+    own = daily_index(settings, tenant, time_ns)
+    day = time_ns // DAY_NS
+    if own in existing or (indexing is not None and indexing.dedicated_from is not None
+                           and day >= indexing.dedicated_from):
+        return Placement(own, None, tenant_alias(settings, tenant), False)
+    days = indexing.retention_days if indexing is not None else settings.retention_default_days
+    return Placement(shared_index(settings, days, time_ns), tenant, None, True)
+
+
 def index_day(name: str) -> datetime | None:
     """The UTC day a daily index holds, from its name; None for other names."""
     m = re.search(r"-(\d{4}\.\d{2}\.\d{2})$", name)
@@ -68,8 +134,8 @@ def index_day(name: str) -> datetime | None:
 
 
 def all_logs_pattern(settings: Settings) -> str:
-    """Every live log index of every tenant (operators only: retention, metrics)."""
-    return f"{logs_base(settings)}-*"
+    """Every live log index of every tenant, both tiers (operators only: retention, metrics)."""
+    return f"{logs_base(settings)}-*,{shared_pattern(settings)}"
 
 
 def template_name(settings: Settings) -> str:
@@ -160,7 +226,8 @@ def _field_limits(settings: Settings) -> dict[str, Any]:
 def template_body(settings: Settings) -> dict[str, Any]:
     """The composable index template of every log index set under `index_prefix`."""
     return {
-        "index_patterns": [f"{settings.index_prefix}logs-*", f"{settings.index_prefix}replay-*"],
+        "index_patterns": [f"{settings.index_prefix}logs-*", f"{settings.index_prefix}replay-*",
+                           f"{shared_base(settings)}-*"],
         "priority": 200,
         "template": {"settings": index_settings(settings), "mappings": mappings(settings)},
         "_meta": {"owner": "laas", "doc": "docs/stream.md"},
@@ -204,6 +271,34 @@ async def ensure_index(es: AsyncElasticsearch, name: str, alias: str | None) -> 
     except BadRequestError as exc:
         if exc.error != "resource_already_exists_exception":
             raise
+
+
+async def ensure_shared_index(es: AsyncElasticsearch, settings: Settings, name: str) -> None:
+    """Create a shared daily index (`es_shared_shards` primaries; every document must carry a
+    routing, the tenant id) unless it exists already."""
+    try:
+        await es.indices.create(index=name,
+                                settings={"number_of_shards": settings.es_shared_shards},
+                                mappings={"_routing": {"required": True}})
+    except BadRequestError as exc:
+        if exc.error != "resource_already_exists_exception":
+            raise
+
+
+async def ensure_placement(es: AsyncElasticsearch, settings: Settings, where: Placement) -> None:
+    """Create the index of `where` (shared or dedicated) unless it exists already."""
+    if where.shared:
+        await ensure_shared_index(es, settings, where.index)
+    else:
+        await ensure_index(es, where.index, where.alias)
+
+
+async def dedicated_indices(es: AsyncElasticsearch, settings: Settings) -> set[str]:
+    """Names of the existing dedicated (per-tenant) daily log indices."""
+    found = await es.indices.get(index=f"{logs_base(settings)}-*", allow_no_indices=True,
+                                 ignore_unavailable=True, expand_wildcards="open,closed",
+                                 filter_path="*.settings.index.provided_name")
+    return {name for name in found.body if index_day(name) is not None}
 
 
 def document(event: LogEvent) -> dict[str, Any]:
@@ -266,6 +361,11 @@ def tenant_query(tenant_id: str | int, query: dict[str, Any] | None = None, *,
     return {"bool": bool_query}
 
 
+def tenant_indices(settings: Settings, tenant_id: str | int) -> str:
+    """The indices one tenant's documents can be in: its alias and the shared indices."""
+    return f"{tenant_alias(settings, tenant_id)},{shared_pattern(settings)}"
+
+
 def tenant_search(settings: Settings, tenant_id: str | int, query: dict[str, Any] | None = None,
                   *, since: int | str | datetime | None = None,
                   until: int | str | datetime | None = None, **extra: Any) -> dict[str, Any]:
@@ -273,14 +373,16 @@ def tenant_search(settings: Settings, tenant_id: str | int, query: dict[str, Any
 
     The search layer builds every log query with this: `es.search(**tenant_search(settings,
     principal.tenant_id, {"query_string": {...}}, since=..., size=50, sort=[...]))`. It targets
-    the tenant's alias (never a wildcard) with `ignore_unavailable` (a tenant without logs
-    yet has no alias), and filters on `tenant_id` as well. `extra` passes through (size, sort,
-    aggs, highlight, search_after ...) but may not replace `index` or `query`.
+    the tenant's alias (its dedicated indices; `ignore_unavailable`: a tenant without them has
+    none) and the shared indices, and filters on `tenant_id` (the only thing that separates
+    tenants in a shared index; it is ANDed with the query, which therefore cannot widen it).
+    `extra` passes through (size, sort, aggs, highlight, search_after ...) but may not replace
+    `index`, `query` or `routing`.
     """
-    if "index" in extra or "query" in extra:
+    if "index" in extra or "query" in extra or "routing" in extra:
         raise ValueError("tenant_search sets index and query itself")
     return {
-        "index": tenant_alias(settings, tenant_id),
+        "index": tenant_indices(settings, tenant_id),
         "query": tenant_query(tenant_id, query, since=since, until=until),
         "ignore_unavailable": True,
         "allow_no_indices": True,

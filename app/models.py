@@ -3,7 +3,7 @@ alert rules, webhooks and their delivery log."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -11,6 +11,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -95,6 +96,8 @@ class Tenant(Base):
     ingest_rate_limit: Mapped[float | None] = mapped_column(Float, nullable=True)
     # app.patterns.MaskingConfig.to_dict() of the tenant's template miner; None: every masker on
     pattern_masking: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # First UTC day of dedicated log indices (app/esindex.placement); None: shared indices
+    index_dedicated_from: Mapped[date | None] = mapped_column(Date, nullable=True)
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="tenant")
 

@@ -28,9 +28,11 @@ from elasticsearch import AsyncElasticsearch, NotFoundError
 from agents.normalize import KeyCheck, process, raw_message
 from agents.templates import TenantConfigs
 from app import esindex
+from app.db import create_engine
 from app.elastic import es_client
 from app.events import LogEvent
 from app.kafka_client import client_options
+from app.known_tenants import tenant_indexing
 from app.normalize import Limits
 from app.patterns import MinerConfig, TenantMiner
 from app.settings import Settings
@@ -129,8 +131,7 @@ class Replay:
         self.to_index = to_index
         self.es = es or es_client(settings)
         self.base = replay_base(settings, to_index) if to_index else None
-        self.sink = ElasticsearchSink(self.es, settings, base=self.base, alias=not to_index,
-                                      stage="replay")
+        self.sink = ElasticsearchSink(self.es, settings, base=self.base, stage="replay")
         self.keys = keys or KeyCheck(settings)
         self.topic = topic_name(settings, RAW)
         job = f"{self.tenant_id}-{to_index or 'live'}-{_ms(since)}-{_ms(until) if until else 'end'}"
@@ -159,6 +160,7 @@ class Replay:
         await consumer.start()
         try:
             await self.sink.setup()
+            self.sink.set_layout(await self._layout())
             templates = await ReplayTemplates.load(self.settings, self.tenant_id)
             metadata = await consumer._client.fetch_all_metadata()
             parts = metadata.partitions_for_topic(self.topic) or set()
@@ -229,8 +231,38 @@ class Replay:
                                           ignore_unavailable=True)
         return set(found.body)
 
+    async def _layout(self) -> dict[str, esindex.TenantIndexing]:
+        """The tenant's indexing (retention class, promotion day) from the user database: a
+        replay into the live set writes where the live stage does (same index, same `_id`)."""
+        engine = create_engine(self.settings)
+        try:
+            return await tenant_indexing(engine, self.settings.retention_default_days,
+                                         self.tenant_id)
+        finally:
+            await engine.dispose()
+
+    async def _drop_shared_copies(self, days: set[str]) -> int:
+        """Delete the tenant's documents of `days` (`YYYY.MM.DD`) from the shared indices: the
+        replayed set now holds them (searches read the alias and the shared indices, so a copy
+        left in both would be found twice). Search then bulk delete, routed by tenant."""
+        indices = ",".join(f"{esindex.shared_base(self.settings)}-*-{day}" for day in sorted(days))
+        query = esindex.tenant_query(self.tenant_id)
+        deleted = 0
+        while True:
+            found = await self.es.search(index=indices, query=query, size=1000, source=False,
+                                         routing=self.tenant_id, ignore_unavailable=True,
+                                         allow_no_indices=True)
+            hits = found["hits"]["hits"]
+            if not hits:
+                return deleted
+            await self.es.bulk(operations=[
+                {"delete": {"_index": h["_index"], "_id": h["_id"], "routing": self.tenant_id}}
+                for h in hits], refresh=True)
+            deleted += len(hits)
+
     async def swap_aliases(self, indices: set[str]) -> list[dict[str, dict[str, str]]]:
-        """Point the tenant alias at the replayed days' new indices, away from the live ones."""
+        """Point the tenant alias at the replayed days' new indices, away from the live ones
+        (dedicated ones from the alias; shared copies of those days deleted)."""
         alias = esindex.tenant_alias(self.settings, self.tenant_id)
         actions: list[dict[str, dict[str, str]]] = []
         live_base = esindex.logs_base(self.settings)
@@ -249,6 +281,10 @@ class Replay:
         if actions:
             await self.es.indices.update_aliases(actions=actions)
         log.info("alias %s swapped (%s): %s", alias, live_base, actions)
+        dropped = await self._drop_shared_copies({name.rsplit("-", 1)[1] for name in indices})
+        if dropped:
+            log.info("replay %s: %d documents of tenant %s left the shared indices",
+                     self.to_index, dropped, self.tenant_id)
         return actions
 
 

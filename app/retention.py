@@ -1,5 +1,7 @@
-"""Index retention: delete a tenant's daily indices older than its `retention_days`, and its
-pattern and source snapshot documents not seen within that time.
+"""Index retention: delete a tenant's daily indices older than its `retention_days`, the shared
+daily indices older than their retention class (`{prefix}shared-r{days}-{day}`: every tenant
+in them has that retention), and pattern and source snapshot documents not seen within that
+time. The same hourly run promotes shared-tier tenants that outgrew `es_dedicated_min_docs`.
 
 Kafka is the source of truth: `logs.raw` must keep at least the replay window (its topic
 `retention.ms`, see docs/stream.md); the indices are derived data and go when a tenant's
@@ -16,6 +18,7 @@ from typing import Any
 
 from elasticsearch import AsyncElasticsearch, NotFoundError
 
+from app.esindex import all_logs_pattern, shared_base
 from app.metrics import METRICS
 from app.settings import Settings
 
@@ -25,9 +28,10 @@ _DAILY = re.compile(r"(?P<base>.+)-(?P<tenant>[^-]+)-(?P<day>\d{4}\.\d{2}\.\d{2}
 
 
 def expired(names: Iterable[str], retention: Mapping[str, int], default_days: int,
-            now: datetime) -> list[str]:
+            now: datetime, shared_base: str | None = None) -> list[str]:
     """The daily indices (`…-{tenant}-{YYYY.MM.DD}`) whose whole day is older than their
-    tenant's retention (days; `default_days` for tenants not in `retention`)."""
+    tenant's retention (days; `default_days` for tenants not in `retention`); the shared ones
+    (`{shared_base}-r{days}-{YYYY.MM.DD}`) older than their class's days."""
     today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     out = []
     for name in names:
@@ -38,7 +42,13 @@ def expired(names: Iterable[str], retention: Mapping[str, int], default_days: in
             day = datetime.strptime(m.group("day"), "%Y.%m.%d").replace(tzinfo=UTC)
         except ValueError:
             continue
-        days = retention.get(m.group("tenant"), default_days)
+        if m.group("base") == shared_base:
+            klass = re.fullmatch(r"r(\d{1,5})", m.group("tenant"))
+            if not klass or int(klass.group(1)) < 1:
+                continue
+            days = int(klass.group(1))
+        else:
+            days = retention.get(m.group("tenant"), default_days)
         if day < today - timedelta(days=days - 1):
             out.append(name)
     return sorted(out)
@@ -64,14 +74,14 @@ async def apply_retention(es: AsyncElasticsearch, settings: Settings,
                           retention: Mapping[str, int], *, now: datetime | None = None,
                           dry_run: bool = False) -> list[str]:
     """Delete (unless `dry_run`) the expired log and replay indices; their names."""
-    patterns = f"{settings.index_prefix}logs-*,{settings.index_prefix}replay-*"
+    patterns = f"{all_logs_pattern(settings)},{settings.index_prefix}replay-*"
     try:
         found = await es.indices.get(index=patterns, expand_wildcards="open,closed",
                                      allow_no_indices=True, ignore_unavailable=True)
     except NotFoundError:
         return []
     doomed = expired(found.body.keys(), retention, settings.retention_default_days,
-                     now or datetime.now(UTC))
+                     now or datetime.now(UTC), shared_base(settings))
     if not dry_run:
         for chunk in (doomed[i:i + 50] for i in range(0, len(doomed), 50)):
             await es.indices.delete(index=",".join(chunk), ignore_unavailable=True)

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -56,49 +56,71 @@ class Retry(Exception):
 
 
 Idle = Callable[[], Awaitable[None]]
-_Item = tuple[LogEvent, str]  # an event and its index
+_Item = tuple[LogEvent, esindex.Placement]  # an event and where it goes
 
 
 class ElasticsearchSink:
-    """Bulk-index `LogEvent`s into their tenant's daily index, `_id` = `event.doc_id()`.
+    """Bulk-index `LogEvent`s, `_id` = `event.doc_id()`, where `esindex.placement` puts them:
+    the shared index of the tenant's retention class (routed by tenant) or, for a promoted
+    tenant, its dedicated daily index.
 
-    `base` picks the index set: the live `{prefix}logs` (default) or e.g. a replay set; `alias`
-    False skips adding new indices to the tenant alias (replay into a new set adds them at the
-    swap).
+    `base` picks the index set: the live one (default) or a replay set
+    (`{base}-{tenant}-{day}`, no alias: a replay into a new set adds them at the swap).
+    `layout` is the tenants' indexing (retention class, promotion day), kept current by the
+    caller (the index stage's `KnownTenants`); a tenant missing from it is placed in the shared
+    family of `retention_default_days`.
     """
 
     def __init__(self, es: AsyncElasticsearch, settings: Settings, *, base: str | None = None,
-                 alias: bool = True, stage: str = "index") -> None:
+                 stage: str = "index") -> None:
         self.es = es
         self.settings = settings
         self.base = base or esindex.logs_base(settings)
-        self.alias = alias
         self.stage = stage
+        self.layout: Mapping[str, esindex.TenantIndexing] = {}
         self._known: set[str] = set()
-        self._names: dict[tuple[str, int], str] = {}
+        self._dedicated: set[str] = set()
+        self._places: dict[tuple[str, int], esindex.Placement] = {}
         self.stopping = False
 
     async def setup(self, idle: Idle | None = None) -> None:
-        """Install the index template, retrying until Elasticsearch answers."""
+        """Install the index template and read which dedicated indices exist (their days keep
+        going there), retrying until Elasticsearch answers."""
         await self._retrying(lambda: esindex.ensure_template(self.es, self.settings), idle,
                              "put index template")
+        self._dedicated = await self._retrying(
+            lambda: esindex.dedicated_indices(self.es, self.settings), idle,
+            "list dedicated indices")
+        self._known |= self._dedicated
+        self._places.clear()
+
+    def set_layout(self, layout: Mapping[str, esindex.TenantIndexing]) -> None:
+        """Use the tenants' indexing `layout` from now on (placements cached until it changes)."""
+        if layout is not self.layout:
+            self.layout = layout
+            self._places.clear()
+
+    def place(self, event: LogEvent) -> esindex.Placement:
+        """Where the event goes (cached per tenant and day)."""
+        key = (event.tenant_id, event.time // esindex.DAY_NS)
+        where = self._places.get(key)
+        if where is None:
+            if len(self._places) >= 65536:
+                self._places.clear()
+            where = self._places[key] = esindex.placement(
+                self.settings, event.tenant_id, event.time, self.layout.get(event.tenant_id),
+                self._dedicated, self.base)
+        return where
 
     def index_of(self, event: LogEvent) -> str:
-        """The event's daily index (names cached per tenant and day)."""
-        key = (event.tenant_id, event.time // esindex.DAY_NS)
-        name = self._names.get(key)
-        if name is None:
-            if len(self._names) >= 4096:
-                self._names.clear()
-            name = self._names[key] = esindex.daily_index(self.settings, event.tenant_id,
-                                                          event.time, self.base)
-        return name
+        """The event's index."""
+        return self.place(event).index
 
     async def write(self, events: Sequence[LogEvent], idle: Idle | None = None) -> list[Rejection]:
         """Index `events` in bulk requests of at most `es_batch_size`, `es_bulk_concurrency`
         of them in flight, the next requests' bodies built while one is in Elasticsearch;
         returns the permanently rejected ones. Retries everything else."""
-        items = [(event, self.index_of(event)) for event in events]
+        items = [(event, self.place(event)) for event in events]
         size = self.settings.es_batch_size
         chunks = [items[start:start + size] for start in range(0, len(items), size)]
         if len(chunks) <= 1:
@@ -167,8 +189,11 @@ class ElasticsearchSink:
         """The NDJSON bulk request of `items` (by orjson: the client's json module cost more
         than Elasticsearch)."""
         body = bytearray()
-        for event, index in items:
-            body += orjson.dumps({"index": {"_index": index, "_id": event.doc_id()}})
+        for event, where in items:
+            action: dict[str, Any] = {"_index": where.index, "_id": event.doc_id()}
+            if where.routing is not None:
+                action["routing"] = where.routing
+            body += orjson.dumps({"index": action})
             body += b"\n"
             body += orjson.dumps(esindex.document(event))
             body += b"\n"
@@ -189,13 +214,14 @@ class ElasticsearchSink:
         return dict(response.body)
 
     async def _ensure_indices(self, items: list[_Item], idle: Idle | None) -> None:
-        for event, name in items:
-            if name in self._known:
+        for _, where in items:
+            if where.index in self._known:
                 continue
-            alias = esindex.tenant_alias(self.settings, event.tenant_id) if self.alias else None
-            await self._retrying(partial(esindex.ensure_index, self.es, name, alias),
-                                 idle, f"create index {name}")
-            self._known.add(name)
+            await self._retrying(partial(esindex.ensure_placement, self.es, self.settings, where),
+                                 idle, f"create index {where.index}")
+            self._known.add(where.index)
+            if not where.shared and where.alias is not None:
+                self._dedicated.add(where.index)
 
     async def _retrying(self, call: Callable[[], Awaitable[Any]], idle: Idle | None,
                         what: str) -> Any:

@@ -1,7 +1,8 @@
 """Fixtures for search and tail tests: two tenants (auth World) and their events in Elasticsearch.
 
 Events are written with the same layout functions the index stage uses (`app.esindex`), under a
-fresh index prefix per test.
+fresh index prefix per test, on either tier of the layout (`tier`: the tenants in the shared
+indices or in dedicated ones).
 """
 
 from __future__ import annotations
@@ -60,15 +61,34 @@ def event(
     )
 
 
+TIERS = ("shared", "dedicated")
+
+
+def tier_indexing(tier: str, retention_days: int = 7) -> esindex.TenantIndexing:
+    """A tenant's indexing on `tier`: shared, or dedicated since the epoch."""
+    return esindex.TenantIndexing(retention_days, 0 if tier == "dedicated" else None)
+
+
+@pytest.fixture
+def tier() -> str:
+    """The index tier of a test's tenants: `shared`; a module runs its tests on both with
+    `pytestmark = pytest.mark.parametrize("tier", TIERS)`."""
+    return "shared"
+
+
 async def index_events(
-    es: AsyncElasticsearch, settings: Settings, events: Iterable[LogEvent]
+    es: AsyncElasticsearch, settings: Settings, events: Iterable[LogEvent], tier: str = "shared"
 ) -> None:
+    """Index `events` where the index stage would put them for tenants on `tier`."""
     await esindex.ensure_template(es, settings)
     actions = []
     for ev in events:
-        name = esindex.daily_index(settings, ev.tenant_id, ev.time)
-        await esindex.ensure_index(es, name, esindex.tenant_alias(settings, ev.tenant_id))
-        actions.append({"_index": name, "_id": ev.doc_id(), "_source": esindex.document(ev)})
+        where = esindex.placement(settings, ev.tenant_id, ev.time, tier_indexing(tier), ())
+        await esindex.ensure_placement(es, settings, where)
+        action = {"_index": where.index, "_id": ev.doc_id(), "_source": esindex.document(ev)}
+        if where.routing is not None:
+            action["_routing"] = where.routing
+        actions.append(action)
     await async_bulk(es, actions, refresh="wait_for")
 
 
@@ -79,14 +99,19 @@ class SearchWorld:
     client: httpx.AsyncClient
     settings: Settings
     es: AsyncElasticsearch
+    tier: str = "shared"
 
     def headers(self, who: str) -> dict[str, str]:
         return self.world.headers(who)
 
+    async def index(self, events: Iterable[LogEvent]) -> None:
+        """Index `events` on this world's tier."""
+        await index_events(self.es, self.settings, events, self.tier)
+
 
 @pytest.fixture
 async def search_world(
-    tmp_path: Path, unique: str, es: AsyncElasticsearch, es_url: str
+    tmp_path: Path, unique: str, es: AsyncElasticsearch, es_url: str, tier: str
 ) -> AsyncIterator[SearchWorld]:
     settings = make_settings(
         f"sqlite+aiosqlite:///{tmp_path / 'users.db'}",
@@ -96,5 +121,5 @@ async def search_world(
     async with running_app(settings) as app:
         world = await build_world(app)
         async with client_for(app) as client:
-            yield SearchWorld(world, app, client, settings, es)
+            yield SearchWorld(world, app, client, settings, es, tier)
     await es.indices.delete(index=f"{unique}-*", allow_no_indices=True)

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from elasticsearch import AsyncElasticsearch
 
+from app import esindex
 from app.kafka_client import client_options
 from app.migrations import upgrade_database_async
 from app.settings import Settings, load_settings
@@ -298,6 +299,19 @@ async def read_topic(settings: Settings, name: str, count: int, timeout: float =
     if len(got) < count:
         pytest.fail(f"only {len(got)} of {count} records on {name} within {timeout}s")
     return got
+
+
+async def tenant_count(es: AsyncElasticsearch, settings: Settings, tenant_id: str) -> int:
+    """Documents of one tenant, on whichever tier it is (-1 while Elasticsearch is away)."""
+    request = esindex.tenant_search(settings, tenant_id)
+    try:
+        await es.indices.refresh(index=request["index"], ignore_unavailable=True,
+                                 allow_no_indices=True)
+        response = await es.count(index=request["index"], query=request["query"],
+                                  ignore_unavailable=True, allow_no_indices=True)
+    except Exception:  # noqa: BLE001 - ES restarting in the outage test
+        return -1
+    return int(response["count"])
 
 
 async def es_count(es: AsyncElasticsearch, index: str) -> int:

@@ -13,7 +13,7 @@ from agents.templates import TenantConfigs
 from app import esindex
 from tests.auth_fixtures import build_world, client_for, make_settings, running_app
 from tests.stream_fixtures import *  # noqa: F403
-from tests.stream_fixtures import StreamEnv, es_count, produce_raw
+from tests.stream_fixtures import StreamEnv, produce_raw, tenant_count
 
 
 def _records(tenant: str, lines: list[str]) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
@@ -34,7 +34,6 @@ async def test_template_ids_stable_and_patterns_api(
     async with running_app(web_settings) as app:
         world = await build_world(app)
         acme = str(world.tenant_ids["acme"])
-        alias = esindex.tenant_alias(stream.settings, acme)
         first = ["Connection from 10.0.0.1 closed after 12 ms",
                  "session opened for alice from console",
                  "Connection from 10.0.0.7 closed after 950 ms",
@@ -43,7 +42,7 @@ async def test_template_ids_stable_and_patterns_api(
         await produce_raw(stream.settings, _records(acme, first))
         extra = {"LAAS_DATABASE_URL": db, "LAAS_PATTERNS_SNAPSHOT_INTERVAL": "0.5"}
         stream.worker("w1", **extra)
-        await stream.wait(lambda: _count_is(es, alias, 5), 90, "5 documents indexed")
+        await stream.wait(lambda: _count_is(es, stream, acme, 5), 90, "5 documents indexed")
         ids = await _templates(es, stream, acme)
         conn = ids["Connection from 10.0.0.1 closed after 12 ms"]
         user = ids["session opened for alice from console"]
@@ -58,7 +57,7 @@ async def test_template_ids_stable_and_patterns_api(
                   "Connection from 10.9.9.9 closed after 7 ms",
                   "disk quota exceeded for volume 7"]
         await produce_raw(stream.settings, _records(acme, second))
-        await stream.wait(lambda: _count_is(es, alias, 8), 120, "8 documents indexed")
+        await stream.wait(lambda: _count_is(es, stream, acme, 8), 120, "8 documents indexed")
         ids = await _templates(es, stream, acme)
         assert ids["session opened for carol from console"] == user
         assert ids["Connection from 10.9.9.9 closed after 7 ms"] == conn
@@ -93,8 +92,8 @@ async def test_template_ids_stable_and_patterns_api(
             assert other["patterns"] == []
 
 
-async def _count_is(es: AsyncElasticsearch, index: str, count: int) -> bool:
-    return await es_count(es, index) >= count
+async def _count_is(es: AsyncElasticsearch, stream: StreamEnv, tenant: str, count: int) -> bool:
+    return await tenant_count(es, stream.settings, tenant) >= count
 
 
 async def test_tenant_masking_setting_reaches_the_worker(tmp_path: Path) -> None:

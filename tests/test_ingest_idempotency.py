@@ -379,9 +379,10 @@ async def test_batches_sent_twice_are_indexed_once(
                       "normalize to read every raw record")
     await stream.wait(lambda: _caught_up(stream, index_group(stream.settings), EVENTS), 120,
                       "the index stage to catch up")
-    alias = esindex.tenant_alias(stream.settings, "1")
-    await es.indices.refresh(index=alias)
-    docs = [hit async for hit in async_scan(es, index=alias, query={"query": {"match_all": {}}})]
+    request = esindex.tenant_search(stream.settings, "1")
+    await es.indices.refresh(index=request["index"], ignore_unavailable=True)
+    docs = [hit async for hit in async_scan(es, index=request["index"], ignore_unavailable=True,
+                                            query={"query": request["query"]})]
     messages = sorted(d["_source"]["message"] for d in docs)
     assert messages == sorted([f"grpc {i}" for i in range(20)] + [f"http {i}" for i in range(15)])
     ids = {d["_id"] for d in docs}

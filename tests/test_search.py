@@ -11,7 +11,10 @@ from app.query import parse
 from app.query.match import compile_predicate
 from tests.auth_fixtures import *  # noqa: F403
 from tests.search_fixtures import *  # noqa: F403
-from tests.search_fixtures import LEVELS, SearchWorld, event, index_events
+from tests.search_fixtures import LEVELS, TIERS, SearchWorld, event
+
+# Every test on both tiers of the index layout: the tenants in shared or in dedicated indices.
+pytestmark = pytest.mark.parametrize("tier", TIERS)
 
 MESSAGES = [
     "Connection from 10.0.0.{i} closed after {i} ms",
@@ -77,7 +80,7 @@ async def test_every_field_kind_and_syntax(search_world: SearchWorld) -> None:
     """Each query finds exactly what the Python evaluation of the same query (the tail) finds."""
     sw = search_world
     events = acme_events(sw)
-    await index_events(sw.es, sw.settings, events)
+    await sw.index(events)
     docs = {ev.doc_id(): ev for ev in events}
     for q in QUERIES:
         predicate = compile_predicate(parse(q))
@@ -96,7 +99,7 @@ async def test_every_field_kind_and_syntax(search_world: SearchWorld) -> None:
 
 async def test_highlight_and_order(search_world: SearchWorld) -> None:
     sw = search_world
-    await index_events(sw.es, sw.settings, acme_events(sw, 12))
+    await sw.index(acme_events(sw, 12))
     newest = await hits(sw, "quota")
     assert [h["time"] for h in newest] == sorted((h["time"] for h in newest), reverse=True)
     assert all("<mark>quota</mark>" in h["highlight"]["message"][0] for h in newest)
@@ -108,7 +111,7 @@ async def test_cursor_pages_cover_every_hit_once_while_events_arrive(
     search_world: SearchWorld,
 ) -> None:
     sw = search_world
-    await index_events(sw.es, sw.settings, acme_events(sw, 45))
+    await sw.index(acme_events(sw, 45))
     expected = {h["id"] for h in await hits(sw, "")}
     assert len(expected) == 45
     seen: list[str] = []
@@ -121,10 +124,8 @@ async def test_cursor_pages_cover_every_hit_once_while_events_arrive(
         seen += [h["id"] for h in body["hits"]]
         assert body["total"] == {"value": 45, "relation": "eq"}
         if page == 0:  # new events arrive after the first page
-            await index_events(
-                sw.es,
-                sw.settings,
-                [event(sw.world, "acme", 1000 + i, message="late arrival") for i in range(5)],
+            await sw.index(
+                [event(sw.world, "acme", 1000 + i, message="late arrival") for i in range(5)]
             )
         cursor = body["next_cursor"]
         if cursor is None:
@@ -135,7 +136,7 @@ async def test_cursor_pages_cover_every_hit_once_while_events_arrive(
 
 async def test_histogram_sums_to_the_total(search_world: SearchWorld) -> None:
     sw = search_world
-    await index_events(sw.es, sw.settings, acme_events(sw))
+    await sw.index(acme_events(sw))
     for q in ("", "level:>=warn", "service:api"):
         response = await get(sw, "/api/v1/histogram", q=q, since="1h")
         assert response.status_code == 200, response.text
@@ -153,7 +154,7 @@ async def test_context_returns_neighbours_from_the_same_source(search_world: Sea
         event(sw.world, "acme", i, message=f"line {i}", service="api" if i % 2 else "web")
         for i in range(30)
     ]
-    await index_events(sw.es, sw.settings, events)
+    await sw.index(events)
     anchor = events[15]  # service api: odd offsets
     response = await get(sw, f"/api/v1/logs/{anchor.doc_id()}/context", before=3, after=2)
     assert response.status_code == 200, response.text
@@ -167,7 +168,7 @@ async def test_context_returns_neighbours_from_the_same_source(search_world: Sea
 
 async def test_fields_lists_top_values(search_world: SearchWorld) -> None:
     sw = search_world
-    await index_events(sw.es, sw.settings, acme_events(sw))
+    await sw.index(acme_events(sw))
     response = await get(sw, "/api/v1/fields", since="1h")
     assert response.status_code == 200, response.text
     fields = {
@@ -204,7 +205,7 @@ async def test_bad_requests_say_what_is_wrong(
 
 async def test_post_body_works_like_get(search_world: SearchWorld) -> None:
     sw = search_world
-    await index_events(sw.es, sw.settings, acme_events(sw, 8))
+    await sw.index(acme_events(sw, 8))
     response = await sw.client.post(
         "/api/v1/search", json={"q": "service:api", "since": "1h"}, headers=sw.headers("viewer")
     )
@@ -217,27 +218,61 @@ async def test_post_body_works_like_get(search_world: SearchWorld) -> None:
 async def test_tenants_cannot_see_each_other(search_world: SearchWorld) -> None:
     sw = search_world
     events = acme_events(sw, 10)
-    await index_events(sw.es, sw.settings, events)
-    await index_events(sw.es, sw.settings, [event(sw.world, "beta", 500, message="beta only line")])
+    await sw.index(events)
+    await sw.index([event(sw.world, "beta", 500, message="beta only line")])
     acme_id = str(sw.world.tenant_ids["acme"])
-    for q in (
+    # Crafted queries: tenant fields, index names, wildcards, negations. Each is refused (400,
+    # an unknown field) or answers beta's own line only, whatever the tier.
+    crafted = (
         "",
+        "*",
         "quota",
+        "bob",
         "tenant:acme",
-        f"tenant_id:{acme_id}".replace("tenant_id", "tenant"),
+        "tenant:*",
+        "tenant:ac*",
+        "NOT tenant:beta",
+        "tenant:acme OR tenant:beta OR *",
+        f"tenant:{acme_id}",
+        f"tenant_id:{acme_id}",
+        "tenant_id:*",
+        f"_index:{sw.settings.index_prefix}*",
+        f"_index:{sw.settings.index_prefix}logs-{acme_id}",
+        "_routing:" + acme_id,
+        "_id:*",
+        "_exists_:tenant",
+        "_exists_:attributes.user",
+        "attributes.user:bob",
         "service:api",
-    ):
-        found = await hits(sw, q, who="b_key_admin")
-        assert all(h["message"] == "beta only line" for h in found), q
+        "-service:nothing",
+    )
+    for q in crafted:
+        response = await get(sw, "/api/v1/search", "b_key_admin", q=q, since="1h", limit=1000)
+        assert response.status_code in (200, 400), (q, response.text)
+        if response.status_code == 200:
+            assert all(h["message"] == "beta only line" for h in response.json()["hits"]), q
+        histogram = await get(sw, "/api/v1/histogram", "b_admin", q=q, since="1h")
+        assert histogram.status_code == response.status_code, (q, histogram.text)
+        if histogram.status_code == 200:
+            assert histogram.json()["total"] <= 1, q
+        patterns = await get(sw, "/api/v1/patterns", "b_admin", q=q, since="1h")
+        assert patterns.status_code == response.status_code, (q, patterns.text)
+        assert not {p["template_id"] for p in patterns.json().get("patterns", [])} & {
+            f"tpl{i}" for i in range(4)}, q
     assert len(await hits(sw, "", who="b_key_admin")) == 1
     histogram = (await get(sw, "/api/v1/histogram", "b_admin", q="", since="1h")).json()
     assert histogram["total"] == 1
-    context = await get(sw, f"/api/v1/logs/{events[0].doc_id()}/context", "b_key_admin")
-    assert context.status_code == 404
+    for ev in events:
+        context = await get(sw, f"/api/v1/logs/{ev.doc_id()}/context", "b_key_admin")
+        assert context.status_code == 404
     fields = (await get(sw, "/api/v1/fields", "b_admin", since="1h")).json()
     values = {v["value"] for f in fields["fields"] for v in f["values"]}
     assert "bob" not in values and "acme" not in values
     assert len(await hits(sw, "")) == 10  # acme sees only its own
+    own = await get(sw, f"/api/v1/logs/{events[0].doc_id()}/context", "key_read")
+    assert own.status_code == 200, own.text  # the same requests work for the owner
+    mine = (await get(sw, "/api/v1/patterns", "admin", since="1h")).json()["patterns"]
+    assert {p["template_id"] for p in mine} == {f"tpl{i}" for i in range(4)}
 
 
 async def test_ingest_key_and_anonymous_cannot_search(search_world: SearchWorld) -> None:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from elasticsearch import AsyncElasticsearch
+from elasticsearch import AsyncElasticsearch, BadRequestError
 
 from agents.stats import ensure_sources_index
 from app import esindex
@@ -20,6 +20,7 @@ from app.retention import apply_retention, expired, prune_snapshots
 from app.settings import Settings, load_settings
 from app.sink import ElasticsearchSink
 from app.stats import fold, fold_all
+from tests.search_fixtures import TIERS, tier_indexing
 
 
 def event(tenant: str, offset: int, *, time_ns: int | None = None, **changes: Any) -> LogEvent:
@@ -39,10 +40,12 @@ async def layout(es: AsyncElasticsearch, unique: str) -> AsyncIterator[Settings]
     await es.options(ignore_status=404).indices.delete_index_template(name=f"{unique}-logs")
 
 
+@pytest.mark.parametrize("tier", TIERS)
 async def test_sink_indexes_idempotently_and_returns_rejections(
-        es: AsyncElasticsearch, layout: Settings) -> None:
+        es: AsyncElasticsearch, layout: Settings, tier: str) -> None:
     sink = ElasticsearchSink(es, layout.model_copy(update={"es_batch_size": 4,
                                                            "es_bulk_concurrency": 2}))
+    sink.set_layout({"1": tier_indexing(tier), "2": tier_indexing(tier)})
     sizes: list[int] = []
     flying = [0, 0]  # now, most at once
     bulk = sink._bulk
@@ -71,12 +74,24 @@ async def test_sink_indexes_idempotently_and_returns_rejections(
     await es.indices.refresh(index=f"{layout.index_prefix}*")
     one = await es.count(**_count(esindex.tenant_search(layout, "1")))
     assert one["count"] == 5
-    names = await es.indices.get_alias(name=esindex.tenant_alias(layout, "1"))
-    assert f"{layout.index_prefix}logs-1-2026.11.20" in names.body
-    assert all(name.startswith(f"{layout.index_prefix}logs-1-") for name in names.body)
-    doc = await es.get(index=f"{layout.index_prefix}logs-1-2026.11.20", id="x.logs.raw/0/3")
+    alias = esindex.tenant_alias(layout, "1")
+    if tier == "dedicated":
+        name = f"{layout.index_prefix}logs-1-2026.11.20"
+        names = await es.indices.get_alias(name=alias)
+        assert name in names.body
+        assert all(n.startswith(f"{layout.index_prefix}logs-1-") for n in names.body)
+        doc = await es.get(index=name, id="x.logs.raw/0/3")
+        assert await _names(es, f"{layout.index_prefix}shared-*") == set()
+    else:  # one shared index of the retention class, routed by tenant, no per-tenant index
+        name = f"{layout.index_prefix}shared-r7-2026.11.20"
+        assert not await es.indices.exists_alias(name=alias)
+        assert await _names(es, f"{layout.index_prefix}logs-*") == set()
+        doc = await es.get(index=name, id="x.logs.raw/0/3", routing="1")
+        assert doc["_routing"] == "1"
+        with pytest.raises(BadRequestError):  # a document without routing is refused
+            await es.index(index=name, id="unrouted", document=esindex.document(good[0]))
     assert doc["_source"]["@timestamp"] == "2026-11-20T08:00:00.000000003Z"
-    mapping = await es.indices.get_mapping(index=f"{layout.index_prefix}logs-1-2026.11.20")
+    mapping = await es.indices.get_mapping(index=name)
     props = next(iter(mapping.body.values()))["mappings"]["properties"]
     assert props["attributes"]["type"] == "flattened"
     assert props["@timestamp"]["type"] == "date_nanos"
@@ -90,6 +105,30 @@ async def test_sink_indexes_idempotently_and_returns_rejections(
     assert ranged["count"] == 2
     nobody = await es.search(**esindex.tenant_search(layout, "3"))  # no alias yet: empty
     assert nobody["hits"]["total"]["value"] == 0
+    two = await es.search(**esindex.tenant_search(layout, "2"))
+    assert [h["_id"] for h in two["hits"]["hits"]] == ["x.logs.raw/0/9"]
+
+
+def test_placement_is_fixed_per_tenant_and_day() -> None:
+    settings = load_settings(index_prefix="p-")
+    day = 20_000 * esindex.DAY_NS  # 2024.10.04
+    small = esindex.TenantIndexing(7)
+    assert esindex.placement(settings, "5", day, small, ()) == esindex.Placement(
+        "p-shared-r7-2024.10.04", "5", None, True)
+    assert esindex.placement(settings, "5", day, None, ()).index == "p-shared-r30-2024.10.04"
+    promoted = esindex.TenantIndexing(7, dedicated_from=20_000)
+    assert esindex.placement(settings, "5", day - 1, promoted, ()).shared  # the day before
+    assert esindex.placement(settings, "5", day, promoted, ()) == esindex.Placement(
+        "p-logs-5-2024.10.04", None, "p-logs-5", False)
+    # a day that already has a dedicated index (the per-tenant layout of before) stays there
+    assert esindex.placement(settings, "5", day, small, {"p-logs-5-2024.10.04"}).index == \
+        "p-logs-5-2024.10.04"
+    replay = esindex.placement(settings, "5", day, small, (), base="p-replay-x")
+    assert replay == esindex.Placement("p-replay-x-5-2024.10.04", None, None, False)
+
+
+async def _names(es: AsyncElasticsearch, pattern: str) -> set[str]:
+    return set((await es.indices.get(index=pattern, allow_no_indices=True)).body)
 
 
 def _count(request: dict) -> dict:
@@ -100,10 +139,12 @@ def _count(request: dict) -> dict:
 def test_tenant_query_always_filters() -> None:
     settings = load_settings()
     request = esindex.tenant_search(settings, 5, {"match_all": {}}, size=3)
-    assert request["index"] == "laas-logs-5" and request["size"] == 3
+    assert request["index"] == "laas-logs-5,laas-shared-*" and request["size"] == 3
     assert {"term": {"tenant_id": "5"}} in request["query"]["bool"]["filter"]
     with pytest.raises(ValueError):
         esindex.tenant_search(settings, 5, index="laas-logs-*")
+    with pytest.raises(ValueError):
+        esindex.tenant_search(settings, 5, routing="6")
     with pytest.raises(esindex.InvalidTenant):
         esindex.tenant_alias(settings, "5,laas-logs-*")
 
@@ -112,20 +153,32 @@ def test_retention_selects_whole_days_past_each_tenants_limit() -> None:
     now = datetime(2026, 11, 27, 15, tzinfo=UTC)
     names = ["p-logs-1-2026.11.27", "p-logs-1-2026.11.21", "p-logs-1-2026.11.20",
              "p-logs-2-2026.11.26", "p-logs-2-2026.11.25", "p-replay-1-2026.11.01",
-             "p-sources", "p-logs-3-2026.01.01"]
-    assert expired(names, {"1": 7, "2": 2}, 365, now) == [
-        "p-logs-1-2026.11.20", "p-logs-2-2026.11.25", "p-replay-1-2026.11.01"]
+             "p-sources", "p-logs-3-2026.01.01", "p-shared-r7-2026.11.21",
+             "p-shared-r7-2026.11.20", "p-shared-r2-2026.11.25", "p-shared-r30-2026.11.01",
+             "p-shared-rx-2026.01.01"]
+    assert expired(names, {"1": 7, "2": 2}, 365, now, "p-shared") == [
+        "p-logs-1-2026.11.20", "p-logs-2-2026.11.25", "p-replay-1-2026.11.01",
+        "p-shared-r2-2026.11.25", "p-shared-r7-2026.11.20"]
 
 
-async def test_retention_deletes_real_indices(es: AsyncElasticsearch, layout: Settings) -> None:
+@pytest.mark.parametrize("tier", TIERS)
+async def test_retention_deletes_real_indices(es: AsyncElasticsearch, layout: Settings,
+                                              tier: str) -> None:
     sink = ElasticsearchSink(es, layout)
+    sink.set_layout({"1": tier_indexing(tier, 30), "2": tier_indexing(tier, 3650)})
     await sink.setup()
     old = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp()) * 10**9
     await sink.write([event("1", 1, time_ns=old), event("1", 2), event("2", 3, time_ns=old)])
     deleted = await apply_retention(es, layout, {"1": 30, "2": 3650})
-    assert deleted == [f"{layout.index_prefix}logs-1-2026.01.01"]
-    left = await es.indices.get(index=f"{layout.index_prefix}logs-*")
+    family = "logs-1" if tier == "dedicated" else "shared-r30"
+    assert deleted == [f"{layout.index_prefix}{family}-2026.01.01"]
+    left = await es.indices.get(index=esindex.all_logs_pattern(layout))
     assert len(left.body) == 2
+    await es.indices.refresh(index=f"{layout.index_prefix}*")
+    one = await es.search(**esindex.tenant_search(layout, "1"))
+    assert [h["_id"] for h in one["hits"]["hits"]] == ["x.logs.raw/0/2"]
+    two = await es.search(**esindex.tenant_search(layout, "2"))
+    assert [h["_id"] for h in two["hits"]["hits"]] == ["x.logs.raw/0/3"]
 
 
 async def test_retention_prunes_stale_pattern_and_source_documents(

@@ -15,11 +15,10 @@ import httpx
 import pytest
 from elasticsearch import AsyncElasticsearch
 
-from app import esindex
 from app.settings import Settings, load_settings
 from deploy.elastic import Elasticsearch
 from tests.stream_fixtures import *  # noqa: F403
-from tests.stream_fixtures import StreamEnv, es_count
+from tests.stream_fixtures import StreamEnv, tenant_count
 from tests.test_stream_faults import produce_steadily
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,13 +73,12 @@ async def outage_stream(kafka_servers: str, dedicated_es: Elasticsearch, unique:
 async def test_elasticsearch_outage_loses_nothing(
         outage_stream: tuple[StreamEnv, AsyncElasticsearch], dedicated_es: Elasticsearch) -> None:
     stream, es = outage_stream
-    alias = esindex.tenant_alias(stream.settings, "7")
     worker = stream.worker()
     before = 300
     producing = asyncio.create_task(produce_steadily(stream, before, chunk=50))
 
     async def indexed(n: int) -> int | None:
-        count = await es_count(es, alias)
+        count = await tenant_count(es, stream.settings, "7")
         return count if count >= n else None
 
     async def sink_retried() -> bool:
@@ -102,7 +100,7 @@ async def test_elasticsearch_outage_loses_nothing(
         await asyncio.to_thread(_wait, dedicated_es.ready, 180, "Elasticsearch restarted")
         await stream.wait(lambda: indexed(TOTAL), 180, f"{TOTAL} documents after the outage")
         await asyncio.sleep(2)
-        assert await es_count(es, alias) == TOTAL
+        assert await tenant_count(es, stream.settings, "7") == TOTAL
         assert worker.proc is not None and worker.proc.poll() is None
     finally:
         producing.cancel()

@@ -16,7 +16,14 @@ from app.stamp import Stamps
 from app.topics import DEADLETTER, EVENTS
 from protos.laas.v1 import AnyValue, LogRecord, Resource
 from tests.stream_fixtures import *  # noqa: F403
-from tests.stream_fixtures import StreamEnv, es_count, gateway_headers, produce_raw, read_topic
+from tests.stream_fixtures import (
+    StreamEnv,
+    es_count,
+    gateway_headers,
+    produce_raw,
+    read_topic,
+    tenant_count,
+)
 
 
 async def test_raw_records_become_documents_and_dead_letters(
@@ -64,14 +71,20 @@ async def test_raw_records_become_documents_and_dead_letters(
     await produce_raw(stream.settings, [(b"99/x/", stray.to_json(), [])],
                       topic=stream.topic(EVENTS))
     worker = stream.worker()
-    alias = esindex.tenant_alias(stream.settings, "7")
-    await stream.wait(lambda: _at_least(es, alias, 3), 90, "3 documents indexed")
+    async def indexed() -> int | None:
+        count = await tenant_count(es, stream.settings, "7")
+        return count if count >= 3 else None
+
+    await stream.wait(indexed, 90, "3 documents indexed")
     dead = [DeadLetter.from_json(r.value) for r in await read_topic(stream.settings, DEADLETTER, 9)]
     by_stage = {d.reason: d for d in dead if d.stage == "index"}
     assert set(by_stage) == {"index_rejected", "undecodable_event", "unsigned_event",
                              "unknown_tenant"}
     assert LogEvent.from_json(by_stage["unknown_tenant"].value) == stray
     assert not await es.indices.exists_alias(name=esindex.tenant_alias(stream.settings, "99"))
+    assert await tenant_count(es, stream.settings, "99") == 0
+    names = (await es.indices.get(index=f"{stream.settings.index_prefix}*")).body
+    assert not [n for n in names if "-99-" in n], names  # no index made for it
     assert LogEvent.from_json(by_stage["unsigned_event"].value) == forged
     rejected = by_stage["index_rejected"]
     assert "HTTP 400" in rejected.detail and "severity_number" in rejected.detail

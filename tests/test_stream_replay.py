@@ -13,18 +13,23 @@ from elasticsearch import AsyncElasticsearch
 from app import esindex
 from app.kafka_client import client_options
 from app.replay import Replay
+from bench.tenants import promote_tenants
+from tests.search_fixtures import TIERS
 from tests.stream_fixtures import *  # noqa: F403
-from tests.stream_fixtures import StreamEnv, es_count, produce_raw
+from tests.stream_fixtures import StreamEnv, es_count, produce_raw, tenant_count
+
+# Both tiers of the index layout: tenant 7 in the shared indices, or promoted (dedicated).
+pytestmark = pytest.mark.parametrize("tier", TIERS)
 
 
 async def _docs(es: AsyncElasticsearch, request: dict) -> dict[str, dict]:
-    await es.indices.refresh(index=request["index"])
+    await es.indices.refresh(index=request["index"], ignore_unavailable=True)
     found = await es.search(**request, size=1000)
     return {h["_id"]: h["_source"] for h in found["hits"]["hits"]}
 
 
 async def test_replay_into_new_index_matches_the_original(
-        stream: StreamEnv, es: AsyncElasticsearch) -> None:
+        stream: StreamEnv, es: AsyncElasticsearch, tier: str) -> None:
     before = datetime.now(UTC) - timedelta(seconds=5)
     records = []
     for i in range(200):
@@ -32,11 +37,12 @@ async def test_replay_into_new_index_matches_the_original(
         records.append((b"k", f"2026-11-27T09:00:{i % 60:02d}Z WARN item n={i}".encode(),
                         [("laas-tenant-id", tenant), ("laas-tenant", b"t" + tenant)]))
     await produce_raw(stream.settings, records)
+    if tier == "dedicated":
+        assert await promote_tenants(stream.settings, ["7"]) == ["7"]
     stream.worker()
-    alias = esindex.tenant_alias(stream.settings, "7")
 
     async def indexed() -> int | None:
-        count = await es_count(es, alias)
+        count = await tenant_count(es, stream.settings, "7")
         return count if count >= 150 else None
 
     await stream.wait(indexed, 90, "150 live documents of tenant 7")
@@ -47,7 +53,10 @@ async def test_replay_into_new_index_matches_the_original(
     again = Replay(stream.settings, "7", before, es=es)  # into the live indices
     result = await again.run()
     assert (result.records, result.events, result.skipped_other_tenants) == (200, 150, 50)
-    assert await es_count(es, alias) == 150  # same _ids: overwritten, not duplicated
+    assert await tenant_count(es, stream.settings, "7") == 150  # same _ids: overwritten
+    live = {h["_index"] for h in (await es.search(**request, size=1000))["hits"]["hits"]}
+    family = "logs-7" if tier == "dedicated" else "shared-r7"
+    assert live == {f"{stream.settings.index_prefix}{family}-2026.11.27"}
 
     progress: list[tuple[int, int]] = []
     job = Replay(stream.settings, "7", before, datetime.now(UTC) + timedelta(minutes=1),
@@ -59,6 +68,8 @@ async def test_replay_into_new_index_matches_the_original(
     hits = await es.search(**request, size=1)
     assert hits["hits"]["hits"][0]["_index"].startswith(f"{stream.settings.index_prefix}replay-")
     assert replayed == original
+    assert await tenant_count(es, stream.settings, "7") == 150  # no copy left in both sets
+    assert await tenant_count(es, stream.settings, "8") == 50  # the other tenant untouched
     assert job.checkpoint.with_suffix(".done").exists()
 
 
@@ -67,11 +78,13 @@ class _Interrupted(Exception):
 
 
 async def test_an_interrupted_replay_resumes_from_its_checkpoint(
-        stream: StreamEnv, es: AsyncElasticsearch) -> None:
+        stream: StreamEnv, es: AsyncElasticsearch, tier: str) -> None:
     before = datetime.now(UTC) - timedelta(seconds=5)
     records = [(b"k", f"2026-11-27T10:00:{i % 60:02d}Z INFO line n={i}".encode(),
                 [("laas-tenant-id", b"7"), ("laas-tenant", b"t7")]) for i in range(120)]
     await produce_raw(stream.settings, records)
+    if tier == "dedicated":
+        await promote_tenants(stream.settings, ["7"])
     until = datetime.now(UTC) + timedelta(minutes=1)
     small = stream.settings.model_copy(update={"es_batch_size": 30})
 
@@ -93,7 +106,7 @@ async def test_an_interrupted_replay_resumes_from_its_checkpoint(
     assert progress[-1] == (120, 120)
     replayed = f"{stream.settings.index_prefix}replay-r1-7-*"
     assert await es_count(es, replayed) == 120
-    assert await es_count(es, esindex.tenant_alias(stream.settings, "7")) == 120  # swapped
+    assert await tenant_count(es, stream.settings, "7") == 120  # swapped
     assert second.checkpoint.with_suffix(".done").exists()
     assert not second.checkpoint.exists()
 
