@@ -185,3 +185,49 @@ async def test_otlp_http_errors(web: httpx.AsyncClient) -> None:
     r = await web.post("/v1/logs", content=bytes(ExportLogsServiceResponse()), headers={
         "content-type": "application/x-protobuf"})
     assert r.status_code == 401
+
+
+async def test_ndjson_reads_common_shipper_fields(web: httpx.AsyncClient,
+                                                  raw_settings: Settings) -> None:
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + "Z"
+    lines = [
+        # Fluent Bit (tail + kubernetes filter): the line is in `log`
+        {"log": "GET /cart 200\n", "stream": "stdout", "time": stamp, "kubernetes": {
+            "pod_name": "cart-5d9", "namespace_name": "shop", "container_name": "cart",
+            "host": "node-4", "labels": {"app": "cart-api"}}},
+        # Beats / ECS: @timestamp, nested log.level, host.name, service.name
+        {"@timestamp": stamp, "message": "disk slow", "log": {"level": "warning"},
+         "host": {"name": "db-2", "os": {"family": "debian"}}, "service": {"name": "db"}},
+        # dotted ECS keys and `severity`
+        {"@timestamp": stamp, "message": "dotted", "log.level": "error", "host.name": "h3"},
+        {"msg": "sev", "severity": "critical", "hostname": "h4"},
+        # python-json-logger
+        {"message": "py", "levelname": "DEBUG", "hostname": "h5", "service": "worker"},
+        # the LaaS shorthand itself is unchanged
+        {"message": "plain", "level": "info", "service": "api", "host": "h6", "log": "kept"},
+    ]
+    r = await web.post("/api/v1/logs", content="\n".join(json.dumps(x) for x in lines),
+                       headers=NDJSON)
+    assert r.json() == {"accepted": 6, "rejected": 0, "errors": []}
+    records = [LogRecord().parse(m.value) for m in await consume(raw_settings, 6, timeout=5)]
+    got = {from_any(x.body): x for x in records}
+    fluent = got["GET /cart 200\n"]
+    assert (fluent.resource.service_name, fluent.resource.host) == ("cart-api", "node-4")
+    assert fluent.time_unix_nano == int(now) * 1_000_000_000
+    assert {k: from_any(v) for k, v in fluent.attributes.items()} == {
+        "stream": "stdout", "k8s.pod.name": "cart-5d9", "k8s.namespace.name": "shop",
+        "k8s.container.name": "cart", "k8s.node.name": "node-4",
+        "kubernetes": {"labels": {"app": "cart-api"}}}
+    ecs = got["disk slow"]
+    assert (ecs.severity_number, ecs.resource.host, ecs.resource.service_name) == (13, "db-2",
+                                                                                  "db")
+    assert ecs.time_unix_nano == int(now) * 1_000_000_000
+    assert from_any(ecs.attributes["host"]) == {"os": {"family": "debian"}}
+    assert (got["dotted"].severity_number, got["dotted"].resource.host) == (17, "h3")
+    assert (got["sev"].severity_text, got["sev"].resource.host) == ("critical", "h4")
+    assert got["sev"].severity_number == 21  # critical is FATAL
+    assert (got["py"].severity_number, got["py"].resource.host) == (5, "h5")
+    plain = got["plain"]
+    assert (plain.severity_number, plain.resource.service_name) == (9, "api")
+    assert from_any(plain.attributes["log"]) == "kept"

@@ -109,9 +109,8 @@ def _lift_named(out: dict[str, Any], field: str, dotted: tuple[str, ...]) -> Non
     value = out.get(field)
     if isinstance(value, dict):
         rest = dict(value)
-        name = rest.pop("name", None)
-        if not isinstance(name, str) and field == "host":
-            name = rest.pop("hostname", None)
+        keys = ("name", "hostname") if field == "host" else ("name",)
+        name = next((rest.pop(k) for k in keys if isinstance(rest.get(k), str)), None)
         if isinstance(name, str):
             out[field] = name
         else:
