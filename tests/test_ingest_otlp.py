@@ -1,56 +1,238 @@
-"""OTLP: the official OpenTelemetry SDK exporter (gRPC) ships logs into the gateway unchanged."""
+"""OTLP from real clients, unchanged: the OpenTelemetry Python SDK (gRPC with and without gzip,
+HTTP protobuf) and the OpenTelemetry Collector (built from the Go module proxy by
+deploy/otelcol.py: `otlp_grpc` exporter with gzip, `otlp_http` exporter with JSON) ship into the
+gateway; a real worker indexes the records and the query language finds each with its fields
+and types (int and double attributes searchable as numbers)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import grpc
+import httpx
 import pytest
+from elasticsearch import AsyncElasticsearch
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.http._log_exporter import (
+    OTLPLogExporter as HTTPLogExporter,
+)
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
+from app import esindex
+from app.gateway import start_gateway
 from app.ingest.convert import from_any
+from app.query.elastic import to_elasticsearch
+from app.query.parser import parse
 from app.settings import Settings
+from deploy.otelcol import collector_binary
 from protos.laas.v1 import LogRecord
 from tests.ingest_fixtures import *  # noqa: F403
-from tests.ingest_fixtures import consume
+from tests.ingest_fixtures import KeyTable, consume
+from tests.stream_fixtures import *  # noqa: F403
+from tests.stream_fixtures import StreamEnv, free_port, register_tenants
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*LoggingHandler.*:DeprecationWarning")
+KEY = "ingest-key"
 
 
-def _ship_with_sdk(port: int, key: str) -> None:
-    exporter = OTLPLogExporter(endpoint=f"http://127.0.0.1:{port}", insecure=True,
-                               headers={"authorization": f"Bearer {key}"}, timeout=10)
-    provider = LoggerProvider(resource=Resource.create({"service.name": "checkout",
+def _ship(exporter: Any, service: str) -> None:
+    """Two warnings through the stdlib logging bridge: latency 150 ms and 50 ms."""
+    provider = LoggerProvider(resource=Resource.create({"service.name": service,
                                                         "host.name": "node-7",
-                                                        "deployment.environment": "prod"}))
+                                                        "deployment.environment": "test"}))
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
-    logger = logging.getLogger("otel-test")
+    logger = logging.getLogger(f"otel-{service}")
     logger.propagate = False
     handler = LoggingHandler(level=logging.DEBUG, logger_provider=provider)
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
     try:
-        logger.warning("payment %s failed", "p-1", extra={"order_id": 42, "retry": True})
-        logger.info("second")
+        for latency in (150, 50):
+            logger.warning("payment %s failed", service, extra={
+                "latency_ms": latency, "ratio": latency / 1000, "user": "alice",
+                "retry": True})
     finally:
         logger.removeHandler(handler)
         provider.shutdown()
 
 
+def _grpc_exporter(port: int, compression: grpc.Compression) -> OTLPLogExporter:
+    return OTLPLogExporter(endpoint=f"http://127.0.0.1:{port}", insecure=True,
+                           headers={"authorization": f"Bearer {KEY}"}, timeout=10,
+                           compression=compression)
+
+
+def _http_exporter(url: str) -> HTTPLogExporter:
+    return HTTPLogExporter(endpoint=url, headers={"authorization": f"Bearer {KEY}"}, timeout=10)
+
+
 @pytest.mark.filterwarnings("ignore:.*LoggingHandler.*:DeprecationWarning")
 async def test_otel_sdk_grpc_export_arrives_intact(gateway: int, raw_settings: Settings) -> None:
-    await asyncio.to_thread(_ship_with_sdk, gateway, "ingest-key")
+    await asyncio.to_thread(_ship, _grpc_exporter(gateway, grpc.Compression.Gzip), "checkout")
     msgs = await consume(raw_settings, 2, timeout=10)
     assert len(msgs) == 2
     first = LogRecord().parse(msgs[0].value)
-    assert first.body.string_value == "payment p-1 failed"
+    assert first.body.string_value == "payment checkout failed"
     assert (first.severity_number, first.severity_text) == (13, "WARN")
-    assert from_any(first.attributes["order_id"]) == 42
+    assert from_any(first.attributes["latency_ms"]) == 150
+    assert from_any(first.attributes["ratio"]) == 0.15
     assert from_any(first.attributes["retry"]) is True
     assert first.resource.service_name == "checkout" and first.resource.host == "node-7"
-    assert from_any(first.resource.attributes["deployment.environment"]) == "prod"
-    assert first.scope.name == "otel-test"
+    assert from_any(first.resource.attributes["deployment.environment"]) == "test"
+    assert first.scope.name == "otel-checkout"
     assert first.time_unix_nano and first.observed_time_unix_nano
     assert msgs[0].key == b"1/checkout"
-    assert LogRecord().parse(msgs[1].value).body.string_value == "second"
+
+
+# --- the OpenTelemetry Collector ----------------------------------------------------------------
+
+COLLECTOR_CONFIG = """
+receivers:
+  otlp/to_grpc:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{grpc_in}
+  otlp/to_json:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{json_in}
+exporters:
+  otlp_grpc:
+    endpoint: 127.0.0.1:{gateway}
+    compression: gzip
+    tls:
+      insecure: true
+    headers:
+      authorization: Bearer {key}
+  otlp_http:
+    logs_endpoint: http://127.0.0.1:{http}/v1/logs
+    encoding: json
+    compression: none
+    headers:
+      authorization: Bearer {key}
+service:
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    logs/grpc:
+      receivers: [otlp/to_grpc]
+      exporters: [otlp_grpc]
+    logs/json:
+      receivers: [otlp/to_json]
+      exporters: [otlp_http]
+"""
+
+
+@pytest.fixture(scope="session")
+def otelcol() -> Path:
+    """The Collector binary (built on first use, about two minutes; cached in .laas)."""
+    return collector_binary(Path(".laas"))
+
+
+@pytest.fixture
+def collector(otelcol: Path, tmp_path: Path) -> Iterator[Any]:
+    """Start the Collector against a gateway: `start(gateway_port, http_port)` → its two
+    OTLP/HTTP receiver ports (one forwards over gRPC with gzip, one over HTTP as JSON)."""
+    procs: list[subprocess.Popen[bytes]] = []
+    log = tmp_path / "otelcol.log"
+
+    async def start(gateway: int, http: int) -> tuple[int, int]:
+        grpc_in, json_in = free_port(), free_port()
+        config = tmp_path / "otelcol.yaml"
+        config.write_text(COLLECTOR_CONFIG.format(grpc_in=grpc_in, json_in=json_in,
+                                                  gateway=gateway, http=http, key=KEY))
+        with open(log, "wb") as out:
+            procs.append(subprocess.Popen([str(otelcol), "--config", str(config)],
+                                          stdout=out, stderr=subprocess.STDOUT))
+        for _ in range(100):
+            assert procs[0].poll() is None, log.read_text()[-3000:]
+            try:
+                async with httpx.AsyncClient() as client:
+                    await client.get(f"http://127.0.0.1:{json_in}/")
+                return grpc_in, json_in
+            except httpx.TransportError:
+                await asyncio.sleep(0.2)
+        raise AssertionError(f"the Collector did not listen:\n{log.read_text()[-3000:]}")
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(10)
+    text = log.read_text() if log.exists() else ""
+    assert "Exporting failed" not in text, text[-3000:]
+
+
+async def _docs(es: AsyncElasticsearch, settings: Settings, query: str) -> list[dict[str, Any]]:
+    """The tenant's documents matching `query` (the query language, as the search API runs
+    it)."""
+    request = esindex.tenant_search(settings, "1", to_elasticsearch(parse(query)), size=50,
+                                    sort=[{"@timestamp": "asc"}])
+    await es.indices.refresh(index=request["index"], ignore_unavailable=True)
+    found = await es.search(**request)
+    return [h["_source"] for h in found["hits"]["hits"]]
+
+
+SERVICES = ("sdk-grpc", "sdk-grpc-gzip", "sdk-http-protobuf", "otelcol-grpc-gzip",
+            "otelcol-http-json")
+
+
+async def test_every_client_is_searchable_with_fields_and_types(
+        stream: StreamEnv, es: AsyncElasticsearch, collector: Any) -> None:
+    server, service = await start_gateway(stream.settings, verifier=KeyTable(), host="127.0.0.1",
+                                          port=0, http_port=0)
+    try:
+        grpc_in, json_in = await collector(server.port, server.http_port)
+        http_url = f"http://127.0.0.1:{server.http_port}/v1/logs"
+        ships = [
+            (_grpc_exporter(server.port, grpc.Compression.NoCompression), "sdk-grpc"),
+            (_grpc_exporter(server.port, grpc.Compression.Gzip), "sdk-grpc-gzip"),
+            (_http_exporter(http_url), "sdk-http-protobuf"),
+            (_http_exporter(f"http://127.0.0.1:{grpc_in}/v1/logs"), "otelcol-grpc-gzip"),
+            (_http_exporter(f"http://127.0.0.1:{json_in}/v1/logs"), "otelcol-http-json"),
+        ]
+        for exporter, name in ships:
+            await asyncio.to_thread(_ship, exporter, name)
+        msgs = await consume(stream.settings, 10, timeout=30)  # the Collector forwards async
+        assert len(msgs) == 10, [m.key for m in msgs]
+    finally:
+        await server.stop()
+        await service.close()
+    await register_tenants(stream.settings, [{"laas-tenant-id": b"1", "laas-tenant": b"acme"}])
+    stream.worker()
+
+    async def indexed() -> bool:
+        return len(await _docs(es, stream.settings, "payment")) == 10
+
+    await stream.wait(indexed, 120, "the 10 records to be searchable")
+    for name in SERVICES:
+        slow = await _docs(es, stream.settings, f"service:{name} AND attributes.latency_ms:>100")
+        assert len(slow) == 1, (name, slow)
+        doc = slow[0]
+        assert doc["message"] == f"payment {name} failed"
+        assert (doc["severity"], doc["severity_number"], doc["host"]) == ("WARN", 13, "node-7")
+        attrs = doc["attributes"]
+        assert attrs["latency_ms"] == 150 and type(attrs["latency_ms"]) is int, attrs
+        assert attrs["ratio"] == 0.15 and type(attrs["ratio"]) is float, attrs
+        assert (attrs["user"], attrs["retry"]) == ("alice", "true")
+        assert attrs["resource.deployment.environment"] == "test"
+        assert attrs["scope.name"] == f"otel-{name}"
+        numbers = doc[esindex.NUMERIC_ATTRIBUTES]  # the int and double ones, text left out
+        assert (numbers["latency_ms"], numbers["ratio"]) == (150, 0.15), numbers
+        assert not {"user", "retry", "scope.name"} & set(numbers), numbers
+        # numbers compare as numbers (as text "50" > "100"), and text still matches
+        assert [d["attributes"]["latency_ms"] for d in await _docs(
+            es, stream.settings, f"service:{name} AND attributes.latency_ms:[10 TO 99]")] == [50]
+        assert len(await _docs(es, stream.settings,
+                               f"service:{name} AND attributes.ratio:<0.1")) == 1
+        assert len(await _docs(es, stream.settings,
+                               f"service:{name} AND attributes.user:alice")) == 2
+    scope = esindex.tenant_search(stream.settings, "1")
+    assert await esindex.ignored_attributes(es, scope["index"], scope["query"]) == {}
