@@ -236,3 +236,116 @@ async def test_every_client_is_searchable_with_fields_and_types(
                                f"service:{name} AND attributes.user:alice")) == 2
     scope = esindex.tenant_search(stream.settings, "1")
     assert await esindex.ignored_attributes(es, scope["index"], scope["query"]) == {}
+
+
+# --- OTLP/HTTP on the gateway's own port: bad input never loses the good records ----------------
+
+@pytest.fixture
+async def otlp_http(raw_settings: Settings, keys: KeyTable) -> Any:
+    """The gateway's OTLP/HTTP server (64 KiB request limit) on a free port; yields its URL."""
+    small = raw_settings.model_copy(update={"ingest_max_batch_bytes": 64 * 1024})
+    server, service = await start_gateway(small, verifier=keys, host="127.0.0.1", port=0,
+                                          http_port=0)
+    try:
+        yield f"http://127.0.0.1:{server.http_port}/v1/logs"
+    finally:
+        await server.stop(0)
+        await service.close()
+
+
+def _json_export(records: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"resourceLogs": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "js"}}]},
+        "scopeLogs": [{"scope": {"name": "s"}, "logRecords": records}]}]}
+
+
+AUTH = {"authorization": f"Bearer {KEY}"}
+
+
+async def test_otlp_json_bad_record_is_a_partial_success(
+        otlp_http: str, raw_settings: Settings) -> None:
+    import time
+
+    now = str(time.time_ns())
+    records = [
+        {"timeUnixNano": now, "body": {"stringValue": "first"},
+         "attributes": [{"key": "n", "value": {"intValue": "7"}},
+                        {"key": "d", "value": {"doubleValue": 2.5}}],
+         "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174"},
+        {"timeUnixNano": now, "body": {"stringValue": "bad id"}, "traceId": "not hex"},
+        {"timeUnixNano": now, "body": {"stringValue": "bad int"},
+         "attributes": [{"key": "n", "value": {"intValue": "seven"}}]},
+        {"time_unix_nano": now, "body": {"stringValue": "snake_case names"},
+         "severity_number": 17},
+    ]
+    async with httpx.AsyncClient() as client:
+        r = await client.post(otlp_http, json=_json_export(records), headers=AUTH)
+    assert r.status_code == 200, r.text
+    partial = r.json()["partialSuccess"]
+    assert partial["rejectedLogRecords"] == "2", partial  # proto3 JSON: int64 as a string
+    assert "record 1: traceId" in partial["errorMessage"]
+    assert "record 2: record" in partial["errorMessage"]
+    msgs = [LogRecord().parse(m.value) for m in await consume(raw_settings, 3, timeout=10)]
+    assert [m.body.string_value for m in msgs] == ["first", "snake_case names"]
+    first = msgs[0]
+    assert (from_any(first.attributes["n"]), from_any(first.attributes["d"])) == (7, 2.5)
+    assert first.trace_id.hex() == "5b8efff798038103d269b633813fc60c"
+    assert first.resource.service_name == "js" and first.scope.name == "s"
+    assert msgs[1].severity_number == 17
+
+
+@pytest.mark.parametrize(("body", "headers", "status", "message"), [
+    (b"{not json", {"content-type": "application/json", **AUTH}, 400, "not JSON"),
+    (b"[1, 2]", {"content-type": "application/json", **AUTH}, 400, "ExportLogsServiceRequest"),
+    (b'{"resourceLogs": 5}', {"content-type": "application/json", **AUTH}, 400, "OTLP"),
+    (b"\x0a\x05\x01", {"content-type": "application/x-protobuf", **AUTH}, 400, "truncated"),
+    (b"\x08\x01", {"content-type": "application/x-protobuf", **AUTH}, 400, "wire type"),
+    (b"{}", {"content-type": "text/plain", **AUTH}, 415, "content-type 'text/plain'"),
+    (b"{}", {"content-type": "application/json"}, 401, "API key"),
+    (b"{}", {"content-type": "application/json", "authorization": "Bearer nope"}, 401, ""),
+    (b"x" * 70_000, {"content-type": "application/x-protobuf", **AUTH}, 413, "at most 65536"),
+    (b"\x1f\x8b\x08garbage", {"content-type": "application/x-protobuf",
+                              "content-encoding": "gzip", **AUTH}, 400, "not valid gzip"),
+])
+async def test_otlp_http_bad_requests_are_clear_4xx(
+        otlp_http: str, body: bytes, headers: dict[str, str], status: int,
+        message: str) -> None:
+    async with httpx.AsyncClient() as client:
+        r = await client.post(otlp_http, content=body, headers=headers)
+    assert r.status_code == status, r.content
+    if r.headers["content-type"].startswith("application/json"):
+        error = r.json()
+    else:
+        from app.ingest.otlp import RpcStatus
+
+        error = RpcStatus().parse(r.content).to_dict()
+    assert message in error["message"], error
+    assert error["code"] in (3, 7, 8, 16), error
+
+
+async def test_otlp_http_gzip_body_and_bomb(otlp_http: str, raw_settings: Settings) -> None:
+    import gzip
+    import time
+
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+        ExportLogsServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue as OAny
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as OLog
+    from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs, ScopeLogs
+
+    def export(text: str) -> bytes:
+        return ExportLogsServiceRequest(resource_logs=[ResourceLogs(scope_logs=[ScopeLogs(
+            log_records=[OLog(time_unix_nano=time.time_ns(), body=OAny(string_value=text))])])]
+        ).SerializeToString()
+
+    headers = {"content-type": "application/x-protobuf", "content-encoding": "gzip", **AUTH}
+    async with httpx.AsyncClient() as client:
+        ok = await client.post(otlp_http, content=gzip.compress(export("zipped")),
+                               headers=headers)
+        bomb = await client.post(otlp_http, content=gzip.compress(export("b" * 1_000_000)),
+                                 headers=headers)
+    assert ok.status_code == 200 and ok.content == b"", ok.content
+    assert bomb.status_code == 413, bomb.content
+    msgs = await consume(raw_settings, 2, timeout=5)
+    assert [LogRecord().parse(m.value).body.string_value for m in msgs] == ["zipped"]
