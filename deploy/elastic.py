@@ -33,13 +33,17 @@ def cluster_ready(settings: Settings) -> bool:
 
 @dataclass(frozen=True)
 class Security:
-    """Security on: HTTPS with this PEM certificate and key, one file-realm superuser (who can
-    make API keys). The stack runs without; tests use it to stand for a secured cluster."""
+    """Security on: HTTPS with this PEM certificate and key, one file-realm user with `role`
+    (`roles_yml` may define it). The stack runs without; tests use it to stand for a secured
+    cluster. (API keys need the `.security` index, which this distribution cannot create: it
+    lacks the analysis-common module.)"""
 
     certfile: Path
     keyfile: Path
     username: str
     password: str
+    role: str = "superuser"
+    roles_yml: str = ""
 
 
 class Elasticsearch:
@@ -135,11 +139,12 @@ class Elasticsearch:
         sec = self.security
         for source, name in ((sec.certfile, "http.crt"), (sec.keyfile, "http.key")):
             shutil.copyfile(source, config / name)
-        for name in ("users", "users_roles"):  # the file realm: one superuser
+        for name in ("users", "users_roles"):  # the file realm: one user
             (config / name).write_text("")
+        (config / "roles.yml").write_text(sec.roles_yml)
         proc.run_logged(
             [str(self.dist / "bin" / "elasticsearch-users"), "useradd", sec.username,
-             "-p", sec.password, "-r", "superuser"],
+             "-p", sec.password, "-r", sec.role],
             what="adding the Elasticsearch superuser", log_file=self.logs / "users.log",
             env={"ES_JAVA_HOME": str(java_home(self.settings)),
                  "ES_PATH_CONF": str(config.resolve())},
