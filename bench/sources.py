@@ -113,17 +113,21 @@ class LagProbe:
 
 @dataclass
 class GcPauses:
-    """The longest garbage collection per generation (gc.callbacks)."""
+    """The longest garbage collection per generation (gc.callbacks), wall clock and CPU."""
 
     worst: dict[int, float] = field(default_factory=lambda: defaultdict(float))
-    _t: float = 0.0
+    worst_cpu: dict[int, float] = field(default_factory=lambda: defaultdict(float))
+    count: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    _t: tuple[float, float] = (0.0, 0.0)
 
     def __call__(self, stage: str, info: dict[str, int]) -> None:
         if stage == "start":
-            self._t = time.perf_counter()
+            self._t = (time.perf_counter(), time.process_time())
         else:
             g = info["generation"]
-            self.worst[g] = max(self.worst[g], time.perf_counter() - self._t)
+            self.worst[g] = max(self.worst[g], time.perf_counter() - self._t[0])
+            self.worst_cpu[g] = max(self.worst_cpu[g], time.process_time() - self._t[1])
+            self.count[g] += 1
 
 
 def event(source: int, t: float, error: bool, rng: random.Random) -> LogEvent:
@@ -214,6 +218,7 @@ def measure_baseline(sample: int, windows: int, seed: int) -> dict[str, float]:
         del models
     # a new source's first window, timed apart (tracemalloc slows allocations down)
     for name in ("compact", "river"):
+        gc.collect()
         t = time.perf_counter()
         for _ in range(sample):
             if name == "compact":
@@ -240,6 +245,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     tune_gc(settings)  # as the worker's processes do once started
     gc.collect()
     rss_empty = rss()
+    tracked_empty = len(gc.get_objects())
     pauses = GcPauses()
     gc.callbacks.append(pauses)
     probe = asyncio.create_task(run.probe.run())
@@ -260,6 +266,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     run.probe.phase = "measuring"
     gc.collect()
     full_rss = rss() - run.held()
+    tracked_per_source = (len(gc.get_objects()) - tracked_empty) / args.sources
     hsts = [m.hst for m in detection.monitors.values()]
     full = sum(1 for h in hsts if not h.is_young)
     model_bytes = [len(m.model_state()) for m in list(detection.monitors.values())[:200]]
@@ -294,6 +301,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "lag_p99_ms": {p: run.probe.p99(p) * 1e3 for p in run.probe.lags},
         "probe_samples": {p: len(v) for p, v in run.probe.lags.items()},
         "gc_ms": {g: v * 1e3 for g, v in sorted(pauses.worst.items())},
+        "gc_cpu_ms": {g: v * 1e3 for g, v in sorted(pauses.worst_cpu.items())},
+        "gc_count": dict(sorted(pauses.count.items())),
+        "tracked_per_source": tracked_per_source,
         "load": os.getloadavg(),
         "tick_s": dict(run.tick_seconds),
         "model_state_bytes": sum(model_bytes) / len(model_bytes),
@@ -339,8 +349,10 @@ def render(r: dict[str, Any]) -> str:
         f"{r['changelog_bytes_per_window'] / 2**20:,.1f} MB |",
         f"| **longest event-loop lag, any phase** (wall clock; CPU time of this process "
         f"within it) | **{worst:,.1f} ms** ({worst_cpu:,.1f} ms CPU) |",
-        "| longest garbage collection by generation | "
-        + ", ".join(f"gen{g} {v:,.1f} ms" for g, v in r["gc_ms"].items()) + " |",
+        "| longest garbage collection by generation, wall (CPU), and how many | "
+        + ", ".join(f"gen{g} {v:,.1f} ms ({r['gc_cpu_ms'][g]:,.1f} ms), {r['gc_count'][g]:,}x"
+                    for g, v in r["gc_ms"].items()) + " |",
+        f"| objects the garbage collector tracks per source | {r['tracked_per_source']:,.1f} |",
         "| machine load average at the end (1, 5, 15 min; 2 cores shared) | "
         + ", ".join(f"{v:.1f}" for v in r["load"]) + " |",
         f"| monitors after the burst / evicted idle / snapshots written / restored on return | "

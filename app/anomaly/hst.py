@@ -135,8 +135,10 @@ class HalfSpaceTreesDetector:
         self.q_hi = stats.Quantile(quantile)
         self.q_mid = stats.Quantile(0.5)
         self.seen = 0
-        self.lo = array("d", [math.inf] * _N)  # the scaler's running minima and maxima
-        self.hi = array("d", [-math.inf] * _N)
+        # the scaler's running minima and maxima: tuples of floats, which the garbage
+        # collector stops tracking (10,000 sources' objects are walked by every full collection)
+        self.lo: tuple[float, ...] = (math.inf,) * _N
+        self.hi: tuple[float, ...] = (-math.inf,) * _N
         self.l_mass: bytearray | array[int] | None = None  # masses of the window being filled
         self.r_mass: bytearray | array[int] | None = None  # reference masses
         self.counter = 0  # vectors learnt since the last pivot
@@ -223,11 +225,10 @@ class HalfSpaceTreesDetector:
 
     def _learn_scale(self, values: tuple[float, ...] | list[float]) -> None:
         lo, hi = self.lo, self.hi
-        for i, v in enumerate(values):
-            if v < lo[i]:
-                lo[i] = v
-            if v > hi[i]:
-                hi[i] = v
+        if any(v < m for v, m in zip(values, lo, strict=True)):
+            self.lo = tuple(map(min, lo, values))
+        if any(v > m for v, m in zip(values, hi, strict=True)):
+            self.hi = tuple(map(max, hi, values))
 
     def _add_mass(self, z: list[float]) -> None:
         f = self._forest
@@ -265,8 +266,8 @@ def _from_river(state: dict[str, Any]) -> dict[str, Any]:
     pad = -hst.limits[FEATURES[0]][0]
     params = (hst.n_trees, hst.height, hst.window_size, pad, hst.seed)
     f = forest(*params)
-    lo = array("d", [scaler.min[k].get() if k in scaler.min else math.inf for k in FEATURES])
-    hi = array("d", [scaler.max[k].get() if k in scaler.max else -math.inf for k in FEATURES])
+    lo = tuple(float(scaler.min[k].get()) if k in scaler.min else math.inf for k in FEATURES)
+    hi = tuple(float(scaler.max[k].get()) if k in scaler.max else -math.inf for k in FEATURES)
     l_mass = r_mass = None
     if hst.trees:
         l_mass, r_mass = f.counters(), f.counters()
