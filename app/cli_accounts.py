@@ -6,6 +6,7 @@ Every command applies pending migrations first, so they work on a fresh database
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -73,13 +74,16 @@ def tenant() -> None:
 @tenant.command("create")
 @click.argument("slug")
 @click.option("--name", help="Display name (default: the slug)")
-@click.option("--retention-days", type=click.IntRange(1, 3650), default=7, show_default=True)
+@click.option("--retention-days", type=click.IntRange(1, 3650), default=None,
+              help="Days its log indices are kept  [default: LAAS_RETENTION_DEFAULT_DAYS, 30]")
 @pass_settings
-def tenant_create(settings: Settings, slug: str, name: str | None, retention_days: int) -> None:
+def tenant_create(settings: Settings, slug: str, name: str | None,
+                  retention_days: int | None) -> None:
     """Create tenant SLUG."""
+    days = settings.retention_default_days if retention_days is None else retention_days
 
     async def work(session: AsyncSession) -> str:
-        made = await accounts.create_tenant(session, slug, name=name, retention_days=retention_days)
+        made = await accounts.create_tenant(session, slug, name=name, retention_days=days)
         return made.slug
 
     click.echo(f"created tenant {run_in_db(settings, work)}")
@@ -105,19 +109,27 @@ def tenant_promote(settings: Settings, slug: str) -> None:
 
 
 @tenant.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array")
 @pass_settings
-def tenant_list(settings: Settings) -> None:
-    """List tenants."""
+def tenant_list(settings: Settings, as_json: bool) -> None:
+    """List tenants (slug, name, retention)."""
     from sqlalchemy import select
 
     from app.models import Tenant
 
-    async def work(session: AsyncSession) -> list[tuple[str, str, int]]:
+    async def work(session: AsyncSession) -> list[dict[str, object]]:
         rows = await session.scalars(select(Tenant).order_by(Tenant.slug))
-        return [(t.slug, t.name, t.retention_days) for t in rows]
+        return [{"id": t.id, "slug": t.slug, "name": t.name, "retention_days": t.retention_days,
+                 "ingest_rate_limit": t.ingest_rate_limit,
+                 "index_dedicated_from": t.index_dedicated_from and str(t.index_dedicated_from)}
+                for t in rows]
 
-    for slug, name, days in run_in_db(settings, work):
-        click.echo(f"{slug}\t{name}\tretention {days}d")
+    tenants = run_in_db(settings, work)
+    if as_json:
+        click.echo(json.dumps(tenants))
+        return
+    for t in tenants:
+        click.echo(f"{t['slug']}\t{t['name']}\tretention {t['retention_days']}d")
 
 
 # --- user ------------------------------------------------------------------------------------
@@ -203,15 +215,20 @@ def apikey_create(settings: Settings, tenant_slug: str, name: str, scope: str) -
 
 @apikey.command("list")
 @click.option("--tenant", "tenant_slug", required=True, help="Tenant slug")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array (never the secrets)")
 @pass_settings
-def apikey_list(settings: Settings, tenant_slug: str) -> None:
+def apikey_list(settings: Settings, tenant_slug: str, as_json: bool) -> None:
     """List a tenant's keys (id, prefix, scope, name, state)."""
 
     async def work(session: AsyncSession) -> list[dict[str, object]]:
         target = await accounts.get_tenant(session, tenant_slug)
         return [accounts.api_key_dict(k) for k in await accounts.list_api_keys(session, target.id)]
 
-    for key in run_in_db(settings, work):
+    keys = run_in_db(settings, work)
+    if as_json:
+        click.echo(json.dumps(keys))
+        return
+    for key in keys:
         state = "active" if key["active"] else f"revoked {key['revoked_at']}"
         click.echo(f"{key['id']}\t{key['prefix']}\t{key['scope']}\t{key['name']}\t{state}")
 

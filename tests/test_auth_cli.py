@@ -164,3 +164,33 @@ def test_ensure_demo_for_laas_up(auth_db_url: str, tmp_path: Path) -> None:
         return (await accounts.find_user(session, credentials.email)).password_hash
 
     assert verify_password(_in_db(auth_db_url, stored_hash), credentials.password)
+
+
+def test_list_commands_speak_json_and_retention_follows_the_setting(
+        auth_db_url: str, tmp_path: Path) -> None:
+    import json
+
+    assert laas(auth_db_url, tmp_path, "tenant", "create", "acme").exit_code == 0
+    assert laas(auth_db_url, tmp_path, "tenant", "create", "beta",
+                "--retention-days", "3").exit_code == 0
+    tenants = json.loads(laas(auth_db_url, tmp_path, "tenant", "list", "--json").stdout)
+    assert [(t["slug"], t["retention_days"]) for t in tenants] == [("acme", 30), ("beta", 3)]
+    assert all(isinstance(t["id"], int) for t in tenants)
+    from app.cli import main
+
+    other = CliRunner().invoke(main, ["tenant", "create", "gamma"], env={
+        "LAAS_DATABASE_URL": auth_db_url, "LAAS_STATE_DIR": str(tmp_path),
+        "LAAS_SECRET_KEY": "k", "LAAS_RETENTION_DEFAULT_DAYS": "9"})
+    assert other.exit_code == 0, other.output
+    tenants = json.loads(laas(auth_db_url, tmp_path, "tenant", "list", "--json").stdout)
+    assert {t["slug"]: t["retention_days"] for t in tenants}["gamma"] == 9
+    assert "acme\tAcme" not in laas(auth_db_url, tmp_path, "tenant", "list").stdout
+    assert "acme\tacme\tretention 30d" in laas(auth_db_url, tmp_path, "tenant", "list").stdout
+
+    plain = laas(auth_db_url, tmp_path, "apikey", "create", "--tenant", "acme", "--name",
+                 "shipper", "--scope", "ingest").stdout.strip()
+    listed = laas(auth_db_url, tmp_path, "apikey", "list", "--tenant", "acme", "--json")
+    assert listed.exit_code == 0, listed.output
+    keys = json.loads(listed.stdout)
+    assert [(k["name"], k["scope"], k["active"]) for k in keys] == [("shipper", "ingest", True)]
+    assert plain not in listed.stdout and keys[0]["prefix"] in plain
