@@ -129,14 +129,14 @@ MASKER_NAMES: tuple[str, ...] = tuple(BUILTIN_MASKERS)
 # A built-in masker cannot match a token without all of one of its sets of signs (`digit`:
 # any digit); `Masker` compiles, per combination of signs present, the alternation of the
 # maskers that can match (the result is the same, only faster).
-_SIGNS = ("digit", ":", ".", "/", "=", "@", "-")
+_SIGNS = ("digit", ":", ".", "/", "=", "@", "-", "::", "name")
 _NEEDS: dict[str, tuple[frozenset[str], ...]] = {
-    "timestamps": (frozenset(),),
+    "timestamps": (frozenset({"digit", ":"}), frozenset({"digit", "-"}), frozenset({"name"})),
     "uuids": (frozenset({"-"}),),
     "emails": (frozenset({"@"}),),
     "urls": (frozenset({":", "/"}),),
     "hostports": (frozenset({"digit", ":"}),),
-    "ips": (frozenset({"digit", "."}), frozenset({":"})),
+    "ips": (frozenset({"digit", "."}), frozenset({"digit", ":"}), frozenset({"::"})),
     "paths": (frozenset({"/"}),),
     "hex": (frozenset({"digit"}),),
     "durations": (frozenset({"digit"}),),
@@ -165,9 +165,14 @@ def _zeros_matter(text: str) -> bool:
     return False
 
 
+_DATE_NAMES = re.compile("Mon|Tue|Wed|Thu|Fri|Sat|Sun|Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov"
+                         "|Dec")
+
+
 def _signs(token: str) -> tuple[bool, ...]:
     return (not _DIGITS.isdisjoint(token), ":" in token, "." in token, "/" in token,
-            "=" in token, "@" in token, "-" in token)
+            "=" in token, "@" in token, "-" in token, "::" in token,
+            _DATE_NAMES.search(token) is not None)
 
 
 def token_regex(config: MaskingConfig, signs: tuple[bool, ...] | None = None
