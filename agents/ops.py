@@ -41,8 +41,11 @@ class LagProbe:
             await self.consumer.start()
         for group, topics in self.groups.items():
             committed = await self.admin.list_consumer_group_offsets(group)
-            tps = [TopicPartition(t, p) for t in topics
-                   for p in (self.consumer.partitions_for_topic(t) or ())]
+            # From the broker: the consumer, subscribed to nothing, has no metadata of these
+            # topics (partitions_for_topic was None: the probe never measured a partition).
+            tps = [TopicPartition(d["topic"], p["partition"])
+                   for d in await self.admin.describe_topics(topics) if d["error_code"] == 0
+                   for p in d["partitions"]]
             if not tps:
                 continue
             ends = await self.consumer.end_offsets(tps)
