@@ -178,6 +178,7 @@ def compose_run(kafka_servers: str, es_url: str, postgres_url: str,
         "LAAS_ES_URL": es_url, "LAAS_DATABASE_URL": database, "LAAS_SECRET_KEY": TEST_SECRET,
         "LAAS_APP_ID": run.unique, "LAAS_TOPIC_PREFIX": f"{run.unique}.",
         "LAAS_INDEX_PREFIX": f"{run.unique}-", "LAAS_ES_LINGER": "0.2",
+        "LAAS_METRICS_LAG_INTERVAL": "1",
         **{name: str(free_port()) for name in PORTS},
     }
     try:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import pickle
+import time
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.metrics import SPECS, Metrics
+from tests.compose_fixtures import ComposeRun, compose_run
+from tests.stream_fixtures import wait_for
+
+__all__ = ["compose_run"]  # the fixture
 
 
 def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -131,3 +139,138 @@ def test_serve_http_answers_with_the_exposition() -> None:
     finally:
         server.shutdown()
     assert ("laas_retention_deleted_total", ()) in got
+
+
+# --- every process's /metrics on the real stack (the services of docker-compose.yml) ---
+
+
+async def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.get(url)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return samples(response.content)
+
+
+def value(got: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
+          **labels: str) -> float:
+    return got.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def otlp_export(message: str) -> bytes:
+    from protos.opentelemetry.proto.collector.logs.v1 import ExportLogsServiceRequest
+    from protos.opentelemetry.proto.common.v1 import AnyValue as OtlpValue
+    from protos.opentelemetry.proto.common.v1 import KeyValue
+    from protos.opentelemetry.proto.logs.v1 import LogRecord as OtlpRecord
+    from protos.opentelemetry.proto.logs.v1 import ResourceLogs, ScopeLogs
+    from protos.opentelemetry.proto.resource.v1 import Resource as OtlpResource
+
+    resource = OtlpResource(attributes=[KeyValue("service.name", OtlpValue(string_value="m"))])
+    record = OtlpRecord(time_unix_nano=time.time_ns(), body=OtlpValue(string_value=message))
+    return bytes(ExportLogsServiceRequest([ResourceLogs(resource, [ScopeLogs(
+        log_records=[record])])]))
+
+
+@pytest.mark.integration
+async def test_every_process_exports_what_it_did(compose_run: ComposeRun) -> None:
+    """Records through each ingest path, then each process's /metrics: the web app and the
+    gateway count them by path, the worker (with its analytics and index children) by stage."""
+    import grpc
+    import websockets
+
+    from protos.laas.v1 import AnyValue, LogBatch, LogRecord, PushAck, Resource
+
+    slug = f"m{compose_run.unique}"
+    compose_run.laas("tenant", "create", slug)
+    key = compose_run.laas("apikey", "create", "--tenant", slug, "--name", "m", "--scope",
+                           "ingest")
+    read = compose_run.laas("apikey", "create", "--tenant", slug, "--name", "r", "--scope",
+                            "read")
+    web = f"http://127.0.0.1:{compose_run.port('LAAS_WEB_PORT')}"
+    gateway = f"127.0.0.1:{compose_run.port('LAAS_GATEWAY_PORT')}"
+    auth = {"authorization": f"Bearer {key}"}
+
+    async with httpx.AsyncClient(timeout=30) as client:
+        ndjson = "\n".join(['{"message": "n1", "service": "m"}', "not json",
+                            '{"message": "n2", "service": "m"}',
+                            '{"message": "n3", "service": "m"}'])
+        sent = await client.post(f"{web}/api/v1/logs", content=ndjson, headers={
+            **auth, "content-type": "application/x-ndjson"})
+        assert sent.json()["accepted"] == 3 and sent.json()["rejected"] == 1, sent.text
+        otlp_http = f"http://127.0.0.1:{compose_run.port('LAAS_OTLP_HTTP_PORT')}/v1/logs"
+        sent = await client.post(otlp_http, content=otlp_export("h1"), headers={
+            **auth, "content-type": "application/x-protobuf"})
+        assert sent.status_code == 200, sent.text
+    async with grpc.aio.insecure_channel(gateway) as channel:
+        push = channel.unary_unary("/laas.v1.LogIngest/Push")
+        batch = LogBatch(records=[
+            LogRecord(body=AnyValue(string_value=f"g{i}"), time_unix_nano=time.time_ns(),
+                      resource=Resource(service_name="m")) for i in range(2)])
+        ack = PushAck().parse(await push(bytes(batch), metadata=tuple(auth.items())))
+        assert ack.accepted == 2
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await push(bytes(batch), metadata=(("authorization", "Bearer nope"),))
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        await channel.unary_unary("/opentelemetry.proto.collector.logs.v1.LogsService/Export")(
+            otlp_export("o1"), metadata=tuple(auth.items()))
+    total = 3 + 1 + 2 + 1
+
+    got = await scrape(f"{web}/metrics")
+    assert value(got, "laas_ingest_accepted_total", path="http-ndjson") == 3
+    assert value(got, "laas_ingest_rejected_total", path="http-ndjson", reason="invalid") == 1
+    assert value(got, "laas_kafka_produce_seconds_count", path="http-ndjson") == 1
+    assert value(got, "laas_http_requests_total", method="POST", route="/api/v1/logs",
+                 status="200") == 1
+    assert value(got, "laas_http_request_seconds_count", method="GET", route="/readyz") >= 1
+    assert value(got, "laas_tail_sockets") == 0
+
+    got = await scrape(f"http://127.0.0.1:{compose_run.port('LAAS_GATEWAY_METRICS_PORT')}/")
+    assert value(got, "laas_ingest_accepted_total", path="grpc") == 2
+    assert value(got, "laas_ingest_accepted_total", path="otlp-grpc") == 1
+    assert value(got, "laas_ingest_accepted_total", path="otlp-http") == 1
+    assert value(got, "laas_grpc_requests_total", method="/laas.v1.LogIngest/Push",
+                 code="OK") == 1
+    assert value(got, "laas_grpc_requests_total", method="/laas.v1.LogIngest/Push",
+                 code="UNAUTHENTICATED") == 1
+    assert value(got, "laas_grpc_requests_total", code="OK",
+                 method="/opentelemetry.proto.collector.logs.v1.LogsService/Export") == 1
+    assert value(got, "laas_grpc_requests_total", method="/grpc.health.v1.Health/Check",
+                 code="OK") >= 1  # the container's health checks
+    assert value(got, "laas_http_requests_total", method="POST", route="/v1/logs",
+                 status="200") == 1
+    assert value(got, "laas_kafka_produce_seconds_count", path="grpc") == 1
+
+    worker = f"http://127.0.0.1:{compose_run.port('LAAS_WORKER_WEB_PORT')}/metrics"
+
+    raw_lag = ("topic", f"{compose_run.unique}.logs.raw")
+
+    async def indexed() -> dict[Any, float] | None:
+        got = await scrape(worker)
+        lag = {pair for (name, labels) in got if name == "laas_consumer_lag" for pair in labels}
+        done = value(got, "laas_sink_events_total", stage="index") >= total and raw_lag in lag
+        return got if done else None
+
+    got = await wait_for(indexed, 120, f"{total} events indexed and logs.raw's lag measured "
+                         "(worker /metrics)")
+    assert value(got, "laas_events_in_total", stage="normalize") >= 1  # raw messages
+    assert value(got, "laas_events_out_total", stage="normalize",
+                 topic=f"{compose_run.unique}.logs.events") >= total
+    assert value(got, "laas_events_in_total", stage="index") >= total  # index child
+    assert value(got, "laas_sink_batch_seconds_count", stage="index") >= 1
+    assert value(got, "laas_events_in_total", stage="stats") >= total  # analytics child
+    assert value(got, "laas_deadletters_total", stage="normalize", reason="unsigned") == 0
+    groups = {dict(labels)["group"] for (name, labels) in got if name == "laas_consumer_lag"}
+    assert {compose_run.unique, f"{compose_run.unique}-index"} <= groups
+    assert ("process_cpu_seconds_total", ()) in got
+
+    # the live tail: a socket open is counted while it is open
+    tail = f"ws://127.0.0.1:{compose_run.port('LAAS_WEB_PORT')}/api/v1/tail?token={read}"
+    async with websockets.connect(tail) as socket:
+        while json.loads(await asyncio.wait_for(socket.recv(), 30))["type"] != "ready":
+            pass
+        assert value(await scrape(f"{web}/metrics"), "laas_tail_sockets") == 1
+    assert await wait_for(lambda: _tail_closed(f"{web}/metrics"), 30, "the tail socket closed")
+
+
+async def _tail_closed(url: str) -> bool:
+    return value(await scrape(url), "laas_tail_sockets") == 0
