@@ -69,8 +69,8 @@ class Settings(BaseSettings):
     es_ca_file: Path | None = Field(
         None, description="PEM CA bundle that signed the Elasticsearch HTTP certificate (https)")
     es_ssl_fingerprint: str | None = Field(
-        None, description="SHA-256 fingerprint of the Elasticsearch HTTP certificate (or of a CA "
-        "in its chain), hex with or without colons: pins it instead of es_ca_file")
+        None, description="SHA-256 fingerprint of the Elasticsearch HTTP certificate itself, hex "
+        "with or without colons: pins it instead of es_ca_file")
     es_verify_certs: bool = Field(
         True, description="Verify the Elasticsearch certificate (false only for throwaway tests)")
 

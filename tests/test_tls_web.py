@@ -84,6 +84,17 @@ def test_https_with_the_configured_certificate(tmp_path: Path, certs: CertFiles,
         # plain HTTP to the TLS port gets no HTTP answer
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        # `laas search` finds the web app at https:// and trusts the CA in SSL_CERT_FILE: the
+        # API itself answers (an unknown key), not the TLS layer
+        def search(**extra: str) -> str:
+            done = subprocess.run(
+                [sys.executable, "-m", "app", "search", "x", "--api-key", "laas_unknown_key"],
+                cwd=ROOT, env={**env, **extra}, capture_output=True, text=True, timeout=60)
+            assert done.returncode == 1
+            return done.stderr
+
+        assert "not authenticated" in search(SSL_CERT_FILE=str(certs.ca))
+        assert "CERTIFICATE_VERIFY_FAILED" in search()
 
 
 def test_plain_http_off_loopback_is_refused(tmp_path: Path) -> None:
