@@ -283,3 +283,14 @@ def _ship_lenient(url: str, auth: dict[str, Any], docs: list[dict[str, Any]]) ->
         return None, helpers.bulk(client, docs, index="x", raise_on_error=False)
     finally:
         client.close()
+
+
+async def test_rate_limit_is_an_es_429_with_retry_after(es_web: httpx.AsyncClient) -> None:
+    body = bulk_body(*[x for i in range(50) for x in ({"index": {}}, {"message": f"m{i}"})])
+    r = await es_web.post("/_bulk", content=body, headers={
+        "content-type": "application/x-ndjson", "authorization": "Bearer slow-key"})
+    assert r.status_code == 200  # the first batch passes on a full bucket and leaves it in debt
+    r = await es_web.post("/_bulk", content=body, headers={
+        "content-type": "application/x-ndjson", "authorization": "Bearer slow-key"})
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    assert r.json()["error"]["type"] == "es_rejected_execution_exception"

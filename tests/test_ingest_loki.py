@@ -239,3 +239,14 @@ async def test_loki_clients_land_in_the_keys_tenant(site: Site) -> None:
     mine = await site.search(f'"{mark}"')
     assert mine is not None and len(mine) == 2  # acme does not see beta's record
     assert all(h["message"] != hit["message"] for h in mine)
+
+
+async def test_rate_limit_is_429_with_retry_after(loki: httpx.AsyncClient) -> None:
+    now = time.time_ns()
+    body = {"streams": [{"stream": {"app": "a"}, "values": [[str(now + i), f"m{i}"]
+                                                            for i in range(50)]}]}
+    headers = {"authorization": "Bearer slow-key"}
+    assert (await loki.post(PUSH, json=body, headers=headers)).status_code == 204
+    r = await loki.post(PUSH, json=body, headers=headers)
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    assert "rate limit" in r.text
