@@ -79,7 +79,7 @@ async def flood_stage(stack: BenchStack, dep: Deployment) -> None:
     dedicated node, so its disk monitor puts `index.blocks.read_only_allow_delete` on every
     index (writes answered 429); held 30 s, then the watermarks are reset and ES releases the
     block itself, as it does when disk is freed."""
-    index = esindex.tenant_alias(dep.settings, 1)
+    index = esindex.all_logs_pattern(dep.settings)  # the tenant's indices, either tier
     cluster = f"{stack.es_url}/_cluster/settings"
     prefix = "cluster.routing.allocation.disk.watermark."
     async with httpx.AsyncClient(timeout=30) as client:
@@ -172,11 +172,12 @@ async def kafka_counts(dep: Deployment, tenant_id: int, timeout: float = 90) -> 
 
 async def es_counts(dep: Deployment, tenant_id: int) -> Counter[int]:
     es = es_client(dep.settings, request_timeout=60)
-    alias = esindex.tenant_alias(dep.settings, tenant_id)
+    request = esindex.tenant_search(dep.settings, tenant_id)
     counts: Counter[int] = Counter()
     try:
-        await es.indices.refresh(index=alias)
-        async for hit in async_scan(es, index=alias, query={"query": {"match_all": {}}},
+        await es.indices.refresh(index=request["index"], ignore_unavailable=True)
+        async for hit in async_scan(es, index=request["index"], ignore_unavailable=True,
+                                    query={"query": request["query"]},
                                     _source=["attributes.seq"], size=5000):
             counts[int(hit["_source"]["attributes"]["seq"])] += 1
     finally:
@@ -186,10 +187,11 @@ async def es_counts(dep: Deployment, tenant_id: int) -> Counter[int]:
 
 async def indexed_total(dep: Deployment, tenant_id: int) -> int:
     es = es_client(dep.settings, request_timeout=10)
-    alias = esindex.tenant_alias(dep.settings, tenant_id)
+    request = esindex.tenant_search(dep.settings, tenant_id)
     try:
-        await es.indices.refresh(index=alias)
-        return int((await es.count(index=alias))["count"])
+        await es.indices.refresh(index=request["index"], ignore_unavailable=True)
+        return int((await es.count(index=request["index"], query=request["query"],
+                                   ignore_unavailable=True))["count"])
     except Exception:  # noqa: BLE001 - not there yet
         return -1
     finally:

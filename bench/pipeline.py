@@ -217,7 +217,7 @@ async def main(n: int, chunks: int, request: int, warmup: int, cold: bool) -> No
     log = open(f"/tmp/{run}.log", "wb")
     worker = subprocess.Popen([sys.executable, "-m", "app", "worker"], cwd=ROOT, env=env,
                               stdout=log, stderr=subprocess.STDOUT)
-    alias = esindex.tenant_alias(settings, "1")
+    alias = esindex.all_logs_pattern(settings)  # tenant 1's documents only, either tier
     procs = {**servers, "worker": psutil.Process(worker.pid)}
     del procs["bench client"]
     try:

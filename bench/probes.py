@@ -42,7 +42,7 @@ class Probe:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.es = es_client(dep.settings, request_timeout=10)
-        self.alias = esindex.tenant_alias(dep.settings, self.tenant_id)
+        self.settings = dep.settings
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._send()), asyncio.create_task(self._search())]
@@ -84,10 +84,10 @@ class Probe:
             pending = [s for s in self.acked if s not in self.searchable]
             if pending:
                 try:
-                    found = await self.es.search(
-                        index=self.alias, size=len(pending), source_includes=["attributes.seq"],
-                        query={"terms": {"attributes.seq": [str(s) for s in pending[-500:]]}},
-                        ignore_unavailable=True)
+                    found = await self.es.search(**esindex.tenant_search(
+                        self.settings, self.tenant_id,
+                        {"terms": {"attributes.seq": [str(s) for s in pending[-500:]]}},
+                        size=len(pending), source_includes=["attributes.seq"]))
                     now = time.monotonic()
                     for hit in found["hits"]["hits"]:
                         seq = int(hit["_source"]["attributes"]["seq"])

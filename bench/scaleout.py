@@ -96,7 +96,7 @@ async def one(stack: BenchStack, workers: int, n: int) -> dict[str, Any]:
     dep = Deployment(stack.kafka_servers, stack.es_url, partitions=PARTITIONS,
                      tag=f"scale{workers}")
     es = AsyncElasticsearch(stack.es_url, request_timeout=30)
-    alias = esindex.tenant_alias(dep.settings, "1")
+    alias = esindex.all_logs_pattern(dep.settings)  # tenant 1's documents only, either tier
     try:
         await dep.create_topics()
         await dep.create_tenants(0)  # migrates the run's user database (alert rules, webhooks)
