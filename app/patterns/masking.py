@@ -146,23 +146,11 @@ _NEEDS: dict[str, tuple[frozenset[str], ...]] = {
 }
 _DIGITS = frozenset("0123456789")
 _SHAPE = bytes.maketrans(b"0123456789", b"1111111111")
-_HEX8 = re.compile(r"0[0-9a-fA-F]{7}")
-_RISKY = re.compile(rb"1[xX]|(?<!\S)1[0-9a-fA-F]{7}")
+# a token whose masking may depend on where its zeros are, whatever its digits: `0x..`-like,
+# or a whole token of 8+ hex digits that starts with a digit (zero-padded when it is a 0)
+_RISKY = re.compile(r"\d[xX]|\A\d[0-9a-fA-F]{7,}\Z")
 
 
-def _zeros_matter(text: str) -> bool:
-    """Whether masking `text` depends on where its zeros are (`0x..`, a token of 8+ hex
-    digits starting with 0), or the text has whitespace other than spaces (not checked)."""
-    if "0x" in text or "0X" in text or not text.isprintable():
-        return True
-    if text[:1] == "0" and _HEX8.match(text):
-        return True
-    at = text.find(" 0")
-    while at >= 0:
-        if _HEX8.match(text, at + 1):
-            return True
-        at = text.find(" 0", at + 2)
-    return False
 
 
 _DATE_NAMES = re.compile("Mon|Tue|Wed|Thu|Fri|Sat|Sun|Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov"
@@ -214,9 +202,8 @@ class Masker:
         self._plain_numbers = config.numbers and not config.extra
         self._cache: dict[str, str] = {}
         self._shapes: dict[bytes, str] = {}
-        # line shape -> (masked tokens, whether a line of that shape may hold zeros that
-        # matter: `_zeros_matter` is asked then)
-        self._lines: dict[bytes, tuple[tuple[str, ...], bool]] = {}
+        # line shape -> each position's masked token (None: mask that token on its own)
+        self._lines: dict[bytes, tuple[str | None, ...]] = {}
         self._regexes: dict[tuple[bool, ...], tuple[re.Pattern[str] | None, list[str]]] = {}
 
     def _masked(self, token: str) -> str:
@@ -262,13 +249,20 @@ class Masker:
 
     def tokens(self, text: str) -> tuple[str, ...]:
         """The masked tokens of a text. A whole line is looked up by its shape first (lines
-        of one event differ mostly in their digits); a line whose zeros matter is not."""
+        of one event differ mostly in their digits): the entry holds each position's masked
+        token, or None where it depends on more than the shape (zeros that matter: `0x1f`,
+        zero-padded `00106210`; a word with digits that stays a word: `ssh2`), which is then
+        masked token by token."""
         if self.quoted and ('"' in text or "'" in text):
             text = _QUOTED.sub(_quoted, text)
         shape = text.encode().translate(_SHAPE)
-        got = self._lines.get(shape)
-        if got is not None and not (got[1] and _zeros_matter(text)):
-            return got[0]
+        entry = self._lines.get(shape)
+        if entry is not None:
+            if None not in entry:
+                return entry  # type: ignore[return-value]
+            token = self.token
+            return tuple([m if m is not None else token(w)
+                          for m, w in zip(entry, text.split(), strict=True)])
         words = text.split()
         cache = self._cache
         try:
@@ -276,10 +270,11 @@ class Masker:
         except KeyError:
             token = self.token
             out = tuple([cache.get(t) or token(t) for t in words])
-        if got is None and not any(map(_DIGITS.intersection, out)) and not _zeros_matter(text):
-            if len(self._lines) >= _CACHE_SIZE:
-                self._lines.clear()
-            self._lines[shape] = (out, _RISKY.search(shape) is not None)
+        if len(self._lines) >= _CACHE_SIZE:
+            self._lines.clear()
+        self._lines[shape] = tuple([
+            None if not _DIGITS.isdisjoint(m) or _RISKY.search(w) else m
+            for m, w in zip(out, words, strict=True)])
         return out
 
     def __call__(self, text: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -417,9 +418,12 @@ class TenantMiner:
         that differ from it only in variable positions become one (the one seen more often
         survives, widened to cover both). Returns the template `cluster` is now part of."""
         others = self._by_length.get(len(cluster.tokens), {})
+        need = self.config.similarity * len(cluster.tokens)
         for other in list(others.values()):
             if other is cluster or not other.live or not cluster.live:
                 continue
+            if sum(map(operator.eq, cluster.tokens, other.tokens)) < need:
+                continue  # too few equal positions to keep enough fixed: not mergeable
             merged = mergeable(cluster.tokens, other.tokens, self.config.similarity)
             if merged is None:
                 continue
