@@ -167,6 +167,7 @@ class Deployment:
             "LAAS_INGEST_DEFAULT_RATE_LIMIT": "0",
             "LAAS_WEB_PORT": str(self.ports["web"]),
             "LAAS_GATEWAY_PORT": str(self.ports["gateway"]),
+            "LAAS_OTLP_HTTP_PORT": str(free_port()),  # the gateway's OTLP/HTTP (default 4318)
             "LAAS_TAIL_HEARTBEAT_SECONDS": "5",
             **(extra or {}),
         }

@@ -92,6 +92,7 @@ class Newcomer:
             "LAAS_POSTGRES_ENABLED": "false",
             "LAAS_WEB_PORT": str(self.web_port),
             "LAAS_GATEWAY_PORT": str(self.gateway_port),
+            "LAAS_OTLP_HTTP_PORT": str(free_port()),  # the gateway's OTLP/HTTP (default 4318)
             "LAAS_WORKER_WEB_PORT": str(free_port()),
         }
         self.output = state_dir / "up.out"
