@@ -27,7 +27,7 @@ from app.topics import ALERTS, EVENTS, topic_name
 from tests.auth_fixtures import *  # noqa: F403
 from tests.auth_fixtures import World, build_world, make_settings, running_app
 from tests.conftest import kafka_options
-from tests.search_fixtures import event, index_events
+from tests.search_fixtures import TIERS, event, index_events
 from tests.serving import served
 from tests.test_kafka import create_topic
 
@@ -223,14 +223,19 @@ async def test_slow_reader_gets_a_drop_notice_and_does_not_slow_a_fast_one(
         slow.sock.close()
 
 
-async def test_history_then_live_without_gap_or_duplicate(tail_world: TailWorld) -> None:
+@pytest.mark.parametrize("tier", TIERS)
+async def test_history_then_live_without_gap_or_duplicate(tail_world: TailWorld,
+                                                          tier: str) -> None:
     tw = tail_world
     base = time.time_ns() - 60 * 10**9
     earlier = [
         event(tw.world, "acme", i, message=f"old {i}", at=base + i * 10**6) for i in range(30)
     ]
     await tw.publish(earlier)
-    await index_events(tw.es, tw.settings, earlier[:20])  # the last 10 are not indexed yet
+    await index_events(tw.es, tw.settings, earlier[:20], tier)  # the last 10 are not indexed yet
+    # another tenant's line in the same (shared) index: never in acme's history
+    await index_events(tw.es, tw.settings, [event(tw.world, "beta", 900, message="beta line",
+                                                  at=base + 5 * 10**6)], tier)
     async with tw.connect("key_read", since="5m") as ws:
         ready_history = []
         async with asyncio.timeout(30):
