@@ -1,0 +1,206 @@
+"""OTLP ingest records/s next to laas.v1 Push and a raw aiokafka producer, in one run.
+
+    python -m bench.ingest_otlp [--records N] [--repeat N] [--out FILE]
+
+Not a test (needs the local Kafka; run it on demand). The real gateway (`app.gateway`, grpcio
+aio) runs in its own process with its OTLP/HTTP port (as `bench.ingest_gateway --serve
+gateway`), authenticating with a fixed principal and writing to a fresh topic with the real
+`KafkaWriter`. Requests are prebuilt bytes, so the client measures the server. Cases, for
+batches of 100 and 1000 records, one request at a time:
+- raw: `AIOKafkaProducer`, all sends then one wait (`bench.ingest_gateway.raw`);
+- laas.v1 Push: a `LogBatch` over gRPC (grpcio client, no compression);
+- OTLP/gRPC: an `ExportLogsServiceRequest` of the same records (one resource, one scope),
+  without compression and with gzip (grpcio compresses each call);
+- OTLP/HTTP: the same request, protobuf and JSON, `POST /v1/logs` on the gateway's OTLP/HTTP
+  port (httpx, no compression).
+Ratios are to laas.v1 Push of the same batch size (the target: OTLP >= 0.8 at batch 1000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.ingest_gateway import Child, batch_bytes, create_topic, machine, raw, records
+
+BATCHES = (100, 1000)
+META = (("x-api-key", "k"),)
+
+
+def otlp_requests(n: int, batch: int) -> list[bytes]:
+    """Serialized OTLP export requests of `batch` records each: the records of
+    `bench.ingest_gateway.records` (an access-log line, `user`, service and host)."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+        ExportLogsServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+    now = time.time_ns()
+    resource = Resource(attributes=[
+        KeyValue(key="service.name", value=AnyValue(string_value="bench")),
+        KeyValue(key="host.name", value=AnyValue(string_value="bench-host"))])
+    out = []
+    for start in range(0, n, batch):
+        recs = [LogRecord(
+            time_unix_nano=now + i, severity_text="INFO",
+            body=AnyValue(string_value=f"GET /api/items/{i} 200 in {i % 97}ms"),
+            attributes=[KeyValue(key="user", value=AnyValue(string_value=f"user{i % 50}"))])
+            for i in range(start, min(n, start + batch))]
+        out.append(ExportLogsServiceRequest(resource_logs=[ResourceLogs(
+            resource=resource, scope_logs=[ScopeLogs(
+                scope=InstrumentationScope(name="bench"), log_records=recs)])])
+            .SerializeToString())
+    return out
+
+
+def otlp_json(body: bytes) -> bytes:
+    """The OTLP/JSON encoding of a serialized export request (hex ids, integer enums)."""
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+        ExportLogsServiceRequest,
+    )
+
+    doc = json_format.MessageToDict(ExportLogsServiceRequest.FromString(body),
+                                    use_integers_for_enums=True)
+    for rl in doc.get("resourceLogs", []):
+        for sl in rl.get("scopeLogs", []):
+            for rec in sl.get("logRecords", []):
+                for key in ("traceId", "spanId"):
+                    if key in rec:
+                        rec[key] = base64.b64decode(rec[key]).hex()
+    return json.dumps(doc).encode()
+
+
+async def _timed(bodies: Sequence[bytes], send: Callable[[bytes], Awaitable[int]],
+                 expect: int) -> float:
+    accepted = await send(bodies[0])  # warm: connection, producer metadata
+    start = time.perf_counter()
+    for body in bodies:
+        accepted += await send(body)
+    elapsed = time.perf_counter() - start
+    assert accepted == expect + expect // len(bodies), f"accepted {accepted}"
+    return expect / elapsed
+
+
+async def grpc_case(port: int, method: str, bodies: Sequence[bytes], n: int,
+                    gzip: bool = False) -> float:
+    import grpc
+
+    from protos.laas.v1 import PushAck
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_unary(method)
+        compression = grpc.Compression.Gzip if gzip else grpc.Compression.NoCompression
+
+        async def send(body: bytes) -> int:
+            reply = await call(body, metadata=META, compression=compression)
+            if method.endswith("/Push"):
+                return PushAck().parse(reply).accepted
+            assert reply == b"", reply  # no partial success
+            return per_request
+
+        per_request = n // len(bodies)
+        return await _timed(bodies, send, n)
+
+
+async def http_case(port: int, bodies: Sequence[bytes], n: int, media: str) -> float:
+    import httpx
+
+    headers = {"content-type": media, "x-api-key": "k"}
+    per_request = n // len(bodies)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        async def send(body: bytes) -> int:
+            r = await client.post("/v1/logs", content=body, headers=headers)
+            r.raise_for_status()
+            assert r.content in (b"", b"{}"), r.content
+            return per_request
+
+        return await _timed(bodies, send, n)
+
+
+CASES = ("laas.v1 Push", "OTLP/gRPC", "OTLP/gRPC gzip", "OTLP/HTTP protobuf",
+         "OTLP/HTTP JSON")
+
+
+async def run(total: int, repeat: int) -> list[dict[str, Any]]:
+    """Every case `repeat` times, interleaved; each keeps its best run (the box is shared)."""
+    from app.settings import load_settings
+    from app.topics import RAW, topic_name
+
+    prefix = f"bench{uuid.uuid4().hex[:8]}."
+    settings = load_settings(topic_prefix=prefix)
+    topic = topic_name(settings, RAW)
+    await create_topic(settings, topic)
+    child = Child("gateway", prefix)
+    rows = []
+    try:
+        for batch in BATCHES:
+            recs = records(total)
+            pushes = [batch_bytes(recs[i:i + batch]) for i in range(0, total, batch)]
+            exports = otlp_requests(total, batch)
+            jsons = [otlp_json(b) for b in exports]
+            row: dict[str, Any] = {"batch": batch, "records": total}
+            cases: dict[str, Callable[[], Awaitable[float]]] = {
+                "raw": lambda: raw(settings, topic, recs, None),
+                "laas.v1 Push": lambda: grpc_case(child.port, "/laas.v1.LogIngest/Push",
+                                                  pushes, total),
+                "OTLP/gRPC": lambda: grpc_case(
+                    child.port, "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+                    exports, total),
+                "OTLP/gRPC gzip": lambda: grpc_case(
+                    child.port, "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+                    exports, total, gzip=True),
+                "OTLP/HTTP protobuf": lambda: http_case(child.port + 1, exports, total,
+                                                        "application/x-protobuf"),
+                "OTLP/HTTP JSON": lambda: http_case(child.port + 1, jsons, total,
+                                                    "application/json"),
+            }
+            for _ in range(repeat):
+                for name, case in cases.items():
+                    row[name] = max(row.get(name, 0.0), await case())
+            print(" ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}"
+                           for k, v in row.items()), flush=True)
+            rows.append(row)
+    finally:
+        child.stop()
+    return rows
+
+
+def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """A markdown table; ratios are to laas.v1 Push of the same batch size."""
+    head = ("| batch | records | raw producer (rec/s) | "
+            + " | ".join(f"{c} (rec/s, x Push)" for c in CASES) + " |")
+    lines = [head, "|" + " --- |" * (3 + len(CASES))]
+    for row in rows:
+        push = row["laas.v1 Push"]
+        cells = [f"{row[c]:,.0f} ({row[c] / push:.2f})" for c in CASES]
+        lines.append(f"| {row['batch']} | {row['records']} | {row['raw']:,.0f} | "
+                     + " | ".join(cells) + " |")
+    return (f"Run `python -m bench.ingest_otlp --records {args.records} --repeat {args.repeat}`"
+            f" (best of {args.repeat}) on {time.strftime('%Y-%m-%d %H:%M')}.\n\n"
+            f"Machine: {machine()}.\n\n" + "\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=20000)
+    parser.add_argument("--repeat", type=int, default=2, help="runs per case; the best counts")
+    parser.add_argument("--out", type=Path, help="also write the markdown table here")
+    args = parser.parse_args()
+    table = report(asyncio.run(run(args.records, args.repeat)), args)
+    print(table)
+    if args.out:
+        args.out.write_text(table)
+
+
+if __name__ == "__main__":
+    main()
