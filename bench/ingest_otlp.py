@@ -149,24 +149,21 @@ async def run(total: int, repeat: int) -> list[dict[str, Any]]:
             exports = otlp_requests(total, batch)
             jsons = [otlp_json(b) for b in exports]
             row: dict[str, Any] = {"batch": batch, "records": total}
-            cases: dict[str, Callable[[], Awaitable[float]]] = {
-                "raw": lambda: raw(settings, topic, recs, None),
-                "laas.v1 Push": lambda: grpc_case(child.port, "/laas.v1.LogIngest/Push",
-                                                  pushes, total),
-                "OTLP/gRPC": lambda: grpc_case(
-                    child.port, "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-                    exports, total),
-                "OTLP/gRPC gzip": lambda: grpc_case(
-                    child.port, "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-                    exports, total, gzip=True),
-                "OTLP/HTTP protobuf": lambda: http_case(child.port + 1, exports, total,
-                                                        "application/x-protobuf"),
-                "OTLP/HTTP JSON": lambda: http_case(child.port + 1, jsons, total,
-                                                    "application/json"),
+            export = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+            http_port = child.port + 1
+            cases: dict[str, tuple[Callable[..., Awaitable[float]], tuple[Any, ...]]] = {
+                "raw": (raw, (settings, topic, recs, None)),
+                "laas.v1 Push": (grpc_case, (child.port, "/laas.v1.LogIngest/Push", pushes,
+                                             total)),
+                "OTLP/gRPC": (grpc_case, (child.port, export, exports, total)),
+                "OTLP/gRPC gzip": (grpc_case, (child.port, export, exports, total, True)),
+                "OTLP/HTTP protobuf": (http_case, (http_port, exports, total,
+                                                   "application/x-protobuf")),
+                "OTLP/HTTP JSON": (http_case, (http_port, jsons, total, "application/json")),
             }
             for _ in range(repeat):
-                for name, case in cases.items():
-                    row[name] = max(row.get(name, 0.0), await case())
+                for name, (case, case_args) in cases.items():
+                    row[name] = max(row.get(name, 0.0), await case(*case_args))
             print(" ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}"
                            for k, v in row.items()), flush=True)
             rows.append(row)
