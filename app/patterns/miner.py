@@ -77,9 +77,10 @@ class Cluster:
     """One template: its id (hash of its text), tokens (`<*>` where it varies), the tree
     leaves it is filed under, count, when it was seen, and its former ids (newest first)."""
 
-    __slots__ = ("id", "_tokens", "template", "paths", "count", "first_seen", "last_seen",
-                 "former", "merged_into", "live")
+    __slots__ = ("_id", "_tokens", "template", "seen", "paths", "count", "first_seen",
+                 "last_seen", "former", "merged_into", "live")
     template: str
+    seen: Match  # what `add` answers for a line of this template that changes nothing
 
     def __init__(self, ident: str, tokens: list[str], paths: list[tuple[str, ...]],
                  count: int = 0, first_seen: float = 0.0, last_seen: float = 0.0,
@@ -95,6 +96,15 @@ class Cluster:
         self.live = True
 
     @property
+    def id(self) -> str:
+        return self._id
+
+    @id.setter
+    def id(self, ident: str) -> None:
+        self._id = ident
+        self.seen = Match(ident, getattr(self, "template", ""), False, False)
+
+    @property
     def tokens(self) -> list[str]:
         return self._tokens
 
@@ -102,6 +112,7 @@ class Cluster:
     def tokens(self, tokens: list[str]) -> None:
         self._tokens = tokens
         self.template = " ".join(tokens)
+        self.seen = Match(getattr(self, "_id", ""), self.template, False, False)
 
     @property
     def path(self) -> tuple[str, ...]:
@@ -150,6 +161,9 @@ class TenantMiner:
         self.config = config or MinerConfig()
         self._tokenize = Tokenizer(self.config.masking, self.config.max_tokens,
                                    self.config.max_chars)
+        self._mask = self._tokenize.masker.tokens
+        self._max_chars = self.config.max_chars
+        self._max_tokens = self.config.max_tokens
         self._prefix = max(self.config.depth - 2, 0)
         self._clusters: OrderedDict[str, Cluster] = OrderedDict()  # LRU order, oldest first
         self._by_length: dict[int, dict[str, Cluster]] = {}
@@ -165,22 +179,27 @@ class TenantMiner:
 
     def add(self, message: str, now: float = 0.0) -> Match:
         """Mine one message: its template id and text, and whether it is new or changed."""
-        tokens = self._tokenize(message)
+        tokens = self._mask(message[: self._max_chars])  # what self._tokenize does, inlined
+        if len(tokens) > self._max_tokens:
+            tokens = (*tokens[: self._max_tokens - 1], WILDCARD)
         cluster = self._cache.get(tokens)
         if cluster is not None and (cluster.merged_into is not None or not cluster.live):
             cluster = self._cached(tokens)
-        is_new = changed = False
         if cluster is None:
             cluster, is_new, changed = self._learn(tokens, now)
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.clear()
             self._cache[tokens] = cluster
-        self._clusters.move_to_end(cluster.id)
+            match = Match(cluster.id, cluster.template, is_new, changed)
+        else:
+            match = cluster.seen  # the answer for a line of a known template, made once
+        ident = match.template_id
+        self._clusters.move_to_end(ident)
         cluster.count += 1
         if now > cluster.last_seen:
             cluster.last_seen = now
-        self._changed.add(cluster.id)
-        return Match(cluster.id, cluster.template, is_new, changed)
+        self._changed.add(ident)
+        return match
 
     def _learn(self, tokens: Sequence[str], now: float) -> tuple[Cluster, bool, bool]:
         """A line not in the cache: the template it joins or starts, whether new, changed."""

@@ -26,7 +26,8 @@ class Tokenizer:
     def __init__(self, masking: MaskingConfig, max_tokens: int, max_chars: int) -> None:
         if max_tokens < 2:
             raise ValueError("max_tokens must be at least 2")
-        self._tokens = masking.masker().tokens
+        self.masker = masking.masker()
+        self._tokens = self.masker.tokens
         self._max_tokens = max_tokens
         self._max_chars = max_chars
 
