@@ -56,6 +56,10 @@ fi
 say "building the Compose checker"
 (cd deploy/composecheck && go build -o "$root/.laas/bin/composecheck" .)
 
+# --- lokipush: a real Loki protobuf shipper for the tests (Grafana's loki-client-go) ---
+say "building the Loki test shipper"
+(cd deploy/lokipush && go build -o "$root/.laas/bin/lokipush" .)
+
 # --- the web UI, when its sources exist ---
 if [ -f web/ui/package.json ]; then
   command -v npm >/dev/null || die "npm is required to build the web UI (install Node.js 20)"
