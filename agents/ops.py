@@ -1,5 +1,5 @@
-"""Worker operations: `/metrics` (Prometheus), consumer lag, the stalled-partition watchdog,
-the scheduled retention job."""
+"""Worker operations: `/metrics` (Prometheus), `/healthz` and `/readyz`, consumer lag, the
+stalled-partition watchdog, the scheduled retention job."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from app.db import create_engine
 from app.kafka_client import client_options
 from app.metrics import CONTENT_TYPE, METRICS
 from app.promotion import promote_oversized
+from app.readiness import readiness, report, service_checks
 from app.retention import apply_retention, prune_snapshots, tenant_retention
 from app.settings import Settings
 from app.watchdog import register_faust
@@ -65,6 +66,22 @@ def register(app: faust.App, settings: Settings) -> None:
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
         return web.bytes(METRICS.render(), content_type=CONTENT_TYPE)
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    services: dict[str, Any] = {}  # made by the first probe, kept for the next ones
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        """The web app's readiness checks (app/readiness.py): Kafka with the LaaS topics,
+        Elasticsearch, the user database; 503 naming what is not ready."""
+        if not services:
+            services.update(es=es_client(settings), engine=create_engine(settings))
+        body, status = report(await readiness(
+            service_checks(settings, services["es"], services["engine"])))
+        return web.json(body, status=status)
 
     @app.timer(settings.metrics_lag_interval)
     async def consumer_lag() -> None:

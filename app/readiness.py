@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from elasticsearch import AsyncElasticsearch
@@ -61,6 +62,16 @@ async def readiness(checks: dict[str, Check], seconds: float = CHECK_SECONDS) ->
     """Every check at once: component -> "ok" or what is wrong."""
     results = await asyncio.gather(*(_run(check, seconds) for check in checks.values()))
     return dict(zip(checks, results, strict=True))
+
+
+def report(checks: dict[str, str]) -> tuple[dict[str, Any], int]:
+    """The `/readyz` answer: its JSON body and status, 200 when every check is "ok", else 503
+    with `not_ready` naming the components."""
+    missing = [name for name, result in checks.items() if result != "ok"]
+    body: dict[str, Any] = {"status": "not_ready" if missing else "ready", "checks": checks}
+    if missing:
+        body["not_ready"] = missing
+    return body, 503 if missing else 200
 
 
 def service_checks(settings: Settings, es: AsyncElasticsearch, engine: AsyncEngine

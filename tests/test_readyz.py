@@ -1,5 +1,6 @@
-"""`/readyz` against the real stack, and with each component missing: Kafka at a closed port,
-Elasticsearch at a closed port, the LaaS topics absent, the user database dropped."""
+"""`/readyz` of the web app and of the worker against the real stack, and with each component
+missing: Kafka at a closed port, Elasticsearch at a closed port, the LaaS topics absent, the
+user database dropped."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from tests.auth_fixtures import (
     running_app,
 )
 from tests.serving import served
+from tests.stream_fixtures import *  # noqa: F403
+from tests.stream_fixtures import StreamEnv
 from tests.test_kafka import free_port
 
 
@@ -81,3 +84,33 @@ async def test_database_dropped_under_a_running_app(
     assert response.status_code == 503
     assert response.json()["not_ready"] == ["database"]
     assert "does not exist" in response.json()["checks"]["database"]
+
+
+async def _worker_answer(stream: StreamEnv, path: str, **extra: str) -> httpx.Response:
+    worker = stream.worker(**extra)
+
+    async def answered() -> httpx.Response | None:
+        try:
+            async with httpx.AsyncClient(timeout=10) as client:
+                return await client.get(f"http://127.0.0.1:{worker.port}{path}")
+        except httpx.TransportError:
+            return None
+
+    response: httpx.Response = await stream.wait(answered, 120, f"the worker's {path}")
+    return response
+
+
+async def test_the_worker_is_ready(stream: StreamEnv) -> None:
+    response = await _worker_answer(stream, "/readyz")
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"] == {"kafka": "ok", "elasticsearch": "ok", "database": "ok"}
+    async with httpx.AsyncClient() as client:
+        live = await client.get(f"http://127.0.0.1:{stream.workers[0].port}/healthz")
+    assert live.json() == {"status": "ok"}
+
+
+async def test_a_worker_without_elasticsearch_is_not_ready(stream: StreamEnv) -> None:
+    response = await _worker_answer(stream, "/readyz",
+                                    LAAS_ES_URL=f"http://127.0.0.1:{free_port()}")
+    assert response.status_code == 503, response.text
+    assert response.json()["not_ready"] == ["elasticsearch"]

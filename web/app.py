@@ -28,7 +28,7 @@ from app.db import create_engine, session_factory
 from app.elastic import es_client
 from app.logins import AuthConfig
 from app.migrations import upgrade_database_async
-from app.readiness import readiness, service_checks
+from app.readiness import readiness, report, service_checks
 from app.settings import Settings
 from app.tail import TailHub
 from web.auth import AuthBackend, account_error_response
@@ -66,12 +66,8 @@ async def readyz(request: Request) -> JSONResponse:
     """Readiness: Kafka (with the LaaS topics), Elasticsearch and the user database answer;
     503 naming what is not ready."""
     state = request.app.state
-    checks = await readiness(service_checks(state.settings, state.es, state.engine))
-    missing = [name for name, result in checks.items() if result != "ok"]
-    body: dict[str, Any] = {"status": "not_ready" if missing else "ready", "checks": checks}
-    if missing:
-        body["not_ready"] = missing
-    return JSONResponse(body, status_code=503 if missing else 200)
+    body, status = report(await readiness(service_checks(state.settings, state.es, state.engine)))
+    return JSONResponse(body, status_code=status)
 
 
 async def http_error_response(request: Request, exc: Exception) -> Response:
