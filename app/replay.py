@@ -58,8 +58,9 @@ class ReplayTemplates:
     """Template ids as the live stream gives them: each raw partition's miner is rebuilt from
     the `templates` table's changelog (read to its end, no consumer group) and asked first;
     a message no live template matches is mined by the replay's own copy (the live state is
-    never written). Ids stay those of the original documents because a template keeps the id
-    it was created with as it widens."""
+    never written). A template's id is the hash of its text: an event mined live before its
+    template widened gets the template's current id here (the patterns index points the old
+    id to it, so the patterns API counts both alike)."""
 
     def __init__(self, miners: dict[int, TenantMiner], config: MinerConfig) -> None:
         self.miners = miners
