@@ -190,6 +190,7 @@ async def test_root_is_es_info_for_es_clients_and_the_ui_for_browsers(
         assert page.status_code == 200 and "<title>LaaS</title>" in page.text, headers
     license_ = await es_web.get("/_license", headers=NDJSON)
     assert license_.json()["license"]["status"] == "active"
+    assert (await es_web.get("/_cluster/health", headers=NDJSON)).json()["status"] == "green"
     put = await es_web.put("/_index_template/filebeat-8", json={"index_patterns": ["x"]},
                            headers=NDJSON)
     assert put.json() == {"acknowledged": True}

@@ -141,6 +141,7 @@ WHO = {
     "POST /v1/logs": "key_ingest",
     **{f"{method} {path}": "key_ingest" for method, path in (  # Loki and Elasticsearch clients
         ("POST", "/loki/api/v1/push"), ("GET", "/"), ("GET", "/_license"),
+        ("GET", "/_cluster/health"),
         *((m, p) for m in ("POST", "PUT") for p in ("/_bulk", "/{index}/_bulk")),
         *((m, f"/{p}/{{name}}") for m in ("GET", "PUT")
           for p in ("_index_template", "_template", "_ilm/policy")))},

@@ -9,8 +9,9 @@ read (`took`, `errors`, `items[].{action}.status/error`) and every answer carrie
 `X-Elastic-Product: Elasticsearch` (elasticsearch-py refuses servers without it).
 
 Besides `_bulk`, the few calls clients make before they send: `GET /` (version info, to ES
-clients only: a browser still gets the web UI), `GET /_license`, and index template / ILM
-policy set-up calls, which are acknowledged and ignored (LaaS has its own index layout).
+clients only: a browser still gets the web UI), `GET /_license`, `GET /_cluster/health`, and
+index template / ILM policy set-up calls, which are acknowledged and ignored (LaaS has its own
+index layout).
 """
 
 from __future__ import annotations
@@ -263,6 +264,15 @@ async def license_info(request: Request) -> Response:
     }}, headers=PRODUCT)
 
 
+async def cluster_health(request: Request) -> Response:
+    """`GET /_cluster/health`: green (Vector's Elasticsearch sink checks it at start)."""
+    principal = await _authenticated(request)
+    if isinstance(principal, Response):
+        return principal
+    return JSONResponse({"cluster_name": "laas", "status": "green", "timed_out": False,
+                         "number_of_nodes": 1, "number_of_data_nodes": 1}, headers=PRODUCT)
+
+
 async def setup_call(request: Request) -> Response:
     """Template and ILM set-up: PUT acknowledged, GET/HEAD "not found" (so clients PUT)."""
     principal = await _authenticated(request)
@@ -287,6 +297,7 @@ routes: list[BaseRoute] = [
     Route("/_bulk", post_bulk, methods=["POST", "PUT"]),
     Route("/{index}/_bulk", post_bulk, methods=["POST", "PUT"]),
     Route("/_license", license_info, methods=["GET"]),
+    Route("/_cluster/health", cluster_health, methods=["GET"]),
     *(Route(path, setup_call, methods=["GET", "HEAD", "PUT"]) for path in SETUP_PATHS),
 ]
 
@@ -346,6 +357,12 @@ openapi: dict[tuple[str, str], Spec] = {
         "security": KEY_ONLY,
         "responses": {"200": {"description": "the license", "content": json_content(
             obj(["license"], license=ANY_MAP))}, **_AUTH_ERRORS},
+    },
+    ("GET", "/_cluster/health"): {
+        "summary": "Cluster health: always green (for Vector's health check)",
+        "tags": ["ingest"], "security": KEY_ONLY,
+        "responses": {"200": {"description": "green", "content": json_content(
+            obj(["status"], status=STR))}, **_AUTH_ERRORS},
     },
     **{(method, path): {
         "summary": "Elasticsearch set-up call: acknowledged and ignored" if method == "PUT"
