@@ -24,8 +24,9 @@ stand-in (RocksDB and the changelog in a worker) are subtracted. Baseline measur
 run: the previous design's per-source model (river's `MinMaxScaler | HalfSpaceTrees` pipeline
 and the two score quantiles) built and trained for `--sample` sources (bytes allocated per
 model, by tracemalloc, and the time river takes for a new source's first window), against the
-compact detector for the same sample; the previous design's per-source figure is this run's
-per-source RSS with the compact model replaced by river's. The lag probe is paused while the
+compact detector for the same sample (and the CPU a full garbage collection spends on them);
+the previous design's per-source figure is this run's per-source RSS with the compact model
+replaced by river's. The lag probe is paused while the
 bench itself collects garbage to measure memory. Results: printed and written to `--out`
 (bench/results/sources.md).
 """
@@ -190,8 +191,15 @@ def measure_baseline(sample: int, windows: int, seed: int) -> dict[str, float]:
             acc.add("INFO", f"t{rng.randint(1, 4)}", False, "GET /item/1 200")
         vectors.append(acc.features())
     out: dict[str, float] = {}
+
+    def collect_cpu() -> float:
+        t = time.process_time()
+        gc.collect()
+        return time.process_time() - t
+
     for name in ("compact", "river"):
         gc.collect()
+        empty = min(collect_cpu() for _ in range(2))
         tracemalloc.start()
         models: list[Any] = []
         for _ in range(sample):
@@ -215,6 +223,8 @@ def measure_baseline(sample: int, windows: int, seed: int) -> dict[str, float]:
         gc.collect()
         out[f"{name}_bytes_per_model"] = tracemalloc.get_traced_memory()[0] / sample
         tracemalloc.stop()
+        out[f"{name}_gc_us_per_model"] = max(
+            0.0, (min(collect_cpu() for _ in range(2)) - empty) / sample * 1e6)
         del models
     # a new source's first window, timed apart (tracemalloc slows allocations down)
     for name in ("compact", "river"):
@@ -343,6 +353,8 @@ def render(r: dict[str, Any]) -> str:
         f"source's first window) | {r['river_bytes_per_model']:,.0f} |",
         f"| compact HST per source ({r['compact_first_window_ms']:.3f} ms for a new source's "
         f"first window) | {r['compact_bytes_per_model']:,.0f} |",
+        f"| CPU a full garbage collection spends per source's HST model: river / compact | "
+        f"{r['river_gc_us_per_model']:,.0f} / {r['compact_gc_us_per_model']:,.1f} µs |",
         f"| model snapshot (zlib) / light snapshot, mean | {r['model_state_bytes']:,.0f} / "
         f"{r['light_state_bytes']:,.0f} bytes |",
         f"| light-state changelog writes per window (all sources) | "
