@@ -246,7 +246,8 @@ async def test_elasticsearch_py_helpers_bulk_lands_in_the_keys_tenant(site: Site
     assert (ok, errors) == (6, [])
     beta = [{"message": f"{mark} beta", "level": "warn", "hostname": "b-host", "service": "b"}]
     _, (ok, errors) = await asyncio.to_thread(
-        _ship, site.url, {"basic_auth": ("filebeat", site.beta_key)}, beta)
+        _ship, site.url, {"basic_auth": ("filebeat", site.beta_key), "http_compress": True},
+        beta)
     assert (ok, errors) == (1, [])
 
     hits = await site.wait_hits(f'"{mark}"', 6)
