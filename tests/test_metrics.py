@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import pickle
+import re
 import time
 from typing import Any
 
@@ -215,7 +216,15 @@ async def test_every_process_exports_what_it_did(compose_run: ComposeRun) -> Non
             otlp_export("o1"), metadata=tuple(auth.items()))
     total = 3 + 1 + 2 + 1
 
-    got = await scrape(f"{web}/metrics")
+    async def scraped(url: str, name: str, **labels: str) -> Any:
+        """A scrape once `name{labels}` counts 1: a server may record a call just after its
+        answer went out."""
+        got = await scrape(url)
+        return got if value(got, name, **labels) >= 1 else None
+
+    got = await wait_for(lambda: scraped(f"{web}/metrics", "laas_http_requests_total",
+                                         method="POST", route="/api/v1/logs", status="200"),
+                         15, "the web app's count of the NDJSON request")
     assert value(got, "laas_ingest_accepted_total", path="http-ndjson") == 3
     assert value(got, "laas_ingest_rejected_total", path="http-ndjson", reason="invalid") == 1
     assert value(got, "laas_kafka_produce_seconds_count", path="http-ndjson") == 1
@@ -224,7 +233,11 @@ async def test_every_process_exports_what_it_did(compose_run: ComposeRun) -> Non
     assert value(got, "laas_http_request_seconds_count", method="GET", route="/readyz") >= 1
     assert value(got, "laas_tail_sockets") == 0
 
-    got = await scrape(f"http://127.0.0.1:{compose_run.port('LAAS_GATEWAY_METRICS_PORT')}/")
+    got = await wait_for(lambda: scraped(
+        f"http://127.0.0.1:{compose_run.port('LAAS_GATEWAY_METRICS_PORT')}/",
+        "laas_grpc_requests_total", code="OK",
+        method="/opentelemetry.proto.collector.logs.v1.LogsService/Export"),
+        15, "the gateway's count of the OTLP export")
     assert value(got, "laas_ingest_accepted_total", path="grpc") == 2
     assert value(got, "laas_ingest_accepted_total", path="otlp-grpc") == 1
     assert value(got, "laas_ingest_accepted_total", path="otlp-http") == 1
@@ -247,11 +260,13 @@ async def test_every_process_exports_what_it_did(compose_run: ComposeRun) -> Non
     async def indexed() -> dict[Any, float] | None:
         got = await scrape(worker)
         lag = {pair for (name, labels) in got if name == "laas_consumer_lag" for pair in labels}
-        done = value(got, "laas_sink_events_total", stage="index") >= total and raw_lag in lag
+        done = (value(got, "laas_sink_events_total", stage="index") >= total
+                and value(got, "laas_events_in_total", stage="stats") >= total  # analytics
+                and raw_lag in lag)
         return got if done else None
 
-    got = await wait_for(indexed, 120, f"{total} events indexed and logs.raw's lag measured "
-                         "(worker /metrics)")
+    got = await wait_for(indexed, 120, f"{total} events indexed and counted by stats, "
+                         "logs.raw's lag measured (worker /metrics)")
     assert value(got, "laas_events_in_total", stage="normalize") >= 1  # raw messages
     assert value(got, "laas_events_out_total", stage="normalize",
                  topic=f"{compose_run.unique}.logs.events") >= total
@@ -270,6 +285,20 @@ async def test_every_process_exports_what_it_did(compose_run: ComposeRun) -> Non
             pass
         assert value(await scrape(f"{web}/metrics"), "laas_tail_sockets") == 1
     assert await wait_for(lambda: _tail_closed(f"{web}/metrics"), 30, "the tail socket closed")
+
+    # every metric of the Grafana dashboard is exported by one of these processes
+    from tests.test_grafana import parse, targets
+
+    served: set[str] = set()
+    for url in (f"{web}/metrics", worker,
+                f"http://127.0.0.1:{compose_run.port('LAAS_GATEWAY_METRICS_PORT')}/metrics"):
+        async with httpx.AsyncClient(timeout=10) as client:
+            text = (await client.get(url)).text
+        served |= {f.name for f in text_string_to_metric_families(text)}
+    for title, target in targets():
+        (metric,) = parse(target["expr"])[0]
+        family = re.sub(r"_(total|bucket|count|sum)$", "", metric)
+        assert family in served, f"{title}: {metric} is served by no process"
 
 
 async def _tail_closed(url: str) -> bool:
