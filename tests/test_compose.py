@@ -89,11 +89,13 @@ def test_processes_bind_every_interface_and_ports_match_the_settings(
             "CMD", "python", "-m", "deploy.healthcheck", name]
         ports = {"LAAS_WEB_PORT": defaults.web_port, "LAAS_GATEWAY_PORT": defaults.gateway_port,
                  "LAAS_GATEWAY_METRICS_PORT": defaults.gateway_metrics_port,
+                 "LAAS_OTLP_HTTP_PORT": defaults.otlp_http_port,
                  "LAAS_WORKER_WEB_PORT": defaults.worker_web_port}
         assert {k: int(env[k]) for k in ports} == ports
     assert published(services["web"]) == {defaults.web_port: ("127.0.0.1", defaults.web_port)}
     assert published(services["gateway"]) == {
         defaults.gateway_port: ("127.0.0.1", defaults.gateway_port),
+        defaults.otlp_http_port: ("127.0.0.1", defaults.otlp_http_port),
         defaults.gateway_metrics_port: ("127.0.0.1", defaults.gateway_metrics_port)}
     assert published(services["worker"]) == {
         defaults.worker_web_port: ("127.0.0.1", defaults.worker_web_port)}

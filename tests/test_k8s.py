@@ -101,6 +101,7 @@ def test_settings_come_from_the_configmap_and_secret_and_are_real_settings() -> 
     defaults = Settings.model_construct()
     ports = {"LAAS_WEB_PORT": defaults.web_port, "LAAS_GATEWAY_PORT": defaults.gateway_port,
              "LAAS_GATEWAY_METRICS_PORT": defaults.gateway_metrics_port,
+             "LAAS_OTLP_HTTP_PORT": defaults.otlp_http_port,
              "LAAS_WORKER_WEB_PORT": defaults.worker_web_port}
     assert {k: int(config["data"][k]) for k in ports} == ports
     for doc in workloads():
