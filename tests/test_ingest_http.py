@@ -11,10 +11,14 @@ import time
 import httpx
 import pytest
 import uvicorn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 
-from app.ingest.convert import from_any
+from app.ingest.convert import ConversionError, from_any
+from app.ingest.jsonpb import pb_record_from_json
 from app.ingest.service import IngestService
+from app.ingest.shippers import shipper_document
 from app.settings import Settings
 from protos.laas.v1 import LogRecord
 from protos.opentelemetry.proto.collector.logs.v1 import ExportLogsServiceResponse
@@ -231,3 +235,31 @@ async def test_ndjson_reads_common_shipper_fields(web: httpx.AsyncClient,
     plain = got["plain"]
     assert (plain.severity_number, plain.resource.service_name) == (9, "api")
     assert from_any(plain.attributes["log"]) == "kept"
+
+
+_KEYS = ["log", "message", "msg", "@timestamp", "ts", "level", "log.level", "severity",
+         "levelname", "host", "hostname", "host.name", "service", "service.name", "kubernetes",
+         "attributes", "name", "pod_name", "pod", "labels", "app", "container_name",
+         "container", "namespace_name", "namespace", "node", "k8s.pod.name", "x"]
+_SCALARS = st.one_of(st.text(max_size=5), st.integers(-5, 5), st.booleans(), st.none())
+_VALUES = st.recursive(_SCALARS, lambda inner: st.dictionaries(st.sampled_from(_KEYS), inner,
+                                                               max_size=5), max_leaves=20)
+
+
+def _leaves(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    return [repr(value)]
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, database=None)
+@given(st.dictionaries(st.sampled_from(_KEYS), _VALUES, max_size=8))
+def test_field_conventions_move_values_and_lose_none(doc: dict[str, object]) -> None:
+    before = json.dumps(doc, sort_keys=True)
+    out = shipper_document(doc)
+    assert json.dumps(doc, sort_keys=True) == before  # the input is not changed
+    assert sorted(_leaves(out)) == sorted(_leaves(doc))  # every value is somewhere
+    try:
+        pb_record_from_json(out)
+    except ConversionError:
+        pass  # refused by name (say `host: a string expected`), never an other exception

@@ -68,11 +68,10 @@ def shipper_document(doc: Any) -> Any:
     _lift_named(out, "host", ("host.name", "hostname"))
     _lift_named(out, "service", ("service.name",))
     kube = out.get("kubernetes")
-    if isinstance(kube, dict):
+    if isinstance(kube, dict) and isinstance(out.get("attributes", {}), dict):
         attrs = _attributes(out)
-        rest, found = kubernetes_attributes(kube)
-        for name, value in found.items():
-            attrs.setdefault(name, value)
+        rest, found = kubernetes_attributes(kube, keep=attrs.keys())
+        attrs.update(found)
         _put(out, "kubernetes", rest)
         if "service" not in out and (service := kubernetes_service(kube)):
             out["service"] = service
@@ -108,6 +107,9 @@ def _lift_named(out: dict[str, Any], field: str, dotted: tuple[str, ...]) -> Non
     """`field` from an ECS object `{field: {"name": ...}}` or a dotted/alias key."""
     value = out.get(field)
     if isinstance(value, dict):
+        attrs = out.get("attributes", {})
+        if not isinstance(attrs, dict) or field in attrs:
+            return  # nowhere to keep the rest: the converter refuses the object by name
         rest = dict(value)
         keys = ("name", "hostname") if field == "host" else ("name",)
         name = next((rest.pop(k) for k in keys if isinstance(rest.get(k), str)), None)
@@ -135,11 +137,15 @@ def _path(values: dict[str, Any], dotted: str) -> tuple[dict[str, Any], str] | N
     return (inner, tail) if isinstance(inner, dict) and tail in inner else None
 
 
-def kubernetes_attributes(kube: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split a shipper's `kubernetes` object into what is left and the `k8s.*` attributes."""
+def kubernetes_attributes(kube: dict[str, Any], keep: Any = ()) -> tuple[dict[str, Any],
+                                                                        dict[str, Any]]:
+    """Split a shipper's `kubernetes` object into what is left and the `k8s.*` attributes
+    (none of the names in `keep`, which the record has already)."""
     rest = {k: dict(v) if isinstance(v, dict) else v for k, v in kube.items()}
     found: dict[str, Any] = {}
     for name, keys in K8S_FIELDS.items():
+        if name in keep:
+            continue
         for key in keys:
             at = _path(rest, key)
             if at is None or not isinstance(at[0][at[1]], str):
@@ -186,7 +192,7 @@ def labels_record(labels: dict[str, str]) -> dict[str, Any]:
                 break
     for label, name in (("pod", "k8s.pod.name"), ("namespace", "k8s.namespace.name"),
                         ("container", "k8s.container.name")):
-        if label in attrs:
+        if label in attrs and name not in attrs:
             attrs[name] = attrs.pop(label)
     if "service" not in out and attrs.get("k8s.container.name"):
         out["service"] = attrs["k8s.container.name"]
