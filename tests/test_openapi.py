@@ -28,7 +28,7 @@ from schemathesis.generation import GenerationMode
 from schemathesis.python import asgi
 
 from app.settings import Settings
-from app.topics import RAW, topic_name
+from app.topics import ALL, topic_name
 from tests.auth_fixtures import PASSWORD, build_world, client_for, make_settings, running_app
 from tests.conftest import kafka_options
 from tests.search_fixtures import event, index_events
@@ -118,16 +118,16 @@ async def fuzz(
     (dist / "assets").mkdir(parents=True)
     (dist / "index.html").write_text("<!doctype html><title>LaaS</title>")
     (dist / "assets" / "app-1234.js").write_text("console.log('laas')")
-    topic = topic_name(settings, RAW)
+    topics = [topic_name(settings, name) for name in ALL]  # all of them: /readyz is 200
     admin = AIOKafkaAdminClient(**kafka_options())
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(topic, 1, 1)])
+        await admin.create_topics([NewTopic(topic, 1, 1) for topic in topics])
         yield Fuzz(settings, dict(world.creds), dict(world.refresh), dict(world.emails),
                    dict(world.user_ids), dict(world.key_ids), events[2].doc_id(), dist)
     finally:
         try:
-            await admin.delete_topics([topic])
+            await admin.delete_topics(topics)
         finally:
             await admin.close()
             await es.indices.delete(index=f"{unique}-*", allow_no_indices=True)
