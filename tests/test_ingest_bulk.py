@@ -266,8 +266,7 @@ async def test_elasticsearch_py_helpers_bulk_lands_in_the_keys_tenant(site: Site
     assert [(h["message"], h["host"], h["level"]) for h in theirs] == [
         (f"{mark} beta", "b-host", "WARN")]
 
-
-async def test_elasticsearch_py_sees_per_item_errors_and_bad_keys(site: Site) -> None:
+    # what the client sees of a refused item, and of a bad key
     docs = [{"message": "fine"}, {"message": "stale", "@timestamp": "2001-01-01T00:00:00Z"}]
     _, (ok, errors) = await asyncio.to_thread(
         _ship_lenient, site.url, {"bearer_auth": site.acme_key}, docs)
