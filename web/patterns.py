@@ -114,7 +114,8 @@ def _group(buckets: list[dict[str, Any]], known: dict[str, dict[str, Any]]
     groups: dict[str, tuple[str, list[dict[str, Any]]]] = {}
     for bucket in buckets:
         tid = holder[bucket["key"]]
-        text = known.get(tid, {}).get("template")
+        # an alias carries its target's text, should the target's own document lag behind
+        text = known.get(tid, known.get(bucket["key"], {})).get("template")
         key = f"text:{text}" if text is not None else f"id:{tid}"
         groups.setdefault(key, (tid, []))[1].append(bucket)
     return list(groups.values())
@@ -123,7 +124,7 @@ def _group(buckets: list[dict[str, Any]], known: dict[str, dict[str, Any]]
 def _pattern_row(tid: str, members: list[dict[str, Any]], known: dict[str, dict[str, Any]],
                  query: search.Query, samples: int) -> dict[str, Any]:
     """One row of the list: the buckets of every id the template has had, added up."""
-    stored = known.get(tid, {})
+    stored = known.get(tid) or next((known[b["key"]] for b in members if b["key"] in known), {})
     ids = list(dict.fromkeys([tid, *(b["key"] for b in members)]))
     firsts = [b["first"]["value"] for b in members if b["first"]["value"] is not None]
     lasts = [b["last"]["value"] for b in members if b["last"]["value"] is not None]

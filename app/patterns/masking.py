@@ -146,6 +146,9 @@ _NEEDS: dict[str, tuple[frozenset[str], ...]] = {
 }
 _DIGITS = frozenset("0123456789")
 _SHAPE = bytes.maketrans(b"0123456789", b"1111111111")
+# a whole token that is a hex number (`0x..` and trailing punctuation, or zero-padded): no
+# masker before `hex` can match it, and punctuation holds nothing to mask
+_HEX_TOKEN = re.compile(r"0[xX][0-9a-fA-F]+([^A-Za-z0-9]*)|0[0-9a-fA-F]{7,}")
 # a token whose masking may depend on where its zeros are, whatever its digits: `0x..`-like,
 # or a whole token of 8+ hex digits that starts with a digit (zero-padded when it is a 0)
 _RISKY = re.compile(r"\d[xX]|\A\d[0-9a-fA-F]{7,}\Z")
@@ -200,6 +203,7 @@ class Masker:
         self.config = config
         self.quoted = config.quoted
         self._plain_numbers = config.numbers and not config.extra
+        self._plain_hex = config.hex and not config.extra
         self._cache: dict[str, str] = {}
         self._shapes: dict[bytes, str] = {}
         # line shape -> each position's masked token (None: mask that token on its own)
@@ -230,6 +234,10 @@ class Masker:
         if self._plain_numbers and token.isascii() and token.isdigit() and (
                 token[0] != "0" or len(token) < 8):
             return "<NUM>"
+        if self._plain_hex and token[0] == "0":
+            hexed = _HEX_TOKEN.fullmatch(token)
+            if hexed is not None:  # 0x1f, 0x1f, or zero-padded 00106210: nothing else matches
+                return "<HEX>" + (hexed.group(1) or "")
         if not (_DIGITS.isdisjoint(token) or "0x" in token or "0X" in token
                 or token[0] == "0"):
             shape = token.encode().translate(_SHAPE)
@@ -265,15 +273,13 @@ class Masker:
                           for m, w in zip(entry, text.split(), strict=True)])
         words = text.split()
         cache = self._cache
-        try:
-            out = tuple([cache[t] for t in words])
-        except KeyError:
-            token = self.token
-            out = tuple([cache.get(t) or token(t) for t in words])
+        token = self.token
+        out = tuple([cache.get(t) or token(t) for t in words])
         if len(self._lines) >= _CACHE_SIZE:
             self._lines.clear()
+        digits = _DIGITS.isdisjoint
         self._lines[shape] = tuple([
-            None if not _DIGITS.isdisjoint(m) or _RISKY.search(w) else m
+            None if not digits(m) or (not digits(w) and _RISKY.search(w)) else m
             for m, w in zip(out, words, strict=True)])
         return out
 

@@ -220,7 +220,7 @@ class TenantMiner:
                 changed = True
         if self.config.merge and changed:
             before = cluster
-            cluster = self._merge_around(cluster)
+            cluster = self._merge_around(cluster, created=is_new)
             is_new = is_new and cluster is before
         return cluster, is_new, changed
 
@@ -432,14 +432,17 @@ class TenantMiner:
         self._changed.add(survivor.id)
         self.merges += 1
 
-    def _merge_around(self, cluster: Cluster) -> Cluster:
+    def _merge_around(self, cluster: Cluster, created: bool = False) -> Cluster:
         """The merge step after a template was created or changed: templates of the same length
         that differ from it only in variable positions become one (the one seen more often
-        survives, widened to cover both). Returns the template `cluster` is now part of."""
+        survives, widened to cover both). Returns the template `cluster` is now part of.
+        A template just created from a line cannot merge with one of its own leaf (the line
+        matched none of them well enough), so those are skipped then."""
         others = self._by_length.get(len(cluster.tokens), {})
         need = self.config.similarity * len(cluster.tokens)
+        home = cluster.paths[0] if created and cluster.paths else None
         for other in list(others.values()):
-            if other is cluster or not other.live or not cluster.live:
+            if other is cluster or not other.live or not cluster.live or home in other.paths:
                 continue
             if sum(map(operator.eq, cluster.tokens, other.tokens)) < need:
                 continue  # too few equal positions to keep enough fixed: not mergeable
