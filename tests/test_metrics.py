@@ -303,3 +303,11 @@ async def test_every_process_exports_what_it_did(compose_run: ComposeRun) -> Non
 
 async def _tail_closed(url: str) -> bool:
     return value(await scrape(url), "laas_tail_sockets") == 0
+
+
+def test_docs_list_every_metric() -> None:
+    from tests.compose_fixtures import ROOT
+
+    text = (ROOT / "docs" / "operations.md").read_text()
+    for name, spec in SPECS.items():
+        assert f"| `{name}` | {spec.kind} |" in text, f"docs/operations.md does not list {name}"
