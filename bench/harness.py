@@ -168,6 +168,7 @@ class Deployment:
             "LAAS_WEB_PORT": str(self.ports["web"]),
             "LAAS_GATEWAY_PORT": str(self.ports["gateway"]),
             "LAAS_OTLP_HTTP_PORT": str(free_port()),  # the gateway's OTLP/HTTP (default 4318)
+            "LAAS_GATEWAY_METRICS_PORT": str(free_port()),  # its /metrics (default 9464)
             "LAAS_TAIL_HEARTBEAT_SECONDS": "5",
             **(extra or {}),
         }

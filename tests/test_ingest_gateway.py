@@ -217,7 +217,8 @@ async def test_laas_gateway_migrates_the_user_database(tmp_path) -> None:  # typ
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "LAAS_DATABASE_URL": db, "LAAS_STATE_DIR": str(tmp_path / "state"),
-           "LAAS_GATEWAY_PORT": str(port), "LAAS_OTLP_HTTP_PORT": "0"}
+           "LAAS_GATEWAY_PORT": str(port), "LAAS_OTLP_HTTP_PORT": "0",
+           "LAAS_GATEWAY_METRICS_PORT": "0"}
     assert await current_revision(db) is None
     proc = subprocess.Popen([sys.executable, "-m", "app", "gateway"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -93,6 +93,7 @@ class Newcomer:
             "LAAS_WEB_PORT": str(self.web_port),
             "LAAS_GATEWAY_PORT": str(self.gateway_port),
             "LAAS_OTLP_HTTP_PORT": str(free_port()),  # the gateway's OTLP/HTTP (default 4318)
+            "LAAS_GATEWAY_METRICS_PORT": str(free_port()),  # its /metrics (default 9464)
             "LAAS_WORKER_WEB_PORT": str(free_port()),
         }
         self.output = state_dir / "up.out"

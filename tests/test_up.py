@@ -65,6 +65,7 @@ async def test_up_runs_every_process_and_prints_a_working_login(
         "LAAS_WEB_PORT": str(web_port),
         "LAAS_GATEWAY_PORT": str(gateway_port),
         "LAAS_OTLP_HTTP_PORT": str(free_port()),  # the gateway's OTLP/HTTP (default 4318)
+        "LAAS_GATEWAY_METRICS_PORT": str(free_port()),  # its /metrics (default 9464)
         "LAAS_WORKER_WEB_PORT": str(free_port()),
     }
     up = subprocess.Popen(
