@@ -216,6 +216,10 @@ METRICS = Metrics()
 def serve_http(host: str, port: int) -> Any:
     """Serve `METRICS` over HTTP at `host:port` (any path, e.g. /metrics) from a daemon thread:
     the gateway's metrics port. Returns the server (`.shutdown()` stops it; port 0: any free
-    port, read it from `.server_port`)."""
-    server, _thread = start_http_server(port, addr=host, registry=METRICS.served)
+    port, read it from `.server_port`). `OSError` naming the address when it cannot listen."""
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=METRICS.served)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot serve /metrics on {host}:{port}: {exc.strerror}") \
+            from exc
     return server
