@@ -311,3 +311,28 @@ def test_docs_list_every_metric() -> None:
     text = (ROOT / "docs" / "operations.md").read_text()
     for name, spec in SPECS.items():
         assert f"| `{name}` | {spec.kind} |" in text, f"docs/operations.md does not list {name}"
+
+
+def test_every_recording_call_names_a_declared_metric_with_its_labels() -> None:
+    """A call with other label names raises at run time, inside a stage: catch it here."""
+    import ast
+
+    from tests.compose_fixtures import ROOT
+
+    calls = 0
+    for path in [*ROOT.glob("app/**/*.py"), *ROOT.glob("agents/*.py"), *ROOT.glob("web/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "METRICS"
+                    and node.func.attr in ("inc", "set", "observe")):
+                continue
+            where = f"{path.relative_to(ROOT)}:{node.lineno}"
+            first = node.args[0]
+            assert isinstance(first, ast.Constant), f"{where}: metric name is not a literal"
+            spec = SPECS.get(first.value)
+            assert spec is not None, f"{where}: {first.value} is not declared in SPECS"
+            assert {k.arg for k in node.keywords} == set(spec.labels), \
+                f"{where}: {first.value} takes labels {spec.labels}"
+            assert (node.func.attr == "observe") == (spec.kind == "histogram"), where
+            calls += 1
+    assert calls >= 20
