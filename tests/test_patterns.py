@@ -45,8 +45,9 @@ def test_masks_common_variables() -> None:
     ("don't stop", "don't stop"),
     # ctime/syslog dates
     ("at Fri Jul  1 07:57:30 2005", "at <TS> <TS> <NUM> <TS> <NUM>"),
-    # words with digits stay words
-    ("ext4 on R02 via ssh2", "ext4 on R02 via ssh2"),
+    # request and user ids of letters and digits; words with a few digits stay words
+    ("req-8f3a2c for u1234 at session=ab12cd34ef", "req-<ID> for <ID> at session=<HEX>"),
+    ("ext4 on R02 via ssh2 base64", "ext4 on R02 via ssh2 base64"),
 ])
 def test_masks_compound_tokens_keeping_their_shape(text: str, masked: str) -> None:
     assert mask(text) == masked
@@ -71,7 +72,7 @@ def test_masking_config_turns_maskers_off_and_adds_tenant_maskers() -> None:
 _TOKENS = st.sampled_from([
     "a", "Z", "f", "e", "0", "7", "12", "255", "0x1f", "deadbeef1", "-", "+", ".", "..", ":", "::",
     "/", "~", "@", "_", "=", " ", ",", "<", ">", "é", "T", "2024-01-01", "10:00:00", "://", "x.io",
-    "ms", "GB", "%", "1h", "5m", '"', "'", "Jul", "0010621", "a:80",
+    "ms", "GB", "%", "1h", "5m", '"', "'", "Jul", "0010621", "a:80", "u123", "x",
 ])
 _BIG_OCTET = re.compile(r"(?<!\d)(?:25[6-9]|2[6-9]\d|[3-9]\d\d)(?!\d)")
 
@@ -131,6 +132,19 @@ def test_lines_differing_in_the_host_of_host_port_stay_one_template() -> None:
     assert {c.template for c in miner.clusters()} == {
         "<HOST>:<NUM> accepted a connection from <IP> after <NUM> retries",
         "<HOST>:<NUM> accepted a connection"}
+
+
+def test_lines_heavy_with_request_ids_and_key_values_stay_one_template() -> None:
+    rnd = random.Random(5)
+    miner = TenantMiner()
+    for _ in range(300):
+        miner.add(f"handled req={rnd.getrandbits(48):012x} trace=t{rnd.randint(10**5, 10**6)}"
+                  f" user=u{rnd.randint(1000, 9999)} at node-{rnd.randint(1, 9)}.dc1:8443 "
+                  f"in {rnd.randint(1, 900)}ms status=200 path=/api/orders/{rnd.randint(1, 99)}")
+    # (a req id of digits only is a <NUM>, not a <HEX>: that position widens to <*>)
+    assert [c.template for c in miner.clusters()] == [
+        "handled <*> trace=<ID> user=<ID> at <HOST>:<NUM> in <NUM>ms status=<NUM> "
+        "path=<PATH>"]
 
 
 def test_one_differing_word_on_a_short_line_is_another_template() -> None:
