@@ -86,11 +86,15 @@ def parse_bulk(data: bytes, default_index: str) -> tuple[list[Item], list[Slot]]
     records: list[Item] = []
     slots: list[Slot] = []
     lines = [(n, line) for n, line in enumerate(data.split(b"\n"), 1) if line.strip()]
+    seen: dict[bytes, tuple[str, dict[str, Any], str | None]] = {}  # shippers repeat them
     i = 0
     while i < len(lines):
         number, line = lines[i]
         i += 1
-        action, meta, problem = _action(line)
+        parsed = seen.get(line)
+        if parsed is None:
+            parsed = seen[line] = _action(line)
+        action, meta, problem = parsed
         index = str(meta.get("_index") or default_index)
         doc_id = str(meta.get("_id") or "")
         if problem:
