@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from app.settings import load_settings
+from app.supervisor import web_healthy
 from tests.test_kafka import free_port
 from tests.tls_fixtures import CertFiles, make_certs
 from web.app import create_app, server_config
@@ -81,6 +82,10 @@ def test_https_with_the_configured_certificate(tmp_path: Path, certs: CertFiles,
             ssl.PEM_cert_to_DER_cert(certs.cert.read_text())
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             httpx.get(f"{url}/healthz", timeout=5)
+        # `laas up`'s liveness probe of its web child speaks https when TLS is on
+        assert web_healthy(load_settings(web_port=port, tls_certfile=certs.cert,
+                                         tls_keyfile=certs.key))
+        assert not web_healthy(load_settings(web_port=port))  # plain HTTP: no answer
         # plain HTTP to the TLS port gets no HTTP answer
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
