@@ -290,6 +290,15 @@ def test_max_clusters_cap_evicts_least_recently_used() -> None:
     assert sum(1 for v in changes.values() if v is None) == 2
 
 
+def test_caches_stay_bounded_on_unique_lines() -> None:
+    miner = TenantMiner()
+    for i in range(20_000):  # every line its own shape, its own words
+        miner.add(f"w{i:x}q {'x' * (i % 50)} k{i}z=v{i}y " + "a" * (i % 7))
+    masker = miner._tokenize.masker
+    assert max(len(masker._cache), len(masker._shapes), len(masker._lines),
+               len(miner._cache)) <= 8192
+
+
 def test_long_messages_are_capped() -> None:
     miner = TenantMiner(MinerConfig(max_tokens=8, max_chars=200))
     m = miner.add(" ".join(f"w{i}x" for i in range(500)))

@@ -77,7 +77,7 @@ BUILTIN_MASKERS: dict[str, tuple[str, str]] = {
 }
 
 _QUOTED = re.compile(BUILTIN_MASKERS["quoted"][1])
-_CACHE_SIZE = 1 << 16
+_CACHE_SIZE = 1 << 13  # entries per cache of a masker (one masker per miner)
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,8 @@ def _compile(config: MaskingConfig, signs: tuple[bool, ...]
 
 class Masker:
     """`masker.tokens(text)` -> the masked tokens; `masker(text)` -> them joined by spaces.
-    Keeps a cache of masked tokens (cleared when it reaches 65,536 entries)."""
+    Keeps caches of masked tokens, token shapes and line shapes (each cleared when it reaches
+    8,192 entries: a miner per tenant and partition keeps them, so they stay small)."""
 
     def __init__(self, config: MaskingConfig) -> None:
         token_regex(config)  # a bad tenant regex raises here

@@ -26,7 +26,7 @@ from app.patterns.tokens import WILDCARD, Tokenizer, is_variable_like
 
 STATE_VERSION = 2
 MAX_FORMER_IDS = 32  # former ids kept per template (oldest dropped first)
-_CACHE_SIZE = 1 << 15  # masked lines -> template
+_CACHE_SIZE = 1 << 13  # masked lines -> template
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,8 @@ class TenantMiner:
         self._prefix = max(self.config.depth - 2, 0)
         self._clusters: OrderedDict[str, Cluster] = OrderedDict()  # LRU order, oldest first
         self._by_length: dict[int, dict[str, Cluster]] = {}
+        # templates with a <*> at a branch position (only merges make them), by length
+        self._wild_routed: dict[int, dict[str, Cluster]] = {}
         self._aliases: dict[str, Cluster] = {}  # former id -> live template
         self._root: dict[int, _Node] = {}
         self._cache: dict[tuple[str, ...], Cluster] = {}
@@ -335,12 +337,41 @@ class TenantMiner:
     def _fitting(self, tokens: Sequence[str]) -> Cluster | None:
         """A template of the same length the line fits exactly (every constant equal) that the
         tree did not lead to (it has a wildcard where the line's branch key is)."""
-        first = tokens[0] if tokens else WILDCARD
-        for cluster in self._by_length.get(len(tokens), {}).values():
-            head = cluster.tokens[0] if tokens else WILDCARD
-            if (head == first or head == WILDCARD) and fits(tokens, cluster.tokens):
+        for cluster in self._candidates(tokens, wide=False):
+            if fits(tokens, cluster.tokens):
                 return cluster
         return None
+
+    def _candidates(self, tokens: Sequence[str], wide: bool) -> list[Cluster]:
+        """The templates of the same length that can fit `tokens` (wide=False) or differ from
+        them only in variable positions (wide=True): those filed under a leaf whose branch key
+        at each level is the token there or `<*>` (any key, when wide and the token there is
+        variable-like), plus those with a `<*>` at a branch position (made by a merge), whose
+        leaves say nothing. Not the whole length's templates: their number is capped only by
+        `max_clusters`."""
+        node = self._root.get(len(tokens))
+        if node is None:
+            return []
+        nodes = [node]
+        for token in tokens[: self._prefix]:
+            step: list[_Node] = []
+            for at in nodes:
+                if wide and is_variable_like(token):
+                    step.extend(at.children.values())
+                    continue
+                exact = at.children.get(token)
+                if exact is not None:
+                    step.append(exact)
+                if token != WILDCARD and (other := at.children.get(WILDCARD)) is not None:
+                    step.append(other)
+            nodes = step
+        found: dict[int, Cluster] = {}
+        for leaf in nodes:
+            for cluster in leaf.clusters:
+                found.setdefault(id(cluster), cluster)
+        for cluster in self._wild_routed.get(len(tokens), {}).values():
+            found.setdefault(id(cluster), cluster)
+        return list(found.values())
 
     # -- changes ----------------------------------------------------------------------------
 
@@ -379,6 +410,8 @@ class TenantMiner:
     def _insert(self, cluster: Cluster) -> None:
         self._clusters[cluster.id] = cluster
         self._by_length.setdefault(len(cluster.tokens), {})[cluster.id] = cluster
+        if WILDCARD in cluster.tokens[: self._prefix]:
+            self._wild_routed.setdefault(len(cluster.tokens), {})[cluster.id] = cluster
         self._removed.discard(cluster.id)
         self._changed.add(cluster.id)
         for old in cluster.former:
@@ -388,6 +421,7 @@ class TenantMiner:
         """Take a template out of the id maps (its id is gone or changing)."""
         del self._clusters[cluster.id]
         del self._by_length[len(cluster.tokens)][cluster.id]
+        self._wild_routed.get(len(cluster.tokens), {}).pop(cluster.id, None)
         self._changed.discard(cluster.id)
         self._removed.add(cluster.id)
 
@@ -438,10 +472,9 @@ class TenantMiner:
         survives, widened to cover both). Returns the template `cluster` is now part of.
         A template just created from a line cannot merge with one of its own leaf (the line
         matched none of them well enough), so those are skipped then."""
-        others = self._by_length.get(len(cluster.tokens), {})
         need = self.config.similarity * len(cluster.tokens)
         home = cluster.paths[0] if created and cluster.paths else None
-        for other in list(others.values()):
+        for other in self._candidates(cluster.tokens, wide=True):
             if other is cluster or not other.live or not cluster.live or home in other.paths:
                 continue
             if sum(map(operator.eq, cluster.tokens, other.tokens)) < need:
