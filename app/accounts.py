@@ -645,12 +645,15 @@ class DemoCredentials:
     password: str
 
 
-async def ensure_demo_async(sessions: SessionFactory) -> DemoCredentials | None:
-    """On a database without tenants, make tenant `demo` and its admin; else None."""
+async def ensure_demo_async(sessions: SessionFactory, retention_days: int = 30
+                            ) -> DemoCredentials | None:
+    """On a database without tenants, make tenant `demo` (keeping its logs `retention_days`,
+    the setting's default) and its admin; else None."""
     async with sessions.begin() as session:
         if await session.scalar(select(func.count()).select_from(Tenant)):
             return None
-        tenant = await create_tenant(session, DEMO_TENANT, name="Demo")
+        tenant = await create_tenant(session, DEMO_TENANT, name="Demo",
+                                     retention_days=retention_days)
         password = generate_password()
         user = await create_user(session, DEMO_EMAIL, password)
         await add_membership(session, user, tenant, Role.ADMIN)
@@ -670,7 +673,8 @@ def ensure_demo(settings: Settings) -> DemoCredentials | None:
         engine = create_engine(settings)
         try:
             await upgrade_database_async(engine)
-            return await ensure_demo_async(session_factory(engine))
+            return await ensure_demo_async(session_factory(engine),
+                                           settings.retention_default_days)
         finally:
             await engine.dispose()
 

@@ -155,10 +155,15 @@ def test_user_create_adds_existing_users_without_a_password(
 
 
 def test_ensure_demo_for_laas_up(auth_db_url: str, tmp_path: Path) -> None:
-    settings = make_settings(auth_db_url, tmp_path)
+    settings = make_settings(auth_db_url, tmp_path, retention_default_days=12)
     credentials = ensure_demo(settings)
     assert credentials is not None and credentials.email == "admin@demo.local"
     assert ensure_demo(settings) is None
+
+    async def retention(session):  # type: ignore[no-untyped-def]
+        return (await accounts.get_tenant(session, "demo")).retention_days
+
+    assert _in_db(auth_db_url, retention) == 12  # the setting's default, as `tenant create`
 
     async def stored_hash(session):  # type: ignore[no-untyped-def]
         return (await accounts.find_user(session, credentials.email)).password_hash
