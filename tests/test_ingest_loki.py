@@ -119,7 +119,7 @@ async def test_bad_entries_are_named_and_the_good_ones_kept(
     body = {"streams": [
         {"stream": {"app": "a"}, "values": [[str(now), "good 1"], ["yesterday", "bad ts"],
                                             [str(now), 42], [str(now), "x", "meta"],
-                                            ["1000", "ancient"]]},
+                                            ["1000", "ancient"], [str(2**64), "too far"]]},
         {"stream": {"app": 7}, "values": [[str(now), "bad labels"]]},
         {"stream": {"app": "b"}},
         "not a stream",
@@ -127,14 +127,16 @@ async def test_bad_entries_are_named_and_the_good_ones_kept(
     ]}
     r = await loki.post(PUSH, json=body, headers=JSON_HEADERS)
     assert r.status_code == 400 and r.headers["content-type"].startswith("text/plain")
-    assert r.text.startswith("7 of 9 entries rejected, 2 accepted: ")
+    assert r.text.startswith("8 of 10 entries rejected, 2 accepted: ")
     for text in ("'yesterday' is not a number of nanoseconds", "line: a string expected",
                  "structured_metadata", "time_unix_nano", "streams[1].stream",
                  "streams[2].values", "streams[3].stream"):
         assert text in r.text, text
-    # protobuf: one stream with bad labels, one entry with invalid UTF-8 in its line
+    # protobuf: one stream with bad labels, one entry with invalid UTF-8 in its line, one
+    # past what a uint64 of nanoseconds holds
     request = push_pb2.PushRequest()
     request.streams.add(labels="not labels").entries.add(line="lost")
+    request.streams.add(labels='{app="far"}').entries.add(line="far").timestamp.seconds = 2**62
     ok = request.streams.add(labels='{app="p"}')
     ok.entries.add(line="good 3").timestamp.seconds = now // 10**9
     raw = bytearray(request.SerializeToString())
@@ -148,7 +150,8 @@ async def test_bad_entries_are_named_and_the_good_ones_kept(
     r = await loki.post(PUSH, content=bytes(cramjam.snappy.compress_raw(bytes(raw))),
                         headers=PB_HEADERS)
     assert r.status_code == 400, r.text
-    assert "2 of 4 entries rejected, 2 accepted" in r.text and "labels" in r.text
+    assert "3 of 5 entries rejected, 2 accepted" in r.text and "labels" in r.text
+    assert "not a time between the epoch and the year 2554" in r.text
     assert "EntryAdapter" in r.text
     msgs = await consume(raw_settings, 4, timeout=10)
     assert sorted(from_any(LogRecord().parse(m.value).body) for m in msgs) == [

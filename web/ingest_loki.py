@@ -45,6 +45,7 @@ from web.openapi_schemas import ANY_MAP, KEY_ONLY, STR, Spec
 
 PUSH_PATH = "/loki/api/v1/push"
 MAX_ERRORS_SHOWN = 10
+MAX_NS = 2**64  # a record's time is an unsigned 64-bit count of nanoseconds
 _LABEL = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*')
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
 
@@ -148,7 +149,7 @@ def _json_entry(fields: dict[str, Any], value: object) -> Any:
     metadata = value[2] if len(value) == 3 else None
     if isinstance(ts, str) and ts.isdigit():
         ts = int(ts)
-    if type(ts) is not int or not 0 <= ts < 2**64:
+    if type(ts) is not int or not 0 <= ts < MAX_NS:
         raise ConversionError("timestamp", f"{_cut(str(ts))!r} is not a number of nanoseconds "
                               "since the epoch (as a string)")
     if not isinstance(line, str):
@@ -212,13 +213,13 @@ def decode_protobuf(data: bytes) -> tuple[list[Item], list[Where]]:
 
 def _pb_entry(fields: dict[str, Any], entry: Any) -> Item:
     stamp = entry.timestamp
-    if stamp.seconds < 0 or not 0 <= stamp.nanos < 1_000_000_000:
+    ts_ns = stamp.seconds * 1_000_000_000 + stamp.nanos
+    if stamp.seconds < 0 or not 0 <= stamp.nanos < 1_000_000_000 or ts_ns >= MAX_NS:
         return ConversionError("timestamp", f"{stamp.seconds}s {stamp.nanos}ns is not a time "
-                               "after the epoch")
+                               "between the epoch and the year 2554")
     metadata = {m.name: m.value for m in entry.structuredMetadata}
     try:
-        return entry_record(fields, entry.line, stamp.seconds * 1_000_000_000 + stamp.nanos,
-                            metadata)
+        return entry_record(fields, entry.line, ts_ns, metadata)
     except ConversionError as exc:
         return exc
 
