@@ -8,6 +8,7 @@ import asyncio
 import base64
 import gzip
 import json
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -295,3 +296,26 @@ async def test_rate_limit_is_an_es_429_with_retry_after(es_web: httpx.AsyncClien
         "content-type": "application/x-ndjson", "authorization": "Bearer slow-key"})
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
     assert r.json()["error"]["type"] == "es_rejected_execution_exception"
+
+
+async def test_random_and_mutated_bulk_bodies_are_never_5xx(es_web: httpx.AsyncClient) -> None:
+    rng = random.Random(17)
+    good = bulk_body({"index": {"_index": "a"}}, {"message": "m", "@timestamp": _iso(time.time()),
+                                                  "host": {"name": "h"}, "kubernetes": {
+                                                      "pod_name": "p", "labels": {"app": "x"}}},
+                     {"create": {}}, {"log": "l", "log.level": "warn"})
+    statuses = set()
+    for i in range(200):
+        if i % 2:
+            body = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 80)))
+        else:
+            mutated = bytearray(good)
+            for _ in range(rng.randrange(1, 5)):
+                mutated[rng.randrange(len(mutated))] = rng.choice(b'{}[]":,\n\\x0 ')
+            body = bytes(mutated)
+        r = await es_web.post("/_bulk", content=body, headers=NDJSON)
+        assert r.status_code < 500, (body, r.text)
+        statuses.add(r.status_code)
+        if r.status_code == 200:
+            assert len(r.json()["items"]) >= 1
+    assert 200 in statuses

@@ -10,6 +10,7 @@ import gzip
 import json
 import logging
 import os
+import random
 import subprocess
 import time
 import uuid
@@ -272,3 +273,37 @@ async def test_rate_limit_is_429_with_retry_after(loki: httpx.AsyncClient) -> No
     r = await loki.post(PUSH, json=body, headers=headers)
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
     assert "rate limit" in r.text
+
+
+async def test_random_and_mutated_pushes_are_never_5xx(loki: httpx.AsyncClient) -> None:
+    rng = random.Random(17)
+    now = time.time_ns()
+    valid = push_pb2.PushRequest()
+    stream = valid.streams.add(labels='{app="a", host="h"}')
+    for i in range(3):
+        entry = stream.entries.add(line=f"line {i}")
+        entry.timestamp.seconds, entry.timestamp.nanos = divmod(now + i, 10**9)
+        entry.structuredMetadata.add(name="k", value="v")
+    good = valid.SerializeToString()
+    good_json = json.dumps({"streams": [{"stream": {"app": "a"},
+                                         "values": [[str(now), "x", {"k": "v"}]]}]}).encode()
+    statuses = set()
+    for i in range(300):
+        if i % 3 == 0:
+            body = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 80)))
+            raw = body if i % 2 else bytes(cramjam.snappy.compress_raw(body))
+            headers = PB_HEADERS
+        elif i % 3 == 1:
+            mutated = bytearray(good)
+            for _ in range(rng.randrange(1, 6)):
+                mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+            raw, headers = bytes(cramjam.snappy.compress_raw(bytes(mutated))), PB_HEADERS
+        else:
+            mutated = bytearray(good_json)
+            for _ in range(rng.randrange(1, 4)):
+                mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+            raw, headers = bytes(mutated), JSON_HEADERS
+        r = await loki.post(PUSH, content=raw, headers=headers)
+        assert r.status_code < 500, (raw, r.text)
+        statuses.add(r.status_code)
+    assert {204, 400} <= statuses
