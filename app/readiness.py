@@ -4,6 +4,7 @@ database answer, each checked with a deadline, what is wrong said in words."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.kafka_client import client_options
 from app.settings import Settings
 from app.topics import laas_topic_specs
+
+log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 5.0  # each check's deadline: a probe answers within it, whatever is down
 
@@ -47,20 +50,25 @@ async def database_problem(engine: AsyncEngine) -> str | None:
     return None
 
 
-async def _run(check: Check, seconds: float) -> str:
+async def _run(name: str, check: Check, seconds: float) -> str:
     try:
         async with asyncio.timeout(seconds):
             problem = await check()
     except TimeoutError:
+        log.warning("readiness: %s did not answer within %.0fs", name, seconds)
         return f"no answer within {seconds:.0f}s"
-    except Exception as exc:  # noqa: BLE001 - any failure means "not ready", said in the body
-        return f"{type(exc).__name__}: {exc}"[:500]
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+        # The probe is public: the body names the failure's kind, the log has the details
+        # (addresses, database names) for the operator.
+        log.warning("readiness: %s failed: %r", name, exc)
+        return f"unreachable ({type(exc).__name__})"
     return problem or "ok"
 
 
 async def readiness(checks: dict[str, Check], seconds: float = CHECK_SECONDS) -> dict[str, str]:
     """Every check at once: component -> "ok" or what is wrong."""
-    results = await asyncio.gather(*(_run(check, seconds) for check in checks.values()))
+    results = await asyncio.gather(*(_run(name, check, seconds)
+                                     for name, check in checks.items()))
     return dict(zip(checks, results, strict=True))
 
 

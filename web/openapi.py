@@ -107,7 +107,8 @@ OPERATIONS: dict[tuple[str, str], Spec] = {
     ("GET", "/readyz"): {
         "summary": "Readiness", "tags": ["service"], "security": PUBLIC,
         "description": "Kafka (with every LaaS topic), Elasticsearch and the user database "
-        "answer, each within 5 s. `checks` maps each to `ok` or what is wrong.",
+        "answer, each within 5 s. `checks` maps each to `ok` or what is wrong (the kind of "
+        "failure; details go to the log).",
         "responses": {
             "200": {"description": "ready", "content": json_content(READINESS)},
             "503": {"description": "not ready; `not_ready` names the components",
