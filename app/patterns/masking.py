@@ -66,9 +66,11 @@ BUILTIN_MASKERS: dict[str, tuple[str, str]] = {
     "durations": ("<DUR>", rf"(?:\d+(?:\.\d+)?{_DURATION_UNIT}){{2,}}" + _R),
     # the number of a number with a unit (229ms, 4.5GB, 80%): the unit stays
     "units": ("<NUM>", _NUMBER + r"(?=(?:[A-Za-zµ]{1,4}|%)(?![A-Za-z0-9]))"),
-    # an id of letters and digits (u1234, req8f3a2c): 5+ characters, 3+ of them digits (so
-    # ext4, ssh2, R02, base64 stay words)
-    "ids": ("<ID>", r"(?=[A-Za-z]*\d)(?=\d*[A-Za-z])(?=(?:[A-Za-z]*\d){3})[A-Za-z0-9]{5,}" + _R),
+    # an id of letters and digits (u1234, req8f3a2c): 5+ characters, 3+ digits, at most 3
+    # letters before the first digit (so ext4, ssh2, R02, base64 and orderflowa3f912 stay
+    # words)
+    "ids": ("<ID>", r"(?=[A-Za-z0-9]{5})(?=\d*[A-Za-z])[A-Za-z]{0,3}\d(?=(?:[A-Za-z]*\d){2})"
+            r"[A-Za-z0-9]*" + _R),
     "numbers": ("<NUM>", _NUMBER + _R),
     # the value of key=value when no masker above took it (user=admin -> user=<VAL>)
     "values": ("<VAL>", r"(?<=[A-Za-z_]=)[^\s=,;&<>()\[\]{}]+(?=$|[,;&)\]}])"),
