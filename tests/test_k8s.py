@@ -5,6 +5,7 @@ with the settings and metrics of the code they run."""
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from app.metrics import SPECS
 from app.settings import Settings
 
 K8S = Path(__file__).resolve().parent.parent / "deploy" / "k8s"
+DOCKERFILE = K8S.parent / "Dockerfile"
 # The oldest version with gRPC probes GA (1.27) and the newest the package has schemas for.
 VERSIONS = ["1.27.0", "1.37.0"]
 
@@ -79,6 +81,12 @@ def test_the_processes_are_the_laas_commands_with_probes_and_resources() -> None
                 assert port in ports or port in ports.values(), f"{kind} port {port}"
         assert doc["spec"]["selector"]["matchLabels"].items() <= \
             doc["spec"]["template"]["metadata"]["labels"].items()
+    user = re.search(r"^USER (\d+):(\d+)$", DOCKERFILE.read_text(), re.M)
+    assert user, "the image's USER is not numeric: runAsNonRoot could not verify it"
+    for doc in workloads():
+        pod = doc["spec"]["template"]["spec"]["securityContext"]
+        assert pod["runAsNonRoot"] and (pod["runAsUser"], pod["runAsGroup"]) == \
+            (int(user[1]), int(user[2]))
     assert commands == {"laas-web": ["laas", "web"], "laas-gateway": ["laas", "gateway"],
                         "laas-worker": ["laas", "worker"]}
     web = named("Deployment", "laas-web")["spec"]["template"]["spec"]["containers"][0]
