@@ -154,7 +154,6 @@ def sources_index(settings: Settings) -> str:
 # indexed, and such a key, or a value a field cannot take, is listed in the document's
 # `_ignored` meta field (counted by `ignored_attributes`), never a refused document.
 NUMERIC_ATTRIBUTES = "attributes_num"
-_STATIC_FIELDS = 100  # the fixed mapping's share of mapping.total_fields.limit (with slack)
 _NUMERIC_TEMPLATE = {"attributes_numbers": {
     "path_match": f"{NUMERIC_ATTRIBUTES}.*",
     "mapping": {"type": "double", "ignore_malformed": True}}}
@@ -219,8 +218,16 @@ def index_settings(settings: Settings) -> dict[str, Any]:
 
 
 def _field_limits(settings: Settings) -> dict[str, Any]:
-    return {"mapping.total_fields.limit": _STATIC_FIELDS + settings.es_numeric_attribute_fields,
+    """The fixed mapping's fields plus `es_numeric_attribute_fields` dynamic ones."""
+    fixed = _count_fields(mappings(settings)["properties"])
+    return {"mapping.total_fields.limit": fixed + settings.es_numeric_attribute_fields,
             "mapping.total_fields.ignore_dynamic_beyond_limit": True}
+
+
+def _count_fields(properties: dict[str, Any]) -> int:
+    """Fields as `mapping.total_fields.limit` counts them: each field, object and multi-field."""
+    return sum(1 + _count_fields(spec.get("properties", {})) + len(spec.get("fields", {}))
+               for spec in properties.values())
 
 
 def template_body(settings: Settings) -> dict[str, Any]:

@@ -444,3 +444,36 @@ def test_laas_gateway_refuses_plain_text_on_a_public_address(tmp_path) -> None: 
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "refusing to serve plain text on 0.0.0.0" in done.stderr, done.stderr[-2000:]
+
+
+async def test_health_is_not_serving_while_kafka_is_unreachable(keys) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+    import contextlib
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from app.gateway import _watch_kafka, start_gateway
+    from app.settings import load_settings
+
+    dead = load_settings(kafka_bootstrap="127.0.0.1:1", ingest_produce_timeout=1.0)
+    server, service = await start_gateway(dead, verifier=keys, host="127.0.0.1", port=0)
+    watcher = asyncio.ensure_future(_watch_kafka(server, service))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            check = health_pb2.HealthCheckRequest(service="laas.v1.LogIngest")
+            for _ in range(100):
+                reply = await stub.Check(check)
+                if reply.status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                    break
+                await asyncio.sleep(0.1)
+            assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            process = await stub.Check(health_pb2.HealthCheckRequest(service=""))
+            assert process.status == health_pb2.HealthCheckResponse.SERVING  # alive, not ready
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await server.stop(0)
+        await service.close()

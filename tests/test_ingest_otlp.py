@@ -349,3 +349,56 @@ async def test_otlp_http_gzip_body_and_bomb(otlp_http: str, raw_settings: Settin
     assert bomb.status_code == 413, bomb.content
     msgs = await consume(raw_settings, 2, timeout=5)
     assert [LogRecord().parse(m.value).body.string_value for m in msgs] == ["zipped"]
+
+
+# --- typed attributes in Elasticsearch: bounded, conflicts harmless and counted -----------------
+
+async def test_numeric_attribute_fields_are_bounded_and_conflicts_counted(
+        es: AsyncElasticsearch, unique: str) -> None:
+    import time
+
+    from app.events import LogEvent, RawPosition
+    from app.settings import load_settings
+
+    settings = load_settings(index_prefix=f"{unique}-", es_numeric_attribute_fields=3)
+    now = time.time_ns()
+
+    def event(offset: int, attributes: dict[str, Any]) -> LogEvent:
+        return LogEvent(tenant_id="5", tenant="t5", time=now + offset, observed_time=now,
+                        severity="INFO", severity_number=9, message=f"m{offset}",
+                        service="api", host="h", raw=RawPosition("logs.raw", 0, offset),
+                        attributes=attributes)
+
+    events = [event(0, {f"n{i}": i * 10 for i in range(6)}),  # 6 numeric keys, 3 fit
+              event(1, {"n0": "zero", "n1": 7.5}),  # n0 as text: no conflict
+              event(2, {"n0": 500, "a": 1, "a.b": 2})]  # "a" and "a.b" both numbers
+    index = esindex.daily_index(settings, "5", now)
+    alias = esindex.tenant_alias(settings, "5")
+    try:
+        await esindex.ensure_template(es, settings)
+        await esindex.ensure_index(es, index, alias)
+        for ev in events:
+            await es.index(index=index, id=ev.doc_id(), document=esindex.document(ev),
+                           refresh="wait_for")
+        assert (await es.count(index=index))["count"] == 3  # none refused
+        mapped = (await es.indices.get_mapping(index=index))[index]["mappings"]["properties"]
+        numeric = mapped[esindex.NUMERIC_ATTRIBUTES]["properties"]
+        assert len(numeric) == 3 and all(f["type"] == "double" for f in numeric.values())
+        ignored = await esindex.ignored_attributes(es, index)
+        assert sum(ignored.values()) == 6 - 3 + 2, ignored  # 3 of event 0, a and a.b of event 2
+        assert all(k.startswith(f"{esindex.NUMERIC_ATTRIBUTES}.") for k in ignored)
+
+        async def hits(query: str) -> list[str]:
+            request = esindex.tenant_search(settings, "5", to_elasticsearch(parse(query)),
+                                            sort=[{"@timestamp": "asc"}])
+            return [h["_source"]["message"] for h in (await es.search(**request))["hits"]["hits"]]
+
+        assert await hits("attributes.n0:zero") == ["m1"]  # text where it was text
+        first = sorted(numeric)[0]  # a key that got its number field
+        assert await hits(f"attributes.{first}:>=0") != []
+        for key in {f"n{i}" for i in range(6)} - set(numeric):  # past the bound: text only
+            assert await hits(f"attributes.{key}:{int(key[1:]) * 10}") == ["m0"]
+    finally:
+        await es.indices.delete(index=f"{unique}-*", allow_no_indices=True)
+        await es.options(ignore_status=404).indices.delete_index_template(
+            name=esindex.template_name(settings))
