@@ -173,6 +173,9 @@ def run_up(settings: Settings, *, demo: bool = True) -> int:
         )
         print(f"\nLaaS is up: {settings.web_url}/", flush=True)
         print(f"  gRPC/OTLP ingest: {settings.web_host}:{settings.gateway_port}", flush=True)
+        if settings.otlp_http_port:
+            print(f"  OTLP/HTTP ingest: {settings.web_host}:{settings.otlp_http_port}/v1/logs",
+                  flush=True)
         print(login, flush=True)
         if demo:
             print("  demo traffic flows into tenant demo (`laas up --no-demo` turns it off)",
