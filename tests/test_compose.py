@@ -143,3 +143,32 @@ async def test_the_services_commands_come_up_healthy(compose_run: ComposeRun) ->
         assert ready.status_code == 200, ready.text
         assert set(ready.json()["checks"].values()) == {"ok"}
         assert (await web.get("/healthz")).json() == {"status": "ok"}
+
+
+def test_the_files_the_image_copies_make_an_installable_project(tmp_path: Path) -> None:
+    """What `pip install -e .` gets in the image (the COPY sources, less .dockerignore) builds,
+    with the `laas` command and the health check module."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    context = tmp_path / "srv"
+    context.mkdir()
+    ignore = shutil.ignore_patterns("node_modules", "dist", "__pycache__")
+    final_stage = DOCKERFILE.read_text().rsplit("\nFROM ", 1)[1]
+    for line in re.findall(r"^COPY (?!--from)(.+)$", final_stage, re.M):
+        for source in line.split()[:-1]:
+            if (ROOT / source).is_dir():
+                shutil.copytree(ROOT / source, context / source, ignore=ignore)
+            else:
+                shutil.copy(ROOT / source, context / source)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                            "--no-build-isolation", "-w", str(tmp_path / "dist"), "."],
+                           cwd=context, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "dist").glob("laas-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {"deploy/healthcheck.py", "app/metrics.py", "web/ui.py"} <= set(names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "laas = app.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
