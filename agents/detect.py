@@ -14,7 +14,7 @@ written while an event of the table's partition is being processed, so writes ar
 partition by the timer and done by the agent with the next events of that partition, at most
 `PERSIST_BATCH` sources per event (writing thousands at once held the loop). A restarted worker
 restores a source's monitor from the tables on its first event. A worker keeps at most
-`detect_max_sources` monitors (~20 KB each, docs/analytics.md): the least recently active
+`detect_max_sources` monitors (~18 KB each, docs/analytics.md): the least recently active
 source is evicted when a new one needs room, and one silent for `detect_idle_seconds` is
 evicted too; an evicted monitor's full state (light and model) is queued for its tables and
 restored when the source returns. At most `detect_max_sources_per_tenant` sources of a tenant
@@ -22,8 +22,8 @@ are monitored by one worker (further sources are counted in `laas_detect_skipped
 
 The timer scores windows source by source (`Windows.closing`) and lets the other tasks run
 whenever it has worked for `YIELD_AFTER` seconds, so no burst of sources holds the event loop
-(a new source costs no model building: HST masses start after its first 50 windows and take
-~1 ms to build, app/anomaly/hst.py).
+(a new source builds no trees: the splits are shared and its counters are one 5 KB bytearray,
+app/anomaly/hst.py).
 
 Alert rules (`alert_rules` table, reloaded every `alert_rules_refresh_seconds`) are evaluated
 here too: every event is matched against its tenant's rules (`compile_predicate`, the query

@@ -85,40 +85,13 @@ class TableStandIn(dict[str, bytes]):
 
 
 @dataclass
-class LagProbe:
-    """How late a 5 ms sleeper wakes up, per phase: the longest lateness (wall clock) and the
-    longest CPU time this process spent within one lateness (on a loaded machine the wall
-    figure also holds the time the process waited for a core)."""
-
-    interval: float = 0.005
-    phase: str = "start"
-    worst: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    worst_cpu: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    lags: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    running: bool = True
-
-    async def run(self) -> None:
-        while self.running:
-            t, c = time.perf_counter(), time.process_time()
-            await asyncio.sleep(self.interval)
-            lag = time.perf_counter() - t - self.interval
-            cpu = time.process_time() - c
-            self.worst[self.phase] = max(self.worst[self.phase], lag)
-            self.worst_cpu[self.phase] = max(self.worst_cpu[self.phase], cpu)
-            self.lags[self.phase].append(lag)
-
-    def p99(self, phase: str) -> float:
-        values = sorted(self.lags.get(phase, [0.0]))
-        return values[min(len(values) - 1, int(len(values) * 0.99))]
-
-
-@dataclass
 class GcPauses:
     """The longest garbage collection per generation (gc.callbacks), wall clock and CPU."""
 
     worst: dict[int, float] = field(default_factory=lambda: defaultdict(float))
     worst_cpu: dict[int, float] = field(default_factory=lambda: defaultdict(float))
     count: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    major: int = 0  # gen1 and gen2 collections so far
     _t: tuple[float, float] = (0.0, 0.0)
 
     def __call__(self, stage: str, info: dict[str, int]) -> None:
@@ -129,6 +102,42 @@ class GcPauses:
             self.worst[g] = max(self.worst[g], time.perf_counter() - self._t[0])
             self.worst_cpu[g] = max(self.worst_cpu[g], time.process_time() - self._t[1])
             self.count[g] += 1
+            self.major += g > 0
+
+
+@dataclass
+class LagProbe:
+    """How late a 5 ms sleeper wakes up, per phase: the longest lateness (wall clock) and the
+    longest CPU time this process spent within one lateness (on a loaded machine the wall
+    figure also holds the time the process waited for a core)."""
+
+    gc: GcPauses
+    interval: float = 0.005
+    phase: str = "start"
+    worst: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    worst_cpu: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    # the same, over the sleeps with no gen1/gen2 garbage collection inside
+    worst_no_gc: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    worst_cpu_no_gc: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    lags: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    running: bool = True
+
+    async def run(self) -> None:
+        while self.running:
+            t, c, major = time.perf_counter(), time.process_time(), self.gc.major
+            await asyncio.sleep(self.interval)
+            lag = time.perf_counter() - t - self.interval
+            cpu = time.process_time() - c
+            self.worst[self.phase] = max(self.worst[self.phase], lag)
+            self.worst_cpu[self.phase] = max(self.worst_cpu[self.phase], cpu)
+            if self.gc.major == major:
+                self.worst_no_gc[self.phase] = max(self.worst_no_gc[self.phase], lag)
+                self.worst_cpu_no_gc[self.phase] = max(self.worst_cpu_no_gc[self.phase], cpu)
+            self.lags[self.phase].append(lag)
+
+    def p99(self, phase: str) -> float:
+        values = sorted(self.lags.get(phase, [0.0]))
+        return values[min(len(values) - 1, int(len(values) * 0.99))]
 
 
 def event(source: int, t: float, error: bool, rng: random.Random) -> LogEvent:
@@ -149,7 +158,8 @@ class Run:
         self.tables = (TableStandIn(), TableStandIn())
         self.detection.light, self.detection.model = self.tables  # type: ignore[assignment]
         self.rng = random.Random(seed)
-        self.probe = LagProbe()
+        self.gc = GcPauses()
+        self.probe = LagProbe(self.gc)
         self.tick_seconds: dict[str, float] = defaultdict(float)
         self.alerts = 0
 
@@ -181,8 +191,12 @@ class Run:
 
 
 def measure_baseline(sample: int, windows: int, seed: int) -> dict[str, float]:
-    """Bytes per model of the previous (river) and the compact detector, and the time of a new
-    source's first window, for `sample` sources trained on `windows` windows each."""
+    """Per model of the previous (river) and the compact detector, for `sample` sources trained
+    on `windows` windows each: bytes allocated (tracemalloc), objects the garbage collector
+    tracks, CPU a full collection spends on them, and the time of a new source's first window
+    (timed first: freeing river's models leaves the allocator slow for a while)."""
+    from river import stats
+
     rng = random.Random(seed)
     vectors = []
     for _ in range(windows):
@@ -190,57 +204,56 @@ def measure_baseline(sample: int, windows: int, seed: int) -> dict[str, float]:
         for _ in range(rng.randint(1, 3)):
             acc.add("INFO", f"t{rng.randint(1, 4)}", False, "GET /item/1 200")
         vectors.append(acc.features())
-    out: dict[str, float] = {}
+
+    def build(name: str) -> Any:
+        if name == "compact":
+            return HalfSpaceTreesDetector(window_size=50, warmup=100)
+        # the previous design: river's pipeline per source plus two quantiles
+        return (river_pipeline(), stats.Quantile(0.999), stats.Quantile(0.5))
+
+    def teach(name: str, det: Any, f: dict[str, float], i: int) -> None:
+        if name == "compact":
+            det.score_one(f)
+            det.learn_one(f)
+            return
+        x = model_input(f)
+        score = det[0].score_one(x)
+        if i >= 50:
+            det[1].update(score)
+            det[2].update(score)
+        det[0].learn_one(x)  # river builds the source's trees at the first one
 
     def collect_cpu() -> float:
         t = time.process_time()
         gc.collect()
         return time.process_time() - t
 
-    for name in ("compact", "river"):
-        gc.collect()
-        empty = min(collect_cpu() for _ in range(2))
-        tracemalloc.start()
-        models: list[Any] = []
-        for _ in range(sample):
-            if name == "compact":
-                det: Any = HalfSpaceTreesDetector(window_size=50, warmup=100)
-                for f in vectors:
-                    det.score_one(f)
-                    det.learn_one(f)
-            else:  # the previous design: river's pipeline per source plus two quantiles
-                from river import stats
-
-                det = (river_pipeline(), stats.Quantile(0.999), stats.Quantile(0.5))
-                for i, f in enumerate(vectors):
-                    x = model_input(f)
-                    score = det[0].score_one(x)
-                    if i >= 50:
-                        det[1].update(score)
-                        det[2].update(score)
-                    det[0].learn_one(x)
-            models.append(det)
-        gc.collect()
-        out[f"{name}_bytes_per_model"] = tracemalloc.get_traced_memory()[0] / sample
-        tracemalloc.stop()
-        out[f"{name}_gc_us_per_model"] = max(
-            0.0, (min(collect_cpu() for _ in range(2)) - empty) / sample * 1e6)
-        del models
-    # a new source's first window, timed apart (tracemalloc slows allocations down)
+    out: dict[str, float] = {}
+    build("compact")  # the shared splits, built once per process
     for name in ("compact", "river"):
         gc.collect()
         t = time.perf_counter()
         for _ in range(sample):
-            if name == "compact":
-                det = HalfSpaceTreesDetector(window_size=50, warmup=100)
-                det.score_one(vectors[0])
-                det.learn_one(vectors[0])
-            else:
-                model = river_pipeline()
-                x = model_input(vectors[0])
-                model.score_one(x)
-                model.learn_one(x)  # river builds the source's trees here
+            teach(name, build(name), vectors[0], 0)
         out[f"{name}_first_window_ms"] = (time.perf_counter() - t) / sample * 1e3
+    for name in ("compact", "river"):
+        gc.collect()
+        empty = min(collect_cpu() for _ in range(3))
+        tracked = len(gc.get_objects())
+        tracemalloc.start()
+        models: list[Any] = []
+        for _ in range(sample):
+            det = build(name)
+            for i, f in enumerate(vectors):
+                teach(name, det, f, i)
+            models.append(det)
+        gc.collect()
+        out[f"{name}_bytes_per_model"] = tracemalloc.get_traced_memory()[0] / sample
+        tracemalloc.stop()
+        out[f"{name}_tracked_per_model"] = (len(gc.get_objects()) - tracked) / sample
+        out[f"{name}_gc_us_per_model"] = max(
+            0.0, (min(collect_cpu() for _ in range(3)) - empty) / sample * 1e6)
+        del models, det
     return out
 
 
@@ -256,7 +269,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     gc.collect()
     rss_empty = rss()
     tracked_empty = len(gc.get_objects())
-    pauses = GcPauses()
+    pauses = run.gc
     gc.callbacks.append(pauses)
     probe = asyncio.create_task(run.probe.run())
     detection = run.detection
@@ -308,6 +321,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "rss_full": full_rss, "full_models": full,
         "lag_ms": {p: v * 1e3 for p, v in run.probe.worst.items()},
         "lag_cpu_ms": {p: v * 1e3 for p, v in run.probe.worst_cpu.items()},
+        "lag_no_gc_ms": {p: v * 1e3 for p, v in run.probe.worst_no_gc.items()},
+        "lag_cpu_no_gc_ms": {p: v * 1e3 for p, v in run.probe.worst_cpu_no_gc.items()},
         "lag_p99_ms": {p: run.probe.p99(p) * 1e3 for p in run.probe.lags},
         "probe_samples": {p: len(v) for p, v in run.probe.lags.items()},
         "gc_ms": {g: v * 1e3 for g, v in sorted(pauses.worst.items())},
@@ -335,6 +350,8 @@ def render(r: dict[str, Any]) -> str:
     lag = r["lag_ms"]
     worst = max(v for p, v in lag.items() if p != "measuring")
     worst_cpu = max(v for p, v in r["lag_cpu_ms"].items() if p != "measuring")
+    no_gc = max(v for p, v in r["lag_no_gc_ms"].items() if p != "measuring")
+    no_gc_cpu = max(v for p, v in r["lag_cpu_no_gc_ms"].items() if p != "measuring")
     lines = [
         f"{r['sources']:,} sources on one analytics worker ({r['windows']} windows of 10 s each, "
         f"1–3 events per source and window), then {r['burst']:,} new sources at once.",
@@ -353,14 +370,18 @@ def render(r: dict[str, Any]) -> str:
         f"source's first window) | {r['river_bytes_per_model']:,.0f} |",
         f"| compact HST per source ({r['compact_first_window_ms']:.3f} ms for a new source's "
         f"first window) | {r['compact_bytes_per_model']:,.0f} |",
-        f"| CPU a full garbage collection spends per source's HST model: river / compact | "
-        f"{r['river_gc_us_per_model']:,.0f} / {r['compact_gc_us_per_model']:,.1f} µs |",
+        f"| objects the garbage collector tracks per HST model: river / compact | "
+        f"{r['river_tracked_per_model']:,.0f} / {r['compact_tracked_per_model']:,.1f} |",
+        f"| CPU a full garbage collection spends per river model (the compact one's 3 "
+        f"objects are within the noise) | {r['river_gc_us_per_model']:,.0f} µs |",
         f"| model snapshot (zlib) / light snapshot, mean | {r['model_state_bytes']:,.0f} / "
         f"{r['light_state_bytes']:,.0f} bytes |",
         f"| light-state changelog writes per window (all sources) | "
         f"{r['changelog_bytes_per_window'] / 2**20:,.1f} MB |",
         f"| **longest event-loop lag, any phase** (wall clock; CPU time of this process "
         f"within it) | **{worst:,.1f} ms** ({worst_cpu:,.1f} ms CPU) |",
+        f"| **longest lag without a gen1/gen2 garbage collection in it** (the analytics code's "
+        f"own holds) | **{no_gc:,.1f} ms** ({no_gc_cpu:,.1f} ms CPU) |",
         "| longest garbage collection by generation, wall (CPU), and how many | "
         + ", ".join(f"gen{g} {v:,.1f} ms ({r['gc_cpu_ms'][g]:,.1f} ms), {r['gc_count'][g]:,}x"
                     for g, v in r["gc_ms"].items()) + " |",
@@ -373,12 +394,15 @@ def render(r: dict[str, Any]) -> str:
         f"| anomaly alerts raised (synthetic steady traffic) | {r['alerts']:,} |",
         f"| bench wall time | {r['elapsed_s']:,.0f} s |",
         "",
-        "| phase | longest loop lag (wall) | its CPU | p99 lag | longest tick | probe samples |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| phase | longest loop lag (wall) | its CPU | without collections (wall / CPU) | p99 lag "
+        "| longest tick | probe samples |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for phase in ("arrival", "young", "promotion", "full", "burst", "eviction", "return"):
         lines.append(f"| {phase} | {lag.get(phase, 0):,.1f} ms | "
                      f"{r['lag_cpu_ms'].get(phase, 0):,.1f} ms | "
+                     f"{r['lag_no_gc_ms'].get(phase, 0):,.1f} / "
+                     f"{r['lag_cpu_no_gc_ms'].get(phase, 0):,.1f} ms | "
                      f"{r['lag_p99_ms'].get(phase, 0):,.1f} ms | "
                      f"{r['tick_s'].get(phase, 0):,.2f} s | {r['probe_samples'].get(phase, 0):,} |")
     return "\n".join(lines) + "\n"
