@@ -17,7 +17,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -75,15 +75,16 @@ def _status_of(exc: IngestError) -> tuple[grpc.StatusCode, float | None]:
     return grpc.StatusCode.INVALID_ARGUMENT, None
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: IngestError) -> None:
-    """End the call with the error's status; a retry delay goes in `google.rpc.RetryInfo`
-    (status details) and in `retry-after` trailing metadata."""
+async def _abort(context: grpc.aio.ServicerContext, exc: IngestError) -> NoReturn:
+    """End the call with the error's status (raises); a retry delay goes in
+    `google.rpc.RetryInfo` (status details) and in `retry-after` trailing metadata."""
     code, retry = _status_of(exc)
     trailers: tuple[tuple[str, str | bytes], ...] = ()
     if retry is not None:
         details = bytes(retry_status(code.value[0], str(exc), retry))
         trailers = ((STATUS_DETAILS, details), ("retry-after", f"{retry:.3f}"))
     await context.abort(code, str(exc), trailers)
+    raise AssertionError("grpc.aio's abort returned")  # it raises AbortError
 
 
 def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
@@ -115,7 +116,6 @@ class Gateway:
             return await work(principal, metadata)
         except IngestError as exc:
             await _abort(context, exc)
-            raise AssertionError("unreachable: abort raises") from exc
 
     async def _push_one(self, principal: Principal, data: bytes,
                         metadata_key: str | None = None) -> PushAck:
