@@ -26,6 +26,9 @@ from deploy.postgres import Postgres
 hypothesis_settings.register_profile("laas", deadline=None)
 hypothesis_settings.load_profile("laas")
 
+# Session fixtures shared by several test modules (one instance per session, not per module)
+pytest_plugins = ["tests.compose_fixtures"]
+
 # The local Kafka's passwords (app/kafka_client.py) for every process a test starts with a state
 # directory of its own: they all log in to the one stack broker.
 os.environ.setdefault("LAAS_KAFKA_CREDENTIALS_FILE",

@@ -19,12 +19,9 @@ from tests.compose_fixtures import (
     LAAS_SERVICES,
     ROOT,
     ComposeRun,
-    compose_run,
     resolve,
     resolved_config,
 )
-
-__all__ = ["compose_run"]  # the fixture
 
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 

@@ -14,10 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.metrics import SPECS, Metrics
-from tests.compose_fixtures import ComposeRun, compose_run
+from tests.compose_fixtures import ComposeRun
 from tests.stream_fixtures import wait_for
-
-__all__ = ["compose_run"]  # the fixture
 
 
 def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
