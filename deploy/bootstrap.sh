@@ -54,7 +54,7 @@ fi
 
 # --- composecheck: `docker compose config` without Docker (compose-go, from the Go proxy) ---
 say "building the Compose checker"
-(cd deploy/composecheck && go build -o "$root/.laas/bin/composecheck" .)
+(cd deploy/composecheck && go build -buildvcs=false -o "$root/.laas/bin/composecheck" .)
 
 # --- lokipush: a real Loki protobuf shipper for the tests (Grafana's loki-client-go) ---
 say "building the Loki test shipper"

@@ -69,7 +69,7 @@ def build_checker() -> Path:
         pytest.fail("Go is needed to build deploy/composecheck (bash deploy/bootstrap.sh "
                     "install puts it there)", pytrace=False)
     CHECKER.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([go, "build", "-o", str(CHECKER), "."], cwd=ROOT / "deploy" / "composecheck",
+    subprocess.run([go, "build", "-buildvcs=false", "-o", str(CHECKER), "."], cwd=ROOT / "deploy" / "composecheck",
                    check=True, capture_output=True, timeout=600)
     return CHECKER
 
