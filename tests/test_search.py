@@ -34,7 +34,9 @@ def acme_events(sw: SearchWorld, count: int = 40) -> list[LogEvent]:
             level=LEVELS[i % 4],
             service=("api", "web", "db")[i % 3],
             host=f"h{i % 2}",
-            attributes={"user": ("bob", "alice")[i % 2], "region": "eu-1"},
+            attributes={"user": ("bob", "alice")[i % 2], "region": "eu-1",
+                        # a number, as text every fifth time (typed attributes: docs/ingest.md)
+                        "latency_ms": i * 7 if i % 5 else str(i * 7), "ratio": i / 8},
             template_id=f"tpl{i % 4}",
         )
         for i in range(count)
@@ -73,6 +75,10 @@ QUERIES = [
     "_exists_:attributes.region",
     "bob logged",
     "service:(api OR web) -host:h1",
+    "attributes.latency_ms:>100",  # numbers compare as numbers; "105" as text is left out
+    "attributes.latency_ms:[0 TO 35}",
+    "attributes.ratio:<=0.5",
+    "attributes.latency_ms:70",  # the text form matches numbers and text alike
 ]
 
 
