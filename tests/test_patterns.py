@@ -319,3 +319,34 @@ def test_miner_never_raises_and_state_round_trips(messages: list[str]) -> None:
     for m in messages:
         found = restored.match(m)
         assert found is None or found.id in {c.id for c in miner.clusters()}
+
+
+def _bucket(tid: str, count: int, first: float, trend: list[int]) -> dict[str, object]:
+    return {"key": tid, "doc_count": count, "first": {"value": first},
+            "last": {"value": first + 1000}, "samples": {"hits": {"hits": []}},
+            "trend": {"buckets": [{"key": i, "doc_count": c} for i, c in enumerate(trend)]}}
+
+
+def test_patterns_api_rows_add_up_every_id_of_one_text() -> None:
+    """One row per template text: an old id aliased to the current one, and an id of an older
+    version of the miner with the same text (no alias), count under the current id."""
+    from app.search import read_query
+    from web.patterns import _group, _pattern_row
+
+    known = {
+        "cur": {"template_id": "cur", "template": "a <*>", "first_seen": 500, "last_seen": 9},
+        "old": {"template_id": "old", "template": "a <*>", "merged_into": "cur",
+                "first_seen": 100, "last_seen": 9},
+        "legacy": {"template_id": "legacy", "template": "a <*>", "first_seen": 300,
+                   "last_seen": 9},
+    }
+    buckets = [_bucket("cur", 5, 2000, [1, 4]), _bucket("legacy", 3, 1500, [3, 0]),
+               _bucket("old", 1, 1000, [1, 0]), _bucket("unknown", 2, 3000, [0, 2])]
+    query = read_query({"since": "1h"}, now_ns=10**18)
+    rows = [_pattern_row(tid, members, known, query, 3) for tid, members in
+            _group(buckets, known)]  # type: ignore[arg-type]
+    assert [(r["template_id"], r["template"], r["count"], r["trend"]) for r in rows] == [
+        ("cur", "a <*>", 9, [5, 4]), ("unknown", None, 2, [0, 2])]
+    assert sorted(rows[0]["template_ids"]) == ["cur", "legacy", "old"]
+    assert rows[0]["first_seen_in_range"].startswith("1970-01-01T00:00:01")
+    assert rows[0]["query"].startswith("(") and rows[1]["query"] == "template:unknown"
