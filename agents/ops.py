@@ -16,7 +16,12 @@ from app.kafka_client import client_options
 from app.metrics import CONTENT_TYPE, METRICS
 from app.promotion import promote_oversized
 from app.readiness import readiness, report, service_checks
-from app.retention import apply_retention, prune_snapshots, tenant_retention
+from app.retention import (
+    apply_retention,
+    prepare_shared_indices,
+    prune_snapshots,
+    tenant_retention,
+)
 from app.settings import Settings
 from app.watchdog import register_faust
 
@@ -97,6 +102,7 @@ def register(app: faust.App, settings: Settings) -> None:
             retention = await tenant_retention(settings)
             await apply_retention(es, settings, retention)
             await prune_snapshots(es, settings, retention)
+            await prepare_shared_indices(es, settings, retention)
             engine = create_engine(settings)
             try:
                 await promote_oversized(es, engine, settings)

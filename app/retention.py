@@ -90,6 +90,22 @@ async def apply_retention(es: AsyncElasticsearch, settings: Settings,
     return doomed
 
 
+async def prepare_shared_indices(es: AsyncElasticsearch, settings: Settings,
+                                 retention: Mapping[str, int], *,
+                                 now: datetime | None = None) -> list[str]:
+    """Create today's and tomorrow's shared index of every retention class in use (hourly, with
+    retention), so the first event of a day does not wait for an index creation; their names."""
+    from app.esindex import ensure_shared_index, shared_index
+
+    now = now or datetime.now(UTC)
+    classes = sorted(set(retention.values()) or {settings.retention_default_days})
+    names = [shared_index(settings, days, int((now + timedelta(days=ahead)).timestamp()) * 10**9)
+             for days in classes for ahead in (0, 1)]
+    for name in names:
+        await ensure_shared_index(es, settings, name)
+    return names
+
+
 def _cutoff(days: int, now: datetime) -> str:
     """The start of the oldest kept day (the rule `expired` applies to daily indices)."""
     today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)

@@ -16,7 +16,7 @@ from agents.stats import ensure_sources_index
 from app import esindex
 from app.events import LogEvent, RawPosition
 from app.pattern_index import ensure_patterns_index, patterns_index
-from app.retention import apply_retention, expired, prune_snapshots
+from app.retention import apply_retention, expired, prepare_shared_indices, prune_snapshots
 from app.settings import Settings, load_settings
 from app.sink import ElasticsearchSink
 from app.stats import fold, fold_all
@@ -179,6 +179,26 @@ async def test_retention_deletes_real_indices(es: AsyncElasticsearch, layout: Se
     assert [h["_id"] for h in one["hits"]["hits"]] == ["x.logs.raw/0/2"]
     two = await es.search(**esindex.tenant_search(layout, "2"))
     assert [h["_id"] for h in two["hits"]["hits"]] == ["x.logs.raw/0/3"]
+
+
+async def test_the_shared_indices_of_today_and_tomorrow_are_made_ahead(
+        es: AsyncElasticsearch, layout: Settings) -> None:
+    now = datetime(2026, 11, 27, 23, 59, tzinfo=UTC)
+    made = await prepare_shared_indices(es, layout, {"1": 7, "2": 30, "3": 7}, now=now)
+    p = layout.index_prefix
+    expected = [f"{p}shared-r7-2026.11.27", f"{p}shared-r7-2026.11.28",
+                f"{p}shared-r30-2026.11.27", f"{p}shared-r30-2026.11.28"]
+    assert made == expected
+    assert await _names(es, f"{p}*") == set(expected)
+    assert await prepare_shared_indices(es, layout, {"1": 7, "2": 30, "3": 7}, now=now) == \
+        expected  # again: nothing to do, no error
+    # the sink writes into a prepared index as into one it made (routing required there too)
+    sink = ElasticsearchSink(es, layout)
+    sink.set_layout({"1": tier_indexing("shared")})
+    await sink.setup()
+    assert await sink.write([event("1", 1, time_ns=int(now.timestamp()) * 10**9)]) == []
+    await es.indices.refresh(index=f"{p}shared-r7-2026.11.27")
+    assert (await es.count(index=f"{p}shared-r7-2026.11.27"))["count"] == 1
 
 
 async def test_retention_prunes_stale_pattern_and_source_documents(
