@@ -34,8 +34,8 @@ from prometheus_client.samples import Sample
 
 disable_created_metrics()  # no `_created` series: they would not add up across processes
 
-# The text format's media type, without charset (aiohttp, under Faust's web, refuses one in it;
-# Starlette adds it): CONTENT_TYPE_LATEST is "text/plain; version=0.0.4; charset=utf-8".
+# The text format's media type without its "; charset=utf-8" (aiohttp, under Faust's web,
+# refuses a charset in it; Starlette adds one).
 CONTENT_TYPE = CONTENT_TYPE_LATEST.split("; charset")[0]
 Kind = Literal["counter", "gauge", "histogram"]
 # Latency buckets (seconds): HTTP/gRPC requests, Kafka acks, Elasticsearch bulks.
