@@ -181,6 +181,36 @@ async def test_retention_deletes_real_indices(es: AsyncElasticsearch, layout: Se
     assert [h["_id"] for h in two["hits"]["hits"]] == ["x.logs.raw/0/3"]
 
 
+async def test_per_tenant_indices_of_earlier_versions_keep_working(
+        es: AsyncElasticsearch, layout: Settings) -> None:
+    # the layout before tiers: tenant 1's own index of a day, behind its alias
+    old_day = int(datetime(2026, 11, 20, 8, tzinfo=UTC).timestamp()) * 10**9
+    legacy = f"{layout.index_prefix}logs-1-2026.11.20"
+    await esindex.ensure_template(es, layout)
+    await esindex.ensure_index(es, legacy, esindex.tenant_alias(layout, "1"))
+    await es.index(index=legacy, id="x.logs.raw/0/1",
+                   document=esindex.document(event("1", 1, time_ns=old_day)))
+    sink = ElasticsearchSink(es, layout)
+    sink.set_layout({"1": tier_indexing("shared")})
+    await sink.setup()  # reads which per-tenant indices exist
+    late = event("1", 2, time_ns=old_day + 5)  # a late event (or a replay) of that day
+    today = event("1", 3)
+    assert await sink.write([late, today]) == []
+    assert sink.index_of(late) == legacy  # the day stays where its first copy is
+    assert sink.index_of(today) == esindex.shared_index(layout, 7, today.time)
+    await es.indices.refresh(index=f"{layout.index_prefix}*")
+    found = await es.search(**esindex.tenant_search(layout, "1", size=10))
+    assert {h["_id"]: h["_index"] for h in found["hits"]["hits"]} == {
+        "x.logs.raw/0/1": legacy, "x.logs.raw/0/2": legacy,
+        "x.logs.raw/0/3": esindex.shared_index(layout, 7, today.time)}
+    # retention deletes the old index by the tenant's retention, as before
+    kept = datetime(2026, 11, 26, 23, tzinfo=UTC)  # its 7th day
+    assert await apply_retention(es, layout, {"1": 7}, now=kept) == []
+    gone = datetime(2026, 11, 27, tzinfo=UTC)
+    assert await apply_retention(es, layout, {"1": 7}, now=gone) == [legacy]
+    assert await _names(es, f"{layout.index_prefix}logs-*") == set()
+
+
 async def test_the_shared_indices_of_today_and_tomorrow_are_made_ahead(
         es: AsyncElasticsearch, layout: Settings) -> None:
     now = datetime(2026, 11, 27, 23, 59, tzinfo=UTC)
