@@ -31,19 +31,23 @@ def cluster_ready(settings: Settings) -> bool:
         client.close()
 
 
+ANALYSIS_PLUGIN = "laas-security-analysis"
+ANALYSIS_SOURCE = Path(__file__).parent / "es_analysis" / "SecurityIndexAnalysisPlugin.java"
+
+
 @dataclass(frozen=True)
 class Security:
-    """Security on: HTTPS with this PEM certificate and key, one file-realm user with `role`
-    (`roles_yml` may define it). The stack runs without; tests use it to stand for a secured
-    cluster. (API keys need the `.security` index, which this distribution cannot create: it
-    lacks the analysis-common module.)"""
+    """Security on: HTTPS with this PEM certificate and key, one file-realm superuser (who can
+    make API keys). The stack runs without; tests use it to stand for a secured cluster.
+
+    API keys live in the `.security` index, whose `email` analyzer needs three analysis
+    components of the analysis-common module this distribution lacks; a small plugin
+    (deploy/es_analysis, compiled here with the JDK's javac) provides them."""
 
     certfile: Path
     keyfile: Path
     username: str
     password: str
-    role: str = "superuser"
-    roles_yml: str = ""
 
 
 class Elasticsearch:
@@ -139,12 +143,12 @@ class Elasticsearch:
         sec = self.security
         for source, name in ((sec.certfile, "http.crt"), (sec.keyfile, "http.key")):
             shutil.copyfile(source, config / name)
-        for name in ("users", "users_roles"):  # the file realm: one user
+        for name in ("users", "users_roles"):  # the file realm: one superuser
             (config / name).write_text("")
-        (config / "roles.yml").write_text(sec.roles_yml)
+        self._install_analysis_plugin()
         proc.run_logged(
             [str(self.dist / "bin" / "elasticsearch-users"), "useradd", sec.username,
-             "-p", sec.password, "-r", sec.role],
+             "-p", sec.password, "-r", "superuser"],
             what="adding the Elasticsearch superuser", log_file=self.logs / "users.log",
             env={"ES_JAVA_HOME": str(java_home(self.settings)),
                  "ES_PATH_CONF": str(config.resolve())},
@@ -154,6 +158,33 @@ class Elasticsearch:
                 "xpack.security.http.ssl.certificate: http.crt",
                 "xpack.security.http.ssl.key: http.key",
                 "xpack.security.transport.ssl.enabled: false"]
+
+    def _install_analysis_plugin(self) -> None:
+        """Compile deploy/es_analysis against this distribution and install it as a plugin."""
+        target = self.dist / "plugins" / ANALYSIS_PLUGIN
+        jar = target / f"{ANALYSIS_PLUGIN}.jar"
+        if jar.exists():
+            return
+        jdk = java_home(self.settings)
+        javac = jdk / "bin" / "javac"
+        if not javac.exists():
+            raise proc.StackError(f"{javac} does not exist: the secured test node compiles a "
+                                  "plugin; point LAAS_JAVA_HOME at a JDK (not a JRE)")
+        classes = self.base / "es_analysis.build"
+        shutil.rmtree(classes, ignore_errors=True)
+        classes.mkdir(parents=True)
+        log_file = self.logs / "plugin.log"
+        proc.run_logged([str(javac), "--release", "17", "-cp", f"{self.dist / 'lib'}/*", "-d",
+                         str(classes), str(ANALYSIS_SOURCE)],
+                        what="compiling the analysis plugin", log_file=log_file)
+        target.mkdir(parents=True, exist_ok=True)
+        proc.run_logged([str(jdk / "bin" / "jar"), "cf", str(jar), "-C", str(classes), "."],
+                        what="packaging the analysis plugin", log_file=log_file)
+        (target / "plugin-descriptor.properties").write_text("\n".join([
+            "description=Analysis components of the .security index (LaaS tests)",
+            "version=1.0", f"name={ANALYSIS_PLUGIN}",
+            "classname=org.laas.esanalysis.SecurityIndexAnalysisPlugin",
+            "java.version=17", f"elasticsearch.version={self.settings.es_version}", ""]))
 
     def ready(self) -> bool:
         """Cluster health is yellow or green (asked with the configured credentials and TLS)."""

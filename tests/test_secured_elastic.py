@@ -1,20 +1,18 @@
 """Every LaaS command that talks to Elasticsearch, against a secured node: HTTPS with a CA made
-here, security on, LaaS logging in as a user whose role allows only what LaaS needs
-(LAAS_ES_USERNAME / LAAS_ES_PASSWORD, LAAS_ES_CA_FILE; the role is the one docs/settings
-guidance gives, plus the tests' index prefix).
+here, security on, LaaS logging in with an API key limited to what LaaS needs
+(LAAS_ES_API_KEY, LAAS_ES_CA_FILE; the key's role is the one docs/connectivity.md gives, plus
+the tests' index prefix).
 
 One Elasticsearch per module (the distribution the stack downloads, `deploy/elastic.py`, on
-ports and a state directory of its own under .laas/). The pipeline test runs the real
-commands: HTTP ingest and search in the web app, `laas worker` (index sink and analytics
-children), `laas replay`, `laas retention`, `laas stack status`, `/readyz`.
-
-API keys: this distribution cannot create them (they live in the `.security` index, whose
-mappings need the analysis-common module the integ-test zip lacks), so the test shows that
-LAAS_ES_API_KEY, in both its forms, reaches the node as API-key credentials.
+ports and a state directory of its own under .laas/, with the small analysis plugin that lets
+it store API keys). The pipeline test runs the real commands: HTTP ingest and search in the
+web app, `laas worker` (index sink and analytics children), `laas replay`, `laas retention`,
+`laas stack status`, `/readyz`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -31,7 +29,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from elastic_transport import TlsError
-from elasticsearch import AuthenticationException
+from elasticsearch import AuthenticationException, AuthorizationException
 
 from app import esindex
 from app.cli import main
@@ -45,15 +43,11 @@ from tests.test_kafka import free_port
 from tests.tls_fixtures import CertFiles, make_certs
 
 ROOT = Path(__file__).resolve().parent.parent
-USER = "laas"
-# What LaaS needs: cluster health and index templates; everything on its own indices
-# ("t*": the tests' index prefixes).
-ROLES = """laas:
-  cluster: ["monitor", "manage_index_templates"]
-  indices:
-    - names: ["laas-*", "t*"]
-      privileges: ["all"]
-"""
+ADMIN = "laas-admin"
+# What LaaS needs (docs/connectivity.md): cluster health and index templates; everything on
+# its own indices ("t*": the tests' index prefixes).
+LAAS_ROLE = {"cluster": ["monitor", "manage_index_templates"],
+             "indices": [{"names": ["laas-*", "t*"], "privileges": ["all"]}]}
 
 
 def _port_pair() -> int:
@@ -72,16 +66,18 @@ def _port_pair() -> int:
 class Secured:
     url: str
     certs: CertFiles
-    password: str
+    admin: Settings  # the superuser, by user and password: set-up and checks
+    api_key: str = ""  # LaaS's key: the `encoded` form Elasticsearch returns
+    api_key_pair: str = ""  # the same key as `id:api_key`
 
     def env(self) -> dict[str, str]:
         """What a LaaS process needs to use this cluster."""
-        return {"LAAS_ES_URL": self.url, "LAAS_ES_USERNAME": USER,
-                "LAAS_ES_PASSWORD": self.password, "LAAS_ES_CA_FILE": str(self.certs.ca)}
+        return {"LAAS_ES_URL": self.url, "LAAS_ES_API_KEY": self.api_key,
+                "LAAS_ES_CA_FILE": str(self.certs.ca)}
 
     def settings(self, **overrides: object) -> Settings:
-        values: dict[str, object] = {"es_url": self.url, "es_username": USER,
-                                     "es_password": self.password, "es_ca_file": self.certs.ca}
+        values: dict[str, object] = {"es_url": self.url, "es_api_key": self.api_key,
+                                     "es_ca_file": self.certs.ca}
         return load_settings(**(values | overrides))
 
 
@@ -97,9 +93,9 @@ def secured(settings: Settings) -> Iterator[Secured]:
     certs = make_certs(state / "certs")
     port, password = _port_pair(), secrets.token_urlsafe(16)
     url = f"https://127.0.0.1:{port}"
-    secured = Secured(url, certs, password)
-    server = Elasticsearch(secured.settings(state_dir=state, es_port=port, es_heap="512m"),
-                           security=Security(certs.cert, certs.key, USER, password, "laas", ROLES))
+    admin = load_settings(state_dir=state, es_port=port, es_heap="512m", es_url=url,
+                          es_username=ADMIN, es_password=password, es_ca_file=certs.ca)
+    server = Elasticsearch(admin, security=Security(certs.cert, certs.key, ADMIN, password))
     if server.running():
         server.stop()
     shutil.rmtree(server.data, ignore_errors=True)  # a fresh cluster each run
@@ -112,7 +108,18 @@ def secured(settings: Settings) -> Iterator[Secured]:
                 pytest.fail(f"the secured Elasticsearch did not start:\n"
                             f"{server.console_log.read_text(errors='replace')[-3000:]}")
             time.sleep(0.5)
-        yield secured
+
+        async def make_key() -> dict[str, Any]:
+            es = es_client(admin)
+            try:
+                made = await es.security.create_api_key(
+                    name="laas", role_descriptors={"laas": LAAS_ROLE})
+                return dict(made.body)
+            finally:
+                await es.close()
+
+        key = asyncio.run(make_key())
+        yield Secured(url, certs, admin, key["encoded"], f"{key['id']}:{key['api_key']}")
     finally:
         server.stop()
 
@@ -127,29 +134,33 @@ async def _who(settings: Settings) -> dict[str, Any]:
 
 async def test_the_node_is_secured_and_the_settings_reach_it(secured: Secured) -> None:
     me = await _who(secured.settings())
-    assert (me["username"], me["roles"]) == (USER, ["laas"])
+    assert me["authentication_type"] == "api_key" and me["api_key"]["name"] == "laas"
+    assert (await _who(secured.settings(es_api_key=secured.api_key_pair)))["api_key"] \
+        == me["api_key"]  # `id:api_key` works as well as the encoded form
+    admin = await _who(secured.admin)  # LAAS_ES_USERNAME / LAAS_ES_PASSWORD
+    assert (admin["username"], admin["authentication_type"]) == (ADMIN, "realm")
     # the certificate pinned by its fingerprint instead of a CA bundle; or not verified at all
     pinned = secured.settings(es_ca_file=None, es_ssl_fingerprint=secured.certs.fingerprint())
-    assert (await _who(pinned))["username"] == USER
-    assert (await _who(secured.settings(es_ca_file=None, es_verify_certs=False)))["username"] \
-        == USER
+    assert (await _who(pinned))["authentication_type"] == "api_key"
+    unverified = secured.settings(es_ca_file=None, es_verify_certs=False)
+    assert (await _who(unverified))["authentication_type"] == "api_key"
     with pytest.raises(AuthenticationException):  # no credentials: 401
-        await _who(secured.settings(es_username=None, es_password=None))
+        await _who(secured.settings(es_api_key=None))
     with pytest.raises(AuthenticationException):
-        await _who(secured.settings(es_password="wrong"))
+        await _who(secured.settings(es_api_key="a2lkMTpzZWNyZXQx"))  # "kid1:secret1"
     with pytest.raises(TlsError):  # the CA is not a public one
         await _who(secured.settings(es_ca_file=None))
 
 
-@pytest.mark.parametrize("key", ["a2lkMTpzZWNyZXQx", "kid1:secret1"])
-async def test_an_api_key_reaches_the_node_as_one(secured: Secured, key: str) -> None:
-    """Both forms of LAAS_ES_API_KEY (`encoded`, `id:api_key`) are sent as API-key credentials
-    (the node cannot store keys, see above, so it names the id it failed to find); the key wins
-    over the user and password."""
-    with pytest.raises(AuthenticationException) as refused:
-        await _who(secured.settings(es_api_key=key))
-    detail = refused.value.body["error"]["additional_unsuccessful_credentials"]
-    assert detail == "API key: apikey authentication for id kid1 encountered a failure"
+async def test_the_key_allows_only_what_laas_needs(secured: Secured) -> None:
+    es = es_client(secured.settings())
+    try:
+        with pytest.raises(AuthorizationException):  # not its indices
+            await es.indices.create(index="other-index")
+        with pytest.raises(AuthorizationException):  # no cluster settings
+            await es.cluster.put_settings(persistent={"cluster.routing.allocation.enable": "all"})
+    finally:
+        await es.close()
 
 
 def test_stack_status_checks_the_secured_cluster(secured: Secured, tmp_path: Path) -> None:
@@ -160,7 +171,7 @@ def test_stack_status_checks_the_secured_cluster(secured: Secured, tmp_path: Pat
     es = next(s for s in json.loads(up.stdout) if s["name"] == "elasticsearch")
     assert es == {"name": "elasticsearch", "address": secured.url, "up": True,
                   "managed": False, "started_here": False}
-    down = CliRunner().invoke(main, ["stack", "status"], env={**env, "LAAS_ES_PASSWORD": "no"})
+    down = CliRunner().invoke(main, ["stack", "status"], env={**env, "LAAS_ES_API_KEY": "bm86a2V5"})
     assert down.exit_code == 1
     assert [line.split()[:2] for line in down.output.splitlines()][1] == ["elasticsearch", "DOWN"]
 
