@@ -4,6 +4,7 @@ tenant's miner, stable across a worker restart that recovers the miner from its 
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -14,7 +15,16 @@ from elasticsearch import AsyncElasticsearch
 from agents.templates import TenantConfigs
 from app import esindex
 from app.demo import DemoTraffic
+from app.pattern_index import (
+    PATTERNS_MAPPINGS,
+    alias_doc,
+    ensure_patterns_index,
+    patterns_index,
+    store_templates,
+    template_doc,
+)
 from app.patterns import TenantMiner, template_id
+from app.settings import Settings
 from tests.auth_fixtures import build_world, client_for, make_settings, running_app
 from tests.stream_fixtures import *  # noqa: F403
 from tests.stream_fixtures import StreamEnv, produce_raw, tenant_count
@@ -176,3 +186,27 @@ async def test_tenant_masking_setting_reaches_the_worker(tmp_path: Path) -> None
         assert config.masking.numbers is False and config.masking.extra == (("<ORDER>",
                                                                              r"ord-\d+"),)
         assert (await configs.get(str(world.tenant_ids["beta"]))).masking.numbers is True
+
+
+async def test_patterns_index_of_an_older_version_takes_aliases(
+        es: AsyncElasticsearch, unique: str) -> None:
+    """An index made before aliases existed gets their fields; an alias stays one when another
+    partition still reports the old, narrower text."""
+    settings = Settings(index_prefix=f"{unique}-")
+    old_mappings = copy.deepcopy(PATTERNS_MAPPINGS)
+    for name in ("merged_into", "former_ids"):
+        old_mappings["properties"].pop(name)
+    await es.indices.create(index=patterns_index(settings), mappings=old_mappings)
+    try:
+        await ensure_patterns_index(es, settings)
+        record = ["new1", "disk <*> full", [["disk"]], 4, 1.5, 2.5, ["old1"]]
+        docs = {"7/new1": template_doc("7", record, 3.0),
+                "7/old1": alias_doc("7", "old1", record, 3.0)}
+        assert await store_templates(es, settings, docs) == []
+        stale = {**template_doc("7", ["old1", "disk 9 full", [["disk"]], 1, 1.0, 4.0], 5.0)}
+        assert await store_templates(es, settings, {"7/old1": stale}) == []
+        got = (await es.get(index=patterns_index(settings), id="7/old1"))["_source"]
+        assert (got["merged_into"], got["template"], got["first_seen"], got["last_seen"]) == \
+            ("new1", "disk <*> full", 1000, 4000)
+    finally:
+        await es.indices.delete(index=f"{unique}-*")
