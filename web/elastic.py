@@ -43,7 +43,9 @@ async def es_search(conn: HTTPConnection, body: dict[str, Any]) -> dict[str, Any
     except ApiError as exc:
         if exc.status_code in (429, 503):
             log.warning("Elasticsearch answered %s to a search: %s", exc.status_code, exc)
-            raise SearchUnavailable(503, "Elasticsearch is overloaded; retry shortly") from exc
+            what = "overloaded" if exc.status_code == 429 else \
+                "unavailable (a shard not started yet, or overloaded)"
+            raise SearchUnavailable(503, f"Elasticsearch is {what}; retry shortly") from exc
         if exc.status_code == 400:
             raise BadParameter("q", f"Elasticsearch refused the query: {exc.message}") from exc
         raise
