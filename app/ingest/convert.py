@@ -23,7 +23,7 @@ import betterproto
 
 from app.ingest import wire
 from app.ingest.validate import MAX_DEPTH as MAX_VALUE_DEPTH
-from app.ingest.validate import which
+from app.ingest.validate import lift_names, which
 from protos.laas.v1 import AnyValue, ArrayValue, KeyValueList, LogRecord, Resource
 from protos.opentelemetry.proto.collector.logs.v1 import ExportLogsServiceRequest
 
@@ -129,6 +129,7 @@ def otlp_records(data: bytes) -> list[Any]:
         resource = resource_logs.resource
         for name in ("service_name", "host"):  # not OTLP fields: nothing may set them here
             resource.ClearField(name)
+        lift_names(resource)  # what validation would do to each record's copy
         resource.schema_url = resource_logs.schema_url
         for scope_logs in resource_logs.scope_logs:
             scope = scope_logs.scope
@@ -150,6 +151,7 @@ def _otlp_records_split(data: bytes) -> list[Any]:
         resource = _message(wire.pb.Resource, parts.get(1, [b""])[-1], f"{where}.resource")
         for name in ("service_name", "host"):  # not OTLP fields: nothing may set them here
             resource.ClearField(name)
+        lift_names(resource)
         resource.schema_url = _text(parts.get(3, [b""])[-1], f"{where}.schema_url")
         for j, scope_logs in enumerate(parts.get(2, [])):
             at = f"{where}.scope_logs[{j}]"

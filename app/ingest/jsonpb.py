@@ -29,6 +29,7 @@ from app.ingest.convert import (
     record_from_json,
     severity_from_name,
 )
+from app.ingest.validate import lift_names
 from app.ingest.wire import pb
 
 __all__ = ["pb_record_from_json", "pb_records_from_otlp_json"]
@@ -449,6 +450,7 @@ def _otlp_export(doc: dict[str, Any]) -> list[Any]:
             raise _Slow
         resource = pb.Resource()
         _otlp_holder(resource, resource_logs.get("resource"), {})
+        lift_names(resource)  # as convert.otlp_records does
         resource.schema_url = resource_logs.get("schemaUrl", "")
         for scope_logs in _otlp_list(resource_logs, "scopeLogs"):
             if type(scope_logs) is not dict or not scope_logs.keys() <= {

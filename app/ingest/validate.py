@@ -148,6 +148,14 @@ def _normalise_resource(record: Any, default: Any) -> Any:
             resource.ParseFromString(wire.encode(default))
         else:
             resource = record.resource = Resource().parse(wire.encode(default))
+    lift_names(resource)
+    return resource
+
+
+def lift_names(resource: Any) -> None:
+    """Move the attributes `service.name` / `host.name` (non-empty strings) into `service_name`
+    / `host` unless those are set; no service name at all is `unknown_service`. OTLP decoding
+    calls it once per resource (`convert.otlp_records`) instead of once per record."""
     attrs = resource.attributes
     if not resource.service_name:
         name = attrs.get("service.name")
@@ -159,7 +167,6 @@ def _normalise_resource(record: Any, default: Any) -> Any:
         host = attrs.get("host.name")
         if host is not None and host.string_value:
             resource.host = attrs.pop("host.name").string_value
-    return resource
 
 
 def validate_record(
