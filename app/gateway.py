@@ -288,8 +288,12 @@ async def start_gateway(
     if http_port is not None:
         from app.otlp_http import start_otlp_http
 
-        gateway.http, gateway.http_port = await start_otlp_http(
-            settings, service, host, http_port, tls=tls is not None)
+        try:
+            gateway.http, gateway.http_port = await start_otlp_http(
+                settings, service, host, http_port, tls=tls is not None)
+        except GatewayConfigError:
+            await server.stop(0)  # not half a gateway
+            raise
     return gateway, service
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from contextlib import closing
 
@@ -476,4 +477,29 @@ async def test_health_is_not_serving_while_kafka_is_unreachable(keys) -> None:  
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         await server.stop(0)
+        await service.close()
+
+
+async def test_a_port_in_use_stops_the_gateway(raw_settings: Settings, keys) -> None:  # type: ignore[no-untyped-def]
+    import grpc
+
+    from app.gateway import GatewayConfigError, start_gateway
+
+    first, service = await start_gateway(raw_settings, verifier=keys, host="127.0.0.1", port=0,
+                                         http_port=0)
+    try:
+        with pytest.raises(GatewayConfigError, match=f"cannot listen on 127.0.0.1:{first.port}"):
+            await start_gateway(raw_settings, verifier=keys, host="127.0.0.1", port=first.port,
+                                http_port=0)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            free = probe.getsockname()[1]
+        with pytest.raises(GatewayConfigError, match="OTLP/HTTP"):
+            await start_gateway(raw_settings, verifier=keys, host="127.0.0.1", port=free,
+                                http_port=first.http_port)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{free}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError):  # its gRPC half was stopped, not leaked
+                await channel.unary_unary(OTLP_EXPORT)(b"", metadata=KEY_META, timeout=2)
+    finally:
+        await first.stop(0)
         await service.close()
