@@ -133,8 +133,11 @@ service:
 
 @pytest.fixture(scope="session")
 def otelcol() -> Path:
-    """The Collector binary (built on first use, about two minutes; cached in .laas)."""
-    return collector_binary(Path(".laas"))
+    """The Collector binary (built on first use, about two minutes; cached in the state
+    directory's downloads, like the stack's Kafka and Elasticsearch)."""
+    from app.settings import load_settings
+
+    return collector_binary(load_settings().state_dir)
 
 
 @pytest.fixture
