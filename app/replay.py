@@ -256,9 +256,14 @@ class Replay:
             hits = found["hits"]["hits"]
             if not hits:
                 return deleted
-            await self.es.bulk(operations=[
+            done = await self.es.bulk(operations=[
                 {"delete": {"_index": h["_index"], "_id": h["_id"], "routing": self.tenant_id}}
                 for h in hits], refresh=True)
+            failed = [item for item in done["items"] if item["delete"].get("status", 500)
+                      not in (200, 404)] if done.get("errors") else []
+            if failed:  # never loop on documents that will not go
+                raise RuntimeError(f"replay {self.to_index}: {len(failed)} shared copies of "
+                                   f"tenant {self.tenant_id} not deleted: {failed[:3]}")
             deleted += len(hits)
 
     async def swap_aliases(self, indices: set[str]) -> list[dict[str, dict[str, str]]]:
