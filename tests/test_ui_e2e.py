@@ -203,8 +203,8 @@ async def index_world(world: World, settings: Settings, es: AsyncElasticsearch, 
               host="cron-9", partition=2, at=now - 2 * 3600 * NS - (5 - i) * 60 * NS)
         for i in range(5)
     ]
-    beta = [
-        event(world, "beta", i, message=f"beta job {i} {beta_marker}", service="beta-svc",
+    beta = [  # offsets of their own: the shared index would take acme's ids as updates
+        event(world, "beta", 500 + i, message=f"beta job {i} {beta_marker}", service="beta-svc",
               host="b-1", at=now - (20 - i) * 20 * NS)
         for i in range(20)
     ]
