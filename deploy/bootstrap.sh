@@ -52,14 +52,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-# --- composecheck: `docker compose config` without Docker (compose-go, from the Go proxy) ---
-say "building the Compose checker"
-(cd deploy/composecheck && go build -buildvcs=false -o "$root/.laas/bin/composecheck" .)
-
-# --- lokipush: a real Loki protobuf shipper for the tests (Grafana's loki-client-go) ---
-say "building the Loki test shipper"
-(cd deploy/lokipush && go build -o "$root/.laas/bin/lokipush" .)
-
 # --- the web UI, when its sources exist ---
 if [ -f web/ui/package.json ]; then
   command -v npm >/dev/null || die "npm is required to build the web UI (install Node.js 20)"
@@ -77,6 +69,11 @@ case "$mode" in
     exec laas up "$@"
     ;;
   test)
+    # Test-only tools from the Go module proxy: `docker compose config` without Docker
+    # (compose-go) and a real Loki protobuf shipper (Grafana's loki-client-go).
+    say "building the Compose checker and the Loki test shipper"
+    (cd deploy/composecheck && go build -buildvcs=false -o "$root/.laas/bin/composecheck" .)
+    (cd deploy/lokipush && go build -buildvcs=false -o "$root/.laas/bin/lokipush" .)
     say "starting the local stack (if it is not running)"
     laas stack up
     say "running the test suite"
