@@ -405,3 +405,68 @@ async def test_numeric_attribute_fields_are_bounded_and_conflicts_counted(
         await es.indices.delete(index=f"{unique}-*", allow_no_indices=True)
         await es.options(ignore_status=404).indices.delete_index_template(
             name=esindex.template_name(settings))
+
+
+# --- the one-call upb parse and the field-by-field split give the same records ------------------
+
+def _outcome(data: bytes, decode: Any) -> Any:
+    """Records as bytes (errors as field and reason), or the request's error."""
+    from app.ingest.convert import ConversionError
+
+    try:
+        items = decode(data)
+    except ConversionError as exc:
+        return ("refused", exc.field, exc.reason)
+    return [(r.field, r.reason) if isinstance(r, ConversionError) else r.SerializeToString()
+            for r in items]
+
+
+def _sample_export() -> bytes:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+        ExportLogsServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue as OAny
+    from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as OLog
+    from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs, ScopeLogs
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource as OResource
+
+    def kv(key: str, **value: Any) -> KeyValue:
+        return KeyValue(key=key, value=OAny(**value))
+
+    return ExportLogsServiceRequest(resource_logs=[ResourceLogs(
+        resource=OResource(attributes=[kv("service.name", string_value="a"),
+                                       kv("host.name", string_value="h")]),
+        schema_url="s1", scope_logs=[ScopeLogs(
+            scope=InstrumentationScope(name="sc", attributes=[kv("x", int_value=1)]),
+            log_records=[OLog(time_unix_nano=i + 1, severity_number=9,
+                              body=OAny(string_value=f"m{i}"),
+                              attributes=[kv("n", int_value=i), kv("d", double_value=0.5)],
+                              trace_id=bytes(range(16)), span_id=bytes(8))
+                         for i in range(3)])])]).SerializeToString()
+
+
+def test_fast_and_split_otlp_decoding_agree() -> None:
+    from app.ingest.convert import _misplaced, _otlp_records_split, otlp_records
+    from app.ingest.wire import pb
+
+    good = _sample_export()
+    variants = [good,
+                good + b"\x38\x00",  # an unknown request field (7, varint): ignored
+                good + b"\x08\x01",  # resource_logs as a varint: refused
+                good + b"\x2b\x2c",  # an empty group (5): refused by both
+                good + b"\x0a\x04\x0a\x02\x10\x00",  # a resource with an explicit zero
+                good + b"\x0a\x03\x0a\x01"]  # truncated
+    for i in range(len(good)):  # every single-byte change of the valid request
+        for flip in (0x01, 0x80, 0xFF):
+            mutated = bytearray(good)
+            mutated[i] ^= flip
+            variants.append(bytes(mutated))
+    fast_paths = 0
+    for data in variants:
+        assert _outcome(data, otlp_records) == _outcome(data, _otlp_records_split), data.hex()
+        try:
+            fast_paths += not _misplaced(pb.OtlpExportRequest.FromString(data))
+        except Exception:  # noqa: BLE001 - upb refused it: the split path alone decided
+            pass
+    assert fast_paths > len(variants) // 3, fast_paths  # about half take the one-call path

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 import betterproto
+from google.protobuf.unknown_fields import UnknownFieldSet
 
 from app.ingest import wire
 from app.ingest.validate import MAX_DEPTH as MAX_VALUE_DEPTH
@@ -111,19 +112,18 @@ def otlp_records(data: bytes) -> list[Any]:
     resource's `entity_refs` too), as the OTLP mapping in docs/ingest.md says.
 
     The whole request is first parsed in one upb call (`OtlpExportRequest`, wire-compatible
-    with OTLP); only a request that fails to parse, or whose parse did not account for every
-    byte, is split as above to find the bad records.
+    with OTLP); only a request that fails to parse, or has a known envelope field with the
+    wrong wire type (`_misplaced`), is split as above to find the bad records.
     """
     try:
         request = wire.pb.OtlpExportRequest.FromString(data)
     except Exception:  # noqa: BLE001 - find out below which part is at fault
         return _otlp_records_split(data)
-    request.DiscardUnknownFields()
-    if request.ByteSize() != len(data):
-        # Something was not read as OTLP: unknown fields, a field of the wrong wire type (upb
-        # keeps those as unknown: `08 01` would be an empty request), or a non-canonical
-        # encoding. The field-by-field path decides (and names what is wrong).
+    if _misplaced(request):
+        # A known field of the envelope with another wire type: upb keeps it as an unknown
+        # field (`08 01` would be an empty request); the field-by-field path names it.
         return _otlp_records_split(data)
+    request.DiscardUnknownFields()
     out: list[Any] = []
     for resource_logs in request.resource_logs:
         resource = resource_logs.resource
@@ -142,13 +142,35 @@ def otlp_records(data: bytes) -> list[Any]:
     return out
 
 
+def _misplaced(request: Any) -> bool:
+    """Whether a field number the request, a `ResourceLogs` or a `ScopeLogs` defines is among
+    its unknown fields (so it came with another wire type), or an unknown group. Other unknown
+    fields are dropped, as the field-by-field path drops them; inside resources, scopes and
+    records upb decides in both paths. A message field given twice is merged in both."""
+    if _odd(request, (1,)):
+        return True
+    for resource_logs in request.resource_logs:
+        if _odd(resource_logs, (1, 2, 3)):
+            return True
+        for scope_logs in resource_logs.scope_logs:
+            if _odd(scope_logs, (1, 2, 3)):
+                return True
+    return False
+
+
+def _odd(message: Any, numbers: tuple[int, ...]) -> bool:
+    """An unknown field of `message` that is one of its `numbers`, or a group (which the
+    field-by-field path refuses)."""
+    return any(f.field_number in numbers or f.wire_type == 3 for f in UnknownFieldSet(message))
+
+
 def _otlp_records_split(data: bytes) -> list[Any]:
     """`otlp_records` field by field, each record parsed alone (see there)."""
     out: list[Any] = []
     for i, resource_logs in enumerate(_submessages(data, "request", {1: "resource_logs"})):
         where = f"resource_logs[{i}]"
         parts = _parts(resource_logs, where, {1: "resource", 2: "scope_logs", 3: "schema_url"})
-        resource = _message(wire.pb.Resource, parts.get(1, [b""])[-1], f"{where}.resource")
+        resource = _message(wire.pb.Resource, b"".join(parts.get(1, [])), f"{where}.resource")
         for name in ("service_name", "host"):  # not OTLP fields: nothing may set them here
             resource.ClearField(name)
         lift_names(resource)
@@ -156,7 +178,7 @@ def _otlp_records_split(data: bytes) -> list[Any]:
         for j, scope_logs in enumerate(parts.get(2, [])):
             at = f"{where}.scope_logs[{j}]"
             inner = _parts(scope_logs, at, {1: "scope", 2: "log_records", 3: "schema_url"})
-            scope = _message(wire.pb.Scope, inner.get(1, [b""])[-1], f"{at}.scope")
+            scope = _message(wire.pb.Scope, b"".join(inner.get(1, [])), f"{at}.scope")
             scope.schema_url = _text(inner.get(3, [b""])[-1], f"{at}.schema_url")
             for raw in inner.get(2, []):
                 try:
