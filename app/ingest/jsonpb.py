@@ -465,6 +465,9 @@ def _otlp_export(doc: dict[str, Any]) -> list[Any]:
                 except ConversionError as exc:
                     out.append(exc)
                     continue
+                except RecursionError:
+                    out.append(ConversionError("record", "values nested too deeply"))
+                    continue
                 except (_Slow, ValueError, TypeError, OverflowError):
                     record = _otlp_record_slowly(item)
                     if isinstance(record, ConversionError):
