@@ -16,7 +16,7 @@ from typing import Literal
 import faust
 from mode.utils.times import want_seconds
 
-from app.gc_tuning import tune_gc
+from app.gc_tuning import tune_analytics_gc, tune_gc
 from app.settings import Settings
 from app.streams import analytics_app_id, build_worker
 from app.topic_admin import Say, ensure_topics
@@ -118,7 +118,7 @@ def analytics_main(settings: Settings, conn: Connection) -> None:
     child_logging()
     report_to_worker(conn)
     app = create_worker_app(settings, role="analytics")
-    tune_gc(settings)
+    tune_analytics_gc(settings)
     faust.Worker(app, loglevel="INFO").execute_from_commandline()
 
 
