@@ -8,8 +8,9 @@ seen) and hands each to the source's `SourceMonitor` (Half-Space Trees + explici
 app/anomaly); findings become alerts, grouped per tenant and source (app/alerting.py).
 
 State: tables `detect-light` (key: source; the monitor without its model, under 1 KB,
-written after every window) and `detect-model` (the compact HST state, a few KB compressed,
-written every `detect_model_snapshot_seconds`), changelog-backed. Faust only lets a table be
+written every `detect_light_snapshot_seconds`, at once after a window that fired) and
+`detect-model` (the compact HST state, a few KB compressed, written every
+`detect_model_snapshot_seconds`), changelog-backed. Faust only lets a table be
 written while an event of the table's partition is being processed, so writes are queued per
 partition by the timer and done by the agent with the next events of that partition, at most
 `PERSIST_BATCH` sources per event (writing thousands at once held the loop). A restarted worker
@@ -23,7 +24,10 @@ are monitored by one worker (further sources are counted in `laas_detect_skipped
 The timer scores windows source by source (`Windows.closing`) and lets the other tasks run
 whenever it has worked for `YIELD_AFTER` seconds, so no burst of sources holds the event loop
 (a new source builds no trees: the splits are shared and its counters are one 5 KB bytearray,
-app/anomaly/hst.py).
+app/anomaly/hst.py). A tick stops after `TICK_SHARE` of the timer's interval and the next one
+goes on where it stopped, so ticks fit their interval however many sources close a window at
+once (windows are scored up to a few seconds later instead). Monitors are frozen out of the
+garbage collector's generations as they are admitted (`app.gc_tuning.Freezer`).
 
 Alert rules (`alert_rules` table, reloaded every `alert_rules_refresh_seconds`) are evaluated
 here too: every event is matched against its tenant's rules (`compile_predicate`, the query
@@ -44,6 +48,7 @@ import json
 import logging
 import time
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import faust
@@ -59,9 +64,11 @@ from app.alerting import (
     restore,
 )
 from app.anomaly import MonitorConfig, SourceMonitor, Windows
+from app.anomaly.features import Window
 from app.elastic import es_client
 from app.event_messages import decode_shared
 from app.events import LogEvent
+from app.gc_tuning import Freezer
 from app.metrics import METRICS
 from app.query import parse
 from app.query.match import compile_predicate
@@ -75,6 +82,7 @@ log = logging.getLogger(__name__)
 RESTORE_HORIZON = 86_400.0  # alerts fired within a day give their rules' cooldowns back
 PERSIST_BATCH = 64  # sources whose state one event's persist writes at most (~5 ms)
 YIELD_AFTER = 0.005  # seconds of scoring in a tick before the other tasks get the loop
+TICK_SHARE = 0.5  # of the timer's interval one tick may take; the next tick goes on from there
 
 
 async def load_rules(settings: Settings, engine: Any) -> list[Rule]:
@@ -124,6 +132,10 @@ class Detection:
         self.pending_light: dict[int, set[str]] = {}
         self.pending_evicted: dict[int, dict[str, tuple[bytes, bytes]]] = {}
         self.model_saved: dict[str, float] = {}
+        self.light_saved: dict[str, float] = {}  # tick clock of the last light write, per source
+        self.interval = min(1.0, settings.detect_window_seconds / 2)  # the timer's
+        self._closing: Iterator[Window] | None = None  # a pass over the windows, unfinished
+        self.freezer = Freezer()
         self.grouper = Grouper(settings.alert_group_seconds)
         self.counter = RuleCounter()  # this worker's share of every rule's counts
         self.rules = RuleEngine(self.grouper, grace=RULE_GRACE)  # judges the owned tenants
@@ -170,6 +182,7 @@ class Detection:
         # once cost ~10 ms per source: seconds of CPU for many new or restored sources)
         self.model_saved[source] = time.time()
         sources.add(source)
+        self.freezer.admitted()
         return True
 
     def evict(self, sources: list[str]) -> None:
@@ -182,9 +195,11 @@ class Detection:
         monitor = self.monitors.pop(source, None)
         partition = self.partition_of.pop(source, None)
         self.model_saved.pop(source, None)
+        self.light_saved.pop(source, None)
         self.per_tenant.get(source.split("/", 1)[0], set()).discard(source)
         if monitor is None or partition is None:
             return
+        METRICS.inc("laas_detect_evicted_total")
         self.pending_light.get(partition, set()).discard(source)
         self.pending_evicted.setdefault(partition, {})[source] = (
             monitor.light_state(), monitor.model_state())
@@ -218,21 +233,38 @@ class Detection:
 
     async def tick(self, now: float | None = None) -> int:
         """Close ended windows, score them, judge rule windows; send the alerts. `now`
-        (seconds) is the clock, `time.time()` by default (benchmarks pass their own)."""
+        (seconds) is the clock, `time.time()` by default (benchmarks pass their own).
+        Scoring stops after `TICK_SHARE` of the timer's interval (wall clock); the next tick
+        finishes that pass over the sources before it starts a new one."""
         now = time.time() if now is None else now
         alerts = []
         # let the agents and the other timers run every YIELD_AFTER s of work (10,000
         # sources' windows take seconds; 1,000 new sources once held the loop for ~30 s,
         # bench/results/FINDINGS.md 17)
         turn = Turns(YIELD_AFTER)
-        for window in self.windows.closing(now):
-            monitor = self.monitors.get(window.source)
-            partition = self.partition_of.get(window.source)
+        stop = time.perf_counter() + TICK_SHARE * self.interval
+        if self._closing is None:
+            self._closing = self.windows.closing(now)
+        light_every = self.settings.detect_light_snapshot_seconds
+        for window in self._closing:
+            source = window.source
+            monitor = self.monitors.get(source)
+            partition = self.partition_of.get(source)
             if monitor is not None and partition is not None:
-                for finding in monitor.observe(window):
+                findings = monitor.observe(window)
+                for finding in findings:
                     alerts.append(anomaly_alert(self.grouper, finding, now))
-                self.pending_light.setdefault(partition, set()).add(window.source)
+                saved = self.light_saved.get(source)
+                if saved is None:  # first window here: spread the sources' writes over time
+                    saved = self.light_saved[source] = now - light_every * spread(source)
+                if findings or now - saved >= light_every:
+                    self.pending_light.setdefault(partition, set()).add(source)
+                    self.light_saved[source] = now
             await turn.maybe()
+            if time.perf_counter() >= stop:
+                break
+        else:
+            self._closing = None
         for source in self.windows.take_dropped():
             self.evict_one(source)
             await turn.maybe()
@@ -311,7 +343,9 @@ class Detection:
         self.pending_light.clear()
         self.pending_evicted.clear()
         self.model_saved.clear()
+        self.light_saved.clear()
         self.windows = self._new_windows()
+        self._closing = None
 
     def _new_windows(self) -> Windows:
         return Windows(size=self.settings.detect_window_seconds,
@@ -335,6 +369,12 @@ class Turns:
 
 
 RULE_GRACE = 3.0  # seconds before a below-rule window is judged (shares are sent every tick)
+
+
+def spread(source: str) -> float:
+    """A fixed share in [0, 1) per source: sources that appear together are not written
+    together."""
+    return (zlib.crc32(source.encode()) % 1000) / 1000
 
 
 def tenant_partition(tenant_id: str, partitions: int) -> int:
@@ -372,7 +412,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> Detection:
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         detection.forget()
 
-    @app.timer(min(1.0, settings.detect_window_seconds / 2))
+    @app.timer(detection.interval)
     async def detect_tick() -> None:
         if not detection.started.is_set():
             return

@@ -100,6 +100,9 @@ SPECS: dict[str, Spec] = {
         "counter", "Alerts raised (anomaly kinds and rule), by kind", ("kind",)),
     "laas_detect_skipped_total": Spec(
         "counter", "Events the detector skipped (tenant over its model budget)", ("tenant",)),
+    "laas_detect_evicted_total": Spec(
+        "counter", "Source monitors the detector evicted from memory (idle, or room for a new "
+        "source); their state goes to the detect tables"),
     "laas_webhook_attempts_total": Spec(
         "counter", "Webhook deliveries attempted, by outcome", ("delivered",)),
 }

@@ -281,6 +281,10 @@ class Settings(BaseSettings):
     detect_model_snapshot_seconds: float = Field(
         300.0, gt=0, description="Seconds between snapshots of a source's model to its table"
     )
+    detect_light_snapshot_seconds: float = Field(
+        60.0, ge=0, description="Seconds between writes of a source's light state (explicit "
+        "detectors, cooldowns) to its table; at once after a window that fired; 0: every window"
+    )
     alert_group_seconds: float = Field(
         1800.0, gt=0, description="Firings of one condition this close together update one alert"
     )

@@ -1,8 +1,8 @@
 """The detector state of a source through the real changelog: a worker writes its monitor
-(light state every window, the compact model every `detect_model_snapshot_seconds`) to the
-`detect-light` and `detect-model` changelog topics; the values restore a monitor; a worker
-restarted on an empty state directory recovers the tables from the changelog and continues
-the source's monitor instead of starting it afresh."""
+(light state every `detect_light_snapshot_seconds`, the compact model every
+`detect_model_snapshot_seconds`) to the `detect-light` and `detect-model` changelog topics;
+the values restore a monitor; a worker restarted on an empty state directory recovers the
+tables from the changelog and continues the source's monitor instead of starting it afresh."""
 
 from __future__ import annotations
 
@@ -76,7 +76,8 @@ def windows_of(light: bytes) -> int:
 
 async def test_monitor_state_survives_a_restart_through_the_changelog(
         stream: StreamEnv) -> None:
-    env = {"LAAS_DETECT_WINDOW_SECONDS": "1", "LAAS_DETECT_MODEL_SNAPSHOT_SECONDS": "1"}
+    env = {"LAAS_DETECT_WINDOW_SECONDS": "1", "LAAS_DETECT_MODEL_SNAPSHOT_SECONDS": "1",
+           "LAAS_DETECT_LIGHT_SNAPSHOT_SECONDS": "1"}
     first = stream.worker("w1", **env)
 
     async def states() -> tuple[bytes, bytes] | None:

@@ -102,7 +102,7 @@ async def test_one_event_writes_at_most_a_batch_of_states(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:
     monkeypatch.setattr(agents.detect, "PERSIST_BATCH", 10)
-    det = detection(tmp_path)
+    det = detection(tmp_path, detect_light_snapshot_seconds=0)  # every window's light state
     past = time.time() - 30
     det.observe([event(f"h{i}", past) for i in range(25)], partition=0)
     await det.tick()
@@ -121,7 +121,7 @@ async def test_tick_lets_the_loop_run_between_windows(tmp_path: Path,
     """The timer gives the loop away once it has worked YIELD_AFTER seconds (0 here: after
     every window), so no number of sources holds the event loop for the whole tick."""
     monkeypatch.setattr(agents.detect, "YIELD_AFTER", 0.0)
-    det = detection(tmp_path)
+    det = detection(tmp_path, detect_light_snapshot_seconds=0)
     past = time.time() - 30  # windows that ended: closed by the next tick
     for i in range(6):
         det.observe([event(f"h{i}", past)], partition=0)
@@ -142,3 +142,55 @@ async def test_tick_lets_the_loop_run_between_windows(tmp_path: Path,
     await beat
     assert len(det.pending_light[0]) == 6  # every source's windows were scored
     assert beats - start >= 6 * 2  # the loop ran between them (6 sources, 2-3 windows each)
+
+
+async def test_a_tick_stops_after_its_share_of_the_interval_and_the_next_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many sources closing a window at once: one tick scores what fits in TICK_SHARE of the
+    timer's interval, the next ticks finish the same pass; every window is scored once."""
+    monkeypatch.setattr(agents.detect, "TICK_SHARE", 0.0)  # one window per tick
+    det = detection(tmp_path)
+    t0 = 1_800_000_000.0
+    det.observe([event(f"h{i}", t0 + 1) for i in range(5)], partition=0)
+    for ticks in range(1, 6):
+        await det.tick(now=t0 + 12.5)
+        assert sum(m.windows for m in det.monitors.values()) == ticks  # one window per tick
+    await det.tick(now=t0 + 12.5)  # ends the pass (nothing left in it)
+    assert det._closing is None
+    assert all(m.windows == 1 for m in det.monitors.values())
+    await det.tick(now=t0 + 12.5)  # a new pass: nothing ended since
+    assert all(m.windows == 1 for m in det.monitors.values())
+
+
+async def test_light_state_is_written_at_a_bounded_rate_and_after_a_finding(
+        tmp_path: Path) -> None:
+    det = detection(tmp_path, detect_light_snapshot_seconds=60, detect_warmup_windows=3)
+    t0 = 1_800_000_000.0
+    writes = []
+    for k in range(30):  # 300 s of windows with 10 events each
+        det.observe([event("a", t0 + k * 10 + 1 + i / 10) for i in range(10)], partition=0)
+        await det.tick(now=t0 + k * 10 + 12.5)
+        if det.pending_light.get(0):
+            writes.append(k)
+            det.pending_light[0].clear()
+    assert 4 <= len(writes) <= 6  # every 60 s (6 windows), not after each of the 30
+    assert all(b - a >= 6 for a, b in zip(writes, writes[1:], strict=False))
+    k = 30  # silence: the silent-source detector fires, its cooldown must be kept at once
+    await det.tick(now=t0 + k * 10 + 12.5)
+    assert det.pending_light.get(0) == {"1/api/a"}
+
+
+async def test_eviction_is_counted(tmp_path: Path) -> None:
+    from app.metrics import METRICS
+
+    def evicted() -> float:
+        text = METRICS.render().decode()
+        lines = [ln for ln in text.splitlines() if ln.startswith("laas_detect_evicted_total")]
+        return float(lines[0].split()[-1]) if lines else 0.0
+
+    det = detection(tmp_path, detect_max_sources=2)
+    before = evicted()
+    now = time.time()
+    for i in range(5):
+        det.observe([event(f"h{i}", now + i * 0.01)], partition=0)
+    assert evicted() - before == 3
