@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.account_errors import Conflict, InvalidCredentials, InvalidInput, NotFound
@@ -599,13 +601,64 @@ async def revoke_api_key(
     return key
 
 
+@dataclass(frozen=True)
+class FoundKey:
+    """A valid, unrevoked API key as the ingest verifier needs it (one query for many keys)."""
+
+    api_key_id: int
+    tenant_id: int
+    tenant_slug: str
+    scope: Scope
+    last_used_at: datetime | None
+    ingest_rate_limit: float | None
+
+
+async def find_api_keys(session: AsyncSession, plains: Iterable[str]) -> dict[str, FoundKey]:
+    """Of `plains`, the valid, unrevoked keys (plain key -> `FoundKey`), in ONE query by their
+    visible prefixes; every hash compared in constant time. Malformed, unknown (or a wrong
+    secret under a known prefix) and revoked keys are left out. Writes nothing."""
+    by_prefix = {prefix: plain for plain in plains
+                 if (prefix := api_key_prefix(plain)) is not None}
+    if not by_prefix:
+        return {}
+    rows = await session.execute(
+        select(ApiKey, Tenant.slug, Tenant.ingest_rate_limit)
+        .join(Tenant, Tenant.id == ApiKey.tenant_id)
+        .where(ApiKey.prefix.in_(list(by_prefix)))
+    )
+    found: dict[str, FoundKey] = {}
+    for key, slug, rate in rows:
+        plain = by_prefix[key.prefix]
+        if constant_time_equals(key.key_hash, sha256_hex(plain)) and key.revoked_at is None:
+            found[plain] = FoundKey(key.id, key.tenant_id, slug, Scope(key.scope),
+                                    key.last_used_at, rate)
+    return found
+
+
+async def record_key_uses(session: AsyncSession, uses: Mapping[int, datetime]) -> None:
+    """Set `last_used_at` of many keys (key id -> time of use) in one batched UPDATE
+    (an executemany); a stored time that is later is kept."""
+    if not uses:
+        return
+    table = cast(Table, ApiKey.__table__)  # Core: an executemany, not ORM bulk semantics
+    await session.execute(
+        update(table)
+        .where(table.c.id == bindparam("key_id"),
+               or_(table.c.last_used_at.is_(None), table.c.last_used_at < bindparam("used")))
+        .values(last_used_at=bindparam("used")),
+        [{"key_id": key_id, "used": used} for key_id, used in uses.items()],
+    )
+
+
 async def verify_api_key(
     session: AsyncSession, plain: str, *, now: datetime | None = None
 ) -> Principal:
     """The principal of a valid, unrevoked key; `InvalidCredentials` otherwise.
 
     Looks the key up by its visible prefix, compares the SHA-256 in constant time and
-    records `last_used_at` at most once a minute per key (one cheap UPDATE).
+    records `last_used_at` at most once a minute per key (one cheap UPDATE). Ingest, which
+    checks keys on its hot path, uses `find_api_keys` and `record_key_uses` instead
+    (`app.ingest.auth.DatabaseVerifier`: many keys per query, uses written in batches).
     """
     prefix = api_key_prefix(plain)
     if prefix is None:

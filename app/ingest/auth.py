@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from app.ingest.errors import DatabaseUnavailable, PermissionDenied, Unauthenticated
@@ -17,6 +21,7 @@ if TYPE_CHECKING:
     from app.db import SessionFactory
 
 INGEST_SCOPES = frozenset({"ingest", "admin"})
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,48 +83,187 @@ async def authenticate(verify: KeyVerifier, key: str | None) -> Principal:
     return principal
 
 
-class DatabaseVerifier:
-    """The real `KeyVerifier`: `app.accounts.verify_api_key` plus the tenant's ingest rate.
+@dataclass
+class _Checked:
+    """A cached answer: the principal (None: refused) until `expires` (monotonic seconds)."""
 
-    Answers are cached for `ttl` seconds (a revoked key stops working within that time) so a
-    busy producer does not cost a database round trip per push.
+    expires: float
+    principal: Principal | None
+    key_id: int | None = None
+    stored_use: datetime | None = None  # `last_used_at` as last read or written
+
+
+class DatabaseVerifier:
+    """The real `KeyVerifier`: `app.accounts.find_api_keys`, the key's tenant and its rate.
+
+    - Answers are cached for `ttl` seconds (`ingest_key_cache_seconds`): a revoked key, or a
+      tenant's changed rate, takes effect within that time; `ttl` 0 asks on every call.
+    - The cache is a bounded LRU: at most `max_keys` accepted keys and, apart from them (so
+      unknown keys sprayed at the gateway cannot push the good ones out), `max_refused` refused
+      ones; the least recently used answer is dropped first, never the whole cache.
+    - Keys not cached are looked up together: every miss arriving while a look-up is running
+      joins the next one (one query for up to `batch` keys), and concurrent first calls of one
+      key share one look-up (single flight).
+    - `last_used_at` is kept in memory and written every `flush_seconds` in one batched UPDATE
+      for the keys whose stored time is `LAST_USED_RESOLUTION` (a minute) older than their
+      latest use: at most once a minute per key and process; the stored time lags a use by up
+      to `flush_seconds` plus that minute. `aclose()` writes what is pending.
     """
 
-    def __init__(self, sessions: SessionFactory, ttl: float = 5.0) -> None:
+    def __init__(self, sessions: SessionFactory, ttl: float = 5.0, *, max_keys: int = 100_000,
+                 max_refused: int = 10_000, batch: int = 500,
+                 flush_seconds: float = 60.0) -> None:
         self.sessions = sessions
         self.ttl = ttl
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self.max_keys, self.max_refused, self.batch = max_keys, max_refused, batch
+        self.flush_seconds = flush_seconds
+        self.resolution = _last_used_resolution()
+        self._accepted: OrderedDict[str, _Checked] = OrderedDict()
+        self._refused: OrderedDict[str, _Checked] = OrderedDict()
+        self._waiting: dict[str, asyncio.Future[_Checked]] = {}  # key -> its pending look-up
+        self._queue: list[str] = []  # keys not yet in a look-up
+        self._loader: asyncio.Task[None] | None = None
+        self._uses: dict[int, datetime] = {}  # key id -> latest use not yet written
+        self._stored: dict[int, _Checked] = {}  # key id -> its cache entry (stored_use)
+        self._flusher: asyncio.Task[None] | None = None
+        self.lookups = 0  # queries made (for tests and benchmarks)
+
+    def __len__(self) -> int:
+        return len(self._accepted) + len(self._refused)
 
     async def __call__(self, key: str) -> Principal | None:
-        now = time.monotonic()
-        hit = self._cache.get(key)
-        if hit is not None and now - hit[0] < self.ttl:
-            return hit[1]
-        principal = await self._lookup(key)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[key] = (now, principal)
-        return principal
+        if api_key_prefix(key) is None:
+            return None  # not shaped like a key: no query, nothing cached
+        entry = self._cached(key)
+        if entry is None:
+            future = self._waiting.get(key)
+            if future is None:
+                future = self._waiting[key] = asyncio.get_running_loop().create_future()
+                self._queue.append(key)
+                if self._loader is None or self._loader.done():
+                    self._loader = asyncio.create_task(self._load())
+            entry = await asyncio.shield(future)  # one caller's cancellation spares the rest
+        if entry.key_id is not None:
+            self._used(entry)
+        return entry.principal
 
-    async def _lookup(self, key: str) -> Principal | None:
+    def _cached(self, key: str) -> _Checked | None:
+        now = time.monotonic()
+        for cache in (self._accepted, self._refused):
+            entry = cache.get(key)
+            if entry is not None:
+                if now < entry.expires:
+                    cache.move_to_end(key)
+                    return entry
+                del cache[key]
+        return None
+
+    def _remember(self, key: str, entry: _Checked) -> None:
+        if self.ttl <= 0:
+            return
+        cache, bound = ((self._accepted, self.max_keys) if entry.principal is not None
+                        else (self._refused, self.max_refused))
+        cache[key] = entry
+        cache.move_to_end(key)
+        while len(cache) > bound:
+            cache.popitem(last=False)
+
+    async def _load(self) -> None:
+        """Look up the queued keys, `batch` at a time, until none is left."""
+        await asyncio.sleep(0)  # the misses of this loop iteration join the first look-up
+        while self._queue:
+            keys, self._queue = self._queue[:self.batch], self._queue[self.batch:]
+            try:
+                found = await self._lookup(keys)
+            except DatabaseUnavailable as exc:
+                for key in keys:
+                    self._waiting.pop(key).set_exception(exc)
+                continue
+            except BaseException as exc:  # cancelled (shut down): no caller waits forever
+                for key in keys + self._queue:
+                    self._waiting.pop(key).set_exception(DatabaseUnavailable(repr(exc)))
+                self._queue = []
+                raise
+            expires = time.monotonic() + self.ttl
+            for key in keys:
+                entry = found.get(key) or _Checked(expires, None)
+                entry.expires = expires
+                self._remember(key, entry)
+                self._waiting.pop(key).set_result(entry)
+
+    async def _lookup(self, keys: list[str]) -> dict[str, _Checked]:
         from sqlalchemy.exc import SQLAlchemyError
 
-        from app.account_errors import AccountError
-        from app.accounts import verify_api_key
-        from app.models import Tenant
+        from app.accounts import find_api_keys
 
+        self.lookups += 1
         try:
-            async with self.sessions.begin() as session:
-                try:
-                    found = await verify_api_key(session, key)
-                except AccountError:
-                    return None
-                tenant = await session.get(Tenant, found.tenant_id)
-                rate = tenant.ingest_rate_limit if tenant is not None else None
+            async with self.sessions() as session:
+                found = await find_api_keys(session, keys)
         except (SQLAlchemyError, OSError) as exc:
             raise DatabaseUnavailable(repr(exc)) from exc
-        scope = found.scope.value if found.scope is not None else ""
-        return Principal(str(found.tenant_id), found.tenant_slug, scope, rate)
+        return {key: _Checked(0.0, Principal(str(f.tenant_id), f.tenant_slug, f.scope.value,
+                                             f.ingest_rate_limit), f.api_key_id, f.last_used_at)
+                for key, f in found.items()}
+
+    # -- last_used_at -----------------------------------------------------------------------
+
+    def _used(self, entry: _Checked) -> None:
+        assert entry.key_id is not None
+        now = datetime.now(UTC)
+        stored = entry.stored_use
+        self._stored[entry.key_id] = entry
+        if stored is None or now - stored >= self.resolution:
+            self._uses[entry.key_id] = now
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        while self._uses:
+            await asyncio.sleep(self.flush_seconds)
+            try:
+                await self.flush()
+            except DatabaseUnavailable as exc:
+                log.warning("API keys' last use not recorded (%s); retry in %.0fs", exc,
+                            self.flush_seconds)
+
+    async def flush(self) -> int:
+        """Write the pending uses in one batched UPDATE; how many keys. Uses that fail to be
+        written stay pending (`DatabaseUnavailable`)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from app.accounts import record_key_uses
+
+        uses, self._uses = self._uses, {}
+        if not uses:
+            return 0
+        try:
+            async with self.sessions.begin() as session:
+                await record_key_uses(session, uses)
+        except (SQLAlchemyError, OSError) as exc:
+            for key_id, used in uses.items():
+                self._uses.setdefault(key_id, used)
+            raise DatabaseUnavailable(repr(exc)) from exc
+        for key_id, used in uses.items():
+            entry = self._stored.pop(key_id, None)
+            if entry is not None:
+                entry.stored_use = used
+        return len(uses)
+
+    async def aclose(self) -> None:
+        """Stop the background flush and write what is pending (best effort)."""
+        if self._flusher is not None and not self._flusher.done():
+            self._flusher.cancel()
+        try:
+            await self.flush()
+        except DatabaseUnavailable as exc:
+            log.warning("API keys' last use not recorded at close (%s)", exc)
+
+
+def _last_used_resolution() -> timedelta:
+    from app.accounts import LAST_USED_RESOLUTION
+
+    return LAST_USED_RESOLUTION
 
 
 def accounts_verifier(settings: Settings) -> DatabaseVerifier:

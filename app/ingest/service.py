@@ -137,3 +137,6 @@ class IngestService:
 
     async def close(self) -> None:
         await self.writer.stop()
+        close = getattr(self.verifier, "aclose", None)  # DatabaseVerifier: pending key uses
+        if close is not None:
+            await close()
