@@ -15,6 +15,7 @@ from app.demo import BURST_LINES, LINES, DemoTraffic, demo_records
 from app.pattern_index import alias_doc, merge_template, resolve_ids, template_doc
 from app.patterns import MaskingConfig, MinerConfig, TenantMiner, mask, template_id
 from app.patterns.masking import BUILTIN_MASKERS
+from app.patterns.tokens import collapse_lists
 
 
 def test_masks_common_variables() -> None:
@@ -145,6 +146,25 @@ def test_lines_heavy_with_request_ids_and_key_values_stay_one_template() -> None
     assert [c.template for c in miner.clusters()] == [
         "handled <*> trace=<ID> user=<ID> at <HOST>:<NUM> in <NUM>ms status=<NUM> "
         "path=<PATH>"]
+
+
+def test_a_list_of_one_kind_of_value_is_one_template_whatever_its_length() -> None:
+    """`delete blk_1 blk_2 ... blk_n`: a compound variable token repeated in a row is one
+    token, so lists of any length (also past `max_tokens`) share a template; a placeholder
+    alone repeated (`<NUM> <NUM>`) is as often two fields and is left as it is."""
+    miner = TenantMiner(MinerConfig(max_tokens=16))
+    ids = {miner.add(f"ask 10.0.0.{n}:50010 to delete "
+                     + " ".join(f"blk_-{n * 7919 + k}" for k in range(n))).template_id
+           for n in (1, 2, 3, 9, 40)}
+    assert len({miner.get(i).id for i in ids}) == 1  # type: ignore[union-attr]
+    assert [c.template for c in miner.clusters()] == ["ask <IP>:<NUM> to delete blk_<NUM>"]
+    assert miner.match("ask 10.0.0.1:50010 to delete blk_1 blk_2").id == \
+        miner.clusters()[0].id  # type: ignore[union-attr]
+    pairs = TenantMiner()
+    pairs.add("moved from 3 4")
+    assert pairs.add("moved from 5 6").template == "moved from <NUM> <NUM>"
+    assert collapse_lists(("a", "id=<NUM>", "id=<NUM>", "<NUM>", "<NUM>", "<*>", "<*>")) == \
+        ("a", "id=<NUM>", "<NUM>", "<NUM>", "<*>", "<*>")
 
 
 def test_one_differing_word_on_a_short_line_is_another_template() -> None:

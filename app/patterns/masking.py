@@ -167,6 +167,11 @@ _DATE_NAMES = re.compile("Mon|Tue|Wed|Thu|Fri|Sat|Sun|Jan|Feb|Mar|Apr|May|Jun|Ju
                          "|Dec")
 
 
+# what a token without a digit needs for a built-in masker to match it (see `_NEEDS`): a sign
+# of uuids, emails, urls, paths, values or IPv6, or a day or month name
+_WORD_SIGNS = re.compile(r"[-@/=]|::|" + _DATE_NAMES.pattern)
+
+
 def _signs(token: str) -> tuple[bool, ...]:
     return (not _DIGITS.isdisjoint(token), ":" in token, "." in token, "/" in token,
             "=" in token, "@" in token, "-" in token, "::" in token,
@@ -212,6 +217,7 @@ class Masker:
         self.quoted = config.quoted
         self._plain_numbers = config.numbers and not config.extra
         self._plain_hex = config.hex and not config.extra
+        self._plain_words = not config.extra
         self._cache: dict[str, str] = {}
         self._shapes: dict[bytes, str] = {}
         # line shape -> each position's masked token (None: mask that token on its own)
@@ -219,6 +225,8 @@ class Masker:
         self._regexes: dict[tuple[bool, ...], tuple[re.Pattern[str] | None, list[str]]] = {}
 
     def _masked(self, token: str) -> str:
+        if self._plain_words and _DIGITS.isdisjoint(token) and _WORD_SIGNS.search(token) is None:
+            return token  # no built-in masker matches a token without a digit or these signs
         signs = _signs(token)
         try:
             regex, placeholders = self._regexes[signs]

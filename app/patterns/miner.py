@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from app.patterns.masking import DEFAULT_MASKING, MaskingConfig
-from app.patterns.tokens import WILDCARD, Tokenizer, is_variable_like
+from app.patterns.tokens import WILDCARD, Tokenizer, collapse_lists, is_variable_like
 
 STATE_VERSION = 2
 MAX_FORMER_IDS = 32  # former ids kept per template (oldest dropped first)
@@ -181,14 +181,17 @@ class TenantMiner:
 
     def add(self, message: str, now: float = 0.0) -> Match:
         """Mine one message: its template id and text, and whether it is new or changed."""
-        tokens = self._mask(message[: self._max_chars])  # what self._tokenize does, inlined
+        # what self._tokenize does, but lists are collapsed only on a cache miss (or to fit)
+        tokens = self._mask(message[: self._max_chars])
         if len(tokens) > self._max_tokens:
-            tokens = (*tokens[: self._max_tokens - 1], WILDCARD)
+            tokens = collapse_lists(tokens)
+            if len(tokens) > self._max_tokens:
+                tokens = (*tokens[: self._max_tokens - 1], WILDCARD)
         cluster = self._cache.get(tokens)
         if cluster is not None and (cluster.merged_into is not None or not cluster.live):
             cluster = self._cached(tokens)
         if cluster is None:
-            cluster, is_new, changed = self._learn(tokens, now)
+            cluster, is_new, changed = self._learn(collapse_lists(tokens), now)
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.clear()
             self._cache[tokens] = cluster
