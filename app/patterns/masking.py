@@ -219,7 +219,7 @@ class Masker:
         self._plain_hex = config.hex and not config.extra
         self._plain_words = not config.extra
         self._cache: dict[str, str] = {}
-        self._shapes: dict[bytes, str] = {}
+        self._shapes: dict[str, str] = {}
         # line shape -> each position's masked token (None: mask that token on its own)
         self._lines: dict[bytes, tuple[str | None, ...]] = {}
         self._regexes: dict[tuple[bool, ...], tuple[re.Pattern[str] | None, list[str]]] = {}
@@ -237,13 +237,14 @@ class Masker:
         return regex.sub(lambda m: placeholders[int(m.lastgroup[1:])],  # type: ignore[index]
                          token)
 
-    def token(self, token: str) -> str:
+    def token(self, token: str, shape: str | None = None) -> str:
         """One token, masked. Variables make most tokens with digits unique, so such a token
         is masked through its shape (every digit read as 1: `blk_-42` and `blk_-97` share
         `blk_-11`), and only the shape is cached: when the shape's masked form keeps no digit,
         every digit was inside a masked span and the token's masked form is the same (the
         shape keeps the length of digit runs; an IP's octets are not range-checked through
-        it). Tokens whose zeros matter (`0x1f`, zero-padded `00106210`) are masked directly."""
+        it). Tokens whose zeros matter (`0x1f`, zero-padded `00106210`) are masked directly.
+        `shape`: the token's shape when the caller has it (a line's shape, split)."""
         got = self._cache.get(token)
         if got is not None:
             return got
@@ -256,12 +257,13 @@ class Masker:
                 return "<HEX>" + (hexed.group(1) or "")
         if not (_DIGITS.isdisjoint(token) or "0x" in token or "0X" in token
                 or token[0] == "0"):
-            shape = token.encode().translate(_SHAPE)
+            if shape is None:
+                shape = token.encode().translate(_SHAPE).decode()
             got = self._shapes.get(shape)
             if got is None:
                 if len(self._shapes) >= _CACHE_SIZE:
                     self._shapes.clear()
-                masked = self._masked(shape.decode())
+                masked = self._masked(shape)
                 got = self._shapes[shape] = "" if not _DIGITS.isdisjoint(masked) else masked
             if got:
                 return got
@@ -285,19 +287,36 @@ class Masker:
             if None not in entry:
                 return entry  # type: ignore[return-value]
             token = self.token
-            return tuple([m if m is not None else token(w)
+            cache = self._cache
+            return tuple([m if m is not None else cache.get(w) or token(w)
                           for m, w in zip(entry, text.split(), strict=True)])
-        words = text.split()
+        # the shape differs from the text only in ASCII digits (bytes that UTF-8 uses for
+        # nothing else), so its words line up with the text's: a word equal to its shape has
+        # no digit
         cache = self._cache
+        shapes = self._shapes
         token = self.token
-        out = tuple([cache.get(t) or token(t) for t in words])
+        digitless = _DIGITS.isdisjoint
+        out: list[str] = []
+        kept: list[str | None] = []
+        for w, s in zip(text.split(), shape.decode().split(), strict=True):
+            if w == s:  # no digit: a word
+                m = cache.get(w) or token(w, s)
+                out.append(m)
+                kept.append(m)
+                continue
+            # what `token` does for a token with digits whose zeros do not matter: its
+            # shape's masked form ("" when it keeps a digit)
+            got = shapes.get(s) if w[0] != "0" and "0x" not in w and "0X" not in w else None
+            m = got or token(w, s)
+            out.append(m)
+            kept.append(m if digitless(m) and not (
+                ("x" in w or "X" in w or (len(w) >= 8 and w[0] in _DIGITS))
+                and _RISKY.search(w)) else None)
         if len(self._lines) >= _CACHE_SIZE:
             self._lines.clear()
-        digits = _DIGITS.isdisjoint
-        self._lines[shape] = tuple([
-            None if not digits(m) or (not digits(w) and _RISKY.search(w)) else m
-            for m, w in zip(out, words, strict=True)])
-        return out
+        self._lines[shape] = tuple(kept)
+        return tuple(out)
 
     def __call__(self, text: str) -> str:
         return " ".join(self.tokens(text))
