@@ -319,6 +319,17 @@ def test_caches_stay_bounded_on_unique_lines() -> None:
                len(miner._cache)) <= 8192
 
 
+def test_max_children_sends_further_first_tokens_to_the_wildcard_branch() -> None:
+    miner = TenantMiner(MinerConfig(max_children=2, depth=3))
+    for word in ("alpha", "beta", "gamma", "delta", "alpha"):
+        miner.add(f"{word} started on node")
+    root = miner._root[4]
+    assert set(root.children) == {"alpha", "beta", "<*>"}
+    assert {c.template for c in root.children["<*>"].clusters} == {
+        "gamma started on node", "delta started on node"}
+    assert len(miner) == 4
+
+
 def test_long_messages_are_capped() -> None:
     miner = TenantMiner(MinerConfig(max_tokens=8, max_chars=200))
     m = miner.add(" ".join(f"w{i}x" for i in range(500)))

@@ -379,21 +379,28 @@ class TenantMiner:
     # -- changes ----------------------------------------------------------------------------
 
     def _place(self, tokens: Sequence[str]) -> tuple[str, ...]:
-        """The tree path of a new template, growing the tree within `max_children`."""
-        node = self._root.setdefault(len(tokens), _Node())
+        """The tree path of a new template within `max_children` (`_node_at` grows it)."""
+        node = self._root.get(len(tokens))
         path: list[str] = []
         for token in tokens[: self._prefix]:
             key = WILDCARD if is_variable_like(token) else token
-            if key not in node.children and len(node.children) >= self.config.max_children:
+            children = node.children if node is not None else {}
+            node = children.get(key)
+            if node is None and len(children) >= self.config.max_children:
                 key = WILDCARD
-            node = node.children.setdefault(key, _Node())
+                node = children.get(key)
             path.append(key)
         return tuple(path)
 
     def _node_at(self, length: int, path: tuple[str, ...]) -> _Node:
-        node = self._root.setdefault(length, _Node())
+        node = self._root.get(length)
+        if node is None:
+            node = self._root[length] = _Node()
         for key in path:
-            node = node.children.setdefault(key, _Node())
+            child = node.children.get(key)
+            if child is None:
+                child = node.children[key] = _Node()
+            node = child
         return node
 
     def _file(self, cluster: Cluster, path: tuple[str, ...]) -> None:
