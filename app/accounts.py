@@ -621,17 +621,17 @@ async def find_api_keys(session: AsyncSession, plains: Iterable[str]) -> dict[st
                  if (prefix := api_key_prefix(plain)) is not None}
     if not by_prefix:
         return {}
-    rows = await session.execute(
-        select(ApiKey, Tenant.slug, Tenant.ingest_rate_limit)
+    rows = await session.execute(  # columns, not ORM objects: nothing to track
+        select(ApiKey.prefix, ApiKey.key_hash, ApiKey.revoked_at, ApiKey.id, ApiKey.tenant_id,
+               Tenant.slug, ApiKey.scope, ApiKey.last_used_at, Tenant.ingest_rate_limit)
         .join(Tenant, Tenant.id == ApiKey.tenant_id)
         .where(ApiKey.prefix.in_(list(by_prefix)))
     )
     found: dict[str, FoundKey] = {}
-    for key, slug, rate in rows:
-        plain = by_prefix[key.prefix]
-        if constant_time_equals(key.key_hash, sha256_hex(plain)) and key.revoked_at is None:
-            found[plain] = FoundKey(key.id, key.tenant_id, slug, Scope(key.scope),
-                                    key.last_used_at, rate)
+    for prefix, key_hash, revoked_at, key_id, tenant_id, slug, scope, last_used, rate in rows:
+        plain = by_prefix[prefix]
+        if constant_time_equals(key_hash, sha256_hex(plain)) and revoked_at is None:
+            found[plain] = FoundKey(key_id, tenant_id, slug, Scope(scope), last_used, rate)
     return found
 
 
