@@ -5,9 +5,11 @@ the process reads.
 
 - web: `GET /readyz` answers 200 (Kafka with the LaaS topics, Elasticsearch and the user
   database reachable); `--live` asks `/healthz` instead (the process answers).
-- gateway: the standard gRPC health service says SERVING (plaintext only: with
+- gateway: the standard gRPC health service says `laas.v1.LogIngest` is SERVING (it is
+  NOT_SERVING while Kafka cannot be reached; plaintext only: with
   `tls_certfile` set, check its metrics port instead with `--live`).
-- worker: its web server (`worker_web_port`) serves `/metrics`.
+- worker: its web server (`worker_web_port`) answers `/readyz` (the web app's checks);
+  `--live` asks `/healthz`.
 """
 
 from __future__ import annotations
@@ -47,17 +49,20 @@ def check_gateway(settings: Settings, live: bool) -> None:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    from app.gateway import LOG_INGEST
+
     target = f"{_local(settings.gateway_host)}:{settings.gateway_port}"
     with grpc.insecure_channel(target) as channel:
-        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
-                                                          timeout=TIMEOUT)
+        reply = health_pb2_grpc.HealthStub(channel).Check(  # NOT_SERVING without Kafka
+            health_pb2.HealthCheckRequest(service=LOG_INGEST), timeout=TIMEOUT)
     if reply.status != health_pb2.HealthCheckResponse.SERVING:
         raise OSError(f"gRPC health of {target}: "
                       f"{health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)}")
 
 
 def check_worker(settings: Settings, live: bool) -> None:
-    _get(f"http://{_local(settings.web_host)}:{settings.worker_web_port}/metrics")
+    path = "/healthz" if live else "/readyz"
+    _get(f"http://{_local(settings.web_host)}:{settings.worker_web_port}{path}")
 
 
 CHECKS = {"web": check_web, "gateway": check_gateway, "worker": check_worker}

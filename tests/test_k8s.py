@@ -13,6 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from app.gateway import LOG_INGEST
 from app.metrics import SPECS
 from app.settings import Settings
 
@@ -94,6 +95,7 @@ def test_the_processes_are_the_laas_commands_with_probes_and_resources() -> None
     assert web["livenessProbe"]["httpGet"]["path"] == "/healthz"
     gateway = named("Deployment", "laas-gateway")["spec"]["template"]["spec"]["containers"][0]
     assert gateway["readinessProbe"]["grpc"]["port"] == Settings.model_construct().gateway_port
+    assert gateway["readinessProbe"]["grpc"]["service"] == LOG_INGEST  # not the process's ""
 
 
 def test_settings_come_from_the_configmap_and_secret_and_are_real_settings() -> None:
