@@ -212,9 +212,9 @@ class DatabaseVerifier:
         assert entry.key_id is not None
         now = datetime.now(UTC)
         stored = entry.stored_use
-        self._stored[entry.key_id] = entry
         if stored is None or now - stored >= self.resolution:
             self._uses[entry.key_id] = now
+            self._stored[entry.key_id] = entry  # both emptied by the next flush
             if self._flusher is None or self._flusher.done():
                 self._flusher = asyncio.create_task(self._flush_later())
 
