@@ -2,7 +2,8 @@
 
 See docs/analytics.md for the algorithm, the template id rule and the memory caps. In short:
 mask variables (keeping compound tokens' shape), split on whitespace, look the masked line up
-in a cache of lines already parsed, else route by token count and the first few fixed tokens
+in a cache of lines already parsed, else collapse lists of one kind of value
+(`blk_<NUM> blk_<NUM>` -> `blk_<NUM>`) and route by token count and the first few fixed tokens
 to a leaf and join the most similar template there (or one of the same length the line fits
 exactly), else start a new template; generalise a template where a line differs, and merge
 templates that come to differ only in variable positions. A template's id is a hash of its
