@@ -61,7 +61,7 @@ class HTTPError(Exception):
         self.retry_after = retry_after
 
 
-def _http_error(exc: IngestError) -> HTTPError:
+def http_error(exc: IngestError) -> HTTPError:
     if isinstance(exc, Unauthenticated):
         return HTTPError(401, str(exc))
     if isinstance(exc, PermissionDenied):
@@ -75,11 +75,11 @@ def _http_error(exc: IngestError) -> HTTPError:
     return HTTPError(400, str(exc))
 
 
-def _media_type(request: Request) -> str:
+def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def _body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     """The (gunzipped) body, refusing more than `limit` bytes before or after decompression."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -149,12 +149,7 @@ def parse_records(media: str, data: bytes) -> tuple[list[Item], str, list[int]]:
             except ConversionError as exc:
                 items.append(exc)
         return items, "line", lines
-    try:
-        doc = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HTTPError(400, f"body is not JSON: {exc}") from exc
-    except RecursionError:
-        raise HTTPError(400, f"body is not JSON: {TOO_DEEP}") from None
+    doc = json_body(data)
     docs = doc if isinstance(doc, list) else [doc]
     out: list[Item] = []
     for d in docs:
@@ -169,19 +164,19 @@ async def post_logs(request: Request) -> Response:
     """`POST /api/v1/logs`: NDJSON, text lines or JSON records; answers accepted + errors."""
     service = ingest_service(request)
     try:
-        principal = await service.authenticate(_headers(request))
+        principal = await service.authenticate(header_map(request))
         key = service.check_idempotency_key(
             (IDEMPOTENCY_HEADER, request.headers.get(IDEMPOTENCY_HEADER)))
-        media = _media_type(request)
+        media = media_type(request)
         if media not in NDJSON_TYPES and media != JSON_TYPE:
             raise HTTPError(415, f"content-type {media or 'missing'!r} not supported; send "
                                  "application/x-ndjson, application/json or text/plain")
-        data = await _body(request, service.limits.max_batch_bytes)
+        data = await read_body(request, service.limits.max_batch_bytes)
         items, position, positions = parse_records(media, data)
         ack = await service.push(principal, items, source="http", idempotency_key=key,
                                  path="http-json" if media == JSON_TYPE else "http-ndjson")
     except IngestError as exc:
-        return _error_response(_http_error(exc))
+        return _error_response(http_error(exc))
     except HTTPError as exc:
         return _error_response(exc)
     errors = [
@@ -193,23 +188,33 @@ async def post_logs(request: Request) -> Response:
                         status_code=status)
 
 
-def _headers(request: Request) -> dict[str, str]:
+def json_body(data: bytes) -> Any:
+    """A whole request body as JSON; a 400 saying why it is not."""
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HTTPError(400, f"body is not JSON: {exc}") from exc
+    except RecursionError:
+        raise HTTPError(400, f"body is not JSON: {TOO_DEEP}") from None
+
+
+def header_map(request: Request) -> dict[str, str]:
     return {k.lower(): v for k, v in request.headers.items()}
 
 
 async def post_otlp_logs(request: Request) -> Response:
     """`POST /v1/logs`: OTLP/HTTP logs export, protobuf or JSON encoding (gzip or deflate)."""
     service = ingest_service(request)
-    media = _media_type(request)
+    media = media_type(request)
     as_json = media == JSON_TYPE
     try:
         if media not in PROTOBUF_TYPES and not as_json:
             raise HTTPError(415, f"content-type {media or 'missing'!r} not supported; send "
                                  "application/x-protobuf or application/json")
-        principal = await service.authenticate(_headers(request))
+        principal = await service.authenticate(header_map(request))
         key = service.check_idempotency_key(
             (IDEMPOTENCY_HEADER, request.headers.get(IDEMPOTENCY_HEADER)))
-        data = await _body(request, service.limits.max_batch_bytes)
+        data = await read_body(request, service.limits.max_batch_bytes)
         try:
             records = decode_export(data, as_json=as_json)
         except ConversionError as exc:
@@ -217,7 +222,7 @@ async def post_otlp_logs(request: Request) -> Response:
         ack = await service.push(principal, records, source="http", idempotency_key=key,
                                  path="otlp-http")
     except IngestError as exc:
-        return _otlp_error(_http_error(exc), as_json)
+        return _otlp_error(http_error(exc), as_json)
     except HTTPError as exc:
         return _otlp_error(exc, as_json)
     reply = export_reply(ack)
@@ -242,7 +247,7 @@ def _otlp_error(err: HTTPError, as_json: bool) -> Response:
 
 async def principal_of(request: Request) -> Principal:
     """The ingest principal of a request (for other modules that accept logs)."""
-    return await ingest_service(request).authenticate(_headers(request))
+    return await ingest_service(request).authenticate(header_map(request))
 
 
 routes: list[BaseRoute] = [

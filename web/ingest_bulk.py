@@ -39,11 +39,11 @@ from web.ingest import (
     NDJSON_TYPES,
     TOO_DEEP,
     HTTPError,
-    _body,
-    _headers,
-    _http_error,
-    _media_type,
+    header_map,
+    http_error,
     ingest_service,
+    media_type,
+    read_body,
 )
 from web.openapi_schemas import ANY_MAP, BOOL, INT, KEY_ONLY, STR, Spec, json_content, obj, path_id
 
@@ -187,18 +187,18 @@ async def post_bulk(request: Request) -> Response:
     started = time.monotonic()
     service = ingest_service(request)
     try:
-        principal = await service.authenticate(_headers(request))
-        media = _media_type(request)
+        principal = await service.authenticate(header_map(request))
+        media = media_type(request)
         if media not in BULK_TYPES:
             raise HTTPError(406, f"Content-Type header [{media or 'missing'}] is not supported; "
                                  "send application/x-ndjson or application/json")
-        data = await _body(request, service.limits.max_batch_bytes)
+        data = await read_body(request, service.limits.max_batch_bytes)
         records, slots = parse_bulk(data, request.path_params.get("index", ""))
         if not slots:
             raise HTTPError(400, "request body is required: no bulk actions in the body")
         ack = await service.push(principal, records, source="http", path="es-bulk")
     except IngestError as exc:
-        return es_error_response(_http_error(exc))
+        return es_error_response(http_error(exc))
     except HTTPError as exc:
         return es_error_response(exc)
     rejected = {r.index: (r.field, r.reason) for r in ack.rejections}
@@ -234,9 +234,9 @@ def is_es_client(request: Request) -> bool:
 
 async def _authenticated(request: Request) -> Principal | Response:
     try:
-        return await ingest_service(request).authenticate(_headers(request))
+        return await ingest_service(request).authenticate(header_map(request))
     except IngestError as exc:
-        return es_error_response(_http_error(exc))
+        return es_error_response(http_error(exc))
 
 
 async def root(request: Request) -> Response:

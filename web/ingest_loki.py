@@ -33,13 +33,13 @@ from protos.loki import push_pb2
 from web.ingest import (
     JSON_TYPE,
     PROTOBUF_TYPES,
-    TOO_DEEP,
     HTTPError,
-    _body,
-    _headers,
-    _http_error,
-    _media_type,
+    header_map,
+    http_error,
     ingest_service,
+    json_body,
+    media_type,
+    read_body,
 )
 from web.openapi_schemas import ANY_MAP, KEY_ONLY, STR, Spec
 
@@ -107,12 +107,7 @@ def entry_record(fields: dict[str, Any], line: str, ts_ns: int,
 
 def decode_json(data: bytes) -> tuple[list[Item], list[Where]]:
     """The entries of a JSON push body (`{"streams": [{"stream": {...}, "values": [...]}]}`)."""
-    try:
-        doc = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HTTPError(400, f"body is not JSON: {exc}") from exc
-    except RecursionError:
-        raise HTTPError(400, f"body is not JSON: {TOO_DEEP}") from None
+    doc = json_body(data)
     if not isinstance(doc, dict) or not isinstance(doc.get("streams"), list):
         raise HTTPError(400, 'body is not a Loki push request: {"streams": [...]} expected')
     items: list[Item] = []
@@ -267,13 +262,13 @@ async def post_push(request: Request) -> Response:
     """`POST /loki/api/v1/push`: Loki's push API (the tenant comes from the key only)."""
     service = ingest_service(request)
     try:
-        principal = await service.authenticate(_headers(request))
-        media = _media_type(request)
+        principal = await service.authenticate(header_map(request))
+        media = media_type(request)
         if media != JSON_TYPE and media not in PROTOBUF_TYPES and media != "":
             raise HTTPError(415, f"content-type {media!r} not supported; send "
                                  "application/x-protobuf (snappy) or application/json")
         limit = service.limits.max_batch_bytes
-        data = await _body(request, limit)
+        data = await read_body(request, limit)
         try:
             if media == JSON_TYPE:
                 items, where = decode_json(data)
@@ -283,7 +278,7 @@ async def post_push(request: Request) -> Response:
             raise HTTPError(400, f"body is not a Loki PushRequest: {exc}") from exc
         ack = await service.push(principal, items, source="http", path="loki")
     except IngestError as exc:
-        return _error(_http_error(exc))
+        return _error(http_error(exc))
     except HTTPError as exc:
         return _error(exc)
     if not ack.rejections:
