@@ -98,6 +98,22 @@ async def test_concurrent_misses_share_one_lookup(sessions: SessionFactory) -> N
     await small.aclose()
 
 
+async def test_misses_that_keep_coming_share_look_ups(sessions: SessionFactory) -> None:
+    keys = await make_keys(sessions, 30)
+    verify = DatabaseVerifier(sessions, ttl=60, linger=0.05)
+    assert await verify(keys[0][2]) is not None
+    assert verify.lookups == 1
+
+    async def later(i: int, plain: str) -> object:
+        await asyncio.sleep(0.002 * i)
+        return await verify(plain)
+
+    got = await asyncio.gather(*(later(i, plain) for i, (_, _, plain) in enumerate(keys[1:])))
+    assert all(p is not None for p in got)
+    assert verify.lookups <= 3  # 29 misses 2 ms apart, each look-up waiting 50 ms for more
+    await verify.aclose()
+
+
 async def test_a_cancelled_caller_does_not_fail_the_others(sessions: SessionFactory) -> None:
     (tid, _, plain), = await make_keys(sessions, 1)
     verify = DatabaseVerifier(sessions, ttl=60)

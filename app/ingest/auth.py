@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from app.db import SessionFactory
 
 INGEST_SCOPES = frozenset({"ingest", "admin"})
+BUSY_SECONDS = 0.1  # misses this close to the last look-up wait `linger` to share the next
 log = logging.getLogger(__name__)
 
 
@@ -103,7 +104,8 @@ class DatabaseVerifier:
       ones; the least recently used answer is dropped first, never the whole cache.
     - Keys not cached are looked up together: every miss arriving while a look-up is running
       joins the next one (one query for up to `batch` keys), and concurrent first calls of one
-      key share one look-up (single flight).
+      key share one look-up (single flight). While misses keep coming, a look-up waits `linger`
+      (5 ms) to take more keys; after a quiet spell the first miss is looked up at once.
     - `last_used_at` is kept in memory and written every `flush_seconds` in one batched UPDATE
       for the keys whose stored time is `LAST_USED_RESOLUTION` (a minute) older than their
       latest use: at most once a minute per key and process; the stored time lags a use by up
@@ -111,11 +113,13 @@ class DatabaseVerifier:
     """
 
     def __init__(self, sessions: SessionFactory, ttl: float = 5.0, *, max_keys: int = 100_000,
-                 max_refused: int = 10_000, batch: int = 500,
+                 max_refused: int = 10_000, batch: int = 500, linger: float = 0.005,
                  flush_seconds: float = 60.0) -> None:
         self.sessions = sessions
         self.ttl = ttl
         self.max_keys, self.max_refused, self.batch = max_keys, max_refused, batch
+        self.linger = linger
+        self._looked_up = float("-inf")  # when the last look-up ended (monotonic)
         self.flush_seconds = flush_seconds
         self.resolution = _last_used_resolution()
         self._accepted: OrderedDict[str, _Checked] = OrderedDict()
@@ -169,27 +173,34 @@ class DatabaseVerifier:
             cache.popitem(last=False)
 
     async def _load(self) -> None:
-        """Look up the queued keys, `batch` at a time, until none is left."""
-        await asyncio.sleep(0)  # the misses of this loop iteration join the first look-up
-        while self._queue:
-            keys, self._queue = self._queue[:self.batch], self._queue[self.batch:]
-            try:
-                found = await self._lookup(keys)
-            except DatabaseUnavailable as exc:
+        """Look up the queued keys, `batch` at a time, until none is left. While misses keep
+        coming (a look-up ended less than `BUSY_SECONDS` ago) each look-up first waits `linger`
+        seconds for more: a query costs ~0.5 ms of CPU, a further key in it ~15 µs."""
+        try:
+            while True:
+                busy = time.monotonic() - self._looked_up < BUSY_SECONDS
+                await asyncio.sleep(self.linger if busy else 0)  # this iteration's misses join
+                if not self._queue:
+                    return
+                keys, self._queue = self._queue[:self.batch], self._queue[self.batch:]
+                started = time.monotonic()  # the TTL counts from before the database answered
+                try:
+                    found = await self._lookup(keys)
+                except DatabaseUnavailable as exc:
+                    for key in keys:
+                        self._waiting.pop(key).set_exception(exc)
+                    continue
+                self._looked_up = time.monotonic()
                 for key in keys:
-                    self._waiting.pop(key).set_exception(exc)
-                continue
-            except BaseException as exc:  # cancelled (shut down): no caller waits forever
-                for key in keys + self._queue:
-                    self._waiting.pop(key).set_exception(DatabaseUnavailable(repr(exc)))
-                self._queue = []
-                raise
-            expires = time.monotonic() + self.ttl
-            for key in keys:
-                entry = found.get(key) or _Checked(expires, None)
-                entry.expires = expires
-                self._remember(key, entry)
-                self._waiting.pop(key).set_result(entry)
+                    entry = found.get(key) or _Checked(0.0, None)
+                    entry.expires = started + self.ttl
+                    self._remember(key, entry)
+                    self._waiting.pop(key).set_result(entry)
+        except BaseException as exc:  # cancelled (shut down): no caller waits forever
+            waiting, self._waiting, self._queue = self._waiting, {}, []
+            for future in waiting.values():
+                future.set_exception(DatabaseUnavailable(repr(exc)))
+            raise
 
     async def _lookup(self, keys: list[str]) -> dict[str, _Checked]:
         from sqlalchemy.exc import SQLAlchemyError
