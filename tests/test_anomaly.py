@@ -126,6 +126,28 @@ def test_windows_emit_empty_windows_and_roll_by_event_time() -> None:
     assert windows.late_events == 1
 
 
+def test_a_source_keeps_one_accumulator_and_closed_windows_keep_their_content() -> None:
+    """The open window's accumulator is reset for the next window, not replaced (no new
+    objects per source and window for the garbage collector); what a closed window carries
+    is a copy, so later events do not change it."""
+    windows = Windows(size=10.0, lateness=0.0)
+    windows.add("a", 1.0, "ERROR", "e1", True, "first boom")
+    windows.add("a", 2.0, "INFO", "t1", False, "ok")
+    acc = windows._open["a"]
+    first = windows.close(10.0)
+    windows.add("a", 11.0, "ERROR", "e2", True, "second boom")
+    second = windows.close(20.0)
+    assert windows._open["a"] is acc and acc.start == 20.0 and acc.count == 0
+    assert [s.message for s in first[0].samples] == ["first boom", "ok"]
+    assert [s.message for s in first[0].new_errors] == ["first boom"]
+    assert first[0].features["count"] == 2.0 and first[0].features["distinct_templates"] == 2.0
+    assert [s.message for s in second[0].samples] == ["second boom"]
+    assert second[0].features == {**WindowAccumulator(10.0).features(), **{
+        "count": 1.0, "count_error": 1.0, "share_error": 1.0, "distinct_templates": 1.0,
+        "new_templates": 1.0, "new_error_templates": 1.0, "error_templates": 1.0,
+        "mean_length": float(len("second boom"))}}
+
+
 def test_monitor_explains_findings_and_suppresses_repeats() -> None:
     monitor = SourceMonitor("t/svc/h", MonitorConfig(hst_window=20, hst_warmup=40))
     windows = Windows(size=10.0, lateness=0.0)
