@@ -14,7 +14,10 @@ validation, the Kafka writer and normalize take either (`app.ingest.wire`).
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
+
+import orjson
 
 from app.ingest.convert import (
     ANY_KEYS,
@@ -32,7 +35,7 @@ from app.ingest.convert import (
 from app.ingest.validate import lift_names
 from app.ingest.wire import pb
 
-__all__ = ["pb_record_from_json", "pb_records_from_otlp_json"]
+__all__ = ["pb_record_from_json", "pb_records_from_otlp_bytes", "pb_records_from_otlp_json"]
 
 U32 = 2**32
 U64 = 2**64
@@ -288,15 +291,19 @@ _OTLP_RECORD_KEYS = frozenset({
     "timeUnixNano", "observedTimeUnixNano", "severityNumber", "severityText", "body",
     "attributes", "droppedAttributesCount", "flags", "traceId", "spanId", "eventName"})
 I64 = 2**63
+_PAIR_KEYS = frozenset({"key", "value"})
+_TIME_FIELDS = {"timeUnixNano": "time_unix_nano", "observedTimeUnixNano": "observed_time_unix_nano"}
+_EMPTY: dict[str, Any] = {}
+_parse_record = pb.LogRecord.FromString
 
 
 def _otlp_value(target: Any, value: object) -> None:
     """Set AnyValue `target` from OTLP/JSON's AnyValue object."""
     if type(value) is not dict:
         raise _Slow
-    if not value:
-        return
     if len(value) != 1:
+        if not value:
+            return
         raise _Slow
     ((key, v),) = value.items()
     kind = type(v)
@@ -335,46 +342,57 @@ def _otlp_pairs(target: Any, pairs: object) -> None:
     if type(pairs) is not list:
         raise _Slow
     for pair in pairs:
-        if type(pair) is not dict or not pair.keys() <= {"key", "value"}:
+        if type(pair) is not dict or not pair.keys() <= _PAIR_KEYS:
             raise _Slow
         key = pair.get("key", "")
         if type(key) is not str:
             raise _Slow
         if key in target:
             del target[key]
-        _otlp_value(target[key], pair.get("value", {}))
+        value = pair.get("value", _EMPTY)
+        text = value.get("stringValue") if type(value) is dict and len(value) == 1 else None
+        if type(text) is str:  # the common case, inline: a string attribute
+            target[key].string_value = text
+        else:
+            _otlp_value(target[key], value)
 
 
-def _otlp_record(doc: object) -> Any:
-    """One OTLP/JSON LogRecord as a upb `LogRecord` (`_Slow` for unusual spellings)."""
+def _otlp_record(doc: object, template: bytes) -> Any:
+    """One OTLP/JSON LogRecord as a upb `LogRecord` (`_Slow` for unusual spellings), made
+    from `template` (a serialized record holding its resource and scope: one parse costs less
+    than copying both). The keys exporters always write are tested first."""
     if type(doc) is not dict or not doc.keys() <= _OTLP_RECORD_KEYS:
         raise _Slow
-    record = pb.LogRecord()
+    record = _parse_record(template)
     for key, value in doc.items():
         kind = type(value)
-        if key in ("timeUnixNano", "observedTimeUnixNano"):
+        if key == "body":
+            body = record.body
+            text = value.get("stringValue") if kind is dict and len(value) == 1 else None
+            if type(text) is str:  # the common case, inline: a string body
+                body.string_value = text
+            else:
+                _otlp_value(body, value)
+                body.SetInParent()
+        elif key == "attributes":
+            _otlp_pairs(record.attributes, value)
+        elif key in _TIME_FIELDS:
             if kind is not str and kind is not int:
                 raise _Slow
             number = int(value)
             if not 0 <= number < U64:
                 raise _Slow
-            setattr(record, "time_unix_nano" if key == "timeUnixNano"
-                    else "observed_time_unix_nano", number)
+            setattr(record, _TIME_FIELDS[key], number)
+        elif key in _SCALAR_STRINGS:
+            if kind is not str:
+                raise _Slow
+            setattr(record, _SCALAR_STRINGS[key], value)
         elif key == "severityNumber":
             if kind is str:
                 value = severity_from_name(value)
             elif kind is not int:
                 raise _Slow
             record.severity_number = value
-        elif key in _SCALAR_STRINGS:
-            if kind is not str:
-                raise _Slow
-            setattr(record, _SCALAR_STRINGS[key], value)
-        elif key == "body":
-            _otlp_value(record.body, value)
-            record.body.SetInParent()
-        elif key == "attributes":
-            _otlp_pairs(record.attributes, value)
         elif key in ("traceId", "spanId"):
             if kind is not str:
                 raise _Slow
@@ -440,7 +458,27 @@ def pb_records_from_otlp_json(doc: object) -> list[Any]:
         return from_otlp(otlp_from_dict(doc))
 
 
-def _otlp_export(doc: dict[str, Any]) -> list[Any]:
+def pb_records_from_otlp_bytes(data: bytes) -> list[Any]:
+    """`pb_records_from_otlp_json` of a serialized OTLP/JSON export, parsed by orjson when
+    that gives the same request: for an export the fast path reads whole (every record, the
+    forms exporters write). Anything else — a body orjson refuses (bad JSON, NaN, a BOM, UTF-16,
+    lone surrogates, nesting deeper than 1024), or one with a record the fast path hands over
+    (orjson reads integers beyond 64 bits as floats, which the reference converter would see)
+    — is parsed again by `json.loads` and decoded as before, so accepted records, their content
+    and every error message are the stdlib path's. Raises what `json.loads` raises."""
+    try:
+        doc = orjson.loads(data)
+        if type(doc) is dict:
+            return _otlp_export(doc, strict=True)
+    except (orjson.JSONDecodeError, _Slow, ConversionError, ValueError, TypeError,
+            OverflowError, RecursionError):
+        pass
+    return pb_records_from_otlp_json(json.loads(data))
+
+
+def _otlp_export(doc: dict[str, Any], *, strict: bool = False) -> list[Any]:
+    """The records of an export; `strict`: raise instead of handing a record to the reference
+    converter or refusing it (the caller starts over from the stdlib's parse)."""
     if not doc.keys() <= {"resourceLogs"}:
         raise _Slow
     out: list[Any] = []
@@ -459,22 +497,32 @@ def _otlp_export(doc: dict[str, Any]) -> list[Any]:
             scope = pb.Scope()
             _otlp_holder(scope, scope_logs.get("scope"), {"name": "name", "version": "version"})
             scope.schema_url = scope_logs.get("schemaUrl", "")
+            holder = pb.LogRecord(resource=resource, scope=scope)
+            holder.scope.SetInParent()
+            template = holder.SerializeToString()
             for item in _otlp_list(scope_logs, "logRecords"):
                 try:
-                    record = _otlp_record(item)
-                except ConversionError as exc:
-                    out.append(exc)
-                    continue
-                except RecursionError:
-                    out.append(ConversionError("record", "values nested too deeply"))
-                    continue
-                except (_Slow, ValueError, TypeError, OverflowError):
-                    record = _otlp_record_slowly(item)
-                    if isinstance(record, ConversionError):
-                        out.append(record)
-                        continue
-                record.resource.CopyFrom(resource)
-                record.scope.CopyFrom(scope)
-                record.scope.SetInParent()
+                    record = _otlp_record(item, template)
+                except (ConversionError, RecursionError, _Slow, ValueError, TypeError,
+                        OverflowError) as exc:
+                    if strict:
+                        raise
+                    record = _otlp_record_refused_or_slow(item, exc, resource, scope)
                 out.append(record)
     return out
+
+
+def _otlp_record_refused_or_slow(item: object, exc: Exception, resource: Any,
+                                 scope: Any) -> Any:
+    """A record the fast path did not read (`exc`): the `ConversionError` refusing it, or the
+    reference converter's record (or refusal) with `resource` and `scope` attached."""
+    if isinstance(exc, ConversionError):
+        return exc
+    if isinstance(exc, RecursionError):
+        return ConversionError("record", "values nested too deeply")
+    record = _otlp_record_slowly(item)
+    if not isinstance(record, ConversionError):
+        record.resource.CopyFrom(resource)
+        record.scope.CopyFrom(scope)
+        record.scope.SetInParent()
+    return record

@@ -15,7 +15,7 @@ from typing import Any
 import betterproto
 
 from app.ingest.convert import ConversionError, otlp_records
-from app.ingest.jsonpb import pb_records_from_otlp_json
+from app.ingest.jsonpb import pb_records_from_otlp_bytes
 from protos.laas.v1 import PushAck
 from protos.opentelemetry.proto.collector.logs.v1 import (
     ExportLogsPartialSuccess,
@@ -38,10 +38,9 @@ def decode_export(data: bytes, *, as_json: bool = False) -> list[Any]:
         if not as_json:
             return otlp_records(data)
         try:
-            doc = json.loads(data)
+            return pb_records_from_otlp_bytes(data)  # orjson; the stdlib's errors
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ConversionError("request", f"not JSON: {exc}") from exc
-        return pb_records_from_otlp_json(doc)
     except RecursionError:
         raise ConversionError("request", TOO_DEEP) from None
     except ConversionError:
