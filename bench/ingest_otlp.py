@@ -14,6 +14,12 @@ batches of 100 and 1000 records, one request at a time:
 - OTLP/HTTP: the same request, protobuf and JSON, `POST /v1/logs` on the gateway's OTLP/HTTP
   port (httpx, no compression).
 Ratios are to laas.v1 Push of the same batch size (the target: OTLP >= 0.8 at batch 1000).
+
+The client runs on the same cores and waits for each reply, so its own work (gzip compression,
+HTTP framing of a larger JSON body) counts against the records/s. The CPU time of the gateway
+process (all its threads, Kafka producer included; /proc schedstat) and of the client
+process over each timed loop are reported per record as well: the server's share is what LaaS
+costs, whatever the client spends.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from bench.ingest_gateway import Child, batch_bytes, create_topic, machine, raw, records
 
@@ -80,19 +88,42 @@ def otlp_json(body: bytes) -> bytes:
     return json.dumps(doc).encode()
 
 
+Result = tuple[float, float, float]  # records/s, server and client CPU µs per record
+
+
+def _cpu(process: psutil.Process) -> float:
+    """CPU seconds of `process` so far: the sum of its threads' run time in
+    /proc/<pid>/task/*/schedstat (nanoseconds; psutil's user + system count 10 ms ticks,
+    too coarse for a few µs per record), psutil's figure where there is no schedstat."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{process.pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except FileNotFoundError:
+                continue  # a thread that ended meanwhile
+    except (FileNotFoundError, PermissionError):
+        times = process.cpu_times()
+        return float(times.user + times.system)
+    return total / 1e9
+
+
 async def _timed(bodies: Sequence[bytes], send: Callable[[bytes], Awaitable[int]],
-                 expect: int) -> float:
+                 expect: int, server: psutil.Process) -> Result:
     accepted = await send(bodies[0])  # warm: connection, producer metadata
+    client = psutil.Process()
+    server_start, client_start = _cpu(server), _cpu(client)
     start = time.perf_counter()
     for body in bodies:
         accepted += await send(body)
     elapsed = time.perf_counter() - start
+    server_used, client_used = _cpu(server) - server_start, _cpu(client) - client_start
     assert accepted == expect + expect // len(bodies), f"accepted {accepted}"
-    return expect / elapsed
+    return expect / elapsed, server_used / expect * 1e6, client_used / expect * 1e6
 
 
-async def grpc_case(port: int, method: str, bodies: Sequence[bytes], n: int,
-                    gzip: bool = False) -> float:
+async def grpc_case(server: psutil.Process, port: int, method: str, bodies: Sequence[bytes],
+                    n: int, gzip: bool = False) -> Result:
     import grpc
 
     from protos.laas.v1 import PushAck
@@ -109,10 +140,11 @@ async def grpc_case(port: int, method: str, bodies: Sequence[bytes], n: int,
             return per_request
 
         per_request = n // len(bodies)
-        return await _timed(bodies, send, n)
+        return await _timed(bodies, send, n, server)
 
 
-async def http_case(port: int, bodies: Sequence[bytes], n: int, media: str) -> float:
+async def http_case(server: psutil.Process, port: int, bodies: Sequence[bytes], n: int,
+                    media: str) -> Result:
     import httpx
 
     headers = {"content-type": media, "x-api-key": "k"}
@@ -124,7 +156,7 @@ async def http_case(port: int, bodies: Sequence[bytes], n: int, media: str) -> f
             assert r.content in (b"", b"{}"), r.content
             return per_request
 
-        return await _timed(bodies, send, n)
+        return await _timed(bodies, send, n, server)
 
 
 CASES = ("laas.v1 Push", "OTLP/gRPC", "OTLP/gRPC gzip", "OTLP/HTTP protobuf",
@@ -141,6 +173,7 @@ async def run(total: int, repeat: int) -> list[dict[str, Any]]:
     topic = topic_name(settings, RAW)
     await create_topic(settings, topic)
     child = Child("gateway", prefix)
+    server = psutil.Process(child.proc.pid)
     rows = []
     try:
         for batch in BATCHES:
@@ -151,20 +184,25 @@ async def run(total: int, repeat: int) -> list[dict[str, Any]]:
             row: dict[str, Any] = {"batch": batch, "records": total}
             export = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
             http_port = child.port + 1
-            cases: dict[str, tuple[Callable[..., Awaitable[float]], tuple[Any, ...]]] = {
-                "raw": (raw, (settings, topic, recs, None)),
-                "laas.v1 Push": (grpc_case, (child.port, "/laas.v1.LogIngest/Push", pushes,
-                                             total)),
-                "OTLP/gRPC": (grpc_case, (child.port, export, exports, total)),
-                "OTLP/gRPC gzip": (grpc_case, (child.port, export, exports, total, True)),
-                "OTLP/HTTP protobuf": (http_case, (http_port, exports, total,
+            cases: dict[str, tuple[Callable[..., Awaitable[Result]], tuple[Any, ...]]] = {
+                "laas.v1 Push": (grpc_case, (server, child.port, "/laas.v1.LogIngest/Push",
+                                             pushes, total)),
+                "OTLP/gRPC": (grpc_case, (server, child.port, export, exports, total)),
+                "OTLP/gRPC gzip": (grpc_case, (server, child.port, export, exports, total,
+                                               True)),
+                "OTLP/HTTP protobuf": (http_case, (server, http_port, exports, total,
                                                    "application/x-protobuf")),
-                "OTLP/HTTP JSON": (http_case, (http_port, jsons, total, "application/json")),
+                "OTLP/HTTP JSON": (http_case, (server, http_port, jsons, total,
+                                               "application/json")),
             }
             for _ in range(repeat):
+                row["raw"] = max(row.get("raw", 0.0), await raw(settings, topic, recs, None))
                 for name, (case, case_args) in cases.items():
-                    row[name] = max(row.get(name, 0.0), await case(*case_args))
-            print(" ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}"
+                    rate, server_us, client_us = await case(*case_args)
+                    row[name] = max(row.get(name, 0.0), rate)
+                    row[f"{name} server"] = min(row.get(f"{name} server", 1e9), server_us)
+                    row[f"{name} client"] = min(row.get(f"{name} client", 1e9), client_us)
+            print(" ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
                            for k, v in row.items()), flush=True)
             rows.append(row)
     finally:
@@ -172,19 +210,30 @@ async def run(total: int, repeat: int) -> list[dict[str, Any]]:
     return rows
 
 
-def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
-    """A markdown table; ratios are to laas.v1 Push of the same batch size."""
+def report(rows: list[dict[str, Any]], args: argparse.Namespace, host: str) -> str:
+    """Two markdown tables: records/s, and CPU µs per record of the gateway process (server)
+    and of the client; ratios are to laas.v1 Push of the same batch size (for CPU: Push's
+    server CPU per record over the case's, so above 1 is cheaper, like records/s)."""
     head = ("| batch | records | raw producer (rec/s) | "
             + " | ".join(f"{c} (rec/s, x Push)" for c in CASES) + " |")
     lines = [head, "|" + " --- |" * (3 + len(CASES))]
+    cpu_head = ("| batch | " + " | ".join(f"{c} (server µs/rec, x Push; client µs/rec)"
+                                         for c in CASES) + " |")
+    cpu_lines = [cpu_head, "|" + " --- |" * (1 + len(CASES))]
     for row in rows:
         push = row["laas.v1 Push"]
         cells = [f"{row[c]:,.0f} ({row[c] / push:.2f})" for c in CASES]
         lines.append(f"| {row['batch']} | {row['records']} | {row['raw']:,.0f} | "
                      + " | ".join(cells) + " |")
+        push_cpu = row["laas.v1 Push server"]
+        cpu_cells = [f"{row[f'{c} server']:.1f} ({push_cpu / row[f'{c} server']:.2f}); "
+                     f"{row[f'{c} client']:.1f}" for c in CASES]
+        cpu_lines.append(f"| {row['batch']} | " + " | ".join(cpu_cells) + " |")
     return (f"Run `python -m bench.ingest_otlp --records {args.records} --repeat {args.repeat}`"
             f" (best of {args.repeat}) on {time.strftime('%Y-%m-%d %H:%M')}.\n\n"
-            f"Machine: {machine()}.\n\n" + "\n".join(lines) + "\n")
+            f"Machine: {host}.\n\n" + "\n".join(lines) + "\n\n"
+            "CPU time per record over the timed loop (the lowest of the runs), gateway process "
+            "and client process:\n\n" + "\n".join(cpu_lines) + "\n")
 
 
 def main() -> None:
@@ -193,7 +242,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="runs per case; the best counts")
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     args = parser.parse_args()
-    table = report(asyncio.run(run(args.records, args.repeat)), args)
+    host = machine()  # the load average before the run
+    table = report(asyncio.run(run(args.records, args.repeat)), args, host)
     print(table)
     if args.out:
         args.out.write_text(table)
