@@ -1,6 +1,7 @@
 """Many sources on one analytics worker: memory per source and event-loop lag.
 
     python -m bench.sources [--sources 10000] [--burst 1000] [--windows 60] [--sample 200]
+                            [--policy on off]
 
 Drives the detect stage's own `Detection` (agents/detect.py: windows, monitors, eviction,
 queued table writes) in one asyncio loop, as the analytics process runs it, on a virtual
@@ -17,6 +18,16 @@ it wakes up) records the longest time anything held the loop, per phase:
   go silent;
 - *eviction*: those are evicted after `detect_idle_seconds` (their state queued for the
   tables) and *return*: they come back and are restored from the queued snapshots.
+
+The detect timer is driven once a (virtual) second, back to back, until the pass over the
+sources that the window boundary started is over (a tick stops after half the timer's
+interval, agents/detect.py): the longest tick and the ticks a pass took are reported. The
+whole run is done twice in one process (`--policy on off`): with the analytics process's
+garbage-collector policy (`tune_analytics_gc` and the detect stage's `Freezer`,
+app/gc_tuning.py) and with the start-up freeze only, as before. `gc.callbacks` time every
+collection (wall clock and CPU, and the garbage it freed), so the probe's figures are also
+given without the intervals that held a gen1/gen2 collection; the bench's own collections
+(memory measurement) are neither timed nor counted in any phase.
 
 Memory: process RSS before the first source and with every source in its full state (after a
 full garbage collection), divided by the number of sources; the bytes held by the table
@@ -44,6 +55,8 @@ import time
 import tracemalloc
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +68,7 @@ from agents.detect import Detection  # noqa: E402
 from app.anomaly import WindowAccumulator  # noqa: E402
 from app.anomaly.hst import HalfSpaceTreesDetector, model_input, river_pipeline  # noqa: E402
 from app.events import NS, LogEvent, RawPosition  # noqa: E402
-from app.gc_tuning import tune_gc  # noqa: E402
+from app.gc_tuning import tune_analytics_gc, tune_gc  # noqa: E402
 from app.settings import Settings, load_settings  # noqa: E402
 from app.streams import create_app  # noqa: E402
 from app.topics import declare_topics  # noqa: E402
@@ -91,15 +104,23 @@ class GcPauses:
     worst: dict[int, float] = field(default_factory=lambda: defaultdict(float))
     worst_cpu: dict[int, float] = field(default_factory=lambda: defaultdict(float))
     count: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    # objects the longest collection of each generation found to be garbage (and freed)
+    worst_collected: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     major: int = 0  # gen1 and gen2 collections so far
+    ignore: bool = False  # the bench's own collections (memory measurement) are not counted
     _t: tuple[float, float] = (0.0, 0.0)
 
     def __call__(self, stage: str, info: dict[str, int]) -> None:
+        if self.ignore:
+            return
         if stage == "start":
             self._t = (time.perf_counter(), time.process_time())
         else:
             g = info["generation"]
-            self.worst[g] = max(self.worst[g], time.perf_counter() - self._t[0])
+            took = time.perf_counter() - self._t[0]
+            if took > self.worst[g]:
+                self.worst[g] = took
+                self.worst_collected[g] = info["collected"]
             self.worst_cpu[g] = max(self.worst_cpu[g], time.process_time() - self._t[1])
             self.count[g] += 1
             self.major += g > 0
@@ -121,13 +142,31 @@ class LagProbe:
     worst_cpu_no_gc: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     lags: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     running: bool = True
+    measured: int = 0  # measurement sections begun: a sleep that spans one is not the worker's
+
+    @contextmanager
+    def measuring(self) -> Iterator[None]:
+        """The bench's own work (memory measurement, its full collections): no sample that
+        spans it counts for a phase, no collection inside it counts (before 2026-12-05 21:30
+        they did: the bench's two measuring collections were the run's two "gen2 pauses")."""
+        phase, self.phase = self.phase, "measuring"
+        self.measured += 1
+        self.gc.ignore = True
+        try:
+            yield
+        finally:
+            self.gc.ignore = False
+            self.phase = phase
 
     async def run(self) -> None:
         while self.running:
             t, c, major = time.perf_counter(), time.process_time(), self.gc.major
+            measured = self.measured
             await asyncio.sleep(self.interval)
             lag = time.perf_counter() - t - self.interval
             cpu = time.process_time() - c
+            if self.measured != measured or self.phase == "measuring":
+                continue
             self.worst[self.phase] = max(self.worst[self.phase], lag)
             self.worst_cpu[self.phase] = max(self.worst_cpu[self.phase], cpu)
             if self.gc.major == major:
@@ -161,6 +200,7 @@ class Run:
         self.gc = GcPauses()
         self.probe = LagProbe(self.gc)
         self.tick_seconds: dict[str, float] = defaultdict(float)
+        self.pass_ticks: dict[str, int] = defaultdict(int)  # timer ticks until a pass ended
         self.alerts = 0
 
     async def window(self, k: int, sources: range, phase: str) -> None:
@@ -181,10 +221,16 @@ class Run:
         for partition, events in pending.items():
             self.detection.observe(events, partition)
             await asyncio.sleep(0)
-        t = time.perf_counter()
-        self.alerts += await self.detection.tick(now=start + W + 2.01)
-        self.tick_seconds[phase] = max(self.tick_seconds[phase], time.perf_counter() - t)
-        await asyncio.sleep(0)
+        # the detect timer, once a (virtual) second, back to back: a tick stops after its
+        # share of the interval and the next one goes on with the same pass over the sources
+        for j in range(int(W)):
+            t = time.perf_counter()
+            self.alerts += await self.detection.tick(now=start + W + 2.01 + j)
+            self.tick_seconds[phase] = max(self.tick_seconds[phase], time.perf_counter() - t)
+            await asyncio.sleep(0)
+            if self.detection._closing is None:
+                break
+        self.pass_ticks[phase] = max(self.pass_ticks[phase], j + 1)
 
     def held(self) -> int:
         return sum(t.held() for t in self.tables)
@@ -257,7 +303,31 @@ def measure_baseline(sample: int, windows: int, seed: int) -> dict[str, float]:
     return out
 
 
+def frozen_and_tracked() -> int:
+    """Objects the collector tracks, frozen ones included (`gc.get_objects` omits those)."""
+    return len(gc.get_objects()) + gc.get_freeze_count()
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    """Both runs, the collector policy first (its memory figures are the report's: a second
+    run in the same process starts with the first one's freed memory in its RSS), then the
+    baseline models."""
+    out: dict[str, Any] = {}
+    thresholds = gc.get_threshold()
+    for policy in args.policy:
+        result = await run_once(args, policy == "on")
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+        gc.collect()
+        out.setdefault("first", result)
+        out[policy] = result
+    out["baseline"] = measure_baseline(args.sample, args.windows, args.seed)
+    return out
+
+
+async def run_once(args: argparse.Namespace, policy: bool) -> dict[str, Any]:
+    """One run: with the analytics process's collector policy (`tune_analytics_gc` and the
+    detect stage's `Freezer`) or with the start-up one only (`tune_gc`, as before)."""
     state = Path(tempfile.mkdtemp(prefix="bench-sources-"))
     settings = load_settings(state_dir=state, app_id=f"bench-sources-{uuid.uuid4().hex[:8]}",
                              detect_max_sources=args.sources + args.burst,
@@ -265,10 +335,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                              detect_idle_seconds=args.idle,
                              kafka_local_auth=False)  # no broker: the tables are stand-ins
     run = Run(settings, args.seed)
-    tune_gc(settings)  # as the worker's processes do once started
+    run.detection.freezer.enabled = policy
+    # as the worker's analytics process does once started
+    (tune_analytics_gc if policy else tune_gc)(settings)
     gc.collect()
     rss_empty = rss()
-    tracked_empty = len(gc.get_objects())
+    tracked_empty = frozen_and_tracked()
+    walked_empty = len(gc.get_objects())
     pauses = run.gc
     gc.callbacks.append(pauses)
     probe = asyncio.create_task(run.probe.run())
@@ -283,17 +356,20 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                  else "promotion" if k == window_size - 1 else "full")
         await run.window(k, main, phase)
         if k == window_size - 2:
-            run.probe.phase = "measuring"  # the bench's own collection is not the worker's
-            gc.collect()
-            young_rss = rss() - run.held()
-    run.probe.phase = "measuring"
-    gc.collect()
-    full_rss = rss() - run.held()
-    tracked_per_source = (len(gc.get_objects()) - tracked_empty) / args.sources
-    hsts = [m.hst for m in detection.monitors.values()]
-    full = sum(1 for h in hsts if not h.is_young)
-    model_bytes = [len(m.model_state()) for m in list(detection.monitors.values())[:200]]
-    light_bytes = [len(m.light_state()) for m in list(detection.monitors.values())[:200]]
+            with run.probe.measuring():  # the bench's own collection is not the worker's
+                gc.collect()
+                young_rss = rss() - run.held()
+    with run.probe.measuring():
+        tracked_per_source = (frozen_and_tracked() - tracked_empty) / args.sources
+        walked_per_source = (len(gc.get_objects()) - walked_empty) / args.sources
+        t = time.process_time()
+        gc.collect()  # what a full collection costs now (the policy's frozen objects unwalked)
+        full_gc_cpu = time.process_time() - t
+        full_rss = rss() - run.held()
+        hsts = [m.hst for m in detection.monitors.values()]
+        full = sum(1 for h in hsts if not h.is_young)
+        model_bytes = [len(m.model_state()) for m in list(detection.monitors.values())[:200]]
+        light_bytes = [len(m.light_state()) for m in list(detection.monitors.values())[:200]]
     k = args.windows
     await run.window(k, range(args.sources + args.burst), "burst")
     live_after_burst = len(detection.monitors)
@@ -312,8 +388,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     run.probe.running = False
     await probe
     gc.callbacks.remove(pauses)
-    baseline = measure_baseline(args.sample, args.windows, args.seed)
-    return {
+    return {"policy": policy, "freezes": detection.freezer.freezes,
+            "walked_per_source": walked_per_source, "full_gc_cpu_ms": full_gc_cpu * 1e3,
+            "pass_ticks": dict(run.pass_ticks),
         "sources": args.sources, "burst": args.burst, "windows": args.windows,
         "rss_empty": rss_empty, "young_bytes_per_source": young_rss_per(young_rss, rss_empty,
                                                                          args.sources),
@@ -328,6 +405,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "gc_ms": {g: v * 1e3 for g, v in sorted(pauses.worst.items())},
         "gc_cpu_ms": {g: v * 1e3 for g, v in sorted(pauses.worst_cpu.items())},
         "gc_count": dict(sorted(pauses.count.items())),
+        "gc_collected": dict(pauses.worst_collected),
         "tracked_per_source": tracked_per_source,
         "load": os.getloadavg(),
         "tick_s": dict(run.tick_seconds),
@@ -336,7 +414,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "changelog_bytes_per_window": run.tables[0].written / (k + 2),
         "live_after_burst": live_after_burst, "evicted": evicted,
         "evicted_written": written_evicted, "restored": restored_ok,
-        "alerts": run.alerts, "elapsed_s": elapsed, **baseline,
+        "alerts": run.alerts, "elapsed_s": elapsed,
     }
 
 
@@ -344,17 +422,23 @@ def young_rss_per(young_rss: int, empty: int, sources: int) -> float:
     return (young_rss - empty) / sources
 
 
-def render(r: dict[str, Any]) -> str:
-    old = r["river_bytes_per_model"] - r["compact_bytes_per_model"] + r["full_bytes_per_source"]
+PHASES = ("arrival", "young", "promotion", "full", "burst", "eviction", "return")
+
+
+def worst(values: dict[str, float]) -> float:
+    return max(v for p, v in values.items() if p != "measuring")
+
+
+def render(out: dict[str, Any]) -> str:
+    r, b = out["first"], out["baseline"]
+    old = b["river_bytes_per_model"] - b["compact_bytes_per_model"] + r["full_bytes_per_source"]
     ratio = old / r["full_bytes_per_source"]
-    lag = r["lag_ms"]
-    worst = max(v for p, v in lag.items() if p != "measuring")
-    worst_cpu = max(v for p, v in r["lag_cpu_ms"].items() if p != "measuring")
-    no_gc = max(v for p, v in r["lag_no_gc_ms"].items() if p != "measuring")
-    no_gc_cpu = max(v for p, v in r["lag_cpu_no_gc_ms"].items() if p != "measuring")
+    runs = [(name, out[name]) for name in ("on", "off") if name in out]
+    label = {"on": "with the policy", "off": "without (start-up freeze only)"}
     lines = [
         f"{r['sources']:,} sources on one analytics worker ({r['windows']} windows of 10 s each, "
-        f"1–3 events per source and window), then {r['burst']:,} new sources at once.",
+        f"1–3 events per source and window), then {r['burst']:,} new sources at once; runs: "
+        + ", ".join(label[n] for n, _ in runs) + " (memory figures: the first run).",
         "",
         "| figure | value |", "|---|---:|",
         f"| analytics RSS before the first source | {r['rss_empty'] / 2**20:,.0f} MB |",
@@ -366,45 +450,69 @@ def render(r: dict[str, Any]) -> str:
         f"| previous design per source (same run: this figure − compact HST + river HST) | "
         f"{old:,.0f} |",
         f"| **reduction per source** | **{ratio:.0f}x** |",
-        f"| river HST model + quantiles per source ({r['river_first_window_ms']:.1f} ms for a new "
-        f"source's first window) | {r['river_bytes_per_model']:,.0f} |",
-        f"| compact HST per source ({r['compact_first_window_ms']:.3f} ms for a new source's "
-        f"first window) | {r['compact_bytes_per_model']:,.0f} |",
+        f"| river HST model + quantiles per source ({b['river_first_window_ms']:.1f} ms for a new "
+        f"source's first window) | {b['river_bytes_per_model']:,.0f} |",
+        f"| compact HST per source ({b['compact_first_window_ms']:.3f} ms for a new source's "
+        f"first window) | {b['compact_bytes_per_model']:,.0f} |",
         f"| objects the garbage collector tracks per HST model: river / compact | "
-        f"{r['river_tracked_per_model']:,.0f} / {r['compact_tracked_per_model']:,.1f} |",
+        f"{b['river_tracked_per_model']:,.0f} / {b['compact_tracked_per_model']:,.1f} |",
         f"| CPU a full garbage collection spends per river model (the compact one's 3 "
-        f"objects are within the noise) | {r['river_gc_us_per_model']:,.0f} µs |",
+        f"objects are within the noise) | {b['river_gc_us_per_model']:,.0f} µs |",
         f"| model snapshot (zlib) / light snapshot, mean | {r['model_state_bytes']:,.0f} / "
         f"{r['light_state_bytes']:,.0f} bytes |",
-        f"| light-state changelog writes per window (all sources) | "
-        f"{r['changelog_bytes_per_window'] / 2**20:,.1f} MB |",
-        f"| **longest event-loop lag, any phase** (wall clock; CPU time of this process "
-        f"within it) | **{worst:,.1f} ms** ({worst_cpu:,.1f} ms CPU) |",
-        f"| **longest lag without a gen1/gen2 garbage collection in it** (the analytics code's "
-        f"own holds) | **{no_gc:,.1f} ms** ({no_gc_cpu:,.1f} ms CPU) |",
-        "| longest garbage collection by generation, wall (CPU), and how many | "
-        + ", ".join(f"gen{g} {v:,.1f} ms ({r['gc_cpu_ms'][g]:,.1f} ms), {r['gc_count'][g]:,}x"
-                    for g, v in r["gc_ms"].items()) + " |",
-        f"| objects the garbage collector tracks per source | {r['tracked_per_source']:,.1f} |",
+        f"| light-state changelog writes per window (all sources; every 60 s per source and "
+        f"after a window that fired) | {r['changelog_bytes_per_window'] / 2**20:,.2f} MB |",
         "| machine load average at the end (1, 5, 15 min; 2 cores shared) | "
-        + ", ".join(f"{v:.1f}" for v in r["load"]) + " |",
+        + ", ".join(f"{v:.1f}" for v in out[runs[-1][0]]["load"]) + " |",
         f"| monitors after the burst / evicted idle / snapshots written / restored on return | "
         f"{r['live_after_burst']:,} / {r['evicted']:,} / {r['evicted_written']:,} / "
         f"{r['restored']:,} |",
         f"| anomaly alerts raised (synthetic steady traffic) | {r['alerts']:,} |",
-        f"| bench wall time | {r['elapsed_s']:,.0f} s |",
         "",
-        "| phase | longest loop lag (wall) | its CPU | without collections (wall / CPU) | p99 lag "
-        "| longest tick | probe samples |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| collector, per run | " + " | ".join(label[n] for n, _ in runs) + " |",
+        "|---|" + "---:|" * len(runs),
     ]
-    for phase in ("arrival", "young", "promotion", "full", "burst", "eviction", "return"):
-        lines.append(f"| {phase} | {lag.get(phase, 0):,.1f} ms | "
-                     f"{r['lag_cpu_ms'].get(phase, 0):,.1f} ms | "
-                     f"{r['lag_no_gc_ms'].get(phase, 0):,.1f} / "
-                     f"{r['lag_cpu_no_gc_ms'].get(phase, 0):,.1f} ms | "
-                     f"{r['lag_p99_ms'].get(phase, 0):,.1f} ms | "
-                     f"{r['tick_s'].get(phase, 0):,.2f} s | {r['probe_samples'].get(phase, 0):,} |")
+
+    def row(title: str, cell: Any) -> None:
+        lines.append(f"| {title} | " + " | ".join(cell(x) for _, x in runs) + " |")
+
+    row("**longest event-loop lag, any phase** (wall clock; CPU time of this process within "
+        "it)", lambda x: f"**{worst(x['lag_ms']):,.1f} ms** ({worst(x['lag_cpu_ms']):,.1f} ms "
+        "CPU)")
+    row("longest lag without a gen1/gen2 collection in it (wall; CPU)",
+        lambda x: f"{worst(x['lag_no_gc_ms']):,.1f} ms ({worst(x['lag_cpu_no_gc_ms']):,.1f} ms)")
+    row("longest collection by generation, wall (CPU) [garbage objects it freed], and how "
+        "many", lambda x: "; ".join(
+            f"gen{g} {v:,.1f} ({x['gc_cpu_ms'][g]:,.1f}) ms [{x['gc_collected'][g]:,}], "
+            f"{x['gc_count'][g]:,}x" for g, v in x["gc_ms"].items()))
+    row("objects tracked per source (frozen ones included)",
+        lambda x: f"{x['tracked_per_source']:,.1f}")
+    row("of which a collection still walks (not frozen)",
+        lambda x: f"{x['walked_per_source']:,.1f}")
+    row(f"CPU of one full collection with {r['sources']:,} full sources",
+        lambda x: f"{x['full_gc_cpu_ms']:,.1f} ms")
+    row("freezes (every 500 admitted sources)", lambda x: f"{x['freezes']:,}")
+    row("longest tick (wall); most 1 s timer ticks one pass took",
+        lambda x: f"{max(x['tick_s'].values()):,.2f} s; {max(x['pass_ticks'].values())}")
+    row("bench wall time", lambda x: f"{x['elapsed_s']:,.0f} s")
+    for name, x in runs:
+        lines += [
+            "",
+            f"Per phase, {label[name]}:",
+            "",
+            "| phase | longest loop lag (wall) | its CPU | without collections (wall / CPU) "
+            "| p99 lag | longest tick | ticks per pass | probe samples |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for phase in PHASES:
+            lines.append(
+                f"| {phase} | {x['lag_ms'].get(phase, 0):,.1f} ms | "
+                f"{x['lag_cpu_ms'].get(phase, 0):,.1f} ms | "
+                f"{x['lag_no_gc_ms'].get(phase, 0):,.1f} / "
+                f"{x['lag_cpu_no_gc_ms'].get(phase, 0):,.1f} ms | "
+                f"{x['lag_p99_ms'].get(phase, 0):,.1f} ms | "
+                f"{x['tick_s'].get(phase, 0):,.2f} s | {x['pass_ticks'].get(phase, 0)} | "
+                f"{x['probe_samples'].get(phase, 0):,} |")
     return "\n".join(lines) + "\n"
 
 
@@ -417,6 +525,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="detect_idle_seconds of the run (the burst's sources are evicted)")
     ap.add_argument("--sample", type=int, default=200, help="sources of the baseline")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--policy", nargs="+", choices=("on", "off"), default=["on", "off"],
+                    help="runs, in order: with the analytics collector policy, without")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sources.md")
     args = ap.parse_args(argv)
     result = asyncio.run(main_async(args))
@@ -426,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(
         "# Analytics state per source\n\n"
         f"Generated by `python -m bench.sources --sources {args.sources} --burst {args.burst} "
-        f"--windows {args.windows} --idle {args.idle:g} --sample {args.sample}` "
+        f"--windows {args.windows} --idle {args.idle:g} --sample {args.sample} "
+        f"--policy {' '.join(args.policy)}` "
         f"({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC). How it is measured: the "
         "module docstring of bench/sources.py.\n\n" + text)
     return 0
