@@ -80,3 +80,18 @@ def test_plain_export_is_parsed_by_orjson_alone(monkeypatch: pytest.MonkeyPatch)
     assert record.attributes["m"].kvlist_value.values["k"].bool_value is True
     assert record.trace_id == bytes.fromhex("00112233445566778899aabbccddeeff")
     assert record.resource.service_name == "svc" and record.scope.name == "s"
+
+
+@pytest.mark.parametrize("data", [PLAIN, b"{not json"], ids=["export", "bad JSON"])
+def test_collector_state_is_restored(data: bytes) -> None:
+    import gc
+
+    assert gc.isenabled()
+    _outcome(pb_records_from_otlp_bytes, data)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        _outcome(pb_records_from_otlp_bytes, data)
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()

@@ -14,6 +14,7 @@ validation, the Kafka writer and normalize take either (`app.ingest.wire`).
 from __future__ import annotations
 
 import base64
+import gc
 import json
 from typing import Any
 
@@ -459,6 +460,23 @@ def pb_records_from_otlp_json(doc: object) -> list[Any]:
 
 
 def pb_records_from_otlp_bytes(data: bytes) -> list[Any]:
+    """`pb_records_from_otlp_json` of a serialized OTLP/JSON export (see `_records_from_bytes`),
+    with the cyclic garbage collector paused meanwhile. The parsed document has ~5 containers
+    per record, alive until the records are made and then freed at once by reference counting
+    (a JSON tree holds no cycle); collections in between only promoted them, and every few
+    requests the promotions set off a full collection of the process: measured in the gateway,
+    two full collections per 20 requests of 1,000 records, ~10 µs per record, where the
+    protobuf encoding had none. Nothing awaits in here, so no other task runs while paused."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _records_from_bytes(data)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _records_from_bytes(data: bytes) -> list[Any]:
     """`pb_records_from_otlp_json` of a serialized OTLP/JSON export, parsed by orjson when
     that gives the same request: for an export the fast path reads whole (every record, the
     forms exporters write). Anything else — a body orjson refuses (bad JSON, NaN, a BOM, UTF-16,
