@@ -318,6 +318,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         result = await run_once(args, policy == "on")
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+        # cyclic garbage at the end, the run still alive: with the policy, this includes
+        # what the freezes kept for good
+        result["garbage_at_end"] = gc.collect()
+        del result["_run"]
         gc.collect()
         out.setdefault("first", result)
         out[policy] = result
@@ -388,7 +392,7 @@ async def run_once(args: argparse.Namespace, policy: bool) -> dict[str, Any]:
     run.probe.running = False
     await probe
     gc.callbacks.remove(pauses)
-    return {"policy": policy, "freezes": detection.freezer.freezes,
+    return {"_run": run, "policy": policy, "freezes": detection.freezer.freezes,
             "walked_per_source": walked_per_source, "full_gc_cpu_ms": full_gc_cpu * 1e3,
             "pass_ticks": dict(run.pass_ticks),
         "sources": args.sources, "burst": args.burst, "windows": args.windows,
@@ -492,6 +496,8 @@ def render(out: dict[str, Any]) -> str:
     row(f"CPU of one full collection with {r['sources']:,} full sources",
         lambda x: f"{x['full_gc_cpu_ms']:,.1f} ms")
     row("freezes (every 500 admitted sources)", lambda x: f"{x['freezes']:,}")
+    row("cyclic garbage found at the end, once unfrozen (objects; what freezes kept is in "
+        "it)", lambda x: f"{x['garbage_at_end']:,}")
     row("longest tick (wall); most 1 s timer ticks one pass took",
         lambda x: f"{max(x['tick_s'].values()):,.2f} s; {max(x['pass_ticks'].values())}")
     row("bench wall time", lambda x: f"{x['elapsed_s']:,.0f} s")
