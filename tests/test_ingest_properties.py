@@ -6,6 +6,7 @@ import copy
 import json
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -152,6 +153,30 @@ def test_lone_surrogate_is_rejected() -> None:
         assert exc.field == "attributes.a" and "UTF-8" in exc.reason
     else:
         raise AssertionError("lone surrogate accepted")
+
+
+@pytest.mark.parametrize(("value", "field"), [
+    ({"intValue": str(2**63)}, "intValue"),
+    ({"intValue": -(2**63) - 1}, "intValue"),
+    ({"bytesValue": "!!!"}, "bytesValue"),
+    ({"arrayValue": {"values": [{"intValue": 2**70}]}}, "intValue"),
+    ({"kvlistValue": {"values": {"k": {"bytesValue": "%%"}}}}, "bytesValue"),
+])
+def test_anyvalue_json_past_int64_or_not_base64_is_refused(value: object, field: str) -> None:
+    """Both converters refuse it by name (betterproto wrapped the int and the upb path decoded
+    bad base64 to other bytes); the in-range neighbours are kept."""
+    from app.ingest.jsonpb import pb_record_from_json
+
+    doc = {"body": {"stringValue": "x"}, "attributes": {"a": value}}
+    for convert in (record_from_json, pb_record_from_json):
+        with pytest.raises(ConversionError) as caught:
+            convert(doc)
+        assert caught.value.field == field
+    kept = {"body": {"stringValue": "x"},
+            "attributes": {"a": {"intValue": str(2**63 - 1)}, "b": {"bytesValue": "aGk="}}}
+    record = pb_record_from_json(kept)
+    assert record.attributes["a"].int_value == 2**63 - 1
+    assert record.attributes["b"].bytes_value == b"hi"
 
 
 @given(st.dictionaries(st.text(max_size=5), json_values, max_size=5))

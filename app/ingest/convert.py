@@ -329,8 +329,38 @@ id_bytes = _id_bytes
 def _any_json(value: object) -> object:
     """A JSON attribute/body value as AnyValue JSON; `{"stringValue": ...}` forms pass as is."""
     if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in ANY_KEYS:
+        _check_any_json(value)
         return value
     return to_any(value).to_dict()
+
+
+def _check_any_json(value: object) -> None:
+    """Refuse what betterproto would silently change: an int past int64 (it wraps) and bytes
+    that are not base64 (they decode to something else)."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return
+    ((key, v),) = value.items()
+    if key == "intValue" and isinstance(v, int | str) and not isinstance(v, bool):
+        try:
+            number = int(v)
+        except ValueError:
+            return  # betterproto names it
+        if not -INT64 <= number < INT64:
+            raise ConversionError("intValue", f"{v} is outside the int64 range")
+    elif key == "bytesValue" and isinstance(v, str):
+        try:
+            base64.b64decode(v, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ConversionError("bytesValue", "not base64") from exc
+    elif key in ("arrayValue", "kvlistValue") and isinstance(v, dict):
+        items = v.get("values")
+        if isinstance(items, list):
+            for item in items:
+                _check_any_json(item.get("value") if key == "kvlistValue"
+                                and isinstance(item, dict) else item)
+        elif isinstance(items, dict):
+            for item in items.values():
+                _check_any_json(item)
 
 
 def parse_time(field: str, value: object) -> int:

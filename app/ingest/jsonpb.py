@@ -122,7 +122,7 @@ def _fill_json(target: Any, value: object) -> None:
     elif key == "doubleValue" and (kind is float or kind is int):
         target.double_value = float(v)
     elif key == "bytesValue" and kind is str:
-        target.bytes_value = base64.b64decode(v)
+        target.bytes_value = base64.b64decode(v, validate=True)
     elif key == "arrayValue" and kind is dict and v.keys() <= {"values"}:
         arr = target.array_value
         arr.SetInParent()
