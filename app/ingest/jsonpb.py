@@ -103,8 +103,9 @@ def _fill(target: Any, value: object) -> None:
 
 # --- AnyValue JSON ({"stringValue": ...}) ------------------------------------------------------
 
-def _fill_json(target: Any, value: object) -> None:
-    """Set AnyValue `target` from its proto3 JSON form."""
+def _fill_json(target: Any, value: object, otlp: bool = False) -> None:
+    """Set AnyValue `target` from its proto3 JSON form: a kvlist's values are a map in the LaaS
+    form, a list of key/value pairs in OTLP/JSON (`otlp`)."""
     if type(value) is not dict:
         raise _Slow
     if not value:
@@ -116,7 +117,10 @@ def _fill_json(target: Any, value: object) -> None:
     if key == "stringValue" and kind is str:
         target.string_value = v
     elif key == "intValue" and (kind is int or kind is str):
-        target.int_value = int(v)
+        number = int(v)
+        if not -INT64 <= number < INT64:
+            raise _Slow  # the reference path names it
+        target.int_value = number
     elif key == "boolValue" and kind is bool:
         target.bool_value = v
     elif key == "doubleValue" and (kind is float or kind is int):
@@ -131,11 +135,14 @@ def _fill_json(target: Any, value: object) -> None:
             raise _Slow
         add = arr.values.add
         for item in items:
-            _fill_json(add(), item)
+            _fill_json(add(), item, otlp)
     elif key == "kvlistValue" and kind is dict and v.keys() <= {"values"}:
         kv = target.kvlist_value
         kv.SetInParent()
-        _fill_json_map(kv.values, v.get("values", {}))
+        if otlp:
+            _otlp_pairs(kv.values, v.get("values", []))
+        else:
+            _fill_json_map(kv.values, v.get("values", {}))
     else:
         raise _Slow
 
@@ -291,51 +298,10 @@ def _holder(target: Any, value: object, strings: dict[str, str]) -> None:
 _OTLP_RECORD_KEYS = frozenset({
     "timeUnixNano", "observedTimeUnixNano", "severityNumber", "severityText", "body",
     "attributes", "droppedAttributesCount", "flags", "traceId", "spanId", "eventName"})
-I64 = 2**63
 _PAIR_KEYS = frozenset({"key", "value"})
 _TIME_FIELDS = {"timeUnixNano": "time_unix_nano", "observedTimeUnixNano": "observed_time_unix_nano"}
 _EMPTY: dict[str, Any] = {}
 _parse_record = pb.LogRecord.FromString
-
-
-def _otlp_value(target: Any, value: object) -> None:
-    """Set AnyValue `target` from OTLP/JSON's AnyValue object."""
-    if type(value) is not dict:
-        raise _Slow
-    if len(value) != 1:
-        if not value:
-            return
-        raise _Slow
-    ((key, v),) = value.items()
-    kind = type(v)
-    if key == "stringValue" and kind is str:
-        target.string_value = v
-    elif key == "intValue" and (kind is str or kind is int):
-        number = int(v)
-        if not -I64 <= number < I64:
-            raise _Slow
-        target.int_value = number
-    elif key == "boolValue" and kind is bool:
-        target.bool_value = v
-    elif key == "doubleValue" and (kind is float or kind is int):
-        target.double_value = float(v)
-    elif key == "bytesValue" and kind is str:
-        target.bytes_value = base64.b64decode(v, validate=True)
-    elif key == "arrayValue" and kind is dict and v.keys() <= {"values"}:
-        arr = target.array_value
-        arr.SetInParent()
-        items = v.get("values", [])
-        if type(items) is not list:
-            raise _Slow
-        add = arr.values.add
-        for item in items:
-            _otlp_value(add(), item)
-    elif key == "kvlistValue" and kind is dict and v.keys() <= {"values"}:
-        kv = target.kvlist_value
-        kv.SetInParent()
-        _otlp_pairs(kv.values, v.get("values", []))
-    else:
-        raise _Slow
 
 
 def _otlp_pairs(target: Any, pairs: object) -> None:
@@ -355,7 +321,7 @@ def _otlp_pairs(target: Any, pairs: object) -> None:
         if type(text) is str:  # the common case, inline: a string attribute
             target[key].string_value = text
         else:
-            _otlp_value(target[key], value)
+            _fill_json(target[key], value, True)
 
 
 def _otlp_record(doc: object, template: bytes) -> Any:
@@ -373,7 +339,7 @@ def _otlp_record(doc: object, template: bytes) -> Any:
             if type(text) is str:  # the common case, inline: a string body
                 body.string_value = text
             else:
-                _otlp_value(body, value)
+                _fill_json(body, value, True)
                 body.SetInParent()
         elif key == "attributes":
             _otlp_pairs(record.attributes, value)
