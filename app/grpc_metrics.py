@@ -4,7 +4,8 @@ timing it (`laas_grpc_requests_total`, `laas_grpc_request_seconds`, app/metrics.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
@@ -22,41 +23,37 @@ def _code(context: grpc.aio.ServicerContext, failed: BaseException | None) -> st
     return "OK" if failed is None else "UNKNOWN"
 
 
-def _record(method: str, context: grpc.aio.ServicerContext, started: float,
-            failed: BaseException | None) -> None:
-    METRICS.inc("laas_grpc_requests_total", method=method, code=_code(context, failed))
-    METRICS.observe("laas_grpc_request_seconds", time.monotonic() - started, method=method)
+@contextmanager
+def _counted(method: str, context: grpc.aio.ServicerContext) -> Iterator[None]:
+    """Count and time the call around the block (its status from what the block raised)."""
+    started, failed = time.monotonic(), None
+    try:
+        yield
+    except BaseException as exc:
+        failed = exc
+        raise
+    finally:
+        METRICS.inc("laas_grpc_requests_total", method=method, code=_code(context, failed))
+        METRICS.observe("laas_grpc_request_seconds", time.monotonic() - started, method=method)
 
 
 def _unary(method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
     async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        started, failed = time.monotonic(), None
-        try:
+        with _counted(method, context):
             return await behavior(request, context)
-        except BaseException as exc:
-            failed = exc
-            raise
-        finally:
-            _record(method, context, started, failed)
 
     return timed
 
 
 def _streaming(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
     async def timed(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        started, failed = time.monotonic(), None
-        try:
+        with _counted(method, context):
             result = behavior(request, context)
             if hasattr(result, "__aiter__"):
                 async for response in result:
                     yield response
             else:  # a coroutine that writes with context.write
                 await result
-        except BaseException as exc:
-            failed = exc
-            raise
-        finally:
-            _record(method, context, started, failed)
 
     return timed
 
