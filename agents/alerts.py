@@ -2,7 +2,7 @@
 
 Storage: one Elasticsearch index for every tenant's alerts (`tenant_id` keyword, filtered by
 the API), `_id` = alert id, written by read-merge-write with optimistic concurrency
-(app/alerting.py `merge_alert`; no scripts: the local Elasticsearch has no painless):
+(app/pipeline/alerting.py `merge_alert`; no scripts: the local Elasticsearch has no painless):
 a repeated firing updates the evidence and `occurrences` of the one alert, keeps an
 acknowledgement and re-opens a resolved alert. The web's ack/resolve endpoints update `status`.
 
@@ -11,7 +11,7 @@ of its tenant (reloaded every `alert_rules_refresh_seconds`): JSON body (the ale
 Webhooks signature headers (`webhook-id`, `webhook-timestamp`, `webhook-signature`) and the
 deprecated `X-LaaS-Signature`, `X-LaaS-Alert-Id`, `X-LaaS-Delivery` (attempt). Each attempt
 resolves the URL's host, refuses internal addresses and sends to the checked address
-(app/webhook_guard.py). 2xx is delivered; 429, 5xx and network errors are retried
+(app/pipeline/webhook_guard.py). 2xx is delivered; 429, 5xx and network errors are retried
 `webhook_attempts` times with doubling delays from `webhook_retry_initial`; other statuses and
 refusals are final. Every attempt is a row of `webhook_deliveries` (the delivery log, with
 generic error texts; the detail goes to the worker's log only).
@@ -32,12 +32,12 @@ import httpx
 from elasticsearch import AsyncElasticsearch, BadRequestError, ConflictError, NotFoundError
 
 from agents.index import es_client
-from app import webhook_guard
-from app.alerting import ALERTS_MAPPINGS, alerts_index, merge_alert, webhook_headers
-from app.metrics import METRICS
+from app.kafka.stamp import ALERTS, Stamps
+from app.kafka.topics import Topics
+from app.pipeline import webhook_guard
+from app.pipeline.alerting import ALERTS_MAPPINGS, alerts_index, merge_alert, webhook_headers
+from app.runtime.metrics import METRICS
 from app.settings import Settings
-from app.stamp import ALERTS, Stamps
-from app.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class Webhooks:
 
     def engine(self) -> Any:
         if self._engine is None:
-            from app.db import create_engine
+            from app.db.engine import create_engine
 
             self._engine = create_engine(self.settings)
         return self._engine
@@ -108,8 +108,8 @@ class Webhooks:
     async def reload(self) -> None:
         from sqlalchemy import select
 
-        from app.db import session_factory
-        from app.models import Webhook
+        from app.db.engine import session_factory
+        from app.db.models import Webhook
 
         try:
             async with session_factory(self.engine())() as session:
@@ -187,8 +187,8 @@ class Webhooks:
         error: str | None,
         delivered: bool,
     ) -> None:
-        from app.db import session_factory
-        from app.models import WebhookDelivery
+        from app.db.engine import session_factory
+        from app.db.models import WebhookDelivery
 
         try:
             async with session_factory(self.engine()).begin() as session:

@@ -5,7 +5,7 @@ partition) events are folded into tumbling windows of `detect_window_seconds` by
 time** (`observed_time`: a backlog replayed after an outage is not a spike of event time, and
 producer clocks do not matter). A timer closes windows (empty ones too: that is how silence is
 seen) and hands each to the source's `SourceMonitor` (Half-Space Trees + explicit detectors,
-app/anomaly); findings become alerts, grouped per tenant and source (app/alerting.py).
+app/anomaly); findings become alerts, grouped per tenant and source (app/pipeline/alerting.py).
 
 State: tables `detect-light` (key: source; the monitor without its model, under 1 KB,
 written every `detect_light_snapshot_seconds`, at once after a window that fired) and
@@ -27,7 +27,7 @@ whenever it has worked for `YIELD_AFTER` seconds, so no burst of sources holds t
 app/anomaly/hst.py). A tick stops after `TICK_SHARE` of the timer's interval and the next one
 goes on where it stopped, so ticks fit their interval however many sources close a window at
 once (windows are scored up to a few seconds later instead). Monitors are frozen out of the
-garbage collector's generations as they are admitted (`app.gc_tuning.Freezer`).
+garbage collector's generations as they are admitted (`app.runtime.gc_tuning.Freezer`).
 
 Alert rules (`alert_rules` table, reloaded every `alert_rules_refresh_seconds`) are evaluated
 here too: every event is matched against its tenant's rules (`compile_predicate`, the query
@@ -53,7 +53,12 @@ from typing import Any
 
 import faust
 
-from app.alerting import (
+from app.anomaly import MonitorConfig, SourceMonitor, Windows
+from app.anomaly.features import Window
+from app.elastic.client import es_client
+from app.kafka.stamp import ALERTS, RULE_COUNTS, Stamps
+from app.kafka.topics import Topics
+from app.pipeline.alerting import (
     Grouper,
     Rule,
     RuleCounter,
@@ -63,19 +68,14 @@ from app.alerting import (
     encode,
     restore,
 )
-from app.anomaly import MonitorConfig, SourceMonitor, Windows
-from app.anomaly.features import Window
-from app.elastic import es_client
-from app.event_messages import decode_shared
-from app.events import LogEvent
-from app.gc_tuning import Freezer
-from app.metrics import METRICS
+from app.pipeline.event_messages import decode_shared
+from app.pipeline.events import LogEvent
+from app.pipeline.faust_app import table_options
 from app.query import parse
 from app.query.match import compile_predicate
+from app.runtime.gc_tuning import Freezer
+from app.runtime.metrics import METRICS
 from app.settings import Settings
-from app.stamp import ALERTS, RULE_COUNTS, Stamps
-from app.streams import table_options
-from app.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,8 @@ async def load_rules(settings: Settings, engine: Any) -> list[Rule]:
     """Every enabled rule, compiled (a rule whose query no longer parses is skipped)."""
     from sqlalchemy import select
 
-    from app.db import session_factory
-    from app.models import AlertRule
+    from app.db.engine import session_factory
+    from app.db.models import AlertRule
 
     async with session_factory(engine)() as session:
         rows = (await session.execute(select(AlertRule).where(AlertRule.enabled))).scalars()
@@ -287,7 +287,8 @@ class Detection:
             self.started.set()
 
     async def restore_alerts(self) -> None:
-        """Open alert groups and rule cooldowns from the alerts index (`app.alerting.restore`):
+        """Open alert groups and rule cooldowns from the alerts index
+        (`app.pipeline.alerting.restore`):
         after a restart, a condition still firing joins its open alert."""
         since = time.time() - max(self.settings.alert_group_seconds, RESTORE_HORIZON)
         es = es_client(self.settings)
@@ -309,7 +310,7 @@ class Detection:
     async def reload_rules(self) -> None:
         try:
             if self._engine is None:
-                from app.db import create_engine
+                from app.db.engine import create_engine
 
                 self._engine = create_engine(self.settings)
             rules = await load_rules(self.settings, self._engine)

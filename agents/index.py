@@ -23,19 +23,19 @@ from aiokafka.errors import KafkaError
 from elasticsearch import AsyncElasticsearch
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db import create_engine
-from app.elastic import es_client  # noqa: F401 - re-exported for the other stages
-from app.esindex import TenantIndexing
-from app.event_messages import decode
-from app.events import DeadLetter, LogEvent, RawPosition
-from app.kafka_client import client_options
-from app.known_tenants import KnownTenants, tenant_indexing
-from app.metrics import METRICS
+from app.db.engine import create_engine
+from app.elastic.client import es_client  # noqa: F401 - re-exported for the other stages
+from app.elastic.esindex import TenantIndexing
+from app.elastic.known_tenants import KnownTenants, tenant_indexing
+from app.elastic.sink import ElasticsearchSink
+from app.kafka.client import client_options
+from app.kafka.stamp import EVENTS as EVENTS_KIND
+from app.kafka.stamp import Stamps
+from app.kafka.topics import DEADLETTER, EVENTS, topic_name
+from app.pipeline.event_messages import decode
+from app.pipeline.events import DeadLetter, LogEvent, RawPosition
+from app.runtime.metrics import METRICS
 from app.settings import Settings
-from app.sink import ElasticsearchSink
-from app.stamp import EVENTS as EVENTS_KIND
-from app.stamp import Stamps
-from app.topics import DEADLETTER, EVENTS, topic_name
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class IndexConsumer:
         for record in batch:
             if not self.stamps.valid_message(record, kind=EVENTS_KIND):
                 dead.append(DeadLetter("unsigned_event", "a logs.events message not signed by "
-                                       "LaaS (app/stamp.py): not indexed", "index",
+                                       "LaaS (app/kafka/stamp.py): not indexed", "index",
                                        RawPosition(record.topic, record.partition, record.offset),
                                        record.value or b"", record.key, time=time.time_ns()))
                 continue
@@ -234,8 +234,8 @@ class IndexConsumer:
 def register(app: faust.App, settings: Settings) -> Any:
     """Run the index consumer with every worker (they share its consumer group): in a child
     process (agents/index_process.py) or, with `index_sink_process` off, as a task here."""
+    from agents.children import supervise
     from agents.index_process import index_main, run_consumer
-    from app.children import supervise
 
     @app.task
     async def index_sink() -> None:

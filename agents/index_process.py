@@ -2,7 +2,7 @@
 
 The child runs the same `IndexConsumer` (own consumer group, commits only what Elasticsearch
 accepted), so a child that dies or is stopped at any point loses nothing: its successor re-reads
-the uncommitted records and overwrites the same `_id`s. Process lifetime: app/children.py.
+the uncommitted records and overwrites the same `_id`s. Process lifetime: agents/children.py.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import logging
 import signal
 from multiprocessing.connection import Connection
 
+from agents.children import child_logging, report_to_worker
 from agents.index import IndexConsumer
-from app.children import child_logging, report_to_worker
-from app.gc_tuning import tune_gc
+from app.runtime.gc_tuning import tune_gc
 from app.settings import Settings
 
 log = logging.getLogger(__name__)

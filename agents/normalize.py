@@ -1,10 +1,10 @@
 """Stage `normalize`: `logs.raw` → `logs.events` (+ `logs.deadletter`), a thin agent over
-`app.normalize.normalize`.
+`app.pipeline.normalize.normalize`.
 
 The agent takes raw messages in batches (`stream_batch_size` messages or `stream_batch_linger`
 seconds, Faust's `noack_take`; a message is one record or an ingest request's `LogBatch`) and
 sends one `logs.events` message per source and part of a batch (`stream_batch_events` events;
-app/event_messages.py): one Kafka message per event made Faust's per-message machinery the
+app/pipeline/event_messages.py): one Kafka message per event made Faust's per-message machinery the
 worker's bottleneck (bench/results/pipeline.md).
 
 Concurrency stays 1 (faust-streaming #606: with concurrency > 1 an offset can be committed past
@@ -28,15 +28,15 @@ import faust
 from faust.streams import _current_event
 
 from agents.templates import TemplateStage
-from app.event_messages import by_source, encode
-from app.events import LogEvent
 from app.ingest.auth import KeyVerifier, Principal
 from app.ingest.errors import DatabaseUnavailable
-from app.metrics import METRICS
-from app.normalize import Limits, Normalized, RawMessage, normalize
+from app.kafka.stamp import EVENTS, Stamps, headers_of
+from app.kafka.topics import Topics
+from app.pipeline.event_messages import by_source, encode
+from app.pipeline.events import LogEvent
+from app.pipeline.normalize import Limits, Normalized, RawMessage, normalize
+from app.runtime.metrics import METRICS
 from app.settings import Settings
-from app.stamp import EVENTS, Stamps, headers_of
-from app.topics import Topics
 
 log = logging.getLogger(__name__)
 

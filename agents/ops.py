@@ -11,19 +11,19 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from agents.index import es_client
-from app.db import create_engine
-from app.kafka_client import client_options
-from app.metrics import CONTENT_TYPE, METRICS
-from app.promotion import promote_oversized
-from app.readiness import readiness, report, service_checks
-from app.retention import (
+from app.db.engine import create_engine
+from app.elastic.promotion import promote_oversized
+from app.elastic.retention import (
     apply_retention,
     prepare_shared_indices,
     prune_snapshots,
     tenant_retention,
 )
+from app.kafka.client import client_options
+from app.pipeline.watchdog import register_faust
+from app.runtime.metrics import CONTENT_TYPE, METRICS
+from app.runtime.readiness import readiness, report, service_checks
 from app.settings import Settings
-from app.watchdog import register_faust
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class LagProbe:
     """Committed offset vs end offset per partition for the worker's consumer groups."""
 
     def __init__(self, settings: Settings) -> None:
-        from app.worker import consumer_groups
+        from agents.worker import consumer_groups
 
         self.settings = settings
         self.groups = consumer_groups(settings)
@@ -65,7 +65,8 @@ class LagProbe:
 def register(app: faust.App, settings: Settings) -> None:
     probe = LagProbe(settings)
     # The watchdog of this app's own assignment: logs.raw (normalize), and logs.events too when
-    # the analytics run in this app; the analytics child registers its own (app/streams.py).
+    # the analytics run in this app; the analytics child registers its own
+    # (app/pipeline/faust_app.py).
     register_faust(app, settings, probe.groups[settings.app_id])
 
     @app.page("/metrics")
@@ -80,7 +81,7 @@ def register(app: faust.App, settings: Settings) -> None:
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
-        """The web app's readiness checks (app/readiness.py): Kafka with the LaaS topics,
+        """The web app's readiness checks (app/runtime/readiness.py): Kafka with the LaaS topics,
         Elasticsearch, the user database; 503 naming what is not ready."""
         if not services:
             services.update(es=es_client(settings), engine=create_engine(settings))

@@ -18,16 +18,16 @@ from typing import Any
 import faust
 from elasticsearch import AsyncElasticsearch, BadRequestError
 
-from app import esindex
-from app.elastic import es_client
-from app.event_messages import by_source, decode_shared
-from app.events import LogEvent
-from app.metrics import METRICS
+from app.elastic import esindex
+from app.elastic.client import es_client
+from app.kafka.stamp import Stamps
+from app.kafka.topics import Topics
+from app.pipeline.event_messages import by_source, decode_shared
+from app.pipeline.events import LogEvent
+from app.pipeline.faust_app import table_options
+from app.pipeline.stats import SOURCES_MAPPINGS, fold_all, snapshot_doc
+from app.runtime.metrics import METRICS
 from app.settings import Settings
-from app.stamp import Stamps
-from app.stats import SOURCES_MAPPINGS, fold_all, snapshot_doc
-from app.streams import table_options
-from app.topics import Topics
 
 log = logging.getLogger(__name__)
 

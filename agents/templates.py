@@ -1,5 +1,5 @@
 """Templates in the stream: the normalize agent asks `TemplateStage.assign` for every event's
-template id, mined online by one `app.patterns.TenantMiner` per tenant **and raw partition**.
+template id, mined online by one `app.templates.TenantMiner` per tenant **and raw partition**.
 
 Why per raw partition: `logs.raw` is keyed `tenant/service`, so one tenant's records spread
 over several raw partitions, each owned by one worker at a time. A miner owned by a partition
@@ -35,11 +35,16 @@ import faust
 from elasticsearch import AsyncElasticsearch
 
 from agents.index import es_client
-from app.events import LogEvent
-from app.pattern_index import alias_doc, ensure_patterns_index, store_templates, template_doc
-from app.patterns import MaskingConfig, MinerConfig, TenantMiner
+from app.elastic.template_index import (
+    alias_doc,
+    ensure_patterns_index,
+    store_templates,
+    template_doc,
+)
+from app.pipeline.events import LogEvent
+from app.pipeline.faust_app import table_options
 from app.settings import Settings
-from app.streams import table_options
+from app.templates import MaskingConfig, MinerConfig, TenantMiner
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +99,8 @@ class TenantConfigs:
     async def _load(self) -> tuple[set[str], dict[str, MinerConfig]]:
         from sqlalchemy import select
 
-        from app.db import create_engine, session_factory
-        from app.models import Tenant
+        from app.db.engine import create_engine, session_factory
+        from app.db.models import Tenant
 
         if self._engine is None:
             self._engine = create_engine(self.settings)

@@ -236,7 +236,7 @@ class Settings(BaseSettings):
     worker_gc_threshold: int = Field(
         10_000, ge=1, description="Allocations before Python's youngest garbage-collector "
         "generation is collected in the worker's processes (Python's default: 700; "
-        "app/gc_tuning.py)"
+        "app/runtime/gc_tuning.py)"
     )
     metrics_lag_interval: float = Field(
         15.0, gt=0, description="Seconds between consumer lag measurements of the worker"
@@ -244,7 +244,7 @@ class Settings(BaseSettings):
     watchdog_seconds: float = Field(
         60.0, ge=0, description="Seconds an assigned partition may have lag without its "
         "committed offset moving before the worker's watchdog logs, counts and recovers it "
-        "(app/watchdog.py); 0 turns the watchdog off"
+        "(app/pipeline/watchdog.py); 0 turns the watchdog off"
     )
 
     # Analytics (patterns, detection, alert rules, alert delivery)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.anomaly import MonitorConfig, SourceMonitor, Window, Windows  # noqa: E402
 from app.anomaly.hst import model_input  # noqa: E402
-from app.patterns import TenantMiner  # noqa: E402
+from app.templates import TenantMiner  # noqa: E402
 from bench.patterns import default_data_dir  # noqa: E402
 
 W = 10.0  # window seconds
@@ -257,13 +257,13 @@ def isolation_forest(plan: Plan, feats: dict[str, list[tuple[int, list[float]]]]
 def normalize_cost(data: Path) -> float:
     """µs per event of the normalize stage's pure function (JSON record -> LogEvent JSON)."""
     try:
-        from app.normalize import H_TENANT_ID, RawMessage, normalize
+        from app.pipeline.normalize import H_TENANT_ID, RawMessage, normalize
     except ImportError:
         return float("nan")
     import json
 
     lines = read(data, "HDFS")[:1000]
-    from app.stamp import Stamps
+    from app.kafka.stamp import Stamps
 
     stamps = Stamps(b"laas-bench-secret")
     values = [json.dumps({"message": c, "severity": s, "service": "svc", "host": "h1"}).encode()

@@ -36,10 +36,10 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 from elasticsearch.helpers import async_scan
 
-from app import esindex
-from app.elastic import es_client
-from app.kafka_client import client_options
-from app.topics import RAW
+from app.elastic import esindex
+from app.elastic.client import es_client
+from app.kafka.client import client_options
+from app.kafka.topics import RAW
 from bench.harness import BenchStack, Deployment, Pusher, exit_on_sigterm, loadavg, until
 from bench.probes import Probe
 

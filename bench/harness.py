@@ -24,9 +24,9 @@ from typing import Any
 
 import psutil
 
-from app.kafka_client import client_options
+from app.kafka.client import client_options
+from app.kafka.topics import ALL, RAW, topic_name
 from app.settings import Settings, load_settings
-from app.topics import ALL, RAW, topic_name
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_STATE = ROOT / ".laas" / "bench-stack"
@@ -193,8 +193,8 @@ class Deployment:
 
     async def create_tenants(self, n: int) -> list[tuple[int, str, str]]:
         """`n` tenants, each with an ingest and a read key, in the run's SQLite database."""
-        from app import accounts
-        from app.models import Scope
+        from app.accounts import tenancy
+        from app.db.models import Scope
         from web.app import create_app
 
         app = create_app(self.settings)
@@ -202,10 +202,10 @@ class Deployment:
         async with app.router.lifespan_context(app):
             async with app.state.sessions.begin() as session:
                 for i in range(len(self.tenants), len(self.tenants) + n):
-                    tenant = await accounts.create_tenant(session, f"t{i}")
-                    _, ingest = await accounts.create_api_key(session, tenant.id, "in",
+                    tenant = await tenancy.create_tenant(session, f"t{i}")
+                    _, ingest = await tenancy.create_api_key(session, tenant.id, "in",
                                                               Scope.INGEST)
-                    _, read = await accounts.create_api_key(session, tenant.id, "rd", Scope.READ)
+                    _, read = await tenancy.create_api_key(session, tenant.id, "rd", Scope.READ)
                     made.append((tenant.id, ingest, read))
         self.tenants.extend(made)
         return made
@@ -264,7 +264,7 @@ class Deployment:
     async def cleanup(self) -> None:
         from aiokafka.admin import AIOKafkaAdminClient
 
-        from app.elastic import es_client
+        from app.elastic.client import es_client
 
         self.stop_all()
         es = es_client(self.settings, request_timeout=60)

@@ -57,9 +57,9 @@ def _service(prefix: str) -> Any:
 
 
 async def _serve_gateway(prefix: str, port: int) -> None:
-    """The real gateway (`app.gateway.start_gateway`: grpcio aio, generic handlers) with its
+    """The real gateway (`app.ingest.gateway.start_gateway`: grpcio aio, generic handlers) with its
     OTLP/HTTP port at `port + 1`."""
-    from app.gateway import start_gateway
+    from app.ingest.gateway import start_gateway
     from app.settings import load_settings
 
     server, service = await start_gateway(load_settings(topic_prefix=prefix),
@@ -109,7 +109,7 @@ async def create_topic(settings: Any, topic: str) -> None:
     """The bench's fresh raw topic (the local Kafka creates no topic on first use)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    from app.kafka_client import client_options
+    from app.kafka.client import client_options
 
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
@@ -313,8 +313,8 @@ async def run(total: int, small: int, repeat: int,
     """Every case `repeat` times, interleaved; each keeps its best run (the box is shared).
 
     `only`: server kinds to run (default all); the raw producer cases always run."""
+    from app.kafka.topics import RAW, topic_name
     from app.settings import load_settings
-    from app.topics import RAW, topic_name
 
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     settings = load_settings(topic_prefix=prefix)

@@ -2,7 +2,7 @@
 
     python -m bench.ingest_otlp [--records N] [--repeat N] [--out FILE]
 
-Not a test (needs the local Kafka; run it on demand). The real gateway (`app.gateway`, grpcio
+Not a test (needs the local Kafka; run it on demand). The real gateway (`app.ingest.gateway`, grpcio
 aio) runs in its own process with its OTLP/HTTP port (as `bench.ingest_gateway --serve
 gateway`), authenticating with a fixed principal and writing to a fresh topic with the real
 `KafkaWriter`. Requests are prebuilt bytes, so the client measures the server. Cases, for
@@ -165,8 +165,8 @@ CASES = ("laas.v1 Push", "OTLP/gRPC", "OTLP/gRPC gzip", "OTLP/HTTP protobuf",
 
 async def run(total: int, repeat: int) -> list[dict[str, Any]]:
     """Every case `repeat` times, interleaved; each keeps its best run (the box is shared)."""
+    from app.kafka.topics import RAW, topic_name
     from app.settings import load_settings
-    from app.topics import RAW, topic_name
 
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     settings = load_settings(topic_prefix=prefix)

@@ -143,8 +143,8 @@ async def measure(port: int, case: Case, recs: Sequence[dict[str, Any]], batch: 
 
 async def run(total: int, repeat: int) -> list[dict[str, Any]]:
     """Every case `repeat` times, interleaved; each keeps its best run (the box is shared)."""
+    from app.kafka.topics import RAW, topic_name
     from app.settings import load_settings
-    from app.topics import RAW, topic_name
 
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     await create_topic(load_settings(topic_prefix=prefix), topic_name(load_settings(

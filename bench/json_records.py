@@ -4,8 +4,8 @@
 
 No services needed; one core. Prints the best of `repeat` runs of `n` records for each case:
 a shorthand record as HTTP ingest and direct producers send it, the full proto3 JSON form the
-Python client sends, and `app.normalize.normalize` of a raw Kafka record holding each (JSON,
-with the ingest stamp) next to the same record as protobuf.
+Python client sends, and `app.pipeline.normalize.normalize` of a raw Kafka record holding each
+(JSON, with the ingest stamp) next to the same record as protobuf.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from app.ingest import convert
-from app.normalize import RawMessage, normalize
-from app.stamp import Stamps
+from app.kafka.stamp import Stamps
+from app.pipeline.normalize import RawMessage, normalize
 
 NOW = time.time_ns()
 SHORTHAND = {"message": "GET /api/items/42 200 in 17ms", "level": "info",

@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.patterns import MinerConfig, TenantMiner  # noqa: E402
+from app.templates import MinerConfig, TenantMiner  # noqa: E402
 
 Parser = Callable[[Sequence[str]], list[str]]
 Sets = dict[str, tuple[list[str], list[str]]]

@@ -45,22 +45,22 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from elasticsearch import AsyncElasticsearch
 from elasticsearch.helpers import async_bulk
 
-from app import esindex
-from app.elastic import es_client
+from app.elastic import esindex
+from app.elastic.client import es_client
 from app.ingest.wire import pb
 from app.ingest.writer import CONTENT_TYPE, raw_batches
-from app.kafka_client import client_options
-from app.normalize import RawMessage, normalize
+from app.kafka.client import client_options
+from app.kafka.stamp import Stamps
+from app.kafka.topics import ALL, RAW, topic_name
+from app.pipeline.normalize import RawMessage, normalize
 from app.settings import load_settings
-from app.stamp import Stamps
-from app.topics import ALL, RAW, topic_name
 from bench.tenants import ensure_tenants
 
 ROOT = Path(__file__).resolve().parent.parent
 STAMP = [("laas-tenant-id", b"1"), ("laas-tenant", b"bench"), ("laas-source", b"gateway")]
 HEADERS = [("content-type", b"application/x-protobuf; messageType=laas.v1.LogRecord"), *STAMP]
 BATCH_HEADERS = [("content-type", CONTENT_TYPE), *STAMP]
-# The worker trusts the stamp only when signed (app/stamp.py): the bench's workers get this
+# The worker trusts the stamp only when signed (app/kafka/stamp.py): the bench's workers get this
 # secret (LAAS_SECRET_KEY) and the bench signs as the gateway does.
 BENCH_SECRET = "laas-bench-secret"
 BENCH_STAMPS = Stamps(BENCH_SECRET.encode())

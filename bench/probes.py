@@ -17,8 +17,8 @@ from typing import Any
 
 from elasticsearch import AsyncElasticsearch
 
-from app import esindex
-from app.elastic import es_client
+from app.elastic import esindex
+from app.elastic.client import es_client
 from bench.harness import Deployment, batch_bytes, make_record
 
 
@@ -205,7 +205,7 @@ async def raw_bulk_rate(es_url: str, values: list[bytes]) -> float:
     """
     from elasticsearch.helpers import async_bulk
 
-    from app.normalize import RawMessage, normalize
+    from app.pipeline.normalize import RawMessage, normalize
     from app.settings import load_settings
     from bench.pipeline import BENCH_STAMPS, HEADERS, signed
 

@@ -21,9 +21,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from app import esindex
-from app.kafka_client import client_options
-from app.topics import RAW
+from app.elastic import esindex
+from app.kafka.client import client_options
+from app.kafka.topics import RAW
 from bench.harness import BenchStack, Deployment, Sampler, loadavg
 from bench.tenants import ensure_tenants
 
@@ -32,7 +32,7 @@ STALL_AFTER = 240.0  # seconds without finishing: reported as a stall, not waite
 
 
 async def prefill(dep: Deployment, n: int) -> None:
-    from app.stamp import Stamps
+    from app.kafka.stamp import Stamps
     from bench.pipeline import HEADERS, record
 
     stamps = Stamps.from_settings(dep.settings)  # the deployment's LAAS_SECRET_KEY
@@ -52,7 +52,7 @@ async def prefill(dep: Deployment, n: int) -> None:
 async def leave(dep: Deployment, es: Any, alias: str, base: int, workers: int) -> float | None:
     """Seconds from a worker's graceful stop (scale-down) until every record acked before it,
     under a 200 records/s trickle, is searchable again: the rebalance plus the catch-up."""
-    from app.stamp import Stamps
+    from app.kafka.stamp import Stamps
     from bench.pipeline import HEADERS, record
 
     stamps = Stamps.from_settings(dep.settings)

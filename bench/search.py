@@ -6,10 +6,10 @@
 
 1. Index: N events (Loghub lines as messages, 8 services, 24 hosts, weighted levels, a few
    attributes, spread over the last 24 h) for one tenant, written with the index stage's layout
-   functions (`app.esindex`) and the async bulk helper.
+   functions (`app.elastic.esindex`) and the async bulk helper.
 2. Search: p50/p95 latency of typical queries through the LaaS API (in-process ASGI: auth,
    parsing, body building, Elasticsearch, shaping) next to the same body sent straight to
-   Elasticsearch (built by `app.search`), interleaved in the same run; ratio = our overhead.
+   Elasticsearch (built by `app.query.search`), interleaved in the same run; ratio = our overhead.
 3. Tail: `laas web` in its own process, `--tails` WebSocket clients here, events published to
    `logs.events` at `--rate` for `--seconds`; delay = socket receive time - publish time
    (the event's observed time is stamped just before the producer's send).
@@ -40,14 +40,16 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from elasticsearch import AsyncElasticsearch
 from elasticsearch.helpers import async_bulk
 
-from app import accounts, esindex, search
-from app.elastic import es_client
-from app.events import NS, LogEvent, RawPosition
-from app.kafka_client import client_options
-from app.models import Scope
-from app.parsing import severity_from_text, severity_name
+from app.accounts import tenancy
+from app.db.models import Scope
+from app.elastic import esindex
+from app.elastic.client import es_client
+from app.kafka.client import client_options
+from app.kafka.topics import EVENTS, topic_name
+from app.pipeline.events import NS, LogEvent, RawPosition
+from app.pipeline.parsing import severity_from_text, severity_name
+from app.query import search
 from app.settings import Settings, load_settings
-from app.topics import EVENTS, topic_name
 from web.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,7 +161,7 @@ def percentile(values: list[float], p: float) -> float:
 def direct_body(
     settings: Settings, tenant_id: int, endpoint: str, params: dict[str, str]
 ) -> dict[str, Any]:
-    """The body our API builds for these parameters (built the same way, via app.search)."""
+    """The body our API builds for these parameters (built the same way, via app.query.search)."""
     now = time.time_ns()
     if endpoint == "search":
         wanted = search.read_search(params, now_ns=now)
@@ -231,8 +233,8 @@ async def create_reader(settings: Settings) -> tuple[int, str]:
     """A tenant and a read key in the benchmark's own user database."""
     app = create_app(settings)
     async with app.router.lifespan_context(app), app.state.sessions.begin() as session:
-        tenant = await accounts.create_tenant(session, "bench")
-        _, plain = await accounts.create_api_key(session, tenant.id, "bench-read", Scope.READ)
+        tenant = await tenancy.create_tenant(session, "bench")
+        _, plain = await tenancy.create_api_key(session, tenant.id, "bench-read", Scope.READ)
     return tenant.id, plain
 
 

@@ -24,7 +24,7 @@ sources that the window boundary started is over (a tick stops after half the ti
 interval, agents/detect.py): the longest tick and the ticks a pass took are reported. The
 whole run is done twice in one process (`--policy on off`): with the analytics process's
 garbage-collector policy (`tune_analytics_gc` and the detect stage's `Freezer`,
-app/gc_tuning.py) and with the start-up freeze only, as before. `gc.callbacks` time every
+app/runtime/gc_tuning.py) and with the start-up freeze only, as before. `gc.callbacks` time every
 collection (wall clock and CPU, and the garbage it freed), so the probe's figures are also
 given without the intervals that held a gen1/gen2 collection; the bench's own collections
 (memory measurement) are neither timed nor counted in any phase.
@@ -67,11 +67,11 @@ sys.path.insert(0, str(ROOT))
 from agents.detect import Detection  # noqa: E402
 from app.anomaly import WindowAccumulator  # noqa: E402
 from app.anomaly.hst import HalfSpaceTreesDetector, model_input, river_pipeline  # noqa: E402
-from app.events import NS, LogEvent, RawPosition  # noqa: E402
-from app.gc_tuning import tune_analytics_gc, tune_gc  # noqa: E402
+from app.kafka.topics import declare_topics  # noqa: E402
+from app.pipeline.events import NS, LogEvent, RawPosition  # noqa: E402
+from app.pipeline.faust_app import create_app  # noqa: E402
+from app.runtime.gc_tuning import tune_analytics_gc, tune_gc  # noqa: E402
 from app.settings import Settings, load_settings  # noqa: E402
-from app.streams import create_app  # noqa: E402
-from app.topics import declare_topics  # noqa: E402
 
 W = 10.0
 T0 = 1_800_000_000.0  # the virtual clock's start (a window boundary)

@@ -41,10 +41,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from app.ingest.wire import pb
-from app.kafka_client import client_options, cluster_env
+from app.kafka.client import client_options, cluster_env
+from app.kafka.stamp import Stamps
+from app.kafka.topics import ALL, EVENTS, RAW, topic_name
 from app.settings import Settings, load_settings
-from app.stamp import Stamps
-from app.topics import ALL, EVENTS, RAW, topic_name
 from bench.tenants import ensure_tenants
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,7 +105,7 @@ class Deployment:
         self.tmp.mkdir(parents=True)
         self.partitions = partitions
         # the stack's broker as a Kafka of the workers' own (login included); one secret for
-        # the bench's signed stamps and every worker (app/stamp.py)
+        # the bench's signed stamps and every worker (app/kafka/stamp.py)
         self.env = {**cluster_env(load_settings()), "LAAS_SECRET_KEY": BENCH_SECRET,
                     "LAAS_ES_URL": es, "LAAS_APP_ID": self.run,
                     "LAAS_TOPIC_PREFIX": f"{self.run}.", "LAAS_INDEX_PREFIX": f"{self.run}-",
@@ -125,7 +125,7 @@ class Deployment:
 
     async def create_topics(self) -> None:
         """Every LaaS topic, and the run's user database (the workers read alert rules)."""
-        from app.migrations import upgrade_database_async
+        from app.db.migrations import upgrade_database_async
 
         await upgrade_database_async(self.settings)
         await ensure_tenants(self.settings, {1: "bench"})  # the stamps' tenant (index checks it)
@@ -168,7 +168,7 @@ class Deployment:
 
     async def cleanup(self) -> None:
         """Stop the workers; delete the run's topics, indices, template and directory."""
-        from app.elastic import es_client
+        from app.elastic.client import es_client
 
         for p in self.procs.values():
             if p.poll() is None:

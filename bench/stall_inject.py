@@ -40,6 +40,6 @@ def inject() -> None:
 
 if __name__ == "__main__":
     inject()
-    from app.cli import main
+    from app.cli.main import main
 
     main()

@@ -23,9 +23,9 @@ from typing import Any
 
 from elasticsearch import AsyncElasticsearch
 
-from app import esindex
-from app.elastic import es_client
-from app.topics import RAW
+from app.elastic import esindex
+from app.elastic.client import es_client
+from app.kafka.topics import RAW
 from bench.harness import (
     BenchStack,
     Deployment,

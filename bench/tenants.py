@@ -9,10 +9,10 @@ from datetime import date
 
 from sqlalchemy import insert, select
 
-from app.db import create_engine, session_factory
-from app.migrations import upgrade_database_async
-from app.models import Tenant
-from app.promotion import promote
+from app.db.engine import create_engine, session_factory
+from app.db.migrations import upgrade_database_async
+from app.db.models import Tenant
+from app.elastic.promotion import promote
 from app.settings import Settings
 
 _migrated: set[str] = set()

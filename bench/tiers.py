@@ -33,9 +33,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app import esindex
-from app.elastic import es_client
-from app.kafka_client import kafka_login
+from app.elastic import esindex
+from app.elastic.client import es_client
+from app.kafka.client import kafka_login
 from app.settings import load_settings
 from bench.harness import ROOT, Deployment, Pusher, batch_bytes, loadavg, machine
 from bench.probes import summary
@@ -209,8 +209,8 @@ async def direct(dep: Deployment, mon: Monitor, name: str, tenants: list[int], p
 
     from app.ingest.wire import pb
     from app.ingest.writer import CONTENT_TYPE, raw_batches
-    from app.kafka_client import client_options
-    from app.stamp import Stamps
+    from app.kafka.client import client_options
+    from app.kafka.stamp import Stamps
 
     stamps = Stamps.from_settings(dep.settings)
     tag = f"{dep.run}{name}"
@@ -253,7 +253,7 @@ async def drained(dep: Deployment, begin: float, timeout: float = 600
     """Seconds from `begin` until normalize (its group on `logs.raw`) and then the index stage
     (its group on `logs.events`) had committed everything: which stage held the rest up."""
     from agents.index import index_group
-    from app.topics import EVENTS
+    from app.kafka.topics import EVENTS
     from bench.harness import consumer_lag
 
     at: list[float | None] = [None, None]

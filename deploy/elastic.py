@@ -9,7 +9,7 @@ from pathlib import Path
 
 from elasticsearch import ApiError, TransportError
 
-from app.elastic import es_sync_client
+from app.elastic.client import es_sync_client
 from app.settings import LOCAL_HOST, Settings
 from deploy import proc
 from deploy.java import java_home

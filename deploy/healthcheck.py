@@ -49,7 +49,7 @@ def check_gateway(settings: Settings, live: bool) -> None:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from app.gateway import LOG_INGEST
+    from app.ingest.gateway import LOG_INGEST
 
     target = f"{_local(settings.gateway_host)}:{settings.gateway_port}"
     with grpc.insecure_channel(target) as channel:

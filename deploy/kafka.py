@@ -20,7 +20,7 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from app.kafka_client import (
+from app.kafka.client import (
     LAAS_USER,
     LOCAL_MECHANISM,
     PRODUCER_USER,
@@ -28,8 +28,8 @@ from app.kafka_client import (
     credentials_file,
     librdkafka_config,
 )
+from app.kafka.topics import RAW, topic_name
 from app.settings import LOCAL_HOST, Settings
-from app.topics import RAW, topic_name
 from deploy import proc
 from deploy.java import java_home
 

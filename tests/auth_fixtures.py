@@ -22,10 +22,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.applications import Starlette
 
-from app import accounts, logins
-from app.db import SessionFactory, create_engine, session_factory
-from app.migrations import upgrade_database_async
-from app.models import Role, Scope
+from app.accounts import logins, tenancy
+from app.db.engine import SessionFactory, create_engine, session_factory
+from app.db.migrations import upgrade_database_async
+from app.db.models import Role, Scope
 from app.settings import Settings, load_settings
 from web.app import create_app
 
@@ -177,7 +177,7 @@ class World:
     async def add_user(self, tenant: str, name: str, role: Role) -> int:
         email = f"{name.replace('_', '-')}@{tenant}.test"
         async with self.sessions.begin() as session:
-            added = await accounts.add_user_to_tenant(
+            added = await tenancy.add_user_to_tenant(
                 session, self.tenant_ids[tenant], email, role, PASSWORD
             )
         self.user_ids[name] = added.member.user_id
@@ -195,7 +195,7 @@ class World:
 
     async def add_key(self, tenant: str, name: str, scope: Scope, by: str | None = None) -> str:
         async with self.sessions.begin() as session:
-            key, plain = await accounts.create_api_key(
+            key, plain = await tenancy.create_api_key(
                 session, self.tenant_ids[tenant], name, scope,
                 created_by_user_id=self.user_ids[by] if by else None,
             )
@@ -208,7 +208,7 @@ async def build_world(app: Starlette) -> World:
     world = World(app=app, sessions=app.state.sessions)
     async with world.sessions.begin() as session:
         for slug in ("acme", "beta"):
-            world.tenant_ids[slug] = (await accounts.create_tenant(session, slug)).id
+            world.tenant_ids[slug] = (await tenancy.create_tenant(session, slug)).id
     for name, role in (("viewer", Role.VIEWER), ("member", Role.MEMBER), ("admin", Role.ADMIN)):
         await world.add_user("acme", name, role)
         await world.login(name)

@@ -28,7 +28,7 @@ import pytest
 import yaml
 from aiokafka.admin import AIOKafkaAdminClient
 
-from app.kafka_client import client_options
+from app.kafka.client import client_options
 from app.settings import load_settings
 from tests.auth_fixtures import TEST_SECRET, _create_postgres_database, _drop_postgres_database
 from tests.stream_fixtures import free_port
@@ -69,7 +69,8 @@ def build_checker() -> Path:
         pytest.fail("Go is needed to build deploy/composecheck (bash deploy/bootstrap.sh "
                     "install puts it there)", pytrace=False)
     CHECKER.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([go, "build", "-buildvcs=false", "-o", str(CHECKER), "."], cwd=ROOT / "deploy" / "composecheck",
+    subprocess.run([go, "build", "-buildvcs=false", "-o", str(CHECKER), "."],
+                   cwd=ROOT / "deploy" / "composecheck",
                    check=True, capture_output=True, timeout=600)
     return CHECKER
 

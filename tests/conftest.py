@@ -15,7 +15,7 @@ import pytest
 from elasticsearch import AsyncElasticsearch
 from hypothesis import settings as hypothesis_settings
 
-from app.kafka_client import client_options, credentials_file
+from app.kafka.client import client_options, credentials_file
 from app.settings import Settings, load_settings
 from deploy.elastic import Elasticsearch
 from deploy.kafka import Kafka
@@ -29,7 +29,7 @@ hypothesis_settings.load_profile("laas")
 # Session fixtures shared by several test modules (one instance per session, not per module)
 pytest_plugins = ["tests.compose_fixtures"]
 
-# The local Kafka's passwords (app/kafka_client.py) for every process a test starts with a state
+# The local Kafka's passwords (app/kafka/client.py) for every process a test starts with a state
 # directory of its own: they all log in to the one stack broker.
 os.environ.setdefault("LAAS_KAFKA_CREDENTIALS_FILE",
                       str(credentials_file(load_settings()).resolve()))

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 
+from app.pipeline.faust_app import create_app
 from app.settings import load_settings
-from app.streams import create_app
 
 settings = load_settings()
 app = create_app(settings, store="memory://")

@@ -18,14 +18,14 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from starlette.applications import Starlette
 
-from app.gateway import bound_port, start_gateway
 from app.ingest.auth import Principal
+from app.ingest.gateway import bound_port, start_gateway
 from app.ingest.service import IngestService
 from app.ingest.wire import pb
-from app.kafka_client import client_options
-from app.normalize import H_BATCH_INDEX, H_BATCH_KEY, LOG_BATCH, batch_indexes
+from app.kafka.client import client_options
+from app.kafka.topics import RAW, topic_name
+from app.pipeline.normalize import H_BATCH_INDEX, H_BATCH_KEY, LOG_BATCH, batch_indexes
 from app.settings import Settings, load_settings
-from app.topics import RAW, topic_name
 from web.ingest import routes
 
 __all__ = ["KEYS", "KeyTable", "RawRecord", "consume", "gateway", "keys", "raw_settings", "web"]

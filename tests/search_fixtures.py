@@ -1,7 +1,7 @@
 """Fixtures for search and tail tests: two tenants (auth World) and their events in Elasticsearch.
 
-Events are written with the same layout functions the index stage uses (`app.esindex`), under a
-fresh index prefix per test, on either tier of the layout (`tier`: the tenants in the shared
+Events are written with the same layout functions the index stage uses (`app.elastic.esindex`),
+under a fresh index prefix per test, on either tier of the layout (`tier`: the tenants in the shared
 indices or in dedicated ones).
 """
 
@@ -18,9 +18,9 @@ from elasticsearch import AsyncElasticsearch
 from elasticsearch.helpers import async_bulk
 from starlette.applications import Starlette
 
-from app import esindex
-from app.events import NS, LogEvent, RawPosition
-from app.parsing import severity_from_text, severity_name
+from app.elastic import esindex
+from app.pipeline.events import NS, LogEvent, RawPosition
+from app.pipeline.parsing import severity_from_text, severity_name
 from app.settings import Settings
 from tests.auth_fixtures import World, build_world, client_for, make_settings, running_app
 

@@ -22,12 +22,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from elasticsearch import AsyncElasticsearch
 
-from app import esindex
-from app.kafka_client import client_options
-from app.migrations import upgrade_database_async
+from app.db.migrations import upgrade_database_async
+from app.elastic import esindex
+from app.kafka.client import client_options
+from app.kafka.stamp import Stamps
+from app.kafka.topics import ALL, topic_name
 from app.settings import Settings, load_settings
-from app.stamp import Stamps
-from app.topics import ALL, topic_name
 from bench.tenants import ensure_tenants
 from tests.auth_fixtures import TEST_SECRET
 
@@ -139,7 +139,7 @@ class StreamEnv:
         self.tmp = tmp
         # small normalize parts: every pipeline test goes through the split path
         # one secret for the test's producer, web app and every worker: stamps signed by one are
-        # valid for the others (as LAAS_SECRET_KEY shared by every LaaS process, app/stamp.py)
+        # valid for the others (as LAAS_SECRET_KEY shared by every LaaS process, app/kafka/stamp.py)
         self.extra = {"LAAS_SECRET_KEY": TEST_SECRET,
                       # the user database of the env's workers: produce_raw registers the tenants
                       # it stamps (the index stage indexes known tenants only)

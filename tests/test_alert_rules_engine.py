@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.alerting import Grouper, Rule, RuleCounter, RuleEngine
-from app.events import NS, LogEvent, RawPosition
+from app.pipeline.alerting import Grouper, Rule, RuleCounter, RuleEngine
+from app.pipeline.events import NS, LogEvent, RawPosition
 from app.query import parse
 from app.query.match import compile_predicate
 
@@ -90,8 +90,8 @@ def test_a_late_count_does_not_undo_a_below_judgement() -> None:
 
 
 def test_restored_groups_and_cooldowns_continue_after_a_restart() -> None:
-    from app.alerting import anomaly_alert, restore
     from app.anomaly import Finding
+    from app.pipeline.alerting import anomaly_alert, restore
 
     # before the restart: a rule alert (cooldown 100 s) and an anomaly alert were stored
     before = RuleEngine(Grouper(300), grace=0)

@@ -14,7 +14,7 @@ from aiohttp import web
 from elasticsearch import AsyncElasticsearch
 from websockets.asyncio.client import ClientConnection, connect
 
-from app.alerting import SIGNATURE_HEADER, sign, sign_standard
+from app.pipeline.alerting import SIGNATURE_HEADER, sign, sign_standard
 from tests.auth_fixtures import build_world, client_for, make_settings, running_app
 from tests.serving import served
 from tests.stream_fixtures import *  # noqa: F403

@@ -13,9 +13,9 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch
 
 from agents.templates import TenantConfigs
-from app import esindex
-from app.demo import DemoTraffic
-from app.pattern_index import (
+from app.cli.demo import DemoTraffic
+from app.elastic import esindex
+from app.elastic.template_index import (
     PATTERNS_MAPPINGS,
     alias_doc,
     ensure_patterns_index,
@@ -23,8 +23,8 @@ from app.pattern_index import (
     store_templates,
     template_doc,
 )
-from app.patterns import TenantMiner, template_id
 from app.settings import Settings
+from app.templates import TenantMiner, template_id
 from tests.auth_fixtures import build_world, client_for, make_settings, running_app
 from tests.stream_fixtures import *  # noqa: F403
 from tests.stream_fixtures import StreamEnv, produce_raw, tenant_count

@@ -16,8 +16,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from app.anomaly import HalfSpaceTreesDetector, SourceMonitor
-from app.kafka_client import client_options
-from app.streams import analytics_app_id
+from app.kafka.client import client_options
+from app.pipeline.faust_app import analytics_app_id
 from tests.stream_fixtures import *  # noqa: F403
 from tests.stream_fixtures import StreamEnv, produce_raw
 

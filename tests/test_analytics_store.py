@@ -5,8 +5,13 @@ from __future__ import annotations
 from elasticsearch import AsyncElasticsearch
 
 from agents.alerts import ensure_alerts_index, store_alert
-from app.alerting import alerts_index, merge_alert
-from app.pattern_index import ensure_patterns_index, merge_template, patterns_index, store_templates
+from app.elastic.template_index import (
+    ensure_patterns_index,
+    merge_template,
+    patterns_index,
+    store_templates,
+)
+from app.pipeline.alerting import alerts_index, merge_alert
 from app.settings import Settings
 
 

@@ -12,10 +12,10 @@ from starlette.exceptions import StarletteDeprecationWarning
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from app import accounts
-from app.account_errors import InvalidCredentials
-from app.authz import Permission
-from app.models import ApiKey, Base
+from app.accounts import tenancy
+from app.accounts.authz import Permission
+from app.accounts.errors import InvalidCredentials
+from app.db.models import ApiKey, Base
 from app.settings import Settings
 from tests.auth_fixtures import *  # noqa: F403
 from tests.auth_fixtures import PASSWORD, World, bearer, build_world, client_for
@@ -88,7 +88,7 @@ async def test_revoked_keys_are_rejected(world: World) -> None:
     assert refused.json() == {"error": "not_authenticated", "detail": "API key revoked"}
     async with world.sessions() as session:
         with pytest.raises(InvalidCredentials, match="revoked"):
-            await accounts.verify_api_key(session, plain)
+            await tenancy.verify_api_key(session, plain)
 
 
 @pytest.mark.parametrize(

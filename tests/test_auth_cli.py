@@ -7,17 +7,17 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-from app import accounts
-from app.accounts import ensure_demo
-from app.db import create_engine, session_factory
-from app.migrations import head_revision
-from app.security import verify_password
+from app.accounts import tenancy
+from app.accounts.security import verify_password
+from app.accounts.tenancy import ensure_demo
+from app.db.engine import create_engine, session_factory
+from app.db.migrations import head_revision
 from tests.auth_fixtures import *  # noqa: F403
 from tests.auth_fixtures import make_settings
 
 
 def laas(db_url: str, state: Path, *args: str, stdin: str | None = None) -> Result:
-    from app.cli import main
+    from app.cli.main import main
 
     env = {"LAAS_DATABASE_URL": db_url, "LAAS_STATE_DIR": str(state), "LAAS_SECRET_KEY": "k"}
     return CliRunner().invoke(main, list(args), input=stdin, env=env)
@@ -81,7 +81,7 @@ def test_tenant_user_and_key_commands(auth_db_url: str, tmp_path: Path) -> None:
     assert no_tenant.exit_code == 1 and "does not exist" in no_tenant.output
 
     async def stored_hash(session):  # type: ignore[no-untyped-def]
-        found = await accounts.find_user(session, "ann@acme.io")
+        found = await tenancy.find_user(session, "ann@acme.io")
         return found.password_hash
 
     assert verify_password(_in_db(auth_db_url, stored_hash), "s3cret-password")
@@ -104,7 +104,7 @@ def test_tenant_user_and_key_commands(auth_db_url: str, tmp_path: Path) -> None:
     assert "not shown again" in key.stderr
 
     async def verify(session):  # type: ignore[no-untyped-def]
-        return await accounts.verify_api_key(session, plain)
+        return await tenancy.verify_api_key(session, plain)
 
     principal = _in_db(auth_db_url, verify)
     assert principal.tenant_slug == "acme" and principal.scope == "ingest"
@@ -161,12 +161,12 @@ def test_ensure_demo_for_laas_up(auth_db_url: str, tmp_path: Path) -> None:
     assert ensure_demo(settings) is None
 
     async def retention(session):  # type: ignore[no-untyped-def]
-        return (await accounts.get_tenant(session, "demo")).retention_days
+        return (await tenancy.get_tenant(session, "demo")).retention_days
 
     assert _in_db(auth_db_url, retention) == 12  # the setting's default, as `tenant create`
 
     async def stored_hash(session):  # type: ignore[no-untyped-def]
-        return (await accounts.find_user(session, credentials.email)).password_hash
+        return (await tenancy.find_user(session, credentials.email)).password_hash
 
     assert verify_password(_in_db(auth_db_url, stored_hash), credentials.password)
 
@@ -181,7 +181,7 @@ def test_list_commands_speak_json_and_retention_follows_the_setting(
     tenants = json.loads(laas(auth_db_url, tmp_path, "tenant", "list", "--json").stdout)
     assert [(t["slug"], t["retention_days"]) for t in tenants] == [("acme", 30), ("beta", 3)]
     assert all(isinstance(t["id"], int) for t in tenants)
-    from app.cli import main
+    from app.cli.main import main
 
     other = CliRunner().invoke(main, ["tenant", "create", "gamma"], env={
         "LAAS_DATABASE_URL": auth_db_url, "LAAS_STATE_DIR": str(tmp_path),

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from starlette.applications import Starlette
 
-from app import logins
-from app.account_errors import InvalidCredentials
-from app.models import Role, utcnow
-from app.security import JwtCodec, SigningKeys
+from app.accounts import logins
+from app.accounts.errors import InvalidCredentials
+from app.accounts.security import JwtCodec, SigningKeys
+from app.db.models import Role, utcnow
 from tests.auth_fixtures import *  # noqa: F403
 from tests.auth_fixtures import PASSWORD, World, bearer, client_for, make_settings, running_app
 
@@ -38,7 +38,7 @@ async def test_login_success_gives_working_tokens(world: World) -> None:
 
 async def test_login_failures_are_uniform(world: World) -> None:
     async with world.sessions.begin() as session:
-        from app.accounts import set_user_active
+        from app.accounts.tenancy import set_user_active
 
         await set_user_active(session, world.tenant_ids["acme"], world.user_ids["viewer"], False)
     attempts = [
@@ -66,7 +66,7 @@ async def test_login_validates_body(world: World) -> None:
 
 async def test_login_chooses_tenant_among_memberships(world: World) -> None:
     async with world.sessions.begin() as session:
-        from app.accounts import add_user_to_tenant
+        from app.accounts.tenancy import add_user_to_tenant
 
         await add_user_to_tenant(session, world.tenant_ids["beta"], "member@acme.test", "viewer")
     async with client_for(world.app) as client:
@@ -185,7 +185,7 @@ async def test_logout_ends_the_session(world: World) -> None:
 
 
 async def test_role_changes_and_deactivation_apply_at_once(world: World) -> None:
-    from app.accounts import change_role, set_user_active
+    from app.accounts.tenancy import change_role, set_user_active
 
     async with world.sessions.begin() as session:
         await change_role(session, world.tenant_ids["acme"], world.user_ids["member"], Role.VIEWER)

@@ -16,8 +16,8 @@ from typing import Any
 
 from starlette.routing import Route, WebSocketRoute
 
-from app import accounts, logins
-from app.models import Role, Scope
+from app.accounts import logins, tenancy
+from app.db.models import Role, Scope
 from tests.auth_fixtures import *  # noqa: F403
 from tests.auth_fixtures import PASSWORD, World, client_for, make_settings
 from web.app import create_app
@@ -77,7 +77,7 @@ async def new_user(world: World, who: str) -> Target:
 async def own_invitation(world: World, who: str) -> Target:
     """A pending invitation of acme (to withdraw)."""
     async with world.sessions.begin() as session:
-        made = await accounts.invite(
+        made = await tenancy.invite(
             session, world.tenant_ids["acme"], f"inv-{uuid.uuid4().hex[:8]}@x.test", "viewer",
             invited_by_user_id=None, ttl=timedelta(days=1))
     return Target(f"/api/v1/users/invitations/{made.invitation.id}")
@@ -90,8 +90,8 @@ def invitation_to_caller(answer: str) -> Prepare:
     async def prepare(world: World, who: str) -> Target:
         email = world.emails.get(who) or f"nobody-{uuid.uuid4().hex[:8]}@x.test"
         async with world.sessions.begin() as session:
-            tenant = await accounts.create_tenant(session, f"t-{uuid.uuid4().hex[:8]}")
-            made = await accounts.invite(
+            tenant = await tenancy.create_tenant(session, f"t-{uuid.uuid4().hex[:8]}")
+            made = await tenancy.invite(
                 session, tenant.id, email, "viewer", invited_by_user_id=None,
                 ttl=timedelta(days=1))
         return Target(f"/api/v1/invitations/{made.invitation.id}/{answer}")
@@ -159,7 +159,7 @@ HOOK_BODY = {"name": "ops", "url": "https://93.184.215.14/hook"}
 
 async def own_rule(world: World, who: str) -> Target:
     """A rule of acme (a fresh one per caller, so DELETE has something to delete)."""
-    from app.models import AlertRule
+    from app.db.models import AlertRule
 
     async with world.sessions.begin() as session:
         rule = AlertRule(tenant_id=world.tenant_ids["acme"], name="r", query="level:error",
@@ -171,7 +171,7 @@ async def own_rule(world: World, who: str) -> Target:
 
 
 async def own_hook(world: World, who: str) -> Target:
-    from app.models import Webhook
+    from app.db.models import Webhook
 
     async with world.sessions.begin() as session:
         hook = Webhook(tenant_id=world.tenant_ids["acme"], name="h", url="http://127.0.0.1:9/",

@@ -8,14 +8,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from app.db import create_engine
-from app.migrations import (
+from app.db.engine import create_engine
+from app.db.migrations import (
     current_revision,
     downgrade_database_async,
     head_revision,
     upgrade_database_async,
 )
-from app.models import Base
+from app.db.models import Base
 from tests.auth_fixtures import *  # noqa: F403
 
 TABLES = {"tenants", "users", "memberships", "invitations", "api_keys", "refresh_tokens",

@@ -9,9 +9,9 @@ import httpx
 import pytest
 import uvicorn
 
-from app import accounts
-from app.account_errors import InvalidInput
-from app.passwords import password_problem
+from app.accounts import tenancy
+from app.accounts.errors import InvalidInput
+from app.accounts.passwords import password_problem
 from app.settings import load_settings
 from tests.auth_fixtures import *  # noqa: F403
 from tests.auth_fixtures import PASSWORD, World, client_for, make_settings, running_app
@@ -38,7 +38,7 @@ def test_passphrases_are_accepted(password: str) -> None:
 
 def test_the_email_is_no_password() -> None:
     with pytest.raises(InvalidInput) as refused:
-        accounts.check_password("carol.smith@acme.test", "carol.smith@acme.test")
+        tenancy.check_password("carol.smith@acme.test", "carol.smith@acme.test")
     assert refused.value.field == "password"
 
 
@@ -46,7 +46,7 @@ async def test_weak_passwords_are_refused_when_accounts_are_made(world: World) -
     for password in ("password", "12345678", " " * 8, "\0" * 8):
         with pytest.raises(InvalidInput) as refused:
             async with world.sessions.begin() as session:
-                await accounts.create_user(session, "weak@acme.test", password)
+                await tenancy.create_user(session, "weak@acme.test", password)
         assert refused.value.field == "password", password
 
 

@@ -13,9 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.authz import ROLE_PERMISSIONS, SCOPE_PERMISSIONS, Permission, creatable_scopes
-from app.models import Role, Scope
-from app.security import (
+from app.accounts.authz import ROLE_PERMISSIONS, SCOPE_PERMISSIONS, Permission, creatable_scopes
+from app.accounts.security import (
     JwtCodec,
     SigningKeys,
     ThrottlePolicy,
@@ -32,6 +31,7 @@ from app.security import (
     verify_password,
     verify_password_or_dummy,
 )
+from app.db.models import Role, Scope
 from app.settings import load_settings
 
 

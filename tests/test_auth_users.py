@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app import accounts
-from app.accounts import DEMO_EMAIL, DEMO_TENANT, ensure_demo_async
+from app.accounts import tenancy
+from app.accounts.tenancy import DEMO_EMAIL, DEMO_TENANT, ensure_demo_async
 from tests.auth_fixtures import *  # noqa: F403
 from tests.auth_fixtures import (
     PASSWORD,
@@ -86,7 +86,7 @@ async def test_last_admin_cannot_be_demoted_removed_or_deactivated(world: World)
 
 async def _user_id(world: World, email: str) -> int:
     async with world.sessions() as session:
-        user = await accounts.find_user(session, email)
+        user = await tenancy.find_user(session, email)
     assert user is not None
     return user.id
 

@@ -31,10 +31,10 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue as OtlpAnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as OtlpLogRecord
 
 from agents.detect import load_rules
-from app.alerting import ALERTS_MAPPINGS, alerts_index
-from app.gateway import OTLP_EXPORT, PUSH, _RpcStatus
+from app.db.models import AlertRule
+from app.ingest.gateway import OTLP_EXPORT, PUSH, _RpcStatus
 from app.ingest.wire import pb
-from app.models import AlertRule
+from app.pipeline.alerting import ALERTS_MAPPINGS, alerts_index
 from app.query import QuerySyntaxError, parse
 from app.query.elastic import to_elasticsearch
 from app.query.match import compile_predicate

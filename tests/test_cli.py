@@ -12,7 +12,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from app.cli import main
+from app.cli.main import main
 from app.settings import Settings
 from deploy.java import java_home
 from deploy.kafka import Kafka

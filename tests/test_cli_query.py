@@ -21,10 +21,10 @@ from aiokafka import AIOKafkaProducer
 from elasticsearch import AsyncElasticsearch
 from starlette.applications import Starlette
 
-from app.events import LogEvent
+from app.kafka.stamp import Stamps
+from app.kafka.topics import EVENTS, topic_name
+from app.pipeline.events import LogEvent
 from app.settings import Settings
-from app.stamp import Stamps
-from app.topics import EVENTS, topic_name
 from tests.auth_fixtures import *  # noqa: F403
 from tests.auth_fixtures import World, build_world, make_settings, running_app
 from tests.conftest import kafka_options
@@ -351,7 +351,7 @@ async def test_tail_prints_events_and_resumes_after_a_server_restart(cli_world: 
 
 
 def test_tail_colours_by_severity_on_a_terminal() -> None:
-    from app.cli_query import TailPrinter, format_hit
+    from app.cli.query import TailPrinter, format_hit
 
     hit = {
         "time": "2026-11-27T10:00:00.123456789Z",

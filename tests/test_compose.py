@@ -166,6 +166,6 @@ def test_the_files_the_image_copies_make_an_installable_project(tmp_path: Path) 
     assert built.returncode == 0, built.stderr
     (wheel,) = (tmp_path / "dist").glob("laas-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert {"deploy/healthcheck.py", "app/metrics.py", "web/ui.py"} <= set(names)
+    assert {"deploy/healthcheck.py", "app/runtime/metrics.py", "web/ui.py"} <= set(names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "laas = app.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "laas = app.cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -12,17 +12,17 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app import demo
-from app.accounts import ensure_demo_async, verify_api_key
-from app.db import create_engine, session_factory
-from app.demo import BURST_LINES, HOSTS, LINES, DemoTraffic, Line, demo_records, prepare
+from app.accounts.tenancy import ensure_demo_async, verify_api_key
+from app.cli import demo
+from app.cli.demo import BURST_LINES, HOSTS, LINES, DemoTraffic, Line, demo_records, prepare
+from app.db.engine import create_engine, session_factory
+from app.db.migrations import upgrade_database_async
+from app.db.models import AlertRule, ApiKey
 from app.ingest.convert import record_from_json
-from app.migrations import upgrade_database_async
-from app.models import AlertRule, ApiKey
-from app.patterns import TenantMiner
 from app.query import parse
 from app.query.match import compile_predicate
 from app.settings import Settings
+from app.templates import TenantMiner
 from tests.auth_fixtures import *  # noqa: F403
 from tests.auth_fixtures import make_settings
 

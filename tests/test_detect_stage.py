@@ -14,10 +14,10 @@ import pytest
 import agents.detect
 from agents.detect import Detection
 from app.anomaly import SourceMonitor
-from app.events import NS, LogEvent, RawPosition
+from app.kafka.topics import declare_topics
+from app.pipeline.events import NS, LogEvent, RawPosition
+from app.pipeline.faust_app import create_app
 from app.settings import load_settings
-from app.streams import create_app
-from app.topics import declare_topics
 
 
 def event(host: str, t: float, service: str = "api") -> LogEvent:
@@ -181,7 +181,7 @@ async def test_light_state_is_written_at_a_bounded_rate_and_after_a_finding(
 
 
 async def test_eviction_is_counted(tmp_path: Path) -> None:
-    from app.metrics import METRICS
+    from app.runtime.metrics import METRICS
 
     def evicted() -> float:
         text = METRICS.render().decode()

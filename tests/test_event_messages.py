@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from app.event_messages import by_source, decode, encode
-from app.events import LogEvent, RawPosition
+from app.pipeline.event_messages import by_source, decode, encode
+from app.pipeline.events import LogEvent, RawPosition
 
 
 def event(i: int, host: str = "h1", message: str = "hello") -> LogEvent:
@@ -77,8 +77,8 @@ def test_decoded_events_equal_constructed_ones_with_or_without_every_field() -> 
 def test_decode_shared_decodes_each_message_once() -> None:
     from faust.types import Message
 
-    from app.event_messages import Unsigned, decode_shared
-    from app.stamp import Stamps
+    from app.kafka.stamp import Stamps
+    from app.pipeline.event_messages import Unsigned, decode_shared
 
     stamps = Stamps(b"unit-test-secret")
 

@@ -39,11 +39,11 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest as OtlpRequest,
 )
 
-from app.gateway import OTLP_EXPORT, PUSH, PUSH_STREAM, bound_port, start_gateway
+from app.ingest.gateway import OTLP_EXPORT, PUSH, PUSH_STREAM, bound_port, start_gateway
+from app.kafka.topics import RAW, topic_name
 from app.query.match import compile_predicate
-from app.search import BadParameter, read_query
+from app.query.search import BadParameter, read_query
 from app.settings import Settings
-from app.topics import RAW, topic_name
 from protos.laas.v1 import PushAck
 from protos.opentelemetry.proto.collector.logs.v1 import ExportLogsServiceResponse
 from tests.auth_fixtures import build_world, client_for, make_settings, running_app

@@ -1,11 +1,11 @@
-"""The worker processes' garbage-collector settings (app/gc_tuning.py)."""
+"""The worker processes' garbage-collector settings (app/runtime/gc_tuning.py)."""
 
 from __future__ import annotations
 
 import gc
 import weakref
 
-from app.gc_tuning import tune_gc
+from app.runtime.gc_tuning import tune_gc
 from app.settings import load_settings
 
 
@@ -25,7 +25,7 @@ def test_tune_gc_raises_the_young_threshold_and_freezes_start_up_objects() -> No
 
 
 def test_the_analytics_policy_keeps_full_collections_rare() -> None:
-    from app.gc_tuning import ANALYTICS_GEN2_THRESHOLD, tune_analytics_gc
+    from app.runtime.gc_tuning import ANALYTICS_GEN2_THRESHOLD, tune_analytics_gc
 
     before = gc.get_threshold()
     try:
@@ -38,7 +38,7 @@ def test_the_analytics_policy_keeps_full_collections_rare() -> None:
 
 
 def test_the_freezer_freezes_admitted_state_every_n_sources_and_not_young_cycles() -> None:
-    from app.gc_tuning import Freezer
+    from app.runtime.gc_tuning import Freezer
 
     class Node:
         ref: object = None

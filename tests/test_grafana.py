@@ -1,5 +1,5 @@
 """deploy/grafana/laas.json: a Grafana dashboard whose every query names metrics (and labels)
-that the LaaS processes export (app/metrics.py; tests/test_metrics.py scrapes them live)."""
+that the LaaS processes export (app/runtime/metrics.py; tests/test_metrics.py scrapes them live)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.metrics import SPECS, Metrics
+from app.runtime.metrics import SPECS, Metrics
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "laas.json"
 FUNCTIONS = {"sum", "max", "min", "avg", "count", "rate", "irate", "increase",

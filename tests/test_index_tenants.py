@@ -8,9 +8,9 @@ import time
 
 from elasticsearch import AsyncElasticsearch
 
-from app import esindex
-from app.events import DeadLetter, LogEvent, RawPosition
-from app.topics import DEADLETTER, EVENTS
+from app.elastic import esindex
+from app.kafka.topics import DEADLETTER, EVENTS
+from app.pipeline.events import DeadLetter, LogEvent, RawPosition
 from bench.tenants import ensure_tenants
 from tests.stream_fixtures import *  # noqa: F403
 from tests.stream_fixtures import StreamEnv, produce_raw, read_topic, tenant_count

@@ -10,7 +10,7 @@ import time
 
 from click.testing import CliRunner
 
-from app.cli import main
+from app.cli.main import main
 from app.client import LaasHandler
 from app.ingest.convert import from_any
 from app.settings import Settings

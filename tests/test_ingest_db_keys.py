@@ -1,4 +1,4 @@
-"""The gateway with the real key store (app.accounts on SQLite): scopes, revocation, rate."""
+"""The gateway with the real key store (app.accounts.tenancy, SQLite): scopes, revocation, rate."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from app.accounts import create_api_key, create_tenant, revoke_api_key
-from app.db import SessionFactory, create_engine, session_factory
-from app.gateway import bound_port, start_gateway
+from app.accounts.tenancy import create_api_key, create_tenant, revoke_api_key
+from app.db.engine import SessionFactory, create_engine, session_factory
+from app.db.migrations import upgrade_database_async
 from app.ingest.auth import DatabaseVerifier
-from app.migrations import upgrade_database_async
+from app.ingest.gateway import bound_port, start_gateway
 from app.settings import Settings
 from protos.laas.v1 import AnyValue, LogBatch, LogIngestStub, LogRecord
 from tests.ingest_fixtures import *  # noqa: F403

@@ -185,7 +185,7 @@ async def test_rate_limit_gives_resource_exhausted_with_retry(gateway: int) -> N
 
 
 async def test_kafka_unreachable_gives_unavailable(keys) -> None:  # type: ignore[no-untyped-def]
-    from app.gateway import bound_port, start_gateway
+    from app.ingest.gateway import bound_port, start_gateway
     from app.settings import load_settings
 
     dead = load_settings(kafka_bootstrap="127.0.0.1:1", ingest_produce_timeout=2.0)
@@ -211,7 +211,7 @@ async def test_laas_gateway_migrates_the_user_database(tmp_path) -> None:  # typ
     import subprocess
     import sys
 
-    from app.migrations import current_revision, head_revision
+    from app.db.migrations import current_revision, head_revision
 
     db = f"sqlite+aiosqlite:///{tmp_path}/users.db"
     with socket.socket() as s:
@@ -310,7 +310,7 @@ async def test_oversized_and_compressed_bombs_are_resource_exhausted(
         raw_settings: Settings, keys) -> None:  # type: ignore[no-untyped-def]
     import grpc
 
-    from app.gateway import start_gateway
+    from app.ingest.gateway import start_gateway
 
     small = raw_settings.model_copy(update={"ingest_max_batch_bytes": 64 * 1024})
     server, service = await start_gateway(small, verifier=keys, host="127.0.0.1", port=0)
@@ -381,7 +381,7 @@ async def test_tls_on_grpc_and_otlp_http(raw_settings: Settings, keys, tmp_path)
     import grpc
     import httpx
 
-    from app.gateway import start_gateway
+    from app.ingest.gateway import start_gateway
     from tests.tls_fixtures import make_certs
 
     certs = make_certs(tmp_path / "tls")
@@ -417,7 +417,7 @@ async def test_tls_on_grpc_and_otlp_http(raw_settings: Settings, keys, tmp_path)
 
 
 def test_plain_text_only_on_loopback_unless_allowed(raw_settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from app.gateway import GatewayConfigError, tls_files
+    from app.ingest.gateway import GatewayConfigError, tls_files
 
     assert tls_files(raw_settings, "127.0.0.1") is None
     assert tls_files(raw_settings, "::1") is None and tls_files(raw_settings, "localhost") is None
@@ -454,7 +454,7 @@ async def test_health_is_not_serving_while_kafka_is_unreachable(keys) -> None:  
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from app.gateway import _watch_kafka, start_gateway
+    from app.ingest.gateway import _watch_kafka, start_gateway
     from app.settings import load_settings
 
     dead = load_settings(kafka_bootstrap="127.0.0.1:1", ingest_produce_timeout=1.0)
@@ -483,7 +483,7 @@ async def test_health_is_not_serving_while_kafka_is_unreachable(keys) -> None:  
 async def test_a_port_in_use_stops_the_gateway(raw_settings: Settings, keys) -> None:  # type: ignore[no-untyped-def]
     import grpc
 
-    from app.gateway import GatewayConfigError, start_gateway
+    from app.ingest.gateway import GatewayConfigError, start_gateway
 
     first, service = await start_gateway(raw_settings, verifier=keys, host="127.0.0.1", port=0,
                                          http_port=0)

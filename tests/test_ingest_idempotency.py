@@ -24,11 +24,10 @@ from grpclib.exceptions import GRPCError
 from starlette.applications import Starlette
 
 from agents.index import index_group
-from app import esindex
 from app.client import LaasHandler, SendError, Shipper
-from app.events import LogEvent, RawPosition, batch_doc_id
-from app.gateway import bound_port, start_gateway
+from app.elastic import esindex
 from app.ingest.errors import BatchRejected
+from app.ingest.gateway import bound_port, start_gateway
 from app.ingest.service import IngestService
 from app.ingest.validate import idempotency_key_problem
 from app.ingest.writer import (
@@ -38,11 +37,12 @@ from app.ingest.writer import (
     index_ranges,
     raw_batches,
 )
-from app.kafka_client import client_options
-from app.normalize import RawMessage, batch_indexes, normalize
+from app.kafka.client import client_options
+from app.kafka.stamp import Stamps
+from app.kafka.topics import EVENTS, RAW
+from app.pipeline.events import LogEvent, RawPosition, batch_doc_id
+from app.pipeline.normalize import RawMessage, batch_indexes, normalize
 from app.settings import Settings
-from app.stamp import Stamps
-from app.topics import EVENTS, RAW
 from protos.laas.v1 import AnyValue, LogBatch, LogIngestStub, LogRecord, Resource
 from tests.ingest_fixtures import *  # noqa: F403
 from tests.ingest_fixtures import KeyTable, RawRecord, consume

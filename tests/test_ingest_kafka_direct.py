@@ -7,9 +7,9 @@ import time
 from aiokafka import AIOKafkaProducer
 
 from app.ingest.convert import decode_raw_value, from_any
-from app.kafka_client import client_options
+from app.kafka.client import client_options
+from app.kafka.topics import RAW, topic_name
 from app.settings import Settings
-from app.topics import RAW, topic_name
 from protos.laas.v1 import AnyValue, LogRecord
 from tests.ingest_fixtures import *  # noqa: F403
 from tests.ingest_fixtures import consume

@@ -23,12 +23,12 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from starlette.applications import Starlette
 
-from app.gateway import bound_port, start_gateway
 from app.ingest.convert import from_any
+from app.ingest.gateway import bound_port, start_gateway
 from app.ingest.service import IngestService
-from app.kafka_client import client_options
+from app.kafka.client import client_options
+from app.kafka.topics import RAW, topic_name
 from app.settings import Settings, load_settings
-from app.topics import RAW, topic_name
 from deploy.kafka import Kafka
 from protos.laas.v1 import AnyValue, LogBatch, LogIngestStub, LogRecord
 from tests.ingest_fixtures import KeyTable, consume

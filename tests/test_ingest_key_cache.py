@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from app.accounts import create_api_key, create_tenant, revoke_api_key
-from app.db import SessionFactory, create_engine, session_factory
+from app.accounts.security import new_api_key
+from app.accounts.tenancy import create_api_key, create_tenant, revoke_api_key
+from app.db.engine import SessionFactory, create_engine, session_factory
+from app.db.migrations import upgrade_database_async
+from app.db.models import ApiKey
 from app.ingest.auth import DatabaseVerifier
 from app.ingest.errors import DatabaseUnavailable
-from app.migrations import upgrade_database_async
-from app.models import ApiKey
-from app.security import new_api_key
 
 
 @pytest.fixture

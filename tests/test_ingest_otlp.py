@@ -25,9 +25,9 @@ from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
-from app import esindex
-from app.gateway import start_gateway
+from app.elastic import esindex
 from app.ingest.convert import from_any
+from app.ingest.gateway import start_gateway
 from app.query.elastic import to_elasticsearch
 from app.query.parser import parse
 from app.settings import Settings
@@ -360,7 +360,7 @@ async def test_numeric_attribute_fields_are_bounded_and_conflicts_counted(
         es: AsyncElasticsearch, unique: str) -> None:
     import time
 
-    from app.events import LogEvent, RawPosition
+    from app.pipeline.events import LogEvent, RawPosition
     from app.settings import load_settings
 
     settings = load_settings(index_prefix=f"{unique}-", es_numeric_attribute_fields=3)

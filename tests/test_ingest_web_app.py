@@ -12,11 +12,11 @@ import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from app import accounts
+from app.accounts import tenancy
 from app.ingest.convert import from_any
 from app.ingest.service import IngestService
+from app.kafka.topics import RAW, topic_name
 from app.settings import Settings, load_settings
-from app.topics import RAW, topic_name
 from protos.laas.v1 import LogRecord
 from tests.conftest import kafka_options
 from tests.ingest_fixtures import consume
@@ -50,10 +50,10 @@ async def test_logs_through_create_app(web_settings: Settings) -> None:
     await lifespan.__aenter__()  # migrates the fresh database, opens the engine
     try:
         async with app.state.sessions() as session, session.begin():
-            tenant = await accounts.create_tenant(session, "acme")
-            ingest_key, ingest = await accounts.create_api_key(session, tenant.id, "ship",
+            tenant = await tenancy.create_tenant(session, "acme")
+            ingest_key, ingest = await tenancy.create_api_key(session, tenant.id, "ship",
                                                                "ingest")
-            _, read = await accounts.create_api_key(session, tenant.id, "look", "read")
+            _, read = await tenancy.create_api_key(session, tenant.id, "look", "read")
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://laas") as client:
             async def post(key: str | None, body: str) -> httpx.Response:
@@ -79,7 +79,7 @@ async def test_logs_through_create_app(web_settings: Settings) -> None:
             assert denied.status_code == 403, denied.text
 
             async with app.state.sessions() as session, session.begin():
-                await accounts.revoke_api_key(session, tenant.id, ingest_key.id)
+                await tenancy.revoke_api_key(session, tenant.id, ingest_key.id)
             assert (await post(ingest, body)).status_code == 401
 
         msgs = await consume(web_settings, 2, timeout=10)

@@ -13,8 +13,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from app.gateway import LOG_INGEST
-from app.metrics import SPECS
+from app.ingest.gateway import LOG_INGEST
+from app.runtime.metrics import SPECS
 from app.settings import Settings
 
 K8S = Path(__file__).resolve().parent.parent / "deploy" / "k8s"

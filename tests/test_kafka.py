@@ -12,7 +12,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from app.kafka_client import cluster_env
+from app.kafka.client import cluster_env
 from app.settings import load_settings
 from tests.conftest import kafka_options
 

@@ -1,4 +1,4 @@
-"""How LaaS's Kafka clients log in (app/kafka_client.py): the local stack's SASL users, or the
+"""How LaaS's Kafka clients log in (app/kafka/client.py): the local stack's SASL users, or the
 settings of a Kafka of your own."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import faust
 import pytest
 from pydantic import SecretStr
 
-from app.kafka_client import (
+from app.kafka.client import (
     KafkaCredentialsMissing,
     client_options,
     cluster_env,

@@ -1,5 +1,5 @@
 """The index stage's view of which tenants exist and where they are indexed
-(app/known_tenants.py)."""
+(app/elastic/known_tenants.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from app.esindex import TenantIndexing
-from app.known_tenants import KnownTenants
+from app.elastic.esindex import TenantIndexing
+from app.elastic.known_tenants import KnownTenants
 
 
 def loader(tenants: dict[str, TenantIndexing], loads: list[int]):  # type: ignore[no-untyped-def]

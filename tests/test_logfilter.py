@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from app.logfilter import RepeatFilter, quiet_repeats
+from app.runtime.logfilter import RepeatFilter, quiet_repeats
 
 
 def record(msg: str, *args: object, name: str = "aiokafka.client") -> logging.LogRecord:

@@ -1,4 +1,4 @@
-"""Metrics (app/metrics.py): the worker serves its own series and its child processes' merged."""
+"""Metrics (app/runtime/metrics.py): the worker serves its own and its child processes' series."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.metrics import SPECS, Metrics
+from app.runtime.metrics import SPECS, Metrics
 from tests.compose_fixtures import ComposeRun
 from tests.stream_fixtures import wait_for
 
@@ -73,8 +73,8 @@ def test_every_declared_metric_is_exported() -> None:
 async def test_grpc_interceptor_counts_calls_by_method_and_code() -> None:
     import grpc
 
-    from app.grpc_metrics import MetricsInterceptor
-    from app.metrics import METRICS
+    from app.ingest.grpc_metrics import MetricsInterceptor
+    from app.runtime.metrics import METRICS
 
     async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         return request
@@ -127,7 +127,7 @@ async def test_grpc_interceptor_counts_calls_by_method_and_code() -> None:
 def test_serve_http_answers_with_the_exposition() -> None:
     import urllib.request
 
-    from app.metrics import METRICS, serve_http
+    from app.runtime.metrics import METRICS, serve_http
 
     METRICS.inc("laas_retention_deleted_total", 0)
     server = serve_http("127.0.0.1", 0)

@@ -40,11 +40,11 @@ from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import LogExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
-from app import demo
+from app.cli import demo
 from app.client import Shipper
-from app.events import DeadLetter
 from app.ingest.convert import record_from_json
-from app.kafka_client import client_options
+from app.kafka.client import client_options
+from app.pipeline.events import DeadLetter
 from app.settings import Settings, load_settings
 from tests.test_kafka import free_port
 

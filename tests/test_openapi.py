@@ -27,8 +27,8 @@ from schemathesis.core.result import Ok
 from schemathesis.generation import GenerationMode
 from schemathesis.python import asgi
 
+from app.kafka.topics import ALL, topic_name
 from app.settings import Settings
-from app.topics import ALL, topic_name
 from tests.auth_fixtures import PASSWORD, build_world, client_for, make_settings, running_app
 from tests.conftest import kafka_options
 from tests.search_fixtures import event, index_events

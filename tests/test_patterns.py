@@ -11,11 +11,11 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from app.demo import BURST_LINES, LINES, DemoTraffic, demo_records
-from app.pattern_index import alias_doc, merge_template, resolve_ids, template_doc
-from app.patterns import MaskingConfig, MinerConfig, TenantMiner, mask, template_id
-from app.patterns.masking import BUILTIN_MASKERS
-from app.patterns.tokens import collapse_lists
+from app.cli.demo import BURST_LINES, LINES, DemoTraffic, demo_records
+from app.elastic.template_index import alias_doc, merge_template, resolve_ids, template_doc
+from app.templates import MaskingConfig, MinerConfig, TenantMiner, mask, template_id
+from app.templates.masking import BUILTIN_MASKERS
+from app.templates.tokens import collapse_lists
 
 
 def test_masks_common_variables() -> None:
@@ -361,8 +361,8 @@ def _bucket(tid: str, count: int, first: float, trend: list[int]) -> dict[str, o
 def test_patterns_api_rows_add_up_every_id_of_one_text() -> None:
     """One row per template text: an old id aliased to the current one, and an id of an older
     version of the miner with the same text (no alias), count under the current id."""
-    from app.search import read_query
-    from web.patterns import _group, _pattern_row
+    from app.query.search import read_query
+    from web.templates import _group, _pattern_row
 
     known = {
         "cur": {"template_id": "cur", "template": "a <*>", "first_seen": 500, "last_seen": 9},

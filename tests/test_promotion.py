@@ -1,5 +1,5 @@
-"""Promotion from the shared indices to dedicated ones (app/promotion.py, `laas tenant promote`)
-on the real Elasticsearch and a SQLite user database."""
+"""Promotion from the shared indices to dedicated ones (app/elastic/promotion.py, `laas tenant
+promote`) on the real Elasticsearch and a SQLite user database."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import pytest
 from click.testing import CliRunner
 from elasticsearch import AsyncElasticsearch
 
-from app import esindex
-from app.cli import main
-from app.db import create_engine
-from app.known_tenants import day_number, tenant_indexing
-from app.promotion import next_day, promote_oversized
+from app.cli.main import main
+from app.db.engine import create_engine
+from app.elastic import esindex
+from app.elastic.known_tenants import day_number, tenant_indexing
+from app.elastic.promotion import next_day, promote_oversized
+from app.elastic.sink import ElasticsearchSink
 from app.settings import Settings, load_settings
-from app.sink import ElasticsearchSink
 from bench.tenants import ensure_tenants
 from tests.test_stream_index import event
 

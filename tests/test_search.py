@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from app.events import LogEvent
+from app.pipeline.events import LogEvent
 from app.query import parse
 from app.query.match import compile_predicate
 from tests.auth_fixtures import *  # noqa: F403

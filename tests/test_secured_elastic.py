@@ -31,10 +31,10 @@ from click.testing import CliRunner
 from elastic_transport import TlsError
 from elasticsearch import AuthenticationException, AuthorizationException
 
-from app import esindex
-from app.cli import main
-from app.elastic import es_client
-from app.events import NS
+from app.cli.main import main
+from app.elastic import esindex
+from app.elastic.client import es_client
+from app.pipeline.events import NS
 from app.settings import Settings, load_settings
 from deploy.elastic import Elasticsearch, Security
 from tests.auth_fixtures import build_world, client_for, running_app

@@ -11,7 +11,7 @@ import asyncio
 
 from elasticsearch import AsyncElasticsearch
 
-from app import esindex
+from app.elastic import esindex
 from tests.stream_fixtures import *  # noqa: F403
 from tests.stream_fixtures import StreamEnv, alive, produce_raw, tenant_count
 

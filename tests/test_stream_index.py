@@ -13,13 +13,13 @@ import pytest
 from elasticsearch import AsyncElasticsearch, BadRequestError
 
 from agents.stats import ensure_sources_index
-from app import esindex
-from app.events import LogEvent, RawPosition
-from app.pattern_index import ensure_patterns_index, patterns_index
-from app.retention import apply_retention, expired, prepare_shared_indices, prune_snapshots
+from app.elastic import esindex
+from app.elastic.retention import apply_retention, expired, prepare_shared_indices, prune_snapshots
+from app.elastic.sink import ElasticsearchSink
+from app.elastic.template_index import ensure_patterns_index, patterns_index
+from app.pipeline.events import LogEvent, RawPosition
+from app.pipeline.stats import fold, fold_all
 from app.settings import Settings, load_settings
-from app.sink import ElasticsearchSink
-from app.stats import fold, fold_all
 from tests.search_fixtures import TIERS, tier_indexing
 
 

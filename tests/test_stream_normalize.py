@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.events import DeadLetter, LogEvent, RawPosition
 from app.ingest.auth import Principal
-from app.normalize import RawMessage
-from app.normalize import normalize as normalize_with
-from app.parsing import (
+from app.kafka.stamp import Stamps
+from app.pipeline.events import DeadLetter, LogEvent, RawPosition
+from app.pipeline.normalize import RawMessage
+from app.pipeline.normalize import normalize as normalize_with
+from app.pipeline.parsing import (
     json_in_message,
     key_values,
     parse_iso,
@@ -24,7 +25,6 @@ from app.parsing import (
     severity_name,
     template_id,
 )
-from app.stamp import Stamps
 from protos.laas.v1 import AnyValue, KeyValueList, LogBatch, LogRecord, Resource
 
 NOW = int(datetime(2026, 11, 27, 12, 0, tzinfo=UTC).timestamp() * 1e9)
@@ -264,7 +264,7 @@ def test_a_tenant_header_is_trusted_only_with_the_ingest_signature() -> None:
 
 
 def test_attribute_cap() -> None:
-    from app.normalize import Limits
+    from app.pipeline.normalize import Limits
 
     value = json.dumps({"message": "m", **{f"a{i}": i for i in range(50)}}).encode()
     (e,) = normalize(raw(value), now_ns=NOW, limits=Limits(max_attributes=10)).events

@@ -9,11 +9,11 @@ import time
 
 from elasticsearch import AsyncElasticsearch
 
-from app import esindex
-from app.event_messages import decode
-from app.events import DeadLetter, LogEvent, RawPosition
-from app.stamp import Stamps
-from app.topics import DEADLETTER, EVENTS
+from app.elastic import esindex
+from app.kafka.stamp import Stamps
+from app.kafka.topics import DEADLETTER, EVENTS
+from app.pipeline.event_messages import decode
+from app.pipeline.events import DeadLetter, LogEvent, RawPosition
 from protos.laas.v1 import AnyValue, LogRecord, Resource
 from tests.stream_fixtures import *  # noqa: F403
 from tests.stream_fixtures import (

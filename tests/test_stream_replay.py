@@ -10,9 +10,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from elasticsearch import AsyncElasticsearch
 
-from app import esindex
-from app.kafka_client import client_options
-from app.replay import Replay
+from app.elastic import esindex
+from app.kafka.client import client_options
+from app.pipeline.replay import Replay
 from bench.tenants import promote_tenants
 from tests.search_fixtures import TIERS
 from tests.stream_fixtures import *  # noqa: F403

@@ -9,9 +9,9 @@ import pytest
 from elasticsearch import AsyncElasticsearch
 
 from agents.stats import ensure_sources_index
-from app import esindex
+from app.elastic import esindex
+from app.pipeline.stats import snapshot_doc
 from app.settings import Settings
-from app.stats import snapshot_doc
 from tests.auth_fixtures import World, build_world, client_for, make_settings, running_app
 
 

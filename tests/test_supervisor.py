@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from app.cli.up import DEMO, Child, Restarts, supervise
 from app.settings import Settings
-from app.supervisor import DEMO, Child, Restarts, supervise
 
 
 def test_delays_double_then_a_crash_loop_gives_up() -> None:

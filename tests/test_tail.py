@@ -19,11 +19,11 @@ from elasticsearch import AsyncElasticsearch
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from app import accounts, logins
-from app.events import LogEvent
+from app.accounts import logins, tenancy
+from app.kafka.stamp import Stamps
+from app.kafka.topics import ALERTS, EVENTS, topic_name
+from app.pipeline.events import LogEvent
 from app.settings import Settings
-from app.stamp import Stamps
-from app.topics import ALERTS, EVENTS, topic_name
 from tests.auth_fixtures import *  # noqa: F403
 from tests.auth_fixtures import World, build_world, make_settings, running_app
 from tests.conftest import kafka_options
@@ -308,7 +308,7 @@ async def test_tail_closes_when_its_read_key_is_revoked(tail_world: TailWorld) -
     async with tw.connect("key_read") as ws:
         await until_ready(ws)
         async with tw.world.sessions.begin() as session:
-            await accounts.revoke_api_key(
+            await tenancy.revoke_api_key(
                 session, tw.world.tenant_ids["acme"], tw.world.key_ids["key_read"])
         took, frames = await streams_until_closed(tw, ws, RECHECK_BOUND + 10)
     assert took <= RECHECK_BOUND, took
@@ -322,7 +322,7 @@ async def test_tail_closes_when_the_user_is_removed(tail_world: TailWorld) -> No
     async with connect(f"{tw.url}?token={tw.world.creds['viewer']}") as ws:
         await until_ready(ws)
         async with tw.world.sessions.begin() as session:
-            await accounts.remove_member(
+            await tenancy.remove_member(
                 session, tw.world.tenant_ids["acme"], tw.world.user_ids["viewer"])
         took, frames = await streams_until_closed(tw, ws, RECHECK_BOUND + 10)
     assert took <= RECHECK_BOUND, took

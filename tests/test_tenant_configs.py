@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import update
 
 from agents.templates import TenantConfigs
-from app.accounts import create_tenant
-from app.db import SessionFactory, create_engine, session_factory
-from app.migrations import upgrade_database_async
-from app.models import Tenant
+from app.accounts.tenancy import create_tenant
+from app.db.engine import SessionFactory, create_engine, session_factory
+from app.db.migrations import upgrade_database_async
+from app.db.models import Tenant
 from app.settings import Settings, load_settings
 
 NO_NUMBERS = {"numbers": False, "extra": [["<ORDER>", r"ord-\d+"]]}

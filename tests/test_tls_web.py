@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.cli.up import web_healthy
 from app.settings import load_settings
-from app.supervisor import web_healthy
 from tests.test_kafka import free_port
 from tests.tls_fixtures import CertFiles, make_certs
 from web.app import create_app, server_config

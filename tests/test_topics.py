@@ -1,5 +1,5 @@
 """The LaaS topics: created in one place before any consumer joins, checked when they exist
-(`app/topic_admin.py`), shown by `laas topics status`."""
+(`app/kafka/admin.py`), shown by `laas topics status`."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from agents.worker import worker_topic_specs
+from app.kafka.admin import TopicMismatch, TopicState, differences, ensure_topics
+from app.kafka.topics import ALL, TopicSpec, laas_topic_specs, topic_name
 from app.settings import Settings
-from app.topic_admin import TopicMismatch, TopicState, differences, ensure_topics
-from app.topics import ALL, TopicSpec, laas_topic_specs, topic_name
-from app.worker import worker_topic_specs
 from tests.conftest import kafka_options
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,8 +11,8 @@ watching the live tail the test sends a new log through the ingest API (worker â
 tail); when it watches the Alerts page it publishes an alert to `alerts`. The alert is the real
 detection's: tenant acme's checkout events replayed through `Windows` and a `SourceMonitor`,
 ending in an error burst that is also indexed, turned into alert documents by
-`app.alerting.anomaly_alert`, stored with the alert stage's `store_alert` and published as the
-detect stage publishes (the worker's alert stage stores it too). When tenant beta's admin has
+`app.pipeline.alerting.anomaly_alert`, stored with the alert stage's `store_alert` and published as
+the detect stage publishes (the worker's alert stage stores it too). When tenant beta's admin has
 created a webhook in the browser (pointing at a receiver in this test), the test sends beta
 error logs through the ingest API until the worker's rule (`level:error`, made through the
 rules API) fires and the worker delivers the alert; it checks the signature with the secret the page
@@ -40,17 +40,17 @@ from elasticsearch import AsyncElasticsearch
 
 from agents.alerts import ensure_alerts_index, store_alert
 from agents.stats import ensure_sources_index
-from app import esindex
-from app.alerting import Grouper, anomaly_alert, encode
 from app.anomaly import MonitorConfig, SourceMonitor, Windows
-from app.events import NS, LogEvent
-from app.models import Role
-from app.pattern_index import ensure_patterns_index, patterns_index
-from app.patterns import TenantMiner
+from app.db.models import Role
+from app.elastic import esindex
+from app.elastic.template_index import ensure_patterns_index, patterns_index
+from app.kafka.stamp import Stamps
+from app.kafka.topics import ALERTS, topic_name
+from app.pipeline.alerting import Grouper, anomaly_alert, encode
+from app.pipeline.events import NS, LogEvent
+from app.pipeline.stats import fold, snapshot_doc
 from app.settings import Settings
-from app.stamp import Stamps
-from app.stats import fold, snapshot_doc
-from app.topics import ALERTS, topic_name
+from app.templates import TenantMiner
 from tests.auth_fixtures import (
     PASSWORD,
     World,

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
-from app.topics import ALL
+from app.kafka.topics import ALL
 from deploy.proc import port_open
 from tests.conftest import kafka_options
 from tests.stream_fixtures import children_of

@@ -1,4 +1,4 @@
-"""The stalled-partition watchdog (app/watchdog.py): the pure tracker, and workers started
+"""The stalled-partition watchdog (app/pipeline/watchdog.py): the pure tracker, and workers started
 together on a backlog consuming every partition (issue 16, FINDINGS 7)."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from elasticsearch import AsyncElasticsearch
 
 from app.ingest.wire import pb
+from app.kafka.topics import ALL, EVENTS, RAW
+from app.pipeline.watchdog import ACTIONS, StallTracker, action_for, check_interval
 from app.settings import load_settings
-from app.topics import ALL, EVENTS, RAW
-from app.watchdog import ACTIONS, StallTracker, action_for, check_interval
 from tests.conftest import kafka_options
 from tests.stream_fixtures import StreamEnv, produce_raw
 

@@ -30,7 +30,7 @@ from elasticsearch import AsyncElasticsearch
 from starlette.applications import Starlette
 
 from agents.alerts import Webhooks
-from app.models import Role, Webhook, WebhookDelivery
+from app.db.models import Role, Webhook, WebhookDelivery
 from app.settings import Settings
 from tests.auth_fixtures import World, client_for, make_settings, running_app
 from tests.stream_fixtures import free_port
@@ -91,11 +91,11 @@ async def laas(tmp_path: Path, **overrides: Any) -> AsyncIterator[Setup]:
     settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'hooks.db'}", tmp_path / "state",
                              **values)
     async with running_app(settings) as app:
-        from app import accounts
+        from app.accounts import tenancy
 
         world = World(app=app, sessions=app.state.sessions)
         async with world.sessions.begin() as session:
-            world.tenant_ids["acme"] = (await accounts.create_tenant(session, "acme")).id
+            world.tenant_ids["acme"] = (await tenancy.create_tenant(session, "acme")).id
         await world.add_user("acme", "admin", Role.ADMIN)
         await world.login("admin")
         yield Setup(app, settings, world, world.tenant_ids["acme"])
@@ -295,7 +295,7 @@ async def test_dns_rebinding_is_refused_at_delivery(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The name resolved to a public address when the hook was created and resolves to
     loopback when the alert is delivered: refused, nothing sent."""
-    from app import webhook_guard
+    from app.pipeline import webhook_guard
 
     async with receiving() as receiver, laas(tmp_path) as setup:
         url = f"http://rebind.example:{receiver.port}/hook"
@@ -318,7 +318,7 @@ async def test_dns_rebinding_is_refused_at_delivery(tmp_path: Path,
 
 
 async def test_a_name_with_one_internal_address_is_refused() -> None:
-    from app import webhook_guard
+    from app.pipeline import webhook_guard
 
     mixed = stub({"mixed.example": ["93.184.215.14", "10.0.0.7"]})
     with pytest.raises(webhook_guard.AddressRefused) as refused:
@@ -416,13 +416,13 @@ def tls_pair(name: str, folder: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     ("::ffff:8.8.8.8", None), ("64:ff9b::808:808", None),
 ])
 def test_address_classes(address: str, why: str | None) -> None:
-    from app.webhook_guard import refusal
+    from app.pipeline.webhook_guard import refusal
 
     assert refusal(ipaddress.ip_address(address)) == why
 
 
 def test_allowlist_admits_its_networks_but_never_metadata() -> None:
-    from app.webhook_guard import refusal
+    from app.pipeline.webhook_guard import refusal
 
     ip = ipaddress.ip_address
     lan = [ipaddress.ip_network("10.20.0.0/16"), ipaddress.ip_network("127.0.0.1/32")]
@@ -438,7 +438,7 @@ def test_allowlist_admits_its_networks_but_never_metadata() -> None:
 
 def test_signature_matches_the_standard_webhooks_vector() -> None:
     """The example of the Standard Webhooks libraries' tests."""
-    from app.alerting import sign_standard
+    from app.pipeline.alerting import sign_standard
 
     assert sign_standard("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek",
                          1614265330, b'{"test": 2432232314}') == \
@@ -446,7 +446,7 @@ def test_signature_matches_the_standard_webhooks_vector() -> None:
 
 
 def test_old_hex_secrets_still_sign_and_verify() -> None:
-    from app.alerting import SIGNATURE_HEADER, sign, webhook_headers
+    from app.pipeline.alerting import SIGNATURE_HEADER, sign, webhook_headers
 
     secret, body, now = "ab" * 32, b'{"id":"x"}', time.time()
     headers = webhook_headers(secret, "x", body, now)
@@ -455,7 +455,7 @@ def test_old_hex_secrets_still_sign_and_verify() -> None:
 
 
 async def test_resolution_waits_no_longer_than_the_timeout() -> None:
-    from app import webhook_guard
+    from app.pipeline import webhook_guard
 
     async def slow(host: str, port: int) -> list[str]:
         await asyncio.sleep(5)

@@ -19,9 +19,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app import accounts, esindex
-from app.alerting import sign_standard
-from app.models import Role, WebhookDelivery
+from app.accounts import tenancy
+from app.db.models import Role, WebhookDelivery
+from app.elastic import esindex
+from app.pipeline.alerting import sign_standard
 from app.settings import Settings
 from tests.auth_fixtures import World
 from tests.serving import served
@@ -31,7 +32,7 @@ from tests.stream_fixtures import StreamEnv
 async def add_membership(world: World, tenant: str, name: str, role: Role) -> None:
     """Make the existing user `name` a member of `tenant` too (an invite of a known email)."""
     async with world.sessions.begin() as session:
-        await accounts.add_user_to_tenant(session, world.tenant_ids[tenant], world.emails[name],
+        await tenancy.add_user_to_tenant(session, world.tenant_ids[tenant], world.emails[name],
                                           role)
 
 

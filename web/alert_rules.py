@@ -2,7 +2,8 @@
 (admins) of the caller's tenant, with each webhook's delivery log.
 
 A webhook URL must resolve to public addresses only (or to `webhook_allow_networks`): checked
-here on creation and change, and again by the worker on every delivery (app/webhook_guard.py).
+here on creation and change, and again by the worker on every delivery
+(app/pipeline/webhook_guard.py).
 
 A rule counts events matching `query` (search syntax, evaluated in the stream by the detect
 stage) per `window_seconds` and fires when the count is `above` / `below` `threshold`, at most
@@ -18,11 +19,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app import webhook_guard
-from app.account_errors import InvalidInput, NotFound
-from app.alerting import new_webhook_secret
-from app.authz import Permission
-from app.models import AlertRule, Webhook, WebhookDelivery, utcnow
+from app.accounts.authz import Permission
+from app.accounts.errors import InvalidInput, NotFound
+from app.db.models import AlertRule, Webhook, WebhookDelivery, utcnow
+from app.pipeline import webhook_guard
+from app.pipeline.alerting import new_webhook_secret
 from app.query import QuerySyntaxError, parse
 from web.auth import db_sessions, json_body, path_id, require
 from web.openapi_schemas import (

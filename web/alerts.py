@@ -21,11 +21,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from app.account_errors import InvalidInput, NotFound
-from app.alert_hub import AlertHub
-from app.alerting import ALERT_ID, KINDS, STATUSES, alerts_index
-from app.authz import Permission
-from app.events import iso_nanos
+from app.accounts.authz import Permission
+from app.accounts.errors import InvalidInput, NotFound
+from app.live.alerts import AlertHub
+from app.pipeline.alerting import ALERT_ID, KINDS, STATUSES, alerts_index
+from app.pipeline.events import iso_nanos
 from app.query.timerange import TimeError, time_range
 from app.settings import Settings
 from web.auth import require, stream_while_authorized

@@ -10,9 +10,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app import accounts
-from app.account_errors import PermissionDenied
-from app.authz import Permission, Principal, creatable_scopes
+from app.accounts import tenancy
+from app.accounts.authz import Permission, Principal, creatable_scopes
+from app.accounts.errors import PermissionDenied
 from web.auth import db_sessions, json_body, path_id, require, text_field
 
 
@@ -30,8 +30,8 @@ async def list_keys(request: Request) -> Response:
     """GET → the keys the caller may see (never secrets or hashes)."""
     principal, own = _require_key_manager(request)
     async with db_sessions(request)() as session:
-        keys = await accounts.list_api_keys(session, principal.tenant_id, created_by_user_id=own)
-    return JSONResponse({"keys": [accounts.api_key_dict(key) for key in keys]})
+        keys = await tenancy.list_api_keys(session, principal.tenant_id, created_by_user_id=own)
+    return JSONResponse({"keys": [tenancy.api_key_dict(key) for key in keys]})
 
 
 async def create_key(request: Request) -> Response:
@@ -39,7 +39,7 @@ async def create_key(request: Request) -> Response:
     principal, _ = _require_key_manager(request)
     body = await json_body(request)
     name = text_field(body, "name") or ""
-    scope = accounts.parse_scope(text_field(body, "scope") or "")
+    scope = tenancy.parse_scope(text_field(body, "scope") or "")
     allowed = creatable_scopes(principal.permissions)
     if scope not in allowed:
         names = ", ".join(sorted(s.value for s in allowed))
@@ -47,10 +47,10 @@ async def create_key(request: Request) -> Response:
             f"{principal.describe()} may not create {scope.value} keys; allowed: {names}"
         )
     async with db_sessions(request).begin() as session:
-        key, plain = await accounts.create_api_key(
+        key, plain = await tenancy.create_api_key(
             session, principal.tenant_id, name, scope, created_by_user_id=principal.user_id
         )
-        payload = {**accounts.api_key_dict(key), "key": plain}
+        payload = {**tenancy.api_key_dict(key), "key": plain}
     return JSONResponse(payload, status_code=201, headers={"Cache-Control": "no-store"})
 
 
@@ -59,10 +59,10 @@ async def revoke_key(request: Request) -> Response:
     principal, own = _require_key_manager(request)
     key_id = path_id(request, "key_id", "API key")
     async with db_sessions(request).begin() as session:
-        key = await accounts.revoke_api_key(
+        key = await tenancy.revoke_api_key(
             session, principal.tenant_id, key_id, created_by_user_id=own
         )
-        payload = accounts.api_key_dict(key)
+        payload = tenancy.api_key_dict(key)
     return JSONResponse(payload)
 
 

@@ -23,14 +23,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ExceptionHandler
 
-from app.account_errors import AccountError
-from app.db import create_engine, session_factory
-from app.elastic import es_client
-from app.logins import AuthConfig
-from app.migrations import upgrade_database_async
-from app.readiness import readiness, report, service_checks
+from app.accounts.errors import AccountError
+from app.accounts.logins import AuthConfig
+from app.db.engine import create_engine, session_factory
+from app.db.migrations import upgrade_database_async
+from app.elastic.client import es_client
+from app.live.tail import TailHub
+from app.runtime.readiness import readiness, report, service_checks
 from app.settings import Settings
-from app.tail import TailHub
 from web.auth import AuthBackend, account_error_response
 from web.metrics import RequestMetrics
 from web.proxies import TrustedProxyMiddleware
@@ -48,7 +48,7 @@ ROUTE_MODULES = [
     "web.search",
     "web.tail",
     "web.sources",
-    "web.patterns",
+    "web.templates",
     "web.alerts",
     "web.alert_rules",
     "web.metrics",  # GET /metrics (Prometheus)
@@ -128,7 +128,7 @@ def server_config(app: Starlette, settings: Settings, **overrides: Any) -> uvico
     `GatewayConfigError` (a ValueError) saying what to set otherwise. uvicorn's proxy headers
     are off: its default trusts `X-Forwarded-For` from 127.0.0.1, so any local process could
     choose its address; `web.proxies` reads the header from `LAAS_TRUSTED_PROXIES` only."""
-    from app.gateway import tls_files  # the gateway's rules, shared
+    from app.ingest.gateway import tls_files  # the gateway's rules, shared
 
     values: dict[str, Any] = {
         "host": settings.web_host, "port": settings.web_port, "proxy_headers": False, **overrides

@@ -27,8 +27,9 @@ from starlette.routing import Route
 from starlette.status import WS_1008_POLICY_VIOLATION, WS_1011_INTERNAL_ERROR
 from starlette.websockets import WebSocket
 
-from app import logins
-from app.account_errors import (
+from app.accounts import logins
+from app.accounts.authz import Permission, Principal
+from app.accounts.errors import (
     AccountError,
     InvalidInput,
     NotAuthenticated,
@@ -36,11 +37,10 @@ from app.account_errors import (
     PermissionDenied,
     Throttled,
 )
-from app.accounts import get_tenant_by_id, user_tenants, verify_api_key
-from app.authz import Permission, Principal
-from app.db import SessionFactory
-from app.logins import AuthConfig
-from app.security import looks_like_api_key
+from app.accounts.logins import AuthConfig
+from app.accounts.security import looks_like_api_key
+from app.accounts.tenancy import get_tenant_by_id, user_tenants, verify_api_key
+from app.db.engine import SessionFactory
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from elasticsearch import ApiError, AsyncElasticsearch, ConnectionError, Connect
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
-from app.search import BadParameter
+from app.query.search import BadParameter
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app import accounts, logins
-from app.account_errors import PermissionDenied
-from app.authz import Principal
+from app.accounts import logins, tenancy
+from app.accounts.authz import Principal
+from app.accounts.errors import PermissionDenied
 from web.auth import auth_config, db_sessions, json_body, path_id, require, text_field
 
 
@@ -29,9 +29,9 @@ async def my_invitations(request: Request) -> Response:
     """GET → the caller's pending invitations (tenant, role, expiry)."""
     principal = _user(request)
     async with db_sessions(request)() as session:
-        found = await accounts.invitations_for(session, principal.email or "")
+        found = await tenancy.invitations_for(session, principal.email or "")
     return JSONResponse(
-        {"invitations": [accounts.invitation_dict(i, tenant) for i, tenant in found]}
+        {"invitations": [tenancy.invitation_dict(i, tenant) for i, tenant in found]}
     )
 
 
@@ -40,10 +40,10 @@ async def _answer(request: Request, accept: bool) -> Response:
     invitation_id = path_id(request, "invitation_id", "invitation")
     assert principal.user_id is not None
     async with db_sessions(request).begin() as session:
-        invitation, tenant = await accounts.answer_invitation(
+        invitation, tenant = await tenancy.answer_invitation(
             session, principal.user_id, invitation_id, accept=accept
         )
-        answer = accounts.invitation_dict(invitation, tenant)
+        answer = tenancy.invitation_dict(invitation, tenant)
     return JSONResponse(answer)
 
 

@@ -1,4 +1,4 @@
-"""The web app's `GET /metrics` (Prometheus, app/metrics.py) and its request metrics.
+"""The web app's `GET /metrics` (Prometheus, app/runtime/metrics.py) and its request metrics.
 
 `RequestMetrics` counts every HTTP request by method, route template (`/api/v1/search`, not
 the concrete path, so the series stay few) and status, and times it. WebSockets (the live tail,
@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.metrics import CONTENT_TYPE, METRICS
+from app.runtime.metrics import CONTENT_TYPE, METRICS
 
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 

@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from app import search
-from app.models import Role, Scope
+from app.db.models import Role, Scope
+from app.query import search
 from web.openapi_schemas import (
     ANY_CREDENTIAL,
     ANY_MAP,

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from app import search
-from app.models import Role, Scope
+from app.db.models import Role, Scope
+from app.query import search
 from web.auth import MAX_ID
 
 Spec = dict[str, Any]

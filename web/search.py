@@ -9,9 +9,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app import search
-from app.authz import Permission
-from app.search import BadParameter
+from app.accounts.authz import Permission
+from app.query import search
+from app.query.search import BadParameter
 from app.settings import Settings
 from web.auth import json_body, require
 from web.elastic import SearchUnavailable, es_search, unavailable

@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app import esindex
-from app.authz import Permission
+from app.accounts.authz import Permission
+from app.elastic import esindex
 from app.settings import Settings
 from web.auth import require
 from web.elastic import es_search

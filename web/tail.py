@@ -23,13 +23,14 @@ from typing import Any
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from app import esindex, search
-from app.authz import Permission
-from app.events import LogEvent, iso_nanos
+from app.accounts.authz import Permission
+from app.elastic import esindex
+from app.live.tail import Subscription, TailHub
+from app.pipeline.events import LogEvent, iso_nanos
+from app.query import search
 from app.query.match import compile_predicate
-from app.search import BadParameter
+from app.query.search import BadParameter
 from app.settings import Settings
-from app.tail import Subscription, TailHub
 from web.auth import require, stream_while_authorized
 from web.elastic import SearchUnavailable, es_search
 

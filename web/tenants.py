@@ -8,12 +8,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app import accounts
-from app.account_errors import InvalidInput
-from app.authz import Permission
-from app.models import Tenant
-from app.patterns import MaskingConfig
-from app.patterns.masking import BUILTIN_MASKERS
+from app.accounts import tenancy
+from app.accounts.authz import Permission
+from app.accounts.errors import InvalidInput
+from app.db.models import Tenant
+from app.templates import MaskingConfig
+from app.templates.masking import BUILTIN_MASKERS
 from web.auth import db_sessions, json_body, require
 
 
@@ -57,14 +57,14 @@ async def get_tenant(request: Request) -> Response:
     """GET → the caller's tenant."""
     principal = require(request, Permission.READ)
     async with db_sessions(request)() as session:
-        tenant = await accounts.get_tenant_by_id(session, principal.tenant_id)
+        tenant = await tenancy.get_tenant_by_id(session, principal.tenant_id)
     return JSONResponse(tenant_dict(tenant))
 
 
 async def update_tenant(request: Request) -> Response:
     """PATCH {name?, retention_days?, ingest_rate_limit?, pattern_masking?} → the tenant after
     the change. `pattern_masking`: maskers of the template miner to switch (`{"numbers":
-    false}`; names as `app.patterns.MaskingConfig`), `extra` [[placeholder, regex], ...];
+    false}`; names as `app.templates.MaskingConfig`), `extra` [[placeholder, regex], ...];
     null restores the default (every masker on). The worker applies it within
     `tenant_config_ttl` seconds."""
     principal = require(request, Permission.MANAGE_SETTINGS)
@@ -73,11 +73,11 @@ async def update_tenant(request: Request) -> Response:
     if unknown:
         raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
     async with db_sessions(request).begin() as session:
-        tenant = await accounts.get_tenant_by_id(session, principal.tenant_id)
+        tenant = await tenancy.get_tenant_by_id(session, principal.tenant_id)
         if "name" in body:
             if not isinstance(body["name"], str):
                 raise InvalidInput("field 'name' must be a string", field="name")
-            tenant.name = accounts.check_name(body["name"])
+            tenant.name = tenancy.check_name(body["name"])
         if "retention_days" in body:
             days = body["retention_days"]
             if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 3650:

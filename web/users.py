@@ -9,9 +9,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app import accounts
-from app.account_errors import InvalidInput
-from app.authz import Permission
+from app.accounts import tenancy
+from app.accounts.authz import Permission
+from app.accounts.errors import InvalidInput
 from app.settings import Settings
 from web.auth import db_sessions, json_body, path_id, require, text_field
 
@@ -20,7 +20,7 @@ async def list_users(request: Request) -> Response:
     """GET → the members of the caller's tenant."""
     principal = require(request, Permission.MANAGE_USERS)
     async with db_sessions(request)() as session:
-        members = await accounts.list_members(session, principal.tenant_id)
+        members = await tenancy.list_members(session, principal.tenant_id)
     return JSONResponse({"users": [member.to_dict() for member in members]})
 
 
@@ -34,7 +34,7 @@ async def invite_user(request: Request) -> Response:
                            "joining with the invitation code", field="password")
     settings: Settings = request.app.state.settings
     async with db_sessions(request).begin() as session:
-        made = await accounts.invite(
+        made = await tenancy.invite(
             session,
             principal.tenant_id,
             text_field(body, "email") or "",
@@ -42,7 +42,7 @@ async def invite_user(request: Request) -> Response:
             invited_by_user_id=principal.user_id,
             ttl=timedelta(seconds=settings.invitation_ttl),
         )
-    payload = {"invitation": accounts.invitation_dict(made.invitation), "code": made.code}
+    payload = {"invitation": tenancy.invitation_dict(made.invitation), "code": made.code}
     return JSONResponse(payload, status_code=201, headers={"Cache-Control": "no-store"})
 
 
@@ -50,8 +50,8 @@ async def list_invitations(request: Request) -> Response:
     """GET → the tenant's pending invitations."""
     principal = require(request, Permission.MANAGE_USERS)
     async with db_sessions(request)() as session:
-        pending = await accounts.tenant_invitations(session, principal.tenant_id)
-    return JSONResponse({"invitations": [accounts.invitation_dict(i) for i in pending]})
+        pending = await tenancy.tenant_invitations(session, principal.tenant_id)
+    return JSONResponse({"invitations": [tenancy.invitation_dict(i) for i in pending]})
 
 
 async def revoke_invitation(request: Request) -> Response:
@@ -59,7 +59,7 @@ async def revoke_invitation(request: Request) -> Response:
     principal = require(request, Permission.MANAGE_USERS)
     invitation_id = path_id(request, "invitation_id", "invitation")
     async with db_sessions(request).begin() as session:
-        await accounts.revoke_invitation(session, principal.tenant_id, invitation_id)
+        await tenancy.revoke_invitation(session, principal.tenant_id, invitation_id)
     return Response(status_code=204)
 
 
@@ -75,11 +75,11 @@ async def update_user(request: Request) -> Response:
     if role is None and active is None:
         raise InvalidInput("nothing to change: send 'role' and/or 'active'")
     async with db_sessions(request).begin() as session:
-        member = await accounts.get_member(session, principal.tenant_id, user_id)
+        member = await tenancy.get_member(session, principal.tenant_id, user_id)
         if role is not None:
-            member = await accounts.change_role(session, principal.tenant_id, user_id, role)
+            member = await tenancy.change_role(session, principal.tenant_id, user_id, role)
         if active is not None:
-            member = await accounts.set_user_active(session, principal.tenant_id, user_id, active)
+            member = await tenancy.set_user_active(session, principal.tenant_id, user_id, active)
     return JSONResponse(member.to_dict())
 
 
@@ -88,7 +88,7 @@ async def remove_user(request: Request) -> Response:
     principal = require(request, Permission.MANAGE_USERS)
     user_id = path_id(request, "user_id", "user")
     async with db_sessions(request).begin() as session:
-        await accounts.remove_member(session, principal.tenant_id, user_id)
+        await tenancy.remove_member(session, principal.tenant_id, user_id)
     return Response(status_code=204)
 
 

@@ -83,7 +83,7 @@ class WindowAccumulator:
         source: a new one per window would be ~5 new objects per source that the garbage
         collector must walk (the youngest generation held 60,000-80,000 of them at 10,000
         sources, ~25 ms of CPU per collection, bench/results/sources.md), and a reused one
-        stays frozen (app/gc_tuning.py)."""
+        stays frozen (app/runtime/gc_tuning.py)."""
         self.start = start
         self.count = self.errors = self.warns = self.length_sum = self.new_templates = 0
         self.templates.clear()

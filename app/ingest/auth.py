@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from app.accounts.security import api_key_prefix
 from app.ingest.errors import DatabaseUnavailable, PermissionDenied, Unauthenticated
-from app.security import api_key_prefix
 from app.settings import Settings
 
 if TYPE_CHECKING:
-    from app.db import SessionFactory
+    from app.db.engine import SessionFactory
 
 INGEST_SCOPES = frozenset({"ingest", "admin"})
 BUSY_SECONDS = 0.1  # misses this close to the last look-up wait `linger` to share the next
@@ -95,7 +95,7 @@ class _Checked:
 
 
 class DatabaseVerifier:
-    """The real `KeyVerifier`: `app.accounts.find_api_keys`, the key's tenant and its rate.
+    """The real `KeyVerifier`: `app.accounts.tenancy.find_api_keys`, the key's tenant and its rate.
 
     - Answers are cached for `ttl` seconds (`ingest_key_cache_seconds`): a revoked key, or a
       tenant's changed rate, takes effect within that time; `ttl` 0 asks on every call.
@@ -205,7 +205,7 @@ class DatabaseVerifier:
     async def _lookup(self, keys: list[str]) -> dict[str, _Checked]:
         from sqlalchemy.exc import SQLAlchemyError
 
-        from app.accounts import find_api_keys
+        from app.accounts.tenancy import find_api_keys
 
         self.lookups += 1
         try:
@@ -243,7 +243,7 @@ class DatabaseVerifier:
         written stay pending (`DatabaseUnavailable`)."""
         from sqlalchemy.exc import SQLAlchemyError
 
-        from app.accounts import record_key_uses
+        from app.accounts.tenancy import record_key_uses
 
         uses, self._uses = self._uses, {}
         if not uses:
@@ -272,14 +272,14 @@ class DatabaseVerifier:
 
 
 def _last_used_resolution() -> timedelta:
-    from app.accounts import LAST_USED_RESOLUTION
+    from app.accounts.tenancy import LAST_USED_RESOLUTION
 
     return LAST_USED_RESOLUTION
 
 
 def accounts_verifier(settings: Settings) -> DatabaseVerifier:
     """A `DatabaseVerifier` on the configured user database (its own engine)."""
-    from app.db import create_engine, session_factory
+    from app.db.engine import create_engine, session_factory
 
     return DatabaseVerifier(session_factory(create_engine(settings)),
                             ttl=settings.ingest_key_cache_seconds)

@@ -12,8 +12,8 @@ from app.ingest.errors import BatchRejected, RateLimited, RecordRejected, Unavai
 from app.ingest.ratelimit import RateLimiter
 from app.ingest.validate import Limits, idempotency_key_problem, validate_record
 from app.ingest.writer import KafkaWriter
-from app.metrics import METRICS
 from app.query.parser import printable
+from app.runtime.metrics import METRICS
 from app.settings import Settings
 from protos.laas.v1 import LogRecord, PushAck, Rejection, Resource
 

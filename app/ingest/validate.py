@@ -7,7 +7,7 @@ from typing import Any
 
 from app.ingest import wire
 from app.ingest.errors import RecordRejected
-from app.parsing import LEVEL_WORDS, SEVERITY_BASES, json_in_message
+from app.pipeline.parsing import LEVEL_WORDS, SEVERITY_BASES, json_in_message
 from app.settings import Settings
 from protos.laas.v1 import AnyValue, Resource
 
@@ -125,7 +125,8 @@ def _shown(key: str) -> str:
 
 def _check_message_keys(index: int, field: str, message: str) -> None:
     """Refuse a message that is a JSON object with a NUL in a key: the normalize stage turns
-    its keys into attributes (app.normalize `_enrich`), which Elasticsearch would refuse."""
+    its keys into attributes (app.pipeline.normalize `_enrich`), which Elasticsearch would
+    refuse."""
     if "\\u0000" not in message:  # JSON can only spell NUL this way; the usual case ends here
         return
     doc = json_in_message(message)

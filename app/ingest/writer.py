@@ -7,7 +7,7 @@ name>` (UTF-8), value a serialized `laas.v1.LogBatch` of the records in request 
 `laas-tenant` (slug) and `laas-source` (`gateway` or `http`); for a batch sent with an
 idempotency key also `laas-batch-key` (the key) and `laas-batch-index` (the records' positions
 in the request as ranges, e.g. `0-41,43-99`), from which the index derives the document `_id`;
-and `laas-signature`, the stamp's signature (app/stamp.py): without it the normalize stage
+and `laas-signature`, the stamp's signature (app/kafka/stamp.py): without it the normalize stage
 trusts no tenant header.
 One message per request instead of one per record: the worker's per-message cost was the
 pipeline's bottleneck (bench/results/pipeline.md).
@@ -26,10 +26,10 @@ from aiokafka.errors import KafkaError
 
 from app.ingest.errors import KafkaUnavailable
 from app.ingest.wire import encode
-from app.kafka_client import client_options
+from app.kafka.client import client_options
+from app.kafka.stamp import Stamps
+from app.kafka.topics import RAW, topic_name
 from app.settings import Settings
-from app.stamp import Stamps
-from app.topics import RAW, topic_name
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from app.esindex import NUMERIC_ATTRIBUTES
+from app.elastic.esindex import NUMERIC_ATTRIBUTES
 from app.query.ast import And, Exists, MatchAll, Node, Not, Or, Range, Term
 
 TEXT_FIELDS = {"message"}
@@ -40,7 +40,8 @@ def to_elasticsearch(node: Node) -> dict[str, Any]:
             return {"term": {field: value}}
         case Range(field=field, low=low, high=high, include_low=il, include_high=ih):
             if numeric_range(field, low, high):
-                # numbers sent as numbers compare as numbers (app.esindex.NUMERIC_ATTRIBUTES)
+                # numbers sent as numbers compare as numbers
+                # (app.elastic.esindex.NUMERIC_ATTRIBUTES)
                 field = f"{NUMERIC_ATTRIBUTES}.{field.removeprefix(ATTRIBUTES)}"
             bounds: dict[str, str] = {}
             if low is not None:

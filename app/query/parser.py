@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.parsing import severity_from_text, severity_name
+from app.pipeline.parsing import severity_from_text, severity_name
 from app.query.ast import And, Exists, MatchAll, Node, Not, Or, Range, Term
 
 # The limits every query meets, wherever it comes from (search, histogram, fields, live tail,

@@ -5,7 +5,7 @@ import { session } from './api';
 import { DEFAULT_STATE, formatState } from './state';
 import type { Alert, AlertRule, AlertStatus } from './types';
 
-/** A live firing merged into the list as the alert store merges it (app/alerting.py
+/** A live firing merged into the list as the alert store merges it (app/pipeline/alerting.py
  * merge_alert): new evidence wins, an acknowledgement is kept, a resolved alert firing again is
  * open again; a copy older than the one shown (fewer occurrences) is ignored. With `local` (the
  * API's answer to this client's acknowledge/resolve) the incoming alert replaces the old. */

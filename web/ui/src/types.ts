@@ -94,7 +94,7 @@ export interface Source {
   windows?: { start: string; count: number; bytes?: number; severity?: Record<string, number> }[];
 }
 
-/** `GET /api/v1/patterns` (web/patterns.py). */
+/** `GET /api/v1/patterns` (web/templates.py). */
 export interface Pattern {
   template_id: string;
   /** every id counted in this row: the template's and the ids it left as it widened or merged */
@@ -122,7 +122,7 @@ export interface PatternsResult {
 
 export type AlertStatus = 'open' | 'acknowledged' | 'resolved';
 
-/** An alert as the detect stage writes it (app/alerting.py) plus the API's status changes. */
+/** An alert as the detect stage writes it (app/pipeline/alerting.py) plus the API's status changes. */
 export interface Alert {
   id: string;
   kind: 'anomaly' | 'rule';

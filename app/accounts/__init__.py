@@ -1,0 +1,1 @@
+"""Accounts: tenants, users, memberships, API keys, logins, passwords and their cryptography."""

@@ -1,0 +1,1 @@
+"""The user database: engine, tables and migrations."""

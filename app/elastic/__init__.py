@@ -1,0 +1,1 @@
+"""Elasticsearch: the client factory, the index layout, the bulk sink, retention and promotion."""

@@ -1,0 +1,1 @@
+"""Live feeds of a web process: the live tail and the alert stream readers."""

@@ -1,0 +1,1 @@
+"""The stream stages as pure functions and the records between them."""

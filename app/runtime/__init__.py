@@ -1,0 +1,1 @@
+"""Process plumbing: metrics, readiness, log filtering and garbage-collector tuning."""
