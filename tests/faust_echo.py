@@ -7,18 +7,27 @@ from __future__ import annotations
 
 import os
 
+import faust
+
 from app.pipeline.faust_app import create_app
 from app.settings import load_settings
 
 settings = load_settings()
 app = create_app(settings, store="memory://")
-RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-source = app.topic(os.environ["ECHO_SOURCE"], partitions=2, **RAW)
-sink = app.topic(os.environ["ECHO_SINK"], partitions=2, **RAW)
+
+
+def _raw_topic(name: str) -> faust.TopicT:
+    """A two-partition topic of raw bytes keys and values."""
+    return app.topic(name, partitions=2, key_type=bytes, value_type=bytes,
+                     key_serializer="raw", value_serializer="raw")
+
+
+source = _raw_topic(os.environ["ECHO_SOURCE"])
+sink = _raw_topic(os.environ["ECHO_SINK"])
 
 
 @app.agent(source)
-async def echo(stream):  # type: ignore[no-untyped-def]
+async def echo(stream: faust.StreamT[bytes]) -> None:
     async for key, value in stream.items():
         await sink.send(key=key, value=value.upper())
 
