@@ -14,7 +14,7 @@ from app.query import search
 from app.query.search import BadParameter
 from app.settings import Settings
 from web.auth import json_body, require
-from web.elastic import SearchUnavailable, es_search, unavailable
+from web.es_requests import SearchUnavailable, es_search, unavailable
 
 ES_TIMEOUT = "10s"  # per-shard search timeout: partial results are flagged, not failed
 

@@ -17,7 +17,7 @@ from app.accounts.authz import Permission
 from app.elastic import esindex
 from app.settings import Settings
 from web.auth import require
-from web.elastic import es_search
+from web.es_requests import es_search
 
 MAX_SOURCES = 1000
 

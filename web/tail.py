@@ -32,7 +32,7 @@ from app.query.match import compile_predicate
 from app.query.search import BadParameter
 from app.settings import Settings
 from web.auth import require, stream_while_authorized
-from web.elastic import SearchUnavailable, es_search
+from web.es_requests import SearchUnavailable, es_search
 
 CLOSE_BAD_FILTER = 4400
 
