@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 
 from app.kafka.client import client_options
 from app.kafka.topics import TopicSpec
+from app.runtime.retry import Failure, RetryPolicy, retry
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,27 +75,30 @@ def differences(spec: TopicSpec, state: TopicState) -> list[str]:
 
 async def _admin(settings: Settings, wait: float, say: Say = log.warning) -> AIOKafkaAdminClient:
     """A started admin client, retrying (and saying so) for up to `wait` seconds."""
-    deadline = time.monotonic() + wait
-    delay, said = 0.5, 0.0
-    while True:
-        admin = AIOKafkaAdminClient(**client_options(settings),
-                                    request_timeout_ms=10_000)
+    said = 0.0
+
+    async def start() -> AIOKafkaAdminClient:
+        admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=10_000)
         try:
             await admin.start()
-            return admin
-        except (KafkaError, OSError) as exc:
+        except BaseException:
             await admin.close()
-            now = time.monotonic()
-            if now >= deadline:
-                raise KafkaNotReachable(
-                    f"Kafka at {settings.kafka_servers} did not answer within {wait:.0f}s "
-                    f"({exc!r})") from exc
-            if now - said >= 10:
-                say(f"waiting for Kafka at {settings.kafka_servers} to create the LaaS topics "
-                    f"({exc!r})")
-                said = now
-            await asyncio.sleep(min(delay, max(deadline - now, 0.1)))
-            delay = min(delay * 2, 5.0)
+            raise
+        return admin
+
+    def waiting(failure: Failure) -> None:
+        nonlocal said
+        if (now := time.monotonic()) - said >= 10:
+            say(f"waiting for Kafka at {settings.kafka_servers} to create the LaaS topics "
+                f"({failure.error!r})")
+            said = now
+
+    try:
+        return await retry(start, RetryPolicy((KafkaError, OSError), initial=0.5, maximum=5.0,
+                                              deadline=wait), on_retry=waiting)
+    except (KafkaError, OSError) as exc:
+        raise KafkaNotReachable(f"Kafka at {settings.kafka_servers} did not answer within "
+                                f"{wait:.0f}s ({exc!r})") from exc
 
 
 async def _states(admin: AIOKafkaAdminClient, names: Sequence[str]) -> dict[str, TopicState]:
