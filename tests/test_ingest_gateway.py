@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import AsyncIterator
 from contextlib import closing
+from pathlib import Path
+from typing import Any
 
 import pytest
 from grpclib.client import Channel
@@ -15,10 +18,10 @@ from app.ingest.writer import CONTENT_TYPE, HEADER_TENANT_ID, raw_batches
 from app.settings import Settings
 from protos.laas.v1 import AnyValue, LogBatch, LogIngestStub, LogRecord, PushAck, Resource
 from tests.ingest_fixtures import *  # noqa: F403
-from tests.ingest_fixtures import consume
+from tests.ingest_fixtures import KeyTable, consume
 
 
-def rec(msg: str, **kw: object) -> LogRecord:
+def rec(msg: str, **kw: Any) -> LogRecord:
     return LogRecord(body=AnyValue(string_value=msg), time_unix_nano=time.time_ns(), **kw)
 
 
@@ -91,6 +94,7 @@ async def test_invalid_utf8_record_is_rejected_alone(
                                    metadata={"x-api-key": "ingest-key"}) as st:
             await st.send_message(_RawBatch(data), end=True)
             ack = await st.recv_message()
+    assert ack is not None
     assert ack.accepted == 2
     assert ack.rejections[0].index == 1 and "UTF-8" in ack.rejections[0].reason
 
@@ -110,7 +114,7 @@ async def test_push_stream_acks_each_batch_in_order(
 ) -> None:
     channel, client = stub(gateway)
 
-    async def batches():  # type: ignore[no-untyped-def]
+    async def batches() -> AsyncIterator[LogBatch]:
         for b in range(4):
             yield LogBatch(records=[rec(f"b{b}r{i}") for i in range(10)], batch_id=b)
 
@@ -134,7 +138,7 @@ async def test_auth_errors(gateway: int, key: str | None, status: Status) -> Non
     assert err.value.status is status
 
 
-async def test_revoked_key(gateway: int, keys) -> None:  # type: ignore[no-untyped-def]
+async def test_revoked_key(gateway: int, keys: KeyTable) -> None:
     channel, client = stub(gateway)
     with closing(channel):
         assert (await client.push(LogBatch(records=[rec("before")]))).accepted == 1
@@ -184,7 +188,7 @@ async def test_rate_limit_gives_resource_exhausted_with_retry(gateway: int) -> N
     assert err.value.details is not None  # google.rpc.RetryInfo in grpc-status-details-bin
 
 
-async def test_kafka_unreachable_gives_unavailable(keys) -> None:  # type: ignore[no-untyped-def]
+async def test_kafka_unreachable_gives_unavailable(keys: KeyTable) -> None:
     from app.ingest.gateway import bound_port, start_gateway
     from app.settings import load_settings
 
@@ -203,7 +207,7 @@ async def test_kafka_unreachable_gives_unavailable(keys) -> None:  # type: ignor
         await service.close()
 
 
-async def test_laas_gateway_migrates_the_user_database(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_laas_gateway_migrates_the_user_database(tmp_path: Path) -> None:
     """`laas gateway` on a fresh database brings it to head before serving."""
     import asyncio
     import os
@@ -223,6 +227,7 @@ async def test_laas_gateway_migrates_the_user_database(tmp_path) -> None:  # typ
     assert await current_revision(db) is None
     proc = subprocess.Popen([sys.executable, "-m", "app", "gateway"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
     try:
         deadline = asyncio.get_running_loop().time() + 30
         while True:
@@ -231,7 +236,7 @@ async def test_laas_gateway_migrates_the_user_database(tmp_path) -> None:  # typ
                 writer.close()
                 break
             except OSError:
-                assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]
+                assert proc.poll() is None, proc.stderr.read().decode()
                 assert asyncio.get_running_loop().time() < deadline, "gateway did not listen"
                 await asyncio.sleep(0.2)
         assert await current_revision(db) == head_revision()
@@ -307,7 +312,7 @@ async def test_health_service_reports_each_service(gateway: int) -> None:
 
 
 async def test_oversized_and_compressed_bombs_are_resource_exhausted(
-        raw_settings: Settings, keys) -> None:  # type: ignore[no-untyped-def]
+        raw_settings: Settings, keys: KeyTable) -> None:
     import grpc
 
     from app.ingest.gateway import start_gateway
@@ -377,7 +382,8 @@ async def test_bad_otlp_over_grpc_is_a_clear_status_and_keeps_the_good_records(
 
 # --- TLS (issue 22) ---------------------------------------------------------------------------
 
-async def test_tls_on_grpc_and_otlp_http(raw_settings: Settings, keys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_tls_on_grpc_and_otlp_http(
+        raw_settings: Settings, keys: KeyTable, tmp_path: Path) -> None:
     import grpc
     import httpx
 
@@ -416,7 +422,7 @@ async def test_tls_on_grpc_and_otlp_http(raw_settings: Settings, keys, tmp_path)
     assert [LogRecord().parse(m.value).body.string_value for m in msgs] == ["over tls", "https"]
 
 
-def test_plain_text_only_on_loopback_unless_allowed(raw_settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_plain_text_only_on_loopback_unless_allowed(raw_settings: Settings, tmp_path: Path) -> None:
     from app.ingest.gateway import GatewayConfigError, tls_files
 
     assert tls_files(raw_settings, "127.0.0.1") is None
@@ -434,7 +440,7 @@ def test_plain_text_only_on_loopback_unless_allowed(raw_settings: Settings, tmp_
         tls_files(missing, "0.0.0.0")
 
 
-def test_laas_gateway_refuses_plain_text_on_a_public_address(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_laas_gateway_refuses_plain_text_on_a_public_address(tmp_path: Path) -> None:
     import os
     import subprocess
     import sys
@@ -447,7 +453,7 @@ def test_laas_gateway_refuses_plain_text_on_a_public_address(tmp_path) -> None: 
     assert "refusing to serve plain text on 0.0.0.0" in done.stderr, done.stderr[-2000:]
 
 
-async def test_health_is_not_serving_while_kafka_is_unreachable(keys) -> None:  # type: ignore[no-untyped-def]
+async def test_health_is_not_serving_while_kafka_is_unreachable(keys: KeyTable) -> None:
     import asyncio
     import contextlib
 
@@ -480,7 +486,7 @@ async def test_health_is_not_serving_while_kafka_is_unreachable(keys) -> None:  
         await service.close()
 
 
-async def test_a_port_in_use_stops_the_gateway(raw_settings: Settings, keys) -> None:  # type: ignore[no-untyped-def]
+async def test_a_port_in_use_stops_the_gateway(raw_settings: Settings, keys: KeyTable) -> None:
     import grpc
 
     from app.ingest.gateway import GatewayConfigError, start_gateway
