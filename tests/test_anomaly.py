@@ -407,7 +407,9 @@ def test_snapshot_of_the_river_detector_restores_as_compact() -> None:
 
     class OldSnapshot:  # pickles exactly as an instance of the old class did
         def __reduce__(self) -> tuple[object, ...]:
-            return copyreg._reconstructor, (HalfSpaceTreesDetector, object, None), state
+            # copyreg._reconstructor is what pickle writes for such an instance (not in typeshed)
+            return (copyreg._reconstructor,  # type: ignore[attr-defined]
+                    (HalfSpaceTreesDetector, object, None), state)
 
     det = pickle.loads(pickle.dumps(OldSnapshot()))
     assert isinstance(det, HalfSpaceTreesDetector) and det.params[2] == 20

@@ -270,7 +270,7 @@ async def test_otlp_json_bad_record_is_a_partial_success(
     import time
 
     now = str(time.time_ns())
-    records = [
+    records: list[dict[str, Any]] = [
         {"timeUnixNano": now, "body": {"stringValue": "first"},
          "attributes": [{"key": "n", "value": {"intValue": "7"}},
                         {"key": "d", "value": {"doubleValue": 2.5}}],
@@ -428,7 +428,7 @@ def _sample_export() -> bytes:
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue as OAny
     from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
     from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as OLog
-    from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs, ScopeLogs
+    from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs, ScopeLogs, SeverityNumber
     from opentelemetry.proto.resource.v1.resource_pb2 import Resource as OResource
 
     def kv(key: str, **value: Any) -> KeyValue:
@@ -439,7 +439,8 @@ def _sample_export() -> bytes:
                                        kv("host.name", string_value="h")]),
         schema_url="s1", scope_logs=[ScopeLogs(
             scope=InstrumentationScope(name="sc", attributes=[kv("x", int_value=1)]),
-            log_records=[OLog(time_unix_nano=i + 1, severity_number=9,
+            log_records=[OLog(time_unix_nano=i + 1,
+                              severity_number=SeverityNumber.SEVERITY_NUMBER_INFO,
                               body=OAny(string_value=f"m{i}"),
                               attributes=[kv("n", int_value=i), kv("d", double_value=0.5)],
                               trace_id=bytes(range(16)), span_id=bytes(8))
