@@ -243,9 +243,9 @@ async def test_retention_prunes_stale_pattern_and_source_documents(
         await es.index(index=patterns_index(layout), id=f"{tenant}/{template}", document={
             "tenant_id": tenant, "template_id": template, "template": "x <NUM>",
             "first_seen": seen, "last_seen": seen})
-    for tenant, seen in (("1", "2026-01-01T00:00:00Z"), ("1b", "2026-11-27T00:00:00Z")):
+    for tenant, seen_at in (("1", "2026-01-01T00:00:00Z"), ("1b", "2026-11-27T00:00:00Z")):
         await es.index(index=esindex.sources_index(layout), id=f"{tenant}/api/h", document={
-            "tenant_id": tenant, "service": "api", "host": "h", "last_seen": seen})
+            "tenant_id": tenant, "service": "api", "host": "h", "last_seen": seen_at})
     await es.indices.refresh(index=f"{layout.index_prefix}*")
     # Tenant 1 keeps 30 days, tenant 2 ten years; tenants 3 and 1b the default (30).
     deleted = await prune_snapshots(es, layout, {"1": 30, "2": 3650}, now=now)
@@ -265,10 +265,10 @@ async def test_sink_builds_the_next_bodies_while_one_request_is_in_flight(
         steps.append("body")
         return body_of(items)
 
-    async def sent(data: bytes) -> dict[str, Any]:
+    async def sent(body: bytes) -> dict[str, Any]:
         steps.append("send")
         try:
-            return await bulk(data)
+            return await bulk(body)
         finally:
             steps.append("done")
 
