@@ -19,7 +19,7 @@ from elasticsearch.helpers import async_bulk
 from starlette.applications import Starlette
 
 from app.elastic import esindex
-from app.pipeline.events import NS, LogEvent, RawPosition
+from app.pipeline.events import NS, Attributes, LogEvent, RawPosition
 from app.pipeline.parsing import severity_from_text, severity_name
 from app.settings import Settings
 from tests.auth_fixtures import World, build_world, client_for, make_settings, running_app
@@ -38,7 +38,7 @@ def event(
     host: str = "h1",
     at: int | None = None,
     partition: int = 0,
-    attributes: dict[str, str] | None = None,
+    attributes: Attributes | None = None,
     template_id: str = "",
 ) -> LogEvent:
     now = time.time_ns()

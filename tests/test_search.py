@@ -123,7 +123,7 @@ async def test_cursor_pages_cover_every_hit_once_while_events_arrive(
     seen: list[str] = []
     cursor = None
     for page in range(10):
-        params = {"q": "", "since": "1h", "limit": 10}
+        params: dict[str, Any] = {"q": "", "since": "1h", "limit": 10}
         if cursor:
             params["cursor"] = cursor
         body = (await get(sw, "/api/v1/search", **params)).json()
