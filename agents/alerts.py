@@ -29,9 +29,10 @@ from typing import Any
 
 import faust
 import httpx
-from elasticsearch import AsyncElasticsearch, BadRequestError, ConflictError, NotFoundError
+from elasticsearch import AsyncElasticsearch, ConflictError, NotFoundError
 
 from agents.index import es_client
+from app.elastic.esindex import ensure_index, small_index
 from app.kafka.stamp import ALERTS, Stamps
 from app.kafka.topics import Topics
 from app.pipeline import webhook_guard
@@ -43,15 +44,8 @@ log = logging.getLogger(__name__)
 
 
 async def ensure_alerts_index(es: AsyncElasticsearch, settings: Settings) -> None:
-    try:
-        await es.indices.create(
-            index=alerts_index(settings),
-            mappings=ALERTS_MAPPINGS,
-            settings={"number_of_shards": 1, "number_of_replicas": settings.es_replicas},
-        )
-    except BadRequestError as exc:
-        if exc.error != "resource_already_exists_exception":
-            raise
+    await ensure_index(es, alerts_index(settings), mappings=ALERTS_MAPPINGS,
+                       settings=small_index(settings))
 
 
 async def store_alert(es: AsyncElasticsearch, settings: Settings, alert: dict[str, Any]) -> None:

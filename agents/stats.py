@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import faust
-from elasticsearch import AsyncElasticsearch, BadRequestError
+from elasticsearch import AsyncElasticsearch
 
 from app.elastic import esindex
 from app.elastic.client import es_client
@@ -36,13 +36,8 @@ FULL_SNAPSHOT_EVERY = 12  # timer runs between snapshots of every local source
 
 
 async def ensure_sources_index(es: AsyncElasticsearch, settings: Settings) -> None:
-    try:
-        await es.indices.create(index=esindex.sources_index(settings), mappings=SOURCES_MAPPINGS,
-                                settings={"number_of_shards": 1,
-                                          "number_of_replicas": settings.es_replicas})
-    except BadRequestError as exc:
-        if exc.error != "resource_already_exists_exception":
-            raise
+    await esindex.ensure_index(es, esindex.sources_index(settings), mappings=SOURCES_MAPPINGS,
+                               settings=esindex.small_index(settings))
 
 
 class SourceStats:

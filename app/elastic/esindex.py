@@ -271,25 +271,33 @@ async def ignored_attributes(es: AsyncElasticsearch, index: str,
     return {str(b["key"]): int(b["doc_count"]) for b in buckets}
 
 
-async def ensure_index(es: AsyncElasticsearch, name: str, alias: str | None) -> None:
-    """Create a daily index with its tenant alias unless it exists already."""
+async def ensure_index(es: AsyncElasticsearch, name: str, alias: str | None = None, *,
+                       mappings: dict[str, Any] | None = None,
+                       settings: dict[str, Any] | None = None) -> bool:
+    """Create index `name` (with `alias`, `mappings` and index `settings`) unless it exists;
+    True if this call created it. The one way LaaS creates an index: safe to call again and from
+    concurrent callers (one creates it, the others find it there); an existing index is left
+    as it is (a caller that needs newer fields puts them itself)."""
     try:
-        await es.indices.create(index=name, aliases={alias: {}} if alias else None)
+        await es.indices.create(index=name, aliases={alias: {}} if alias else None,
+                                mappings=mappings, settings=settings)
     except BadRequestError as exc:
         if exc.error != "resource_already_exists_exception":
             raise
+        return False
+    return True
+
+
+def small_index(settings: Settings) -> dict[str, Any]:
+    """Index settings of LaaS's own small indices (alerts, templates, sources): one shard."""
+    return {"number_of_shards": 1, "number_of_replicas": settings.es_replicas}
 
 
 async def ensure_shared_index(es: AsyncElasticsearch, settings: Settings, name: str) -> None:
     """Create a shared daily index (`es_shared_shards` primaries; every document must carry a
     routing, the tenant id) unless it exists already."""
-    try:
-        await es.indices.create(index=name,
-                                settings={"number_of_shards": settings.es_shared_shards},
-                                mappings={"_routing": {"required": True}})
-    except BadRequestError as exc:
-        if exc.error != "resource_already_exists_exception":
-            raise
+    await ensure_index(es, name, settings={"number_of_shards": settings.es_shared_shards},
+                       mappings={"_routing": {"required": True}})
 
 
 async def ensure_placement(es: AsyncElasticsearch, settings: Settings, where: Placement) -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch, BadRequestError
+from elasticsearch import AsyncElasticsearch
 
+from app.elastic.esindex import ensure_index, small_index
 from app.settings import Settings
 
 PATTERNS_MAPPINGS: dict[str, Any] = {
@@ -114,12 +115,7 @@ def patterns_index(settings: Settings) -> str:
 
 async def ensure_patterns_index(es: AsyncElasticsearch, settings: Settings) -> None:
     """Create the index, or add the fields a newer version writes to an existing one."""
-    try:
-        await es.indices.create(index=patterns_index(settings), mappings=PATTERNS_MAPPINGS,
-                                settings={"number_of_shards": 1,
-                                          "number_of_replicas": settings.es_replicas})
-    except BadRequestError as exc:
-        if exc.error != "resource_already_exists_exception":
-            raise
+    if not await ensure_index(es, patterns_index(settings), mappings=PATTERNS_MAPPINGS,
+                              settings=small_index(settings)):
         await es.indices.put_mapping(index=patterns_index(settings),
                                      properties=PATTERNS_MAPPINGS["properties"])
