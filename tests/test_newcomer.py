@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
+from laas_client import Shipper
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
     OTLPLogExporter as GrpcLogExporter,
 )
@@ -37,11 +38,10 @@ from opentelemetry.exporter.otlp.proto.http._log_exporter import (
     OTLPLogExporter as HttpLogExporter,
 )
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
-from opentelemetry.sdk._logs.export import LogExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk._logs.export import LogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
 from app.cli import demo
-from app.client import Shipper
 from app.ingest.convert import record_from_json
 from app.kafka.client import client_options
 from app.pipeline.events import DeadLetter
@@ -80,6 +80,7 @@ class Newcomer:
         (state_dir / "downloads").symlink_to((main_state_dir / "downloads").resolve())
         self.state_dir = state_dir
         self.web_port, self.gateway_port = free_port(), free_port()
+        self.otlp_http_port = free_port()
         self.kafka_port = free_port()
         self.env = {key: value for key, value in os.environ.items()
                     if not key.startswith("LAAS_")}
@@ -92,7 +93,7 @@ class Newcomer:
             "LAAS_POSTGRES_ENABLED": "false",
             "LAAS_WEB_PORT": str(self.web_port),
             "LAAS_GATEWAY_PORT": str(self.gateway_port),
-            "LAAS_OTLP_HTTP_PORT": str(free_port()),  # the gateway's OTLP/HTTP (default 4318)
+            "LAAS_OTLP_HTTP_PORT": str(self.otlp_http_port),  # the gateway's OTLP/HTTP (4318)
             "LAAS_GATEWAY_METRICS_PORT": str(free_port()),  # its /metrics (default 9464)
             "LAAS_WORKER_WEB_PORT": str(free_port()),
         }
@@ -154,7 +155,7 @@ async def _login(client: httpx.AsyncClient, state_dir: Path) -> str:
     return str(response.json()["access_token"])
 
 
-def _otel(exporter: LogExporter, service: str, message: str) -> None:
+def _otel(exporter: LogRecordExporter, service: str, message: str) -> None:
     provider = LoggerProvider(resource=Resource.create({"service.name": service}))
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
     logger = logging.getLogger(f"newcomer-{service}")
@@ -197,8 +198,24 @@ def _send_every_way(one: Newcomer, key: str, marks: dict[str, str]) -> None:
          "--data-binary", json.dumps({"message": marks["http"], "service": "curl"}) + "\n"],
         capture_output=True, text=True, timeout=30)
     assert curl.stdout == "200", curl.stdout + curl.stderr
+    now_ns = str(time.time_ns())
+    loki = {"streams": [{"stream": {"service_name": "loki", "host": "h1"},
+                         "values": [[now_ns, marks["loki"]]]}]}
+    bulk = (json.dumps({"create": {"_index": "logs"}}) + "\n"
+            + json.dumps({"message": marks["bulk"], "service": "bulk"}) + "\n")
+    for path, body, media in (("/loki/api/v1/push", json.dumps(loki), "application/json"),
+                              ("/_bulk", bulk, "application/x-ndjson")):
+        sent = subprocess.run(
+            ["curl", "-sS", "-o", "/dev/stderr", "-w", "%{http_code}", "-X", "POST",
+             f"{web}{path}", "-H", f"Authorization: Bearer {key}", "-H", f"Content-Type: {media}",
+             "--data-binary", body], capture_output=True, text=True, timeout=30)
+        assert sent.stdout in ("200", "204"), f"{path}: {sent.stdout} {sent.stderr}"
+        assert '"errors":true' not in sent.stderr, sent.stderr
     _otel(HttpLogExporter(endpoint=f"{web}/v1/logs", headers={"authorization": f"Bearer {key}"},
                           timeout=10), "otlp-http", marks["otlp-http"])
+    _otel(HttpLogExporter(endpoint=f"http://127.0.0.1:{one.otlp_http_port}/v1/logs",
+                          headers={"authorization": f"Bearer {key}"}, timeout=10),
+          "otlp-4318", marks["otlp-4318"])
     _otel(GrpcLogExporter(endpoint=f"http://{grpc}", insecure=True,
                           headers={"authorization": f"Bearer {key}"}, timeout=10),
           "otlp-grpc", marks["otlp-grpc"])
@@ -228,7 +245,8 @@ async def test_every_ingest_path_is_searchable_on_a_fresh_stack(newcomer: Newcom
                         "--scope", "ingest").strip()
     run = uuid.uuid4().hex[:8]
     marks = {path: f"newcomer{path.replace('-', '')}{run}"
-             for path in ("http", "otlp-http", "otlp-grpc", "grpc", "kafka")}
+             for path in ("http", "loki", "bulk", "otlp-http", "otlp-4318", "otlp-grpc", "grpc",
+                          "kafka")}
     await asyncio.to_thread(_send_every_way, newcomer, key, marks)
     acked = time.monotonic()
     found: dict[str, float] = {}
