@@ -1,5 +1,5 @@
 """Stage `normalize`: `logs.raw` → `logs.events` (+ `logs.deadletter`), a thin agent over
-`app.pipeline.normalize.normalize`.
+`app.pipeline.raw_input.process` (API key checked, then `app.pipeline.normalize.normalize`).
 
 The agent takes raw messages in batches (`stream_batch_size` messages or `stream_batch_linger`
 seconds, Faust's `noack_take`; a message is one record or an ingest request's `LogBatch`) and
@@ -18,65 +18,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import weakref
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 import faust
 from faust.streams import _current_event
 
 from agents.templates import TemplateStage
-from app.ingest.auth import KeyVerifier, Principal
-from app.ingest.errors import DatabaseUnavailable
-from app.kafka.stamp import EVENTS, Stamps, headers_of
+from app.kafka.stamp import EVENTS, Stamps
 from app.kafka.topics import Topics
 from app.pipeline.event_messages import by_source, encode
 from app.pipeline.events import LogEvent
-from app.pipeline.normalize import Limits, Normalized, RawMessage, normalize
+from app.pipeline.normalize import Limits
+from app.pipeline.raw_input import KeyCheck, process, raw_message
 from app.runtime.metrics import METRICS
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def raw_message(message: Any) -> RawMessage:
-    """The `RawMessage` of a Faust `Message` (timestamp in seconds) or aiokafka record (ms)."""
-    ts = message.timestamp
-    ms = int(ts * 1000) if isinstance(ts, float) else int(ts or 0)
-    return RawMessage(topic=message.topic, partition=message.partition, offset=message.offset,
-                      timestamp_ms=ms, key=message.key, value=message.value,
-                      headers=headers_of(message.headers))
-
-
-class KeyCheck:
-    """API keys of direct producers, checked once per TTL (the ingest `DatabaseVerifier`)."""
-
-    def __init__(self, settings: Settings, verifier: KeyVerifier | None = None) -> None:
-        self.settings = settings
-        self._verifier = verifier
-
-    def verifier(self) -> KeyVerifier:
-        if self._verifier is None:
-            from app.ingest.auth import accounts_verifier
-
-            verifier = accounts_verifier(self.settings)
-            verifier.ttl = self.settings.api_key_cache_seconds
-            self._verifier = verifier
-        return self._verifier
-
-    async def __call__(self, key: str) -> Principal | None:
-        """The key's owner; waits (backpressure) while the user database is unreachable."""
-        delay = 0.5
-        while True:
-            try:
-                return await self.verifier()(key)
-            except DatabaseUnavailable as exc:
-                log.warning("API key check: user database unavailable (%s); retry in %.1fs",
-                            exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 15.0)
 
 
 def writing_for(event: faust.EventT) -> None:
@@ -85,11 +44,6 @@ def writing_for(event: faust.EventT) -> None:
     overwrite `Stream.current_event`, which the passive `noack_take` reader is still using (it
     then buffered one record twice and another not at all)."""
     _current_event.set(weakref.ref(event))
-
-
-async def process(raw: RawMessage, keys: KeyCheck, limits: Limits, stamps: Stamps) -> Normalized:
-    principal = await keys(raw.api_key) if raw.api_key else None
-    return normalize(raw, principal, now_ns=time.time_ns(), limits=limits, stamps=stamps)
 
 
 async def until_done(step: Callable[[], Awaitable[None]], *, delay: float = 0.5,

@@ -12,7 +12,6 @@ from typing import Any
 
 from elasticsearch import AsyncElasticsearch
 
-from agents.templates import TenantConfigs
 from app.cli.demo import DemoTraffic
 from app.elastic import esindex
 from app.elastic.template_index import (
@@ -23,6 +22,7 @@ from app.elastic.template_index import (
     store_templates,
     template_doc,
 )
+from app.pipeline.tenant_configs import TenantConfigs
 from app.settings import Settings
 from app.templates import TenantMiner, template_id
 from tests.auth_fixtures import build_world, client_for, make_settings, running_app

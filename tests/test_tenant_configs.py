@@ -1,6 +1,6 @@
-"""The template stage's tenant configurations (agents/templates.py `TenantConfigs`) on a real
-user database (SQLite): every tenant in one query, a burst of new tenants in one more, changes
-within the TTL, the last known kept while the database is down."""
+"""The template stage's tenant configurations (app/pipeline/tenant_configs.py `TenantConfigs`) on
+a real user database (SQLite): every tenant in one query, a burst of new tenants in one more,
+changes within the TTL, the last known kept while the database is down."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from agents.templates import TenantConfigs
 from app.accounts.tenancy import create_tenant
 from app.db.engine import SessionFactory, create_engine, session_factory
 from app.db.migrations import upgrade_database_async
 from app.db.models import Tenant
+from app.pipeline.tenant_configs import TenantConfigs
 from app.settings import Settings, load_settings
 
 NO_NUMBERS = {"numbers": False, "extra": [["<ORDER>", r"ord-\d+"]]}

@@ -25,8 +25,6 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from elasticsearch import AsyncElasticsearch, NotFoundError
 
-from agents.normalize import KeyCheck, process, raw_message
-from agents.templates import TenantConfigs
 from app.db.engine import create_engine
 from app.elastic import esindex
 from app.elastic.client import es_client
@@ -37,6 +35,8 @@ from app.kafka.stamp import Stamps
 from app.kafka.topics import RAW, topic_name
 from app.pipeline.events import LogEvent
 from app.pipeline.normalize import Limits
+from app.pipeline.raw_input import KeyCheck, process, raw_message
+from app.pipeline.tenant_configs import TenantConfigs
 from app.settings import Settings
 from app.templates import MinerConfig, TenantMiner
 
