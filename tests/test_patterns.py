@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import random
 import re
+from typing import Any
 
 import pytest
 from hypothesis import assume, given, settings
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from app.cli.demo import BURST_LINES, LINES, DemoTraffic, demo_records
 from app.elastic.template_index import alias_doc, merge_template, resolve_ids, template_doc
-from app.templates import MaskingConfig, MinerConfig, TenantMiner, mask, template_id
+from app.templates import Cluster, MaskingConfig, MinerConfig, TenantMiner, mask, template_id
 from app.templates.masking import BUILTIN_MASKERS
 from app.templates.tokens import collapse_lists
 
@@ -99,8 +100,12 @@ def test_cached_masking_matches_the_plain_alternation(text: str, extra: bool,
         if config.quoted else text
     if parts:
         plain = re.compile("|".join(f"(?P<m{i}>{p})" for i, (_, p) in enumerate(parts)))
-        expected = [plain.sub(lambda m: parts[int(m.lastgroup[1:])][0],  # type: ignore[index]
-                              t) for t in line.split()]
+
+        def placeholder(m: re.Match[str]) -> str:
+            assert m.lastgroup is not None  # every alternative is a named group
+            return parts[int(m.lastgroup[1:])][0]
+
+        expected = [plain.sub(placeholder, t) for t in line.split()]
     else:
         expected = line.split()
     masker = config.masker()
@@ -129,7 +134,7 @@ def test_lines_differing_in_the_host_of_host_port_stay_one_template() -> None:
     ids = {miner.add(f"node-{i}.dc{i % 3}.example:5070 accepted a connection from "
                      f"10.0.{i}.9 after {i} retries").template_id for i in range(20)}
     ids |= {miner.add(f"shard{i}:9300 accepted a connection").template_id for i in range(20)}
-    assert len({miner.get(i).id for i in ids}) == 2  # type: ignore[union-attr]
+    assert len({_cluster(miner, i).id for i in ids}) == 2
     assert {c.template for c in miner.clusters()} == {
         "<HOST>:<NUM> accepted a connection from <IP> after <NUM> retries",
         "<HOST>:<NUM> accepted a connection"}
@@ -156,10 +161,10 @@ def test_a_list_of_one_kind_of_value_is_one_template_whatever_its_length() -> No
     ids = {miner.add(f"ask 10.0.0.{n}:50010 to delete "
                      + " ".join(f"blk_-{n * 7919 + k}" for k in range(n))).template_id
            for n in (1, 2, 3, 9, 40)}
-    assert len({miner.get(i).id for i in ids}) == 1  # type: ignore[union-attr]
+    assert len({_cluster(miner, i).id for i in ids}) == 1
     assert [c.template for c in miner.clusters()] == ["ask <IP>:<NUM> to delete blk_<NUM>"]
-    assert miner.match("ask 10.0.0.1:50010 to delete blk_1 blk_2").id == \
-        miner.clusters()[0].id  # type: ignore[union-attr]
+    matched = miner.match("ask 10.0.0.1:50010 to delete blk_1 blk_2")
+    assert matched is not None and matched.id == miner.clusters()[0].id
     pairs = TenantMiner()
     pairs.add("moved from 3 4")
     assert pairs.add("moved from 5 6").template == "moved from <NUM> <NUM>"
@@ -215,8 +220,15 @@ def test_merge_of_templates_that_differ_in_variable_positions_repoints_their_ids
     assert len({c.template for c in miner.clusters()}) == len(miner)
 
 
+def _cluster(miner: TenantMiner, cluster_id: str) -> Cluster:
+    """The miner's template for an id it gave out (the id may since have been merged)."""
+    found = miner.get(cluster_id)
+    assert found is not None, cluster_id
+    return found
+
+
 def _resolved(miner: TenantMiner, ids: list[str]) -> list[str]:
-    return [miner.get(i).id for i in ids]  # type: ignore[union-attr]
+    return [_cluster(miner, i).id for i in ids]
 
 
 def test_ids_do_not_depend_on_arrival_order_or_partition() -> None:
@@ -231,7 +243,7 @@ def test_ids_do_not_depend_on_arrival_order_or_partition() -> None:
     assert [by_message[m] for m in messages] == ids
     partitions = [TenantMiner() for _ in range(3)]  # as raw partitions split one tenant
     split = [partitions[i % 3].add(m).template_id for i, m in enumerate(messages)]
-    assert [next(p.get(i) for p in partitions if p.get(i) is not None).id  # type: ignore[union-attr]
+    assert [next(c for p in partitions if (c := p.get(i)) is not None).id
             for i in split] == ids
     texts = [c.template for c in one.clusters()]
     assert len(texts) == len(set(texts)) == 16
@@ -352,7 +364,7 @@ def test_miner_never_raises_and_state_round_trips(messages: list[str]) -> None:
         assert found is None or found.id in {c.id for c in miner.clusters()}
 
 
-def _bucket(tid: str, count: int, first: float, trend: list[int]) -> dict[str, object]:
+def _bucket(tid: str, count: int, first: float, trend: list[int]) -> dict[str, Any]:
     return {"key": tid, "doc_count": count, "first": {"value": first},
             "last": {"value": first + 1000}, "samples": {"hits": {"hits": []}},
             "trend": {"buckets": [{"key": i, "doc_count": c} for i, c in enumerate(trend)]}}
@@ -375,7 +387,7 @@ def test_patterns_api_rows_add_up_every_id_of_one_text() -> None:
                _bucket("old", 1, 1000, [1, 0]), _bucket("unknown", 2, 3000, [0, 2])]
     query = read_query({"since": "1h"}, now_ns=10**18)
     rows = [_pattern_row(tid, members, known, query, 3) for tid, members in
-            _group(buckets, known)]  # type: ignore[arg-type]
+            _group(buckets, known)]
     assert [(r["template_id"], r["template"], r["count"], r["trend"]) for r in rows] == [
         ("cur", "a <*>", 9, [5, 4]), ("unknown", None, 2, [0, 2])]
     assert sorted(rows[0]["template_ids"]) == ["cur", "legacy", "old"]
