@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import struct
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -217,7 +219,7 @@ def test_upb_and_betterproto_validate_alike(
         record.time_unix_nano = record.observed_time_unix_nano = 0
     default = Resource(service_name="batch-svc", host="h") if with_default else None
     data = bytes(record)
-    outcomes = []
+    outcomes: list[tuple[int, str, str] | dict[str, Any]] = []
     for message, res in ((LogRecord().parse(data), default),
                          (pb.LogRecord.FromString(data),
                           pb.Resource.FromString(bytes(default)) if default else None)):
@@ -233,12 +235,12 @@ def test_upb_and_betterproto_validate_alike(
 
 # --- the upb JSON fast path (app.ingest.jsonpb) against the reference converter ----------------
 
-def _outcome(convert: object, doc: object) -> object:
+def _outcome(convert: Callable[[object], object], doc: object) -> object:
     """What a converter makes of `doc`: the record as a dict, or the error's field and reason."""
     from app.ingest.wire import encode
 
     try:
-        record = convert(copy.deepcopy(doc))  # type: ignore[operator]
+        record = convert(copy.deepcopy(doc))
     except ConversionError as exc:
         return ("error", exc.field, exc.reason)
     try:
