@@ -35,7 +35,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCHES = (1, 100, 1000)
@@ -172,7 +172,10 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def _chunks(items: Sequence[bytes], size: int) -> list[Sequence[bytes]]:
+T = TypeVar("T")
+
+
+def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
