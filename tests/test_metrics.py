@@ -327,10 +327,12 @@ def test_every_recording_call_names_a_declared_metric_with_its_labels() -> None:
             where = f"{path.relative_to(ROOT)}:{node.lineno}"
             first = node.args[0]
             assert isinstance(first, ast.Constant), f"{where}: metric name is not a literal"
-            spec = SPECS.get(first.value)
-            assert spec is not None, f"{where}: {first.value} is not declared in SPECS"
+            name = first.value
+            assert isinstance(name, str), f"{where}: metric name {name!r} is not a string"
+            spec = SPECS.get(name)
+            assert spec is not None, f"{where}: {name} is not declared in SPECS"
             assert {k.arg for k in node.keywords} == set(spec.labels), \
-                f"{where}: {first.value} takes labels {spec.labels}"
+                f"{where}: {name} takes labels {spec.labels}"
             assert (node.func.attr == "observe") == (spec.kind == "histogram"), where
             calls += 1
     assert calls >= 20
