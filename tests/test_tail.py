@@ -237,7 +237,7 @@ async def test_history_then_live_without_gap_or_duplicate(tail_world: TailWorld,
     await index_events(tw.es, tw.settings, [event(tw.world, "beta", 900, message="beta line",
                                                   at=base + 5 * 10**6)], tier)
     async with tw.connect("key_read", since="5m") as ws:
-        ready_history = []
+        ready_history: list[str] = []
         async with asyncio.timeout(30):
             while True:
                 message = json.loads(await ws.recv())
