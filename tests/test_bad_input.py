@@ -412,7 +412,8 @@ class _Raw:
         return self.data
 
 
-async def raw_call(port: int, method: str, data: bytes, reply: type) -> tuple[Status | None, Any]:
+async def raw_call(port: int, method: str, data: bytes,
+                   reply: type[Any]) -> tuple[Status | None, Any]:
     """(None, the reply) or (the error status, its message) of one unary call with `data`."""
     channel = Channel("127.0.0.1", port)
     with closing(channel):
