@@ -143,3 +143,30 @@ async def test_real_sleep_with_tiny_delays() -> None:
     flaky = Flaky(OSError(), OSError())
     assert await retry(flaky.acall, RetryPolicy(OSError, initial=0.001, maximum=0.002)) == "ok"
     assert flaky.calls == 3
+
+
+async def test_key_check_waits_while_the_user_database_is_down(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A user of the helper: raw_input.KeyCheck retries DatabaseUnavailable, logging each wait."""
+    from app.ingest.auth import Principal
+    from app.ingest.errors import DatabaseUnavailable
+    from app.pipeline.raw_input import KeyCheck
+    from app.settings import Settings
+
+    owner = Principal("7", "acme", "ingest", None)
+    answers: list[object] = [DatabaseUnavailable("down"), DatabaseUnavailable("down"), owner]
+
+    async def verifier(key: str) -> Principal | None:
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer  # type: ignore[return-value]
+
+    check = KeyCheck(Settings(), verifier=verifier)  # type: ignore[arg-type]
+    with caplog.at_level("WARNING", logger="app.pipeline.raw_input"):
+        assert await check("k") is owner
+    assert [r.getMessage() for r in caplog.records] == [
+        "API key check: user database unavailable (user database unavailable: down; retry "
+        "after 1s); retry in 0.5s",
+        "API key check: user database unavailable (user database unavailable: down; retry "
+        "after 1s); retry in 1.0s"]

@@ -7,7 +7,6 @@ replayed record gives the same events as the live stream.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -16,9 +15,12 @@ from app.ingest.auth import KeyVerifier, Principal
 from app.ingest.errors import DatabaseUnavailable
 from app.kafka.stamp import Stamps, headers_of
 from app.pipeline.normalize import Limits, Normalized, RawMessage, normalize
+from app.runtime.retry import Failure, RetryPolicy, retry
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
+
+KEY_CHECK_RETRY = RetryPolicy(DatabaseUnavailable, initial=0.5, maximum=15.0)  # no limit
 
 
 def raw_message(message: Any) -> RawMessage:
@@ -48,15 +50,11 @@ class KeyCheck:
 
     async def __call__(self, key: str) -> Principal | None:
         """The key's owner; waits (backpressure) while the user database is unreachable."""
-        delay = 0.5
-        while True:
-            try:
-                return await self.verifier()(key)
-            except DatabaseUnavailable as exc:
-                log.warning("API key check: user database unavailable (%s); retry in %.1fs",
-                            exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 15.0)
+        def unavailable(failure: Failure) -> None:
+            log.warning("API key check: user database unavailable (%s); retry in %.1fs",
+                        failure.error, failure.delay)
+
+        return await retry(lambda: self.verifier()(key), KEY_CHECK_RETRY, on_retry=unavailable)
 
 
 async def process(raw: RawMessage, keys: KeyCheck, limits: Limits, stamps: Stamps) -> Normalized:
