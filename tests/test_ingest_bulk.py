@@ -43,7 +43,7 @@ def bulk_body(*lines: object) -> bytes:
 async def es_web(raw_settings: Settings, keys: KeyTable,
                  tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     """The bulk routes and the UI in-process (ASGI), writing to the test's Kafka topic."""
-    app = Starlette(routes=ingest_bulk.routes + ui.routes)
+    app = Starlette(routes=[*ingest_bulk.routes, *ui.routes])
     app.state.ingest = IngestService(raw_settings, keys)
     (tmp_path / "index.html").write_text("<!doctype html><title>LaaS</title>")
     app.state.ui_dist = tmp_path
@@ -234,10 +234,11 @@ def _ship(url: str, auth: dict[str, Any], docs: list[dict[str, Any]]) -> tuple[A
 async def test_elasticsearch_py_helpers_bulk_lands_in_the_keys_tenant(site: Site) -> None:
     mark = uuid.uuid4().hex[:10]
     now = time.time()
-    acme_docs = [{"_index": "filebeat-x", "@timestamp": _iso(now - i), "message": f"{mark} a{i}",
-                  "log.level": "error" if i == 0 else "info", "host": {"name": "node-a"},
-                  "service": {"name": "checkout"}, "latency_ms": 100 + i, "ok": i % 2 == 0}
-                 for i in range(5)]
+    acme_docs: list[dict[str, Any]] = [
+        {"_index": "filebeat-x", "@timestamp": _iso(now - i), "message": f"{mark} a{i}",
+         "log.level": "error" if i == 0 else "info", "host": {"name": "node-a"},
+         "service": {"name": "checkout"}, "latency_ms": 100 + i, "ok": i % 2 == 0}
+        for i in range(5)]
     acme_docs.append({"log": f"{mark} fluent", "kubernetes": {
         "pod_name": "cart-1", "namespace_name": "shop", "container_name": "cart",
         "labels": {"app": "cart"}}})
@@ -288,7 +289,10 @@ def _ship_lenient(url: str, auth: dict[str, Any], docs: list[dict[str, Any]]) ->
 
 
 async def test_rate_limit_is_an_es_429_with_retry_after(es_web: httpx.AsyncClient) -> None:
-    body = bulk_body(*[x for i in range(50) for x in ({"index": {}}, {"message": f"m{i}"})])
+    lines: list[dict[str, Any]] = []
+    for i in range(50):
+        lines += [{"index": {}}, {"message": f"m{i}"}]
+    body = bulk_body(*lines)
     r = await es_web.post("/_bulk", content=body, headers={
         "content-type": "application/x-ndjson", "authorization": "Bearer slow-key"})
     assert r.status_code == 200  # the first batch passes on a full bucket and leaves it in debt
