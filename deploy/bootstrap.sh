@@ -45,10 +45,11 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 stamp=.venv/.laas-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ app/client/pyproject.toml -nt "$stamp" ]; then
   say "installing Python dependencies"
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[test]'
+  # the client (laas-client, app/client/) is a distribution of its own that laas depends on
+  .venv/bin/pip install -q -e ./app/client -e '.[test]'
   touch "$stamp"
 fi
 

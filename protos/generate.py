@@ -3,6 +3,9 @@
 `laas/v1/logs.proto` is compiled with grpcio-tools' protoc, twice: through betterproto's plugin
 (the messages the code works with) and to `laas/v1/logs_pb2.py` (the C-backed `protobuf` classes
 the ingest hot path parses and serializes with; betterproto is ~100x slower per record).
+The betterproto module of laas.v1 is written into the client package, `laas_client/v1.py`
+(app/client/): the one definition the server (`protos.laas.v1` re-exports it) and the client a
+user installs on its own share.
 The OpenTelemetry schema is not vendored as .proto text: its file descriptors are taken from
 the `opentelemetry-proto` package (the version pinned by the test extra), so the generated
 `protos.opentelemetry...` modules match exactly what the OpenTelemetry SDK puts on the wire.
@@ -17,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+CLIENT_V1 = HERE.parent / "app" / "client" / "laas_client" / "v1.py"
 LAAS_PROTOS = ["laas/v1/logs.proto"]
 # protobuf (upb) classes only, no betterproto: Loki's push API (web/ingest_loki.py)
 PB2_ONLY_PROTOS = ["loki/push.proto"]
@@ -73,14 +77,17 @@ def generate() -> list[Path]:
     )
     written = _laas_pb2()
     for out in generate_code(request).file:
-        path = HERE / out.name
-        if path == HERE / "__init__.py":
+        if out.name == "__init__.py":
             continue  # protos/ itself is a hand-written package
+        # protos/laas/v1/__init__.py is hand-written too: it re-exports laas_client.v1
+        path = CLIENT_V1 if out.name == "laas/v1/__init__.py" else HERE / out.name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(out.content)
         written.append(path)
     # Intermediate packages betterproto leaves without an __init__.py.
     for path in list(written):
+        if HERE not in path.parents:
+            continue
         for parent in path.parents:
             if parent == HERE:
                 break

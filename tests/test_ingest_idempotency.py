@@ -21,10 +21,10 @@ from elasticsearch.helpers import async_scan
 from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
+from laas_client import LaasHandler, SendError, Shipper
 from starlette.applications import Starlette
 
 from agents.index import index_group
-from app.client import LaasHandler, SendError, Shipper
 from app.elastic import esindex
 from app.ingest.errors import BatchRejected
 from app.ingest.gateway import bound_port, start_gateway

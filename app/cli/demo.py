@@ -289,7 +289,8 @@ def run_demo(settings: Settings, *, rate: float = 8.0, first_burst: float = 20.0
     few seconds and then dropped (demo data); a key refused (revoked, tenant gone) is made
     again, or the demo stops when the tenant is gone.
     """
-    from app.client import SendError, Shipper
+    from laas_client import SendError, Shipper
+
     from app.ingest.convert import record_from_json
 
     if not logging.getLogger().handlers:

@@ -76,8 +76,9 @@ def register(main: click.Group) -> None:
 
         Shows a progress bar.
         """
+        from laas_client import SendError, Shipper
+
         from app.cli.demo import demo_records
-        from app.client import SendError, Shipper
         from app.ingest.convert import ConversionError, record_from_json
 
         if demo == (source is not None):

@@ -21,11 +21,12 @@ from typing import Any
 
 import betterproto
 from google.protobuf.unknown_fields import UnknownFieldSet
+from laas_client.values import INT64, to_any
 
 from app.ingest import wire
 from app.ingest.validate import MAX_DEPTH as MAX_VALUE_DEPTH
 from app.ingest.validate import lift_names, which
-from protos.laas.v1 import AnyValue, ArrayValue, KeyValueList, LogRecord, Resource
+from protos.laas.v1 import AnyValue, LogRecord, Resource
 from protos.opentelemetry.proto.collector.logs.v1 import ExportLogsServiceRequest
 
 ANY_KEYS = frozenset({"stringValue", "boolValue", "intValue", "doubleValue", "arrayValue",
@@ -36,7 +37,6 @@ _RECORD_KEYS = frozenset({"timeUnixNano", "observedTimeUnixNano", "severityNumbe
 _SHORTHAND_KEYS = {"message", "msg", "level", "ts", "timestamp", "time", "service", "host"}
 RECORD_KEYS = _RECORD_KEYS  # the top-level fields of the JSON form (app.ingest.jsonpb)
 SHORTHAND_KEYS = frozenset(_SHORTHAND_KEYS)
-INT64 = 2**63
 
 
 class ConversionError(ValueError):
@@ -49,31 +49,6 @@ class ConversionError(ValueError):
 
 
 # --- Python values ---------------------------------------------------------------------------
-
-def to_any(value: object) -> AnyValue:
-    """A plain Python/JSON value as an `AnyValue` (None → an empty value)."""
-    if isinstance(value, AnyValue):
-        return value
-    if value is None:
-        return AnyValue()
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value) if -INT64 <= value < INT64 else AnyValue(
-            string_value=str(value))
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    if isinstance(value, str):
-        return AnyValue(string_value=value)
-    if isinstance(value, bytes | bytearray):
-        return AnyValue(bytes_value=bytes(value))
-    if isinstance(value, dict):
-        return AnyValue(kvlist_value=KeyValueList(values={str(k): to_any(v)
-                                                          for k, v in value.items()}))
-    if isinstance(value, list | tuple):
-        return AnyValue(array_value=ArrayValue(values=[to_any(v) for v in value]))
-    return AnyValue(string_value=str(value))
-
 
 def from_any(value: AnyValue) -> object:
     """The plain Python value of an `AnyValue` (the inverse of `to_any`)."""
