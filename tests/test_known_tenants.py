@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -11,7 +12,8 @@ from app.elastic.esindex import TenantIndexing
 from app.elastic.known_tenants import KnownTenants
 
 
-def loader(tenants: dict[str, TenantIndexing], loads: list[int]):  # type: ignore[no-untyped-def]
+def loader(tenants: dict[str, TenantIndexing], loads: list[int]
+           ) -> Callable[[], Awaitable[dict[str, TenantIndexing]]]:
     async def load() -> dict[str, TenantIndexing]:
         loads.append(1)
         return dict(tenants)
