@@ -7,14 +7,14 @@ producer clocks do not matter). A timer closes windows (empty ones too: that is 
 seen) and hands each to the source's `SourceMonitor` (Half-Space Trees + explicit detectors,
 app/anomaly); findings become alerts, grouped per tenant and source (app/pipeline/alerting.py).
 
-State: tables `detect-light` (key: source; the monitor without its model, under 1 KB,
-written every `detect_light_snapshot_seconds`, at once after a window that fired) and
-`detect-model` (the compact HST state, a few KB compressed, written every
-`detect_model_snapshot_seconds`), changelog-backed. Faust only lets a table be
-written while an event of the table's partition is being processed, so writes are queued per
-partition by the timer and done by the agent with the next events of that partition, at most
-`PERSIST_BATCH` sources per event (writing thousands at once held the loop). A restarted worker
-restores a source's monitor from the tables on its first event. A worker keeps at most
+State: tables `detect-light` (key: source; the monitor without its model, under 1 KB, written
+every `detect_light_snapshot_seconds`, at once after a window that fired) and `detect-model`
+(the compact HST state, a few KB compressed, written every `detect_model_snapshot_seconds`),
+changelog-backed (declared in tables/detection.py). Faust only lets a table be written while an
+event of the table's partition is being processed, so writes are queued per partition by the
+timer and done by the agent with the next events of that partition, at most `PERSIST_BATCH`
+sources per event (writing thousands at once held the loop). A restarted worker restores a
+source's monitor from the tables on its first event. A worker keeps at most
 `detect_max_sources` monitors (~18 KB each, docs/analytics.md): the least recently active
 source is evicted when a new one needs room, and one silent for `detect_idle_seconds` is
 evicted too; an evicted monitor's full state (light and model) is queued for its tables and
@@ -70,12 +70,12 @@ from app.pipeline.alerting import (
 )
 from app.pipeline.event_messages import decode_shared
 from app.pipeline.events import LogEvent
-from app.pipeline.faust_app import table_options
 from app.query import parse
 from app.query.match import compile_predicate
 from app.runtime.gc_tuning import Freezer
 from app.runtime.metrics import METRICS
 from app.settings import Settings
+from tables.detection import detect_light, detect_model
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +114,8 @@ class Detection:
         self.settings = settings
         self.topics = topics
         self.stamps = Stamps.from_settings(settings)  # signs alerts and rule counts
-        schema: faust.Schema = faust.Schema(key_serializer="json", value_serializer="raw")
-        # value_type=bytes: the RocksDB store decodes with the table's own serializer (from
-        # value_type, json by default), not the schema's; after a restart json fails on zlib.
-        options = table_options(settings)
-        self.light = app.Table("detect-light", default=None, schema=schema, value_type=bytes,
-                               partitions=settings.partitions, options=options)
-        self.model = app.Table("detect-model", default=None, schema=schema, value_type=bytes,
-                               partitions=settings.partitions, options=options)
+        self.light = detect_light(app, settings)
+        self.model = detect_model(app, settings)
         self.config = MonitorConfig(warmup=settings.detect_warmup_windows,
                                     hst_warmup=settings.detect_hst_warmup_windows)
         self.windows = self._new_windows()

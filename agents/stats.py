@@ -1,7 +1,7 @@
 """Stage `stats`: per-source counts in changelog-backed Faust tables, snapshotted to ES.
 
-Tables (RocksDB store, changelog topics `{app_id}-source-totals-changelog` and
-`{app_id}-source-windows-changelog`): running totals per source, and tumbling windows of
+Tables (tables/sources.py; RocksDB store, changelog topics `{app_id}-source-totals-changelog`
+and `{app_id}-source-windows-changelog`): running totals per source, and tumbling windows of
 `stats_window_seconds` kept `stats_window_retention` seconds (windows follow arrival time in
 `logs.events`). The web process does not talk to the worker: a timer writes each changed
 source's totals and recent windows to the `{index_prefix}sources` index, which
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
 from typing import Any
 
 import faust
@@ -24,10 +23,10 @@ from app.kafka.stamp import Stamps
 from app.kafka.topics import Topics
 from app.pipeline.event_messages import by_source, decode_shared
 from app.pipeline.events import LogEvent
-from app.pipeline.faust_app import table_options
 from app.pipeline.stats import SOURCES_MAPPINGS, fold_all, snapshot_doc
 from app.runtime.metrics import METRICS
 from app.settings import Settings
+from tables.sources import source_totals, source_windows
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +45,8 @@ class SourceStats:
     def __init__(self, app: faust.App, topics: Topics, settings: Settings) -> None:
         self.settings = settings
         self.topics = topics
-        schema: faust.Schema = faust.Schema(key_serializer="json", value_serializer="json")
-        options = table_options(settings)
-        self.totals = app.Table("source-totals", default=dict, schema=schema,
-                                partitions=settings.partitions, options=options)
-        self.windows = app.Table(
-            "source-windows", default=dict, schema=schema, partitions=settings.partitions,
-            options=options,
-        ).tumbling(settings.stats_window_seconds,
-                   expires=timedelta(seconds=settings.stats_window_retention)
-                   ).relative_to_stream()
+        self.totals = source_totals(app, settings)
+        self.windows = source_windows(app, settings)
         self.dirty: set[str] = set()
         self._runs = 0
         self._es: AsyncElasticsearch | None = None

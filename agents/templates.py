@@ -9,11 +9,11 @@ same template seen on two partitions (or rebuilt after a restart) has the same i
 template widens or merges, its old id is written as an alias of the new one (`merged_into` in
 the patterns index) and the patterns API counts the old id's events under the new one.
 
-State: table `templates` (changelog `{app_id}-templates-changelog`, RocksDB store), key
-`{raw partition}/{tenant_id}/{template_id}`, value the miner's per-template record
-(`Cluster.to_record()`, its former ids last); the key of an evicted template, or of an id a
-template left, is deleted. New or changed templates are written with the event that changed
-them (so a restarted worker goes on with the same templates and ids); count and
+State: table `templates` (tables/templates.py; changelog `{app_id}-templates-changelog`,
+RocksDB store), key `{raw partition}/{tenant_id}/{template_id}`, value the miner's per-template
+record (`Cluster.to_record()`, its former ids last); the key of an evicted template, or of an
+id a template left, is deleted. New or changed templates are written with the event that
+changed them (so a restarted worker goes on with the same templates and ids); count and
 last-seen updates at most every `patterns_flush_seconds` per miner. After a restart or
 rebalance the miners of a partition are rebuilt from the table on the first event read from it.
 
@@ -40,10 +40,10 @@ from app.elastic.template_index import (
     template_doc,
 )
 from app.pipeline.events import LogEvent
-from app.pipeline.faust_app import table_options
 from app.pipeline.tenant_configs import TenantConfigs
 from app.settings import Settings
 from app.templates import TenantMiner
+from tables.templates import templates as templates_table
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,7 @@ class TemplateStage:
     def __init__(self, app: faust.App, settings: Settings,
                  configs: TenantConfigs | None = None) -> None:
         self.settings = settings
-        schema: faust.Schema = faust.Schema(key_serializer="json", value_serializer="json")
-        self.table = app.Table("templates", default=None, schema=schema,
-                               partitions=settings.partitions,
-                               options=table_options(settings))
+        self.table = templates_table(app, settings)
         self.configs = configs or TenantConfigs(settings)
         self.miners: dict[tuple[int, str], TenantMiner] = {}
         self._pending: dict[tuple[int, str], list[list[Any]]] = {}

@@ -1,0 +1,1 @@
+"""The Faust tables: each declared by one function (key, value, codec, window, changelog)."""

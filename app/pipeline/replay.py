@@ -29,13 +29,14 @@ from app.db.engine import create_engine
 from app.elastic import esindex
 from app.elastic.client import es_client
 from app.elastic.known_tenants import tenant_indexing
-from app.elastic.sink import ElasticsearchSink
+from app.elastic.sink import ElasticsearchSink, until_accepted
 from app.kafka.client import client_options
 from app.kafka.stamp import Stamps
 from app.kafka.topics import RAW, topic_name
 from app.pipeline.events import LogEvent
 from app.pipeline.normalize import Limits
 from app.pipeline.raw_input import KeyCheck, process, raw_message
+from app.pipeline.table_names import TEMPLATES, changelog_topic
 from app.pipeline.tenant_configs import TenantConfigs
 from app.settings import Settings
 from app.templates import MinerConfig, TenantMiner
@@ -74,7 +75,7 @@ class ReplayTemplates:
                                     enable_auto_commit=False)
         await consumer.start()
         try:
-            topic = f"{settings.app_id}-templates-changelog"
+            topic = changelog_topic(settings.app_id, TEMPLATES)  # the stream app's
             parts = consumer.partitions_for_topic(topic) or set()
             if not parts:
                 parts = (await consumer._client.fetch_all_metadata()).partitions_for_topic(
@@ -160,7 +161,7 @@ class Replay:
                                     isolation_level="read_committed")
         await consumer.start()
         try:
-            await self.sink.setup()
+            await until_accepted(self.sink.setup)  # waits while Elasticsearch pushes back
             self.sink.set_layout(await self._layout())
             templates = await ReplayTemplates.load(self.settings, self.tenant_id)
             metadata = await consumer._client.fetch_all_metadata()
