@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from click.testing import CliRunner, Result
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import tenancy
+from app.accounts.authz import Principal
 from app.accounts.security import verify_password
 from app.accounts.tenancy import ensure_demo
 from app.db.engine import create_engine, session_factory
@@ -23,8 +27,11 @@ def laas(db_url: str, state: Path, *args: str, stdin: str | None = None) -> Resu
     return CliRunner().invoke(main, list(args), input=stdin, env=env)
 
 
-def _in_db(db_url: str, work):  # type: ignore[no-untyped-def]
-    async def go():  # type: ignore[no-untyped-def]
+T = TypeVar("T")
+
+
+def _in_db(db_url: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def go() -> T:
         engine = create_engine(db_url)
         try:
             async with session_factory(engine).begin() as session:
@@ -80,8 +87,9 @@ def test_tenant_user_and_key_commands(auth_db_url: str, tmp_path: Path) -> None:
     )
     assert no_tenant.exit_code == 1 and "does not exist" in no_tenant.output
 
-    async def stored_hash(session):  # type: ignore[no-untyped-def]
+    async def stored_hash(session: AsyncSession) -> str:
         found = await tenancy.find_user(session, "ann@acme.io")
+        assert found is not None
         return found.password_hash
 
     assert verify_password(_in_db(auth_db_url, stored_hash), "s3cret-password")
@@ -103,7 +111,7 @@ def test_tenant_user_and_key_commands(auth_db_url: str, tmp_path: Path) -> None:
     assert plain.startswith("laas_") and "\n" not in plain  # stdout carries the key alone
     assert "not shown again" in key.stderr
 
-    async def verify(session):  # type: ignore[no-untyped-def]
+    async def verify(session: AsyncSession) -> Principal:
         return await tenancy.verify_api_key(session, plain)
 
     principal = _in_db(auth_db_url, verify)
@@ -160,13 +168,15 @@ def test_ensure_demo_for_laas_up(auth_db_url: str, tmp_path: Path) -> None:
     assert credentials is not None and credentials.email == "admin@demo.local"
     assert ensure_demo(settings) is None
 
-    async def retention(session):  # type: ignore[no-untyped-def]
+    async def retention(session: AsyncSession) -> int:
         return (await tenancy.get_tenant(session, "demo")).retention_days
 
     assert _in_db(auth_db_url, retention) == 12  # the setting's default, as `tenant create`
 
-    async def stored_hash(session):  # type: ignore[no-untyped-def]
-        return (await tenancy.find_user(session, credentials.email)).password_hash
+    async def stored_hash(session: AsyncSession) -> str:
+        found = await tenancy.find_user(session, credentials.email)
+        assert found is not None
+        return found.password_hash
 
     assert verify_password(_in_db(auth_db_url, stored_hash), credentials.password)
 
