@@ -18,15 +18,15 @@ from app.kafka.client import (
     faust_credentials,
     librdkafka_config,
 )
-from app.settings import Settings
+from app.settings import Settings, load_settings
 
 
 def _local(tmp_path: Path, **extra: object) -> Settings:
     creds = tmp_path / "kafka" / "credentials.json"
     creds.parent.mkdir(parents=True)
     creds.write_text(json.dumps({"laas": "pw-laas", "laas-producer": "pw-producer"}))
-    return Settings(state_dir=tmp_path, kafka_bootstrap=None, kafka_credentials_file=None,
-                    **extra)  # type: ignore[arg-type]
+    return load_settings(state_dir=tmp_path, kafka_bootstrap=None, kafka_credentials_file=None,
+                         **extra)
 
 
 def test_the_local_stack_logs_in_with_scram(tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_an_existing_cluster_with_sasl_ssl(tmp_path: Path) -> None:
     env = cluster_env(settings)
     assert env["LAAS_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
     fields = {k.removeprefix("LAAS_").lower(): v for k, v in env.items()}
-    again = Settings(state_dir=tmp_path, **fields)  # type: ignore[arg-type]
+    again = load_settings(state_dir=tmp_path, **fields)
     assert again.kafka_sasl_username == "svc-laas"
 
 
