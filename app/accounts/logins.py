@@ -34,6 +34,7 @@ from app.accounts.security import (
 from app.accounts.tenancy import accept_invitation, create_user, invitation_by_code, user_tenants
 from app.db.engine import SessionFactory
 from app.db.models import LoginThrottle, Membership, RefreshToken, Role, Tenant, User, utcnow
+from app.runtime.retry import RetryPolicy, retry
 from app.settings import Settings
 
 BAD_LOGIN = "email or password is wrong"
@@ -113,23 +114,20 @@ async def _check_throttle(
 async def _record_failures(
     sessions: SessionFactory, keys: dict[str, ThrottlePolicy], now: datetime
 ) -> None:
-    for attempt in range(3):
-        try:
-            async with sessions.begin() as session:
-                rows = await _throttle_rows(session, list(keys))
-                for key, policy in keys.items():
-                    state = record_failure(_state(rows.get(key)), policy, now)
-                    row = rows.get(key) or LoginThrottle(key=key)
-                    row.failures = state.failures
-                    row.first_failure_at = state.first_failure_at
-                    row.last_failure_at = state.last_failure_at
-                    row.locked_until = state.locked_until
-                    session.add(row)
-            return
-        except IntegrityError:
-            # A concurrent failure inserted the same key first: count again on its row.
-            if attempt == 2:
-                raise
+    async def record() -> None:
+        async with sessions.begin() as session:
+            rows = await _throttle_rows(session, list(keys))
+            for key, policy in keys.items():
+                state = record_failure(_state(rows.get(key)), policy, now)
+                row = rows.get(key) or LoginThrottle(key=key)
+                row.failures = state.failures
+                row.first_failure_at = state.first_failure_at
+                row.last_failure_at = state.last_failure_at
+                row.locked_until = state.locked_until
+                session.add(row)
+
+    # A concurrent failure inserted the same key first: count again (at once) on its row.
+    await retry(record, RetryPolicy(IntegrityError, initial=0, maximum=0, attempts=3))
 
 
 async def _clear_throttle(session: AsyncSession, key: str) -> None:
