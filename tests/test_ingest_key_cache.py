@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -40,7 +40,7 @@ async def make_keys(sessions: SessionFactory, count: int, scope: str = "ingest"
     return out
 
 
-async def last_used(sessions: SessionFactory, key_id: int) -> object:
+async def last_used(sessions: SessionFactory, key_id: int) -> datetime | None:
     async with sessions() as s:
         return await s.scalar(select(ApiKey.last_used_at).where(ApiKey.id == key_id))
 
@@ -161,7 +161,8 @@ async def test_last_used_is_written_in_batches(sessions: SessionFactory) -> None
     await verify(keys[0][2])
     await verify(keys[0][2])
     assert await verify.flush() == 1
-    assert await last_used(sessions, keys[0][1]) > stored[0]  # type: ignore[operator]
+    again, before = await last_used(sessions, keys[0][1]), stored[0]
+    assert again is not None and before is not None and again > before
     await verify.aclose()
 
 
