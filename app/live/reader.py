@@ -16,9 +16,17 @@ from aiokafka.errors import KafkaError
 
 from app.kafka.client import client_options
 from app.kafka.stamp import Stamps
+from app.runtime.retry import Failure, RetryPolicy, retry
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class TopicMissing(LookupError):
+    """The topic does not exist yet (or has no partitions)."""
+
+
+TOPIC_WAIT = RetryPolicy(TopicMissing, initial=0.2, maximum=5.0)  # until it exists
 
 
 async def topic_partitions(settings: Settings, topic: str) -> list[TopicPartition]:
@@ -27,20 +35,25 @@ async def topic_partitions(settings: Settings, topic: str) -> list[TopicPartitio
     broker with `auto.create.topics.enable` would create it with its own defaults."""
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
+    said = 0.0
+
+    async def partitions() -> list[TopicPartition]:
+        if topic in await admin.list_topics():
+            (described,) = await admin.describe_topics([topic])
+            ids = sorted(p["partition"] for p in described["partitions"])
+            if described["error_code"] == 0 and ids:
+                return [TopicPartition(topic, p) for p in ids]
+        raise TopicMissing(topic)
+
+    def waiting(_: Failure) -> None:
+        nonlocal said
+        if time.monotonic() - said >= 30:
+            log.warning("waiting for Kafka topic %s (created by `laas worker` or "
+                        "`laas topics ensure`)", topic)
+            said = time.monotonic()
+
     try:
-        delay, said = 0.2, 0.0
-        while True:
-            if topic in await admin.list_topics():
-                (described,) = await admin.describe_topics([topic])
-                ids = sorted(p["partition"] for p in described["partitions"])
-                if described["error_code"] == 0 and ids:
-                    return [TopicPartition(topic, p) for p in ids]
-            if time.monotonic() - said >= 30:
-                log.warning("waiting for Kafka topic %s (created by `laas worker` or "
-                            "`laas topics ensure`)", topic)
-                said = time.monotonic()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        return await retry(partitions, TOPIC_WAIT, on_retry=waiting)
     finally:
         await admin.close()
 
