@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,6 +32,7 @@ from app.settings import Settings, load_settings
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_STATE = ROOT / ".laas" / "bench-stack"
 KAFKA_PORT, KAFKA_CONTROLLER_PORT, ES_PORT = 19092, 19093, 19200
+CHILD_STARTED = re.compile(r"(\w[\w-]*) process started: pid (\d+)")
 
 
 def exit_on_sigterm() -> None:
@@ -251,6 +253,17 @@ class Deployment:
     def pids(self) -> dict[str, int]:
         return {p.name: p.popen.pid for p in self.procs.values() if p.alive()}
 
+    def child_pids(self) -> dict[str, int]:
+        """The worker's child processes (`<process>:<child>`, e.g. `worker:index`), from the
+        "<child> process started: pid N" lines of its log (agents/children.py); the latest
+        start of each child wins."""
+        found: dict[str, int] = {}
+        for proc in self.procs.values():
+            text = proc.log.read_text(errors="replace") if proc.log.exists() else ""
+            for match in CHILD_STARTED.finditer(text):
+                found[f"{proc.name}:{match[1]}"] = int(match[2])
+        return found
+
     def log_errors(self) -> dict[str, list[str]]:
         """ERROR/Traceback lines in each process's log."""
         found = {}
@@ -300,12 +313,16 @@ class Sample:
     rss_mb: float
 
 
+MACHINE = "machine (all processes)"
+
+
 class Sampler:
     """psutil every `interval` s of named pids (children included), in a thread."""
 
-    def __init__(self, pids: Any, interval: float = 1.0) -> None:
+    def __init__(self, pids: Any, interval: float = 1.0, machine: bool = False) -> None:
         self.pids = pids  # callable -> dict[name, pid]
         self.interval = interval
+        self.machine = machine  # also sample the whole machine's CPU as `MACHINE`
         self.samples: list[Sample] = []
         self.load: list[tuple[float, float]] = []
         self._stop = threading.Event()
@@ -314,8 +331,18 @@ class Sampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> Sampler:
+        psutil.cpu_percent(None)  # the first machine-wide figure counts from here
         self._thread.start()
         return self
+
+    def mean_cpu(self, since: float, until: float) -> dict[str, float]:
+        """Mean CPU % (100 = one core) per sampled name between `since` and `until` (seconds
+        after `t0`)."""
+        found: dict[str, list[float]] = {}
+        for s in list(self.samples):
+            if since <= s.t <= until:
+                found.setdefault(s.name, []).append(s.cpu)
+        return {name: sum(v) / len(v) for name, v in found.items()}
 
     def stop(self) -> None:
         self._stop.set()
@@ -337,6 +364,10 @@ class Sampler:
         while not self._stop.wait(self.interval):
             now = time.monotonic() - self.t0
             self.load.append((now, os.getloadavg()[0]))
+            if self.machine:
+                busy = psutil.cpu_percent(None) * (psutil.cpu_count() or 1)
+                self.samples.append(Sample(now, MACHINE, busy, psutil.virtual_memory().used
+                                           / 2**20))
             for name, pid in self.pids().items():
                 cpu = rss = 0.0
                 for p in self._family(pid):
@@ -365,6 +396,12 @@ def make_record(run: str, seq: int, size: int = 0, tenant_tag: str = "") -> byte
     ).SerializeToString()
 
 
+def record_pool(run: str, n: int) -> list[bytes]:
+    """`n` distinct serialized records (`make_record`) for `Pusher(pool=...)` and the raw bulk
+    baseline of the same documents."""
+    return [make_record(run, seq) for seq in range(n)]
+
+
 def batch_bytes(recs: Iterable[bytes]) -> bytes:
     from bench.ingest_gateway import batch_bytes as encode
 
@@ -384,12 +421,18 @@ class Pusher:
 
     A call that fails (gateway down, Kafka unavailable) is retried with the same records after
     a short pause, as a client should; only acknowledged sequence numbers are recorded.
+    With `pool` (serialized records, e.g. `record_pool`), record `seq` is `pool[seq % len]`:
+    no record is built during the load, so the generator's CPU goes to the calls alone (the
+    documents' `_id`s come from their Kafka offsets, so repeated contents are still distinct
+    documents).
     """
 
     def __init__(self, port: int, key: str, run: str, batch: int = 100, size: int = 0,
-                 inflight: int = 4, keep_seqs: bool = False) -> None:
+                 inflight: int = 4, keep_seqs: bool = False,
+                 pool: list[bytes] | None = None) -> None:
         self.port, self.key, self.tag = port, key, run
         self.batch, self.size, self.inflight, self.keep_seqs = batch, size, inflight, keep_seqs
+        self.pool = pool
         self.stats = LoadStats()
         self.next_seq = 0
         self._channel: Any = None
@@ -441,7 +484,9 @@ class Pusher:
 
         async def one(seqs: range) -> None:
             try:
-                body = batch_bytes(make_record(self.tag, s, self.size) for s in seqs)
+                pool = self.pool
+                body = (batch_bytes(pool[s % len(pool)] for s in seqs) if pool else
+                        batch_bytes(make_record(self.tag, s, self.size) for s in seqs))
                 await self.push(body, len(seqs))
                 self.stats.acked += len(seqs)
                 if self.keep_seqs:

@@ -14,7 +14,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bench.system import KNEE_DELAY_X, KNEE_DRAIN_S  # noqa: E402
+from bench.knee import (  # noqa: E402
+    GENERATOR_CPU,
+    KNEE_DELAY_X,
+    KNEE_DRAIN_S,
+    SHORT_OF_OFFERED,
+)
 
 
 def _f(value: Any, digits: int = 0) -> str:
@@ -69,7 +74,7 @@ def plot_throughput(results: dict[str, Any], out: Path) -> None:
     plt.close(fig)
 
 
-def plot_knee(results: dict[str, Any], out: Path) -> None:
+def plot_knee(results: dict[str, Any], out: Path, name: str = "knee.png") -> None:
     rows = results["steady"]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
     xs = [r["acked_per_s"] for r in rows]
@@ -87,7 +92,7 @@ def plot_knee(results: dict[str, Any], out: Path) -> None:
     a2.legend(fontsize=7)
     fig.suptitle("Steady ingest: finding the knee")
     fig.tight_layout()
-    fig.savefig(out / "knee.png", dpi=110)
+    fig.savefig(out / name, dpi=110)
     plt.close(fig)
 
 
@@ -166,6 +171,103 @@ def resource_table(samples: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+CPU_COLUMNS = (("bench client", "client"), ("gateway", "gateway"),
+               ("worker (main)", "worker main"), ("worker:index", "index child"),
+               ("worker:analytics", "analytics child"), ("web", "web"), ("kafka", "Kafka"),
+               ("elasticsearch", "ES"), ("machine (all processes)", "machine"))
+
+
+def steps_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The saturation search's steps: rates, latencies, verdict and CPU per process."""
+    cpu_head = " / ".join(short for _, short in CPU_COLUMNS)
+    md = ["| # | step | offered rec/s | batch | acked rec/s | indexed/s in step | drain s | "
+          "ack→searchable p50 / p99 ms | ack→tail p50 ms | verdict | CPU % " + cpu_head +
+          " | load |", "| --- " * 12 + "|"]
+    for i, r in enumerate(rows, 1):
+        cpu = r.get("cpu") or {}
+        drain = _f(r["drain_s"], 1)
+        if r["drain_s"] is None:
+            drain = "not in the wait" + (f" (then {_f(r['settled_s'], 0)} s more)"
+                                         if r.get("settled_s") is not None else "")
+        md.append(
+            f"| {i} | {r.get('kind', '')} | {_f(r['offered']) if r['offered'] else 'max'} | "
+            f"{r.get('batch', 100)} | {_f(r['acked_per_s'])} | {_f(r['indexed_per_s'])} | "
+            f"{drain} | {_f(r['searchable_ms']['p50'])} / {_f(r['searchable_ms']['p99'])} | "
+            f"{_f(r['tail_ms']['p50'])} | {r.get('verdict', '')} | "
+            + " / ".join(_f(cpu.get(name)) for name, _ in CPU_COLUMNS) + f" | {r['load']} |")
+    return md
+
+
+def saturation_section(results: dict[str, Any]) -> list[str]:
+    """The steps table and the knee, with its ratio to the raw bulk rate of the same run."""
+    k = results["knee"]
+    search = results.get("search", {})
+    md = [f"Steps of {results['config']['step']} s: the mode's ladder, then ×"
+          f"{search.get('factor', 2):g} from the highest step that kept up until one falls "
+          f"behind, then {search.get('bisections', 1)} step halfway back (`bench/knee.py`), up "
+          f"to {_f(results['config'].get('max_rate'))}/s. A step *kept up* when its backlog was "
+          f"searchable within {KNEE_DRAIN_S:g} s of its end and its probes' ack → searchable "
+          f"p50 stayed within {KNEE_DELAY_X:g}x of the lowest step's; when it kept up but acked "
+          f"< {SHORT_OF_OFFERED:g} × offered, the *generator* (bench client ≥ "
+          f"{GENERATOR_CPU:g} % CPU) or the *gateway* could not deliver the rate and the search "
+          "stops there. Load: records cycled from a pool of "
+          f"{_f(search.get('pool'))} prebuilt ones, requests of up to "
+          f"{_f(search.get('batch'))} records (rate/20 per request, at least 100), "
+          f"{search.get('inflight', 4)} calls in flight. CPU columns: mean % of one core over "
+          "the step (psutil, each process with its children; *worker main* is the worker "
+          "without its index and analytics children; *machine* is every process on the "
+          "2 cores, other sessions' included).", "",
+          *steps_table(results["steady"]), ""]
+    ratio = k.get("ratio_to_raw_bulk")
+    bulk = k.get("raw_bulk_per_s") or results.get("baselines", {}).get("raw_bulk_per_s")
+    limit = {"fell behind": f"the first step that fell behind was offered "
+             f"{_f(k.get('first_behind_offered'))}/s",
+             "generator": "the load generator could not offer more (the pipeline kept up): "
+             "**no pipeline knee found**",
+             "gateway": "the gateway acknowledged no faster than this (the pipeline behind it "
+             "kept up)",
+             "max_rate": "every step up to the cap kept up: **no knee found**"}.get(
+                 k.get("limit", ""), "")
+    md += [f"**Knee: {_f(k['sustained_per_s'])} records/s** (offered "
+           f"{_f(k.get('sustained_offered'))}/s; {limit}). Raw Elasticsearch bulk of the same "
+           f"documents on the same node, this run: {_f(k.get('raw_bulk_before_per_s'))} docs/s "
+           f"before the search, {_f(k.get('raw_bulk_after_per_s'))} after "
+           f"({_f(k.get('raw_bulk_records'))} documents, the worker's bulk size, one request "
+           f"at a time). **Knee ÷ raw bulk (the higher) = "
+           f"{_ratio(k['sustained_per_s'], bulk) if ratio is None else f'{ratio:.2f}'}** "
+           "(target ≥ 0.6). Peak indexed in a step "
+           f"{_f(k['peak_indexed_per_s'])}/s, peak acked {_f(k['peak_acked_per_s'])}/s.", ""]
+    return md
+
+
+def write_saturation(results: dict[str, Any], out: Path) -> None:
+    """`saturation.md` of a `--saturation` run (the steady search alone)."""
+    from bench.harness import machine
+
+    plot_knee(results, out, name="saturation.png")
+    md = ["# Saturation search: the whole system's knee against raw Elasticsearch bulk", "",
+          f"Generated by `python -m bench.system --{results['mode']} --saturation` on "
+          f"{results['started']}, commit {results.get('commit', 'unknown')} (raw numbers in "
+          "`saturation.json`).", "",
+          f"Machine: {machine()}, {platform.platform()}. **Shared** with other sessions' test "
+          f"suites. Load average (1/5/15 min) at start {results['load_start']}, after the "
+          f"search {results['knee'].get('load')}, at end {results['load_end']}; each step's "
+          "load is in its row.", "",
+          "Setup: the dedicated bench Kafka (19092) and Elasticsearch (19200, one node, 1 GB "
+          "heap), one `laas worker` (with its index and analytics children), one "
+          "`laas gateway`, one `laas web`; topics with 4 partitions; load through the gateway "
+          "(gRPC `Push`); probes at 4/s on their own tenant give ack → searchable and "
+          "ack → tail.", "",
+          "![saturation](saturation.png)", "",
+          *saturation_section(results)]
+    errors = {k: v for k, v in results.get("errors", {}).items() if v}
+    md += ["## Errors in the process logs", ""]
+    md += ([f"- {proc}: {len(lines)} line(s), first: `{lines[0][:200]}`"
+            for proc, lines in errors.items()] if errors else ["None."])
+    md.append("")
+    (out / "saturation.md").write_text("\n".join(md))
+
+
 def write_report(results: dict[str, Any], out: Path) -> None:
     from bench.harness import machine
 
@@ -194,7 +296,8 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "Setup: a dedicated Kafka (port 19092) and Elasticsearch (port 19200) under "
         "`.laas/bench-stack` (the shared stack is left alone); one `laas worker`, one "
         "`laas gateway`, one `laas web`, as subprocesses; topics with 4 partitions; load "
-        "through the gateway (gRPC `Push`, 100-record batches, up to 4 calls in flight, "
+        "through the gateway (gRPC `Push`; the steady search as described below, the other "
+        "scenarios 100-record batches, up to 4 calls in flight, "
         "records built by the client — its CPU is the `bench client` line); per-tenant rate "
         "limit off. Probe records (4/s, own tenant) give ack → searchable (a search finds it, "
         "polled every 100 ms; index refresh 1 s) and ack → tail (a connected "
@@ -221,35 +324,12 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         f"{_f(base['raw_es_searchable_ms']['p99'])} ms |",
         f"| load average during baselines | {base['load']} |",
         "",
-        "## Steady ingest: several rates up to saturation",
+        "## Steady ingest: saturation search",
         "",
         "![knee](knee.png)", "",
         "![throughput](throughput.png)", "",
-        "The acked column follows the offered rate (the gateway alone goes much further: "
-        "`bench/results/ingest.md`); the ratio to the raw producer is therefore a ratio of "
-        "offered load, not of capacity, except where acked < offered.", "",
-        "| offered rec/s | acked rec/s | ÷ raw producer | indexed/s in step | ÷ raw bulk | drain s"
-        " | ack→searchable p50 / p99 ms | ack→tail p50 / p99 ms | load |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *saturation_section(results),
     ]
-    for r in results["steady"]:
-        md.append(
-            f"| {_f(r['offered']) if r['offered'] else 'max'} | {_f(r['acked_per_s'])} | "
-            f"{_ratio(r['acked_per_s'], base['raw_producer_per_s'])} | "
-            f"{_f(r['indexed_per_s'])} | {_ratio(r['indexed_per_s'], base['raw_bulk_per_s'])} | "
-            f"{_f(r['drain_s'], 1)} | {_f(r['searchable_ms']['p50'])} / "
-            f"{_f(r['searchable_ms']['p99'])} | {_f(r['tail_ms']['p50'])} / "
-            f"{_f(r['tail_ms']['p99'])} | {r['load']} |")
-    k = results["knee"]
-    md += ["", f"Knee: the pipeline kept up (backlog searchable within {KNEE_DRAIN_S:g} s of the "
-           f"step's end, searchable p50 within {KNEE_DELAY_X:g}x of the lowest step) up to "
-           f"**{_f(k['sustained_per_s'])} records/s**; peak indexed "
-           f"{_f(k['peak_indexed_per_s'])}/s "
-           f"({_ratio(k['peak_indexed_per_s'], base['raw_bulk_per_s'])} of raw bulk), peak "
-           f"acked {_f(k['peak_acked_per_s'])}/s "
-           f"({_ratio(k['peak_acked_per_s'], base['raw_producer_per_s'])} of the raw producer). "
-           "Above the knee the gateway still acknowledges (Kafka absorbs the excess) and the "
-           "worker drains the backlog afterwards (drain column).", ""]
     b = results["burst"]
     md += ["## Burst", "",
            f"{_f(b['base'])} records/s, then {_f(b['burst_rate'])}/s (10x) for {b['burst_s']} s"

@@ -3,11 +3,22 @@
     laas bench [--short|--full] [--faults] [--scale] [--soak MINUTES]
     python -m bench.system --short
 
+    python -m bench.system --short --saturation   # the saturation search alone
+
 A dedicated Kafka and Elasticsearch (`bench.harness.BenchStack`) carry one private deployment:
 `laas worker`, `laas gateway` and `laas web` as subprocesses. Load goes through the gateway
-(gRPC `Push`, 100-record batches, API keys from the run's own SQLite user database); probes
-measure ack → searchable and ack → tail. Results go to `bench/results/REPORT.md` (via
-`bench.report`) with PNG plots next to it.
+(gRPC `Push`, API keys from the run's own SQLite user database); probes measure ack →
+searchable and ack → tail. Results go to `bench/results/REPORT.md` (via `bench.report`) with
+PNG plots next to it.
+
+The steady phase is a saturation search (`bench.knee`): the mode's rate ladder, then ×`factor`
+from the highest step that kept up until a step falls behind, one step halfway back, capped by
+`max_rate` and stopped when the generator (or the gateway) no longer delivers the offered rate.
+The load comes from a pool of prebuilt records in batches of `batch_for(rate, batch)` records
+(at most `batch`, what a shipper flushing 20 times a second sends), `inflight` calls at once.
+The raw Elasticsearch bulk rate of the same documents on the same node is measured just before
+and just after the search; the knee's ratio to it is the figure of merit (issue 18: ≥ 0.6).
+With `--saturation` only this phase runs and the results go to `bench/results/saturation.md`.
 """
 
 from __future__ import annotations
@@ -17,7 +28,7 @@ import asyncio
 import json
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +46,15 @@ from bench.harness import (
     exit_on_sigterm,
     loadavg,
     make_record,
+    record_pool,
+)
+from bench.knee import (
+    FELL_BEHIND,
+    Plan,
+    batch_for,
+    knee,
+    next_rate,
+    verdict,
 )
 from bench.probes import Probe, raw_bulk_rate, raw_es_searchable, raw_kafka_delay, summary
 
@@ -42,19 +62,35 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
 MODES: dict[str, dict[str, Any]] = {
-    "smoke": {"step": 4, "rates": [1000, None], "burst_base": 100, "burst": 4,
+    "smoke": {"step": 4, "rates": [1000], "max_rate": 2000, "burst_base": 100, "burst": 4,
               "burst_after": 3, "tenants": 30, "per_tenant": 3, "large": 20,
               "search_events": 5000, "search_repeat": 2, "baseline": 3, "raw_records": 2000,
               "drain": 60},
-    "short": {"step": 10, "rates": [250, 500, 1000, 2000, 4000], "burst_base": 100,
+    "short": {"step": 10, "rates": [250, 500, 1000, 2000, 4000], "max_rate": 32_000,
+              "burst_base": 100,
               "burst": 10, "burst_after": 10, "tenants": 200, "per_tenant": 5,
               "large": 200, "search_events": 100_000, "search_repeat": 8, "baseline": 8,
               "raw_records": 20_000, "drain": 120},
-    "full": {"step": 60, "rates": [1000, 2500, 5000, 7500, 10000, 15000, 20000, None],
+    "full": {"step": 60, "rates": [1000, 2500, 5000, 7500, 10000, 15000, 20000],
+             "max_rate": 80_000,
              "burst_base": 500, "burst": 30, "burst_after": 30, "tenants": 1000,
              "per_tenant": 5, "large": 2000, "search_events": 1_000_000, "search_repeat": 30,
              "baseline": 30, "raw_records": 100_000, "drain": 180},
 }
+# The saturation search's load (every mode): ×FACTOR past the ladder, BISECTIONS steps back,
+# requests of up to BATCH records (real shippers send thousands: the OpenTelemetry Collector's
+# batch processor 8,192, Vector's Elasticsearch sink up to 10 MB), INFLIGHT calls at once,
+# records cycled from a pool of POOL distinct ones.
+@dataclass(frozen=True)
+class SearchLoad:
+    factor: float = 2.0
+    bisections: int = 1
+    batch: int = 1000
+    inflight: int = 8
+    pool: int = 20_000
+
+
+SEARCH = SearchLoad()
 
 
 class Monitor:
@@ -132,49 +168,65 @@ async def start_processes(dep: Deployment, workers: int = 1) -> None:
     await dep.ready(dep.start("web"))
 
 
+def plan_of(cfg: dict[str, Any]) -> Plan:
+    return Plan(tuple(cfg["rates"]), SEARCH.factor, cfg["max_rate"], SEARCH.bisections)
+
+
+def step_cpu(sampler: Sampler | None, since: float, until: float) -> dict[str, float]:
+    """Mean CPU % per process in the window; `worker (main)` is the worker without its
+    children (`worker:index`, `worker:analytics`)."""
+    if sampler is None:
+        return {}
+    cpu = sampler.mean_cpu(since, until)
+    if "worker" in cpu:
+        children = sum(v for k, v in cpu.items() if k.startswith("worker:"))
+        cpu["worker (main)"] = max(0.0, cpu["worker"] - children)
+    return {k: round(v, 1) for k, v in cpu.items()}
+
+
 async def steady(dep: Deployment, mon: Monitor, probe: Probe, key: str, cfg: dict[str, Any],
-                 t0: float, expected: list[int]) -> list[dict[str, Any]]:
-    """One step per rate (None: as fast as the gateway acknowledges), draining between steps."""
-    rows = []
-    pusher = Pusher(dep.ports["gateway"], key, dep.run)
-    for rate in cfg["rates"]:
+                 t0: float, expected: list[int], pool: list[bytes],
+                 sampler: Sampler | None = None) -> list[dict[str, Any]]:
+    """The saturation search: one step per rate of `bench.knee.next_rate`, draining between
+    steps (a step that fell behind gets a second `drain` to settle before the next one)."""
+    rows: list[dict[str, Any]] = []
+    plan = plan_of(cfg)
+    pusher = Pusher(dep.ports["gateway"], key, dep.run, inflight=SEARCH.inflight, pool=pool)
+    while (rate := next_rate(rows, plan)) is not None:
+        kind = ("bisect" if any(r["verdict"] == FELL_BEHIND for r in rows)
+                else "ladder" if len(rows) < len(plan.ladder) else "rise")
+        pusher.batch = batch_for(rate, SEARCH.batch)
         begin = time.monotonic()
         before_acked, before_indexed = pusher.stats.acked, mon.at(begin - t0)
+        failed_before = pusher.stats.failed_calls
         await pusher.run(rate, seconds=cfg["step"], t0=t0)
         end = time.monotonic()
         expected[0] += pusher.stats.acked - before_acked
         indexed_in_step = mon.at(end - t0) - before_indexed
+        cpu = step_cpu(sampler, begin - t0 + 1, end - t0)
         drained = await mon.wait_indexed(expected[0] + len(probe.acked), cfg["drain"])
+        settled = None
+        if drained is None:
+            settled = await mon.wait_indexed(expected[0] + len(probe.acked), cfg["drain"])
         search, tails = probe.window(begin, end)
-        rows.append({
-            "offered": rate, "seconds": round(end - begin, 1),
+        row: dict[str, Any] = {
+            "kind": kind, "offered": rate, "batch": pusher.batch, "inflight": pusher.inflight,
+            "seconds": round(end - begin, 1),
             "acked_per_s": (pusher.stats.acked - before_acked) / (end - begin),
+            "failed_calls": pusher.stats.failed_calls - failed_before,
             "indexed_per_s": indexed_in_step / (end - begin),
-            "drain_s": drained, "searchable_ms": summary(search), "tail_ms": summary(tails),
-            "load": loadavg(), "t": [begin - t0, end - t0],
-        })
-        print(f"  steady {rate}: {rows[-1]['acked_per_s']:,.0f} acked/s, "
-              f"{rows[-1]['indexed_per_s']:,.0f} indexed/s, drain {drained}", flush=True)
+            "drain_s": drained, "settled_s": settled, "searchable_ms": summary(search),
+            "tail_ms": summary(tails), "cpu": cpu, "load": loadavg(), "t": [begin - t0, end - t0],
+        }
+        base = rows[0]["searchable_ms"]["p50"] if rows else row["searchable_ms"]["p50"]
+        row["verdict"] = verdict(row, base)
+        rows.append(row)
+        print(f"  steady {rate} ({kind}, batch {pusher.batch}): {row['acked_per_s']:,.0f} "
+              f"acked/s, {row['indexed_per_s']:,.0f} indexed/s, drain {drained}, searchable "
+              f"p50 {row['searchable_ms']['p50']:,.0f} ms: {row['verdict']}; cpu {cpu}",
+              flush=True)
     pusher.close()
     return rows
-
-
-KNEE_DRAIN_S = 3.0  # a step kept up if its backlog was searchable within this after it ended
-KNEE_DELAY_X = 2.0  # ... and its ack → searchable p50 stayed within this factor of the lowest
-
-
-def knee(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The highest step that still kept up: everything searchable within `KNEE_DRAIN_S` of the
-    step's end and the searchable p50 within `KNEE_DELAY_X` of the lowest step's. (Counting
-    "indexed during the step" instead misjudges short steps: ~1 s of records is always in
-    flight, 10 % of a 10 s step.)"""
-    base = rows[0]["searchable_ms"]["p50"]
-    kept = [r for r in rows if r["drain_s"] is not None and r["drain_s"] <= KNEE_DRAIN_S
-            and r["searchable_ms"]["p50"] <= KNEE_DELAY_X * base]
-    best = max(kept, key=lambda r: r["acked_per_s"]) if kept else rows[0]
-    top = max(rows, key=lambda r: r["indexed_per_s"])
-    return {"sustained_per_s": best["acked_per_s"], "peak_indexed_per_s": top["indexed_per_s"],
-            "peak_acked_per_s": max(r["acked_per_s"] for r in rows)}
 
 
 async def burst(dep: Deployment, mon: Monitor, probe: Probe, key: str, cfg: dict[str, Any],
@@ -259,15 +311,14 @@ async def large(dep: Deployment, mon: Monitor, probe: Probe, key: str, cfg: dict
 
 async def baselines(dep: Deployment, stack: BenchStack, cfg: dict[str, Any],
                     search_tenant: tuple[int, str, str]) -> dict[str, Any]:
-    from bench import ingest_gateway, pipeline
+    from bench import ingest_gateway
     from bench import search as search_bench
 
     out: dict[str, Any] = {}
     n = cfg["raw_records"]
     out["raw_producer_per_s"] = await ingest_gateway.raw(
         dep.settings, dep.topic("bench.raw"), ingest_gateway.records(n), None)
-    out["raw_bulk_per_s"] = await raw_bulk_rate(
-        stack.es_url, [pipeline.record(i).SerializeToString() for i in range(n)])
+    out["raw_bulk_per_s"] = await raw_bulk_rate(stack.es_url, record_pool(dep.run, n))
     out["raw_kafka_delay_ms"] = summary(await raw_kafka_delay(stack.kafka_servers,
                                                               cfg["baseline"]))
     out["raw_es_searchable_ms"] = summary(await raw_es_searchable(stack.es_url, cfg["baseline"]))
@@ -309,13 +360,52 @@ def analytics_baselines() -> dict[str, Any]:
     return out
 
 
+def commit() -> str:
+    """The commit the bench runs (`+ uncommitted changes` when the tree differs from it); a
+    tree exported without .git carries it in a COMMIT file."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                              capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=ROOT, text=True, capture_output=True).stdout.strip()
+        return f"{head} + uncommitted changes" if dirty else head
+    except (OSError, subprocess.CalledProcessError):
+        marker = ROOT / "COMMIT"
+        return marker.read_text().strip() if marker.exists() else "unknown"
+
+
+async def saturation(dep: Deployment, stack: BenchStack, mon: Monitor, probe: Probe, key: str,
+                     cfg: dict[str, Any], t0: float, expected: list[int],
+                     sampler: Sampler | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The saturation search between two raw bulk measurements of the same documents on the
+    same Elasticsearch; the knee with its ratio to the raw bulk rate (the higher of the two)."""
+    pool = record_pool(dep.run, SEARCH.pool)
+    n = min(cfg["raw_records"], len(pool))
+    before = await raw_bulk_rate(stack.es_url, pool[:n])
+    print(f"  raw bulk before: {before:,.0f} docs/s", flush=True)
+    rows = await steady(dep, mon, probe, key, cfg, t0, expected, pool, sampler)
+    after = await raw_bulk_rate(stack.es_url, pool[:n])
+    print(f"  raw bulk after: {after:,.0f} docs/s", flush=True)
+    found = knee(rows)
+    bulk = max(before, after)
+    found.update(raw_bulk_records=n, raw_bulk_before_per_s=before, raw_bulk_after_per_s=after,
+                 raw_bulk_per_s=bulk, ratio_to_raw_bulk=found["sustained_per_s"] / bulk,
+                 load=loadavg())
+    print(f"  knee {found['sustained_per_s']:,.0f}/s = {found['ratio_to_raw_bulk']:.2f} of raw "
+          f"bulk ({found['limit']})", flush=True)
+    return rows, found
+
+
 async def run(mode: str, soak_minutes: float, faults: bool, scale: bool,
-              out_dir: Path = RESULTS) -> dict[str, Any]:
+              out_dir: Path = RESULTS, saturation_only: bool = False) -> dict[str, Any]:
     cfg = MODES[mode]
     stack = BenchStack()
     print("starting the bench stack ...", flush=True)
     await stack.up()
-    results: dict[str, Any] = {"mode": mode, "config": cfg, "started": time.ctime(),
+    results: dict[str, Any] = {"mode": mode, "config": cfg, "search": asdict(SEARCH),
+                               "started": time.ctime(), "commit": commit(),
                                "load_start": loadavg()}
     dep = Deployment(stack.kafka_servers, stack.es_url, partitions=4)
     sampler: Sampler | None = None
@@ -333,16 +423,27 @@ async def run(mode: str, soak_minutes: float, faults: bool, scale: bool,
         results["warmup_s"] = warmed
         await mon.es.close()
         t0 = time.monotonic()
-        sampler = Sampler(lambda: {**dep.pids(), **stack.pids(), "bench client": os.getpid()})
+        children = dep.child_pids()  # started with the worker: known after the warm-up
+        sampler = Sampler(lambda: {**dep.pids(), **children, **stack.pids(),
+                                   "bench client": os.getpid()}, machine=True)
         sampler.t0 = t0
         sampler.start()
         mon = Monitor(dep, t0).start()
         probe = Probe(dep, probe_t)
         probe.start()
         expected = [500]
-        print("steady ...", flush=True)
-        results["steady"] = await steady(dep, mon, probe, load_t[1], cfg, t0, expected)
-        results["knee"] = knee(results["steady"])
+        print("steady (saturation search) ...", flush=True)
+        results["steady"], results["knee"] = await saturation(
+            dep, stack, mon, probe, load_t[1], cfg, t0, expected, sampler)
+        if saturation_only:
+            await probe.stop()
+            await mon.stop()
+            sampler.stop()
+            results["samples"] = [asdict(s) for s in sampler.samples]
+            results["loadavg"] = sampler.load
+            results["errors"] = {k: v[:20] for k, v in dep.log_errors().items()}
+            results["load_end"] = loadavg()
+            return results
         print("burst ...", flush=True)
         results["burst"] = await burst(dep, mon, probe, load_t[1], cfg, t0, expected)
         print("tenants ...", flush=True)
@@ -365,6 +466,13 @@ async def run(mode: str, soak_minutes: float, faults: bool, scale: bool,
         if sampler:
             sampler.stop()
         await dep.cleanup()
+        if saturation_only and "knee" in results:
+            from bench.report import write_saturation
+
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "saturation.json").write_text(json.dumps(results, indent=1,
+                                                                default=str))
+            write_saturation(results, out_dir)
     print("analytics baselines ...", flush=True)
     results["analytics"] = await asyncio.to_thread(analytics_baselines)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -407,12 +515,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--faults", action="store_true")
     ap.add_argument("--scale", action="store_true")
     ap.add_argument("--soak", type=float, default=0.0, metavar="MINUTES")
+    ap.add_argument("--saturation", action="store_true",
+                    help="only the saturation search (results in saturation.md/.json)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="report directory")
     args = ap.parse_args(argv)
     exit_on_sigterm()
     mode = "full" if args.full else "smoke" if args.smoke else "short"
-    asyncio.run(run(mode, args.soak, args.faults, args.scale,
-                    args.out))
+    asyncio.run(run(mode, args.soak, args.faults, args.scale, args.out, args.saturation))
     return 0
 
 
