@@ -31,16 +31,28 @@ import faust
 import httpx
 from elasticsearch import AsyncElasticsearch, ConflictError, NotFoundError
 
-from agents.index import es_client
+from agents.resources import Resources
+from app.db.models import WebhookDelivery
 from app.elastic.esindex import ensure_index, small_index
 from app.kafka.stamp import ALERTS, Stamps
 from app.kafka.topics import Topics
 from app.pipeline import webhook_guard
 from app.pipeline.alerting import ALERTS_MAPPINGS, alerts_index, merge_alert, webhook_headers
 from app.runtime.metrics import METRICS
+from app.runtime.retry import RetryPolicy, retry
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
+
+STORE_RETRY = RetryPolicy(Exception, initial=0.5, maximum=15.0)  # storing an alert: no limit
+
+
+class Undelivered(Exception):
+    """One webhook attempt failed: `status` (None: no answer), `detail`; `final`: no retry."""
+
+    def __init__(self, status: int | None, detail: str | None, final: bool) -> None:
+        super().__init__(f"status {status}, {detail}")
+        self.status, self.detail, self.final = status, detail, final
 
 
 async def ensure_alerts_index(es: AsyncElasticsearch, settings: Settings) -> None:
@@ -84,37 +96,19 @@ async def store_alert(es: AsyncElasticsearch, settings: Settings, alert: dict[st
 class Webhooks:
     """Enabled webhooks by tenant, from the user database; deliveries with retries and log."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, resources: Resources) -> None:
+        self.settings = resources.settings
+        self.repository = resources.webhooks
         self.by_tenant: dict[str, list[tuple[int, str, str]]] = {}
-        self._engine: Any = None
         self._client: httpx.AsyncClient | None = None
         self.resolver: webhook_guard.Resolver | None = None  # None: the system's (tests stub it)
         self.tasks: set[asyncio.Task[bool]] = set()
 
-    def engine(self) -> Any:
-        if self._engine is None:
-            from app.db.engine import create_engine
-
-            self._engine = create_engine(self.settings)
-        return self._engine
-
     async def reload(self) -> None:
-        from sqlalchemy import select
-
-        from app.db.engine import session_factory
-        from app.db.models import Webhook
-
         try:
-            async with session_factory(self.engine())() as session:
-                rows = (await session.execute(select(Webhook).where(Webhook.enabled))).scalars()
-                found: dict[str, list[tuple[int, str, str]]] = {}
-                for row in rows:
-                    found.setdefault(str(row.tenant_id), []).append((row.id, row.url, row.secret))
+            self.by_tenant = await self.repository.enabled()
         except Exception as exc:  # noqa: BLE001 - keep the last known set
             log.warning("webhooks: reload failed (%r)", exc)
-            return
-        self.by_tenant = found
 
     def dispatch(self, alert: dict[str, Any], body: bytes) -> None:
         for hook_id, url, secret in self.by_tenant.get(str(alert["tenant_id"]), []):
@@ -128,13 +122,17 @@ class Webhooks:
         if self._client is None:  # no proxies from the environment: they would resolve the host
             self._client = httpx.AsyncClient(timeout=self.settings.webhook_timeout,
                                              follow_redirects=False, trust_env=False)
+        client = self._client
         headers = {
             "Content-Type": "application/json",
             "X-LaaS-Alert-Id": str(alert["id"]),
             "User-Agent": "laas-webhooks/1",
         }
-        delay = self.settings.webhook_retry_initial
-        for attempt in range(1, self.settings.webhook_attempts + 1):
+        attempt = 0
+
+        async def send() -> None:
+            nonlocal attempt
+            attempt += 1
             status: int | None = None
             error: str | None = None
             detail = ""
@@ -144,7 +142,7 @@ class Webhooks:
                     url, self.settings.webhook_allow_networks, resolver=self.resolver,
                     timeout=self.settings.webhook_timeout)
                 signed = webhook_headers(secret, str(alert["id"]), body, time.time())
-                status = await webhook_guard.send(self._client, target, body, {
+                status = await webhook_guard.send(client, target, body, {
                     **headers, **signed, "X-LaaS-Delivery": str(attempt)})
             except (webhook_guard.WebhookTargetError, httpx.HTTPError) as exc:
                 error = webhook_guard.public_error(exc)  # the tenant's view: nothing internal
@@ -156,21 +154,20 @@ class Webhooks:
                 error = f"HTTP {status}"
             await self._log(hook_id, alert, attempt, status, error, delivered)
             METRICS.inc("laas_webhook_attempts_total", delivered=str(delivered).lower())
-            if delivered:
-                return True
-            final = refused or (status is not None and status != 429 and status < 500)
-            if final or attempt == self.settings.webhook_attempts:
-                log.warning(
-                    "webhook %d: alert %s not delivered (status %s, %s)",
-                    hook_id,
-                    alert["id"],
-                    status,
-                    detail or error,
-                )
-                return False
-            await asyncio.sleep(delay)
-            delay *= 2
-        return False
+            if not delivered:
+                final = refused or (status is not None and status != 429 and status < 500)
+                raise Undelivered(status, detail or error, final)
+
+        try:
+            await retry(send, RetryPolicy(
+                Undelivered, initial=self.settings.webhook_retry_initial, maximum=float("inf"),
+                attempts=self.settings.webhook_attempts,
+                retry_if=lambda exc: not getattr(exc, "final", True)))
+        except Undelivered as exc:
+            log.warning("webhook %d: alert %s not delivered (status %s, %s)", hook_id,
+                        alert["id"], exc.status, exc.detail)
+            return False
+        return True
 
     async def _log(
         self,
@@ -181,31 +178,31 @@ class Webhooks:
         error: str | None,
         delivered: bool,
     ) -> None:
-        from app.db.engine import session_factory
-        from app.db.models import WebhookDelivery
-
         try:
-            async with session_factory(self.engine()).begin() as session:
-                session.add(
-                    WebhookDelivery(
-                        webhook_id=hook_id,
-                        tenant_id=int(alert["tenant_id"]),
-                        alert_id=str(alert["id"]),
-                        attempt=attempt,
-                        status_code=status,
-                        error=error,
-                        delivered=delivered,
-                    )
-                )
+            await self.repository.record(WebhookDelivery(
+                webhook_id=hook_id,
+                tenant_id=int(alert["tenant_id"]),
+                alert_id=str(alert["id"]),
+                attempt=attempt,
+                status_code=status,
+                error=error,
+                delivered=delivered,
+            ))
         except Exception as exc:  # noqa: BLE001 - the log must not stop deliveries
             log.warning("webhook %d: delivery log write failed (%r)", hook_id, exc)
 
 
-def register(app: faust.App, topics: Topics, settings: Settings) -> Webhooks:
-    hooks = Webhooks(settings)
-    state: dict[str, AsyncElasticsearch] = {}
-
+def register(app: faust.App, topics: Topics, resources: Resources) -> Webhooks:
+    settings, es = resources.settings, resources.es
+    hooks = Webhooks(resources)
     stamps = Stamps.from_settings(settings)
+    index_ready = asyncio.Event()  # the alerts index exists (made once, by the first store)
+
+    async def store(alert: dict[str, Any]) -> None:
+        if not index_ready.is_set():
+            await ensure_alerts_index(es, settings)
+            index_ready.set()
+        await store_alert(es, settings, alert)
 
     @app.agent(topics.alerts, name="alert-store", concurrency=1)
     async def alert_store(stream: faust.StreamT) -> None:
@@ -226,20 +223,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> Webhooks:
                     event.message.offset,
                 )
                 continue
-            delay = 0.5
-            while True:
-                try:
-                    if "es" not in state:
-                        state["es"] = es_client(settings)
-                        await ensure_alerts_index(state["es"], settings)
-                    await store_alert(state["es"], settings, alert)
-                    break
-                except Exception as exc:  # noqa: BLE001 - back-pressure: retry, never drop
-                    log.warning(
-                        "alerts: storing %s failed (%r); retry in %.1fs", alert["id"], exc, delay
-                    )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 15.0)
+            # back-pressure: retried until stored, never dropped
+            await resources.retry(lambda: store(alert),  # noqa: B023 - awaited here
+                                  f"alerts: storing {alert['id']}", policy=STORE_RETRY)
             if alert.get("occurrences") == 1:
                 hooks.dispatch(alert, event.value)
 

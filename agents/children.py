@@ -7,6 +7,8 @@ descriptors), restarts it `RESTART_DELAY` s after it exits, and on shutdown send
 SIGKILL after `STOP_TIMEOUT` s. The child side (`report_to_worker`) sends the child's metrics to
 the worker every second over a pipe (the worker serves them at `/metrics`) and sends itself
 SIGTERM when the pipe breaks — the worker is gone, even by SIGKILL — so no orphan keeps working.
+A child builds its own `Resources` (agents/resources.py): engines and clients are not shared
+across processes.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from agents.resources import Resources
 from app.runtime.metrics import METRICS
 from app.settings import Settings
 
@@ -59,6 +62,16 @@ def child_logging() -> None:
                         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
     logging.getLogger("elastic_transport").setLevel(logging.WARNING)  # a line per request
     quiet_repeats()
+
+
+async def with_resources(settings: Settings,
+                         main: Callable[[Resources], Awaitable[None]]) -> None:
+    """In a child: `main(resources)` with the process's resources, closed when it ends."""
+    resources = Resources.build(settings)
+    try:
+        await main(resources)
+    finally:
+        await asyncio.shield(resources.close())
 
 
 async def supervise(name: str, main: ChildMain, settings: Settings) -> None:

@@ -53,9 +53,9 @@ from typing import Any
 
 import faust
 
+from agents.resources import AlertRuleRepository, Resources
 from app.anomaly import MonitorConfig, SourceMonitor, Windows
 from app.anomaly.features import Window
-from app.elastic.client import es_client
 from app.kafka.stamp import ALERTS, RULE_COUNTS, Stamps
 from app.kafka.topics import Topics
 from app.pipeline.alerting import (
@@ -74,7 +74,6 @@ from app.query import parse
 from app.query.match import compile_predicate
 from app.runtime.gc_tuning import Freezer
 from app.runtime.metrics import METRICS
-from app.settings import Settings
 from tables.detection import detect_light, detect_model
 
 log = logging.getLogger(__name__)
@@ -85,33 +84,27 @@ YIELD_AFTER = 0.005  # seconds of scoring in a tick before the other tasks get t
 TICK_SHARE = 0.5  # of the timer's interval one tick may take; the next tick goes on from there
 
 
-async def load_rules(settings: Settings, engine: Any) -> list[Rule]:
+async def load_rules(repository: AlertRuleRepository) -> list[Rule]:
     """Every enabled rule, compiled (a rule whose query no longer parses is skipped)."""
-    from sqlalchemy import select
-
-    from app.db.engine import session_factory
-    from app.db.models import AlertRule
-
-    async with session_factory(engine)() as session:
-        rows = (await session.execute(select(AlertRule).where(AlertRule.enabled))).scalars()
-        rules = []
-        for row in rows:
-            try:
-                predicate = compile_predicate(parse(row.query))
-            except Exception as exc:  # noqa: BLE001 - one bad rule must not stop every tenant's
-                log.warning("alert rule %d: query does not compile (%r); skipped", row.id, exc)
-                continue
-            rules.append(Rule(row.id, str(row.tenant_id), row.name, row.query,
-                              row.window_seconds, row.condition, row.threshold,
-                              row.cooldown_seconds, predicate))
+    rules = []
+    for row in await repository.enabled():
+        try:
+            predicate = compile_predicate(parse(row.query))
+        except Exception as exc:  # noqa: BLE001 - one bad rule must not stop every tenant's
+            log.warning("alert rule %d: query does not compile (%r); skipped", row.id, exc)
+            continue
+        rules.append(Rule(row.id, str(row.tenant_id), row.name, row.query,
+                          row.window_seconds, row.condition, row.threshold,
+                          row.cooldown_seconds, predicate))
     return rules
 
 
 class Detection:
     """Windows, monitors, their tables, the rule engine and the alert grouper of one worker."""
 
-    def __init__(self, app: faust.App, topics: Topics, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, app: faust.App, topics: Topics, resources: Resources) -> None:
+        settings = self.settings = resources.settings
+        self.resources = resources
         self.topics = topics
         self.stamps = Stamps.from_settings(settings)  # signs alerts and rule counts
         self.light = detect_light(app, settings)
@@ -134,7 +127,6 @@ class Detection:
         self.counter = RuleCounter()  # this worker's share of every rule's counts
         self.rules = RuleEngine(self.grouper, grace=RULE_GRACE)  # judges the owned tenants
         self.app = app
-        self._engine: Any = None
         # set once the rules were loaded and the alert state restored (or both tried): the
         # agent counts nothing and the timer fires nothing before, or a worker's first events
         # (a backlog read at start) would miss every rule and repeat open alerts
@@ -285,9 +277,8 @@ class Detection:
         (`app.pipeline.alerting.restore`):
         after a restart, a condition still firing joins its open alert."""
         since = time.time() - max(self.settings.alert_group_seconds, RESTORE_HORIZON)
-        es = es_client(self.settings)
         try:
-            found = await es.search(
+            found = await self.resources.es.search(
                 index=alerts_index(self.settings), ignore_unavailable=True, size=10_000,
                 query={"range": {"last_fired": {"gte": int(since * 1000),
                                                 "format": "epoch_millis"}}})
@@ -295,19 +286,13 @@ class Detection:
             log.warning("detect: open alerts not restored (%r); a condition firing again "
                         "opens a new alert", exc)
             return
-        finally:
-            await es.close()
         restored = restore(self.grouper, self.rules,
                            (hit["_source"] for hit in found["hits"]["hits"]))
         log.info("detect: %d open alert groups restored", restored)
 
     async def reload_rules(self) -> None:
         try:
-            if self._engine is None:
-                from app.db.engine import create_engine
-
-                self._engine = create_engine(self.settings)
-            rules = await load_rules(self.settings, self._engine)
+            rules = await load_rules(self.resources.rules)
         except Exception as exc:  # noqa: BLE001 - keep the last rule set
             log.warning("alert rules: reload failed (%r); keeping %d tenants' rules", exc,
                         len(self.rules.by_tenant))
@@ -377,8 +362,9 @@ def tenant_partition(tenant_id: str, partitions: int) -> int:
     return zlib.crc32(tenant_id.encode()) % partitions
 
 
-def register(app: faust.App, topics: Topics, settings: Settings) -> Detection:
-    detection = Detection(app, topics, settings)
+def register(app: faust.App, topics: Topics, resources: Resources) -> Detection:
+    settings = resources.settings
+    detection = Detection(app, topics, resources)
 
     @app.agent(topics.rule_counts, name="rules", concurrency=1)
     async def rules_agent(stream: faust.StreamT) -> None:

@@ -2,12 +2,14 @@
 
 Not a Faust agent on purpose (docs/stream.md, "Commit semantics"): Faust commits what its
 streams acked, and `Stream.take()` acks a buffer in a `finally` — also when the bulk failed or
-the task was cancelled — and records a commit as done even when it failed (#316). The sink
-therefore runs its own aiokafka consumer (group `{app_id}-index`) inside the worker: batch by
-count, bytes and time, write, dead-letter permanent rejections (waiting for Kafka's ack), and
-only then commit the batch's offsets. While Elasticsearch is down the consumer's partitions
-are paused and it keeps polling (so it stays in the group): nothing is dropped, nothing is
-read ahead beyond one batch.
+the task was cancelled — and records a commit as done even when it failed (#316). The stage
+therefore runs its own aiokafka consumer (group `{app_id}-index`): a loop that collects a batch
+(count, bytes, time), decodes it, drops the events of unknown tenants, hands the rest to the
+sink (app/elastic/sink.py) until every one is accepted or rejected, dead-letters what failed
+(waiting for Kafka's ack), and only then commits the batch's offsets and reports the lag — one
+small function each. When the sink signals backpressure (or the user database or Kafka fails)
+the consumer's partitions are paused and it keeps polling (so it stays in the group) until the
+retry: nothing is dropped, nothing is read ahead beyond one batch.
 """
 
 from __future__ import annotations
@@ -15,47 +17,111 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
-from elasticsearch import AsyncElasticsearch
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.engine import create_engine
-from app.elastic.client import es_client  # noqa: F401 - re-exported for the other stages
-from app.elastic.esindex import TenantIndexing
-from app.elastic.known_tenants import KnownTenants, tenant_indexing
-from app.elastic.sink import ElasticsearchSink
+from agents.resources import Resources
+from app.elastic.known_tenants import KnownTenants
+from app.elastic.sink import Backpressure, ElasticsearchSink, Rejection
 from app.kafka.client import client_options
 from app.kafka.stamp import EVENTS as EVENTS_KIND
 from app.kafka.stamp import Stamps
-from app.kafka.topics import DEADLETTER, EVENTS, topic_name
+from app.kafka.topics import DEADLETTER, EVENTS, Topics, topic_name
 from app.pipeline.event_messages import decode
 from app.pipeline.events import DeadLetter, LogEvent, RawPosition
 from app.runtime.metrics import METRICS
+from app.runtime.retry import RetryPolicy
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RESTART_DELAY = 5.0
+# Elasticsearch says when to retry (Backpressure.retry_after); the database and Kafka get the
+# process's backoff.
+SINK_POLICY = RetryPolicy(retry_on=Backpressure,
+                          retry_after=lambda exc: getattr(exc, "retry_after", None))
 
 
 def index_group(settings: Settings) -> str:
     return f"{settings.app_id}-index"
 
 
-class IndexConsumer:
-    """The sink loop; `run()` until cancelled."""
+# -- the pure steps ----------------------------------------------------------------------------
 
-    def __init__(self, settings: Settings, *, es: AsyncElasticsearch | None = None) -> None:
-        self.settings = settings
+def _letter(reason: str, detail: str, record: ConsumerRecord) -> DeadLetter:
+    return DeadLetter(reason, detail, "index",
+                      RawPosition(record.topic, record.partition, record.offset),
+                      record.value or b"", record.key, time=time.time_ns())
+
+
+def decode_batch(records: list[ConsumerRecord], stamps: Stamps
+                 ) -> tuple[list[LogEvent], list[DeadLetter]]:
+    """The events of `records`, and dead letters for the messages that are not LaaS's
+    (unsigned) or not events (undecodable)."""
+    events: list[LogEvent] = []
+    dead: list[DeadLetter] = []
+    for record in records:
+        if not stamps.valid_message(record, kind=EVENTS_KIND):
+            dead.append(_letter("unsigned_event", "a logs.events message not signed by LaaS "
+                                "(app/kafka/stamp.py): not indexed", record))
+            continue
+        try:
+            events.extend(decode(record.value or b""))
+        except (ValueError, TypeError, KeyError) as exc:
+            dead.append(_letter("undecodable_event", f"not LogEvent JSON: {exc!r}", record))
+    return events, dead
+
+
+def newest_observed(events: list[LogEvent]) -> dict[str, int]:
+    """The latest observed time of each tenant's events."""
+    newest: dict[str, int] = {}
+    for event in events:
+        if event.observed_time > newest.get(event.tenant_id, 0):
+            newest[event.tenant_id] = event.observed_time
+    return newest
+
+
+def unknown_tenant_letter(event: LogEvent) -> DeadLetter:
+    return DeadLetter("unknown_tenant", f"tenant {event.tenant_id!r} does not exist: no index "
+                      "is made for it", "index", event.raw, event.to_json(),
+                      event.source_key.encode(), tenant_id=event.tenant_id, time=time.time_ns())
+
+
+def rejection_letter(rejection: Rejection) -> DeadLetter:
+    event = rejection.event
+    return DeadLetter("index_rejected",
+                      f"HTTP {rejection.status} {rejection.error_type}: {rejection.reason}",
+                      "index", event.raw, event.to_json(), event.source_key.encode(),
+                      tenant_id=event.tenant_id, time=time.time_ns())
+
+
+def next_offsets(records: list[ConsumerRecord]) -> dict[TopicPartition, int]:
+    """The offset to commit per partition: one past the last record of the batch."""
+    offsets: dict[TopicPartition, int] = {}
+    for record in records:
+        tp = TopicPartition(record.topic, record.partition)
+        offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+    return offsets
+
+
+# -- the loop ----------------------------------------------------------------------------------
+
+class IndexConsumer:
+    """The index stage's consumer loop; `run()` until cancelled."""
+
+    def __init__(self, resources: Resources) -> None:
+        settings = self.settings = resources.settings
+        self.resources = resources
         self.topic = topic_name(settings, EVENTS)
         self.dead_topic = topic_name(settings, DEADLETTER)
-        self.es = es or es_client(settings)
-        self.sink = ElasticsearchSink(self.es, settings)
+        self.sink = ElasticsearchSink(resources.es, settings)
         self.stamps = Stamps.from_settings(settings)
-        self._engine: AsyncEngine | None = None
-        self.tenants = KnownTenants(self._tenant_indexing)
+        self.tenants = KnownTenants(resources.tenants.indexing)
         self.consumer = AIOKafkaConsumer(
             self.topic, **client_options(settings), group_id=index_group(settings),
             enable_auto_commit=False, auto_offset_reset="earliest",
@@ -72,7 +138,7 @@ class IndexConsumer:
         await self.producer.start()
         await self.consumer.start()
         try:
-            await self.sink.setup(self._idle)
+            await self._until_accepted(self.sink.setup, "Elasticsearch setup")
             while True:
                 batch = await self._collect()
                 if batch:
@@ -80,39 +146,22 @@ class IndexConsumer:
         finally:
             await asyncio.shield(self._close())
 
-    async def _tenant_indexing(self) -> dict[str, TenantIndexing]:
-        if self._engine is None:
-            self._engine = create_engine(self.settings)
-        return await tenant_indexing(self._engine, self.settings.retention_default_days)
-
-    async def _unknown_tenants(self, events: list[LogEvent]) -> set[str]:
-        """Tenants of `events` the user database does not know; waits (partitions paused)
-        while the database is unreachable: an event is never indexed or dropped unchecked."""
-        delay = 0.5
-        newest: dict[str, int] = {}
-        for event in events:
-            if event.observed_time > newest.get(event.tenant_id, 0):
-                newest[event.tenant_id] = event.observed_time
-        while True:
-            try:
-                unknown = await self.tenants.unknown(newest.keys(), newest)
-                self.sink.set_layout(self.tenants.layout)
-                return unknown
-            except Exception as exc:  # noqa: BLE001 - retried: backpressure, not a crash
-                log.warning("index: tenant check failed, user database unreachable (%r); "
-                            "retry in %.1fs", exc, delay)
-                await self._idle()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 15.0)
-
-    async def _close(self) -> None:
-        if self._engine is not None:
-            await self._engine.dispose()
-        for stop in (self.consumer.stop, self.producer.stop, self.es.close):
-            try:
-                await asyncio.wait_for(stop(), 10)
-            except Exception as exc:  # noqa: BLE001 - closing anyway
-                log.debug("index consumer close: %r", exc)
+    async def _process(self, batch: list[ConsumerRecord]) -> None:
+        events, dead = decode_batch(batch, self.stamps)
+        METRICS.inc("laas_events_in_total", len(events), stage="index")
+        events, unknown = await self._known_tenants(events)
+        dead += unknown
+        self.sink.add(events)
+        flushed = await self._until_accepted(self.sink.flush, "bulk")
+        for rejection in flushed.rejected:
+            log.warning("Elasticsearch rejected %s (tenant %s): %s %s",
+                        rejection.event.doc_id(), rejection.event.tenant_id,
+                        rejection.error_type, rejection.reason)
+        dead += [rejection_letter(rejection) for rejection in flushed.rejected]
+        await self._dead_letter(dead)
+        offsets = next_offsets(batch)
+        await self._commit(offsets)
+        self._report_lag(offsets)
 
     async def _collect(self) -> list[ConsumerRecord]:
         """Up to `es_batch_size` records / `es_batch_bytes` bytes, waiting at most the linger
@@ -137,79 +186,41 @@ class IndexConsumer:
                 return []
         return batch
 
-    async def _idle(self) -> None:
-        """Between retries: keep polling (group membership) with every partition paused."""
-        assigned = self.consumer.assignment()
-        if assigned:
-            self.consumer.pause(*assigned)
-        fetched = await self.consumer.getmany(timeout_ms=0)
-        for records in fetched.values():  # assigned during a rebalance before the pause
-            self._carry.extend(records)
-
-    async def _process(self, batch: list[ConsumerRecord]) -> None:
-        events: list[LogEvent] = []
-        dead: list[DeadLetter] = []
-        for record in batch:
-            if not self.stamps.valid_message(record, kind=EVENTS_KIND):
-                dead.append(DeadLetter("unsigned_event", "a logs.events message not signed by "
-                                       "LaaS (app/kafka/stamp.py): not indexed", "index",
-                                       RawPosition(record.topic, record.partition, record.offset),
-                                       record.value or b"", record.key, time=time.time_ns()))
-                continue
-            try:
-                events.extend(decode(record.value or b""))
-            except (ValueError, TypeError, KeyError) as exc:
-                dead.append(DeadLetter("undecodable_event", f"not LogEvent JSON: {exc!r}",
-                                       "index",
-                                       RawPosition(record.topic, record.partition, record.offset),
-                                       record.value or b"", record.key, time=time.time_ns()))
-        METRICS.inc("laas_events_in_total", len(events), stage="index")
-        unknown = await self._unknown_tenants(events) if events else set()
-        if unknown:
-            log.warning("index: events of tenants %s, which do not exist, dead-lettered",
-                        sorted(unknown))
-            dead += [DeadLetter("unknown_tenant", f"tenant {event.tenant_id!r} does not exist: "
-                                "no index is made for it", "index", event.raw, event.to_json(),
-                                event.source_key.encode(), tenant_id=event.tenant_id,
-                                time=time.time_ns())
-                     for event in events if event.tenant_id in unknown]
-            events = [event for event in events if event.tenant_id not in unknown]
-        for rejection in await self.sink.write(events, self._idle):
-            event = rejection.event
-            log.warning("Elasticsearch rejected %s (tenant %s): %s %s", event.doc_id(),
-                        event.tenant_id, rejection.error_type, rejection.reason)
-            dead.append(DeadLetter("index_rejected",
-                                   f"HTTP {rejection.status} {rejection.error_type}: "
-                                   f"{rejection.reason}", "index", event.raw,
-                                   event.to_json(), event.source_key.encode(),
-                                   tenant_id=event.tenant_id, time=time.time_ns()))
-        await self._dead_letter(dead)
-        await self._commit(batch)
+    async def _known_tenants(self, events: list[LogEvent]
+                             ) -> tuple[list[LogEvent], list[DeadLetter]]:
+        """`events` of tenants the user database knows, and dead letters for the others;
+        waits (partitions paused) while the database is unreachable: an event is never indexed
+        or dropped unchecked."""
+        if not events:
+            return events, []
+        newest = newest_observed(events)
+        unknown = await self._paused_retry(lambda: self.tenants.unknown(newest.keys(), newest),
+                                           "index: tenant check (user database)")
+        self.sink.set_layout(self.tenants.layout)
+        if not unknown:
+            return events, []
+        log.warning("index: events of tenants %s, which do not exist, dead-lettered",
+                    sorted(unknown))
+        return ([event for event in events if event.tenant_id not in unknown],
+                [unknown_tenant_letter(event) for event in events if event.tenant_id in unknown])
 
     async def _dead_letter(self, dead: list[DeadLetter]) -> None:
+        """Send `dead` to `logs.deadletter` and wait for Kafka's ack (retried while paused)."""
         if not dead:
             return
-        delay = 0.5
-        while True:
-            try:
-                futures = [await self.producer.send(self.dead_topic, d.to_json(), key=d.key,
-                                                    headers=d.kafka_headers()) for d in dead]
-                await asyncio.gather(*futures)
-                break
-            except KafkaError as exc:
-                log.warning("dead letters not acknowledged (%r); retry in %.1fs", exc, delay)
-                await self._idle()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 15.0)
+
+        async def send() -> None:
+            futures = [await self.producer.send(self.dead_topic, d.to_json(), key=d.key,
+                                                headers=d.kafka_headers()) for d in dead]
+            await asyncio.gather(*futures)
+
+        await self._paused_retry(send, "index: dead letters", retry_on=KafkaError)
         for d in dead:
             METRICS.inc("laas_deadletters_total", stage="index", reason=d.reason)
         METRICS.inc("laas_events_out_total", len(dead), stage="index", topic=self.dead_topic)
 
-    async def _commit(self, batch: list[ConsumerRecord]) -> None:
-        offsets: dict[TopicPartition, int] = {}
-        for record in batch:
-            tp = TopicPartition(record.topic, record.partition)
-            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit the offsets of the partitions still ours; resume what was paused."""
         assigned = self.consumer.assignment()
         mine = {tp: off for tp, off in offsets.items() if tp in assigned}
         if mine:
@@ -222,7 +233,10 @@ class IndexConsumer:
         paused = self.consumer.paused()
         if paused:
             self.consumer.resume(*paused)
-        for tp in assigned:
+
+    def _report_lag(self, offsets: dict[TopicPartition, int]) -> None:
+        """`laas_consumer_lag` of the partitions this batch moved."""
+        for tp in self.consumer.assignment():
             end = self.consumer.highwater(tp)
             position = offsets.get(tp)
             if end is not None and position is not None:
@@ -230,18 +244,66 @@ class IndexConsumer:
                             group=index_group(self.settings), topic=tp.topic,
                             partition=tp.partition)
 
+    # -- waiting with the partitions paused ----------------------------------------------------
 
-def register(app: faust.App, settings: Settings) -> Any:
-    """Run the index consumer with every worker (they share its consumer group): in a child
-    process (agents/index_process.py) or, with `index_sink_process` off, as a task here."""
-    from agents.children import supervise
-    from agents.index_process import index_main, run_consumer
+    async def _until_accepted(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        """`call()` (the sink's setup or flush) again each time Elasticsearch pushes back,
+        after its retry-after, the partitions paused meanwhile."""
+        return await self.resources.retry(call, f"index: {what}", policy=SINK_POLICY,
+                                          sleep=self._paused)
+
+    async def _paused_retry(self, call: Callable[[], Awaitable[T]], what: str,
+                            retry_on: type[BaseException] = Exception) -> T:
+        """`call()` until it succeeds, with the process's backoff, the partitions paused."""
+        policy = self.resources.retry_policy
+        if retry_on is not Exception:
+            policy = RetryPolicy(retry_on=retry_on, initial=policy.initial,
+                                 maximum=policy.maximum, jitter=policy.jitter)
+        return await self.resources.retry(call, what, policy=policy, sleep=self._paused)
+
+    async def _paused(self, seconds: float) -> None:
+        """Wait `seconds` with every partition paused, polling (group membership)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            await self._idle()
+            await asyncio.sleep(min(left, 1.0))
+
+    async def _idle(self) -> None:
+        """Keep polling (group membership) with every partition paused."""
+        assigned = self.consumer.assignment()
+        if assigned:
+            self.consumer.pause(*assigned)
+        fetched = await self.consumer.getmany(timeout_ms=0)
+        for records in fetched.values():  # assigned during a rebalance before the pause
+            self._carry.extend(records)
+
+    async def _close(self) -> None:
+        for stop in (self.consumer.stop, self.producer.stop):
+            try:
+                await asyncio.wait_for(stop(), 10)
+            except Exception as exc:  # noqa: BLE001 - closing anyway
+                log.debug("index consumer close: %r", exc)
+
+
+async def run_consumer(resources: Resources) -> None:
+    """`IndexConsumer.run` forever, restarted with a fresh consumer after a failure."""
+    while True:
+        try:
+            await IndexConsumer(resources).run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - restart with a fresh consumer, never die
+            log.exception("index consumer failed; restarting in %.0fs (uncommitted records "
+                          "are read again)", RESTART_DELAY)
+            await asyncio.sleep(RESTART_DELAY)
+
+
+def register(app: faust.App, topics: Topics, resources: Resources) -> Any:
+    """Run the index consumer as a task of this process (with `index_sink_process` the worker
+    runs it in a child instead: agents/index_process.py)."""
 
     @app.task
     async def index_sink() -> None:
-        if settings.index_sink_process:
-            await supervise("index", index_main, settings)
-        else:
-            await run_consumer(settings)
+        await run_consumer(resources)
 
     return index_sink

@@ -1,8 +1,9 @@
-"""The index sink in a child process of the worker (`index_sink_process`, the default).
+"""The index stage in a child process of the worker (`index_sink_process`, the default).
 
-The child runs the same `IndexConsumer` (own consumer group, commits only what Elasticsearch
-accepted), so a child that dies or is stopped at any point loses nothing: its successor re-reads
-the uncommitted records and overwrites the same `_id`s. Process lifetime: agents/children.py.
+The child runs the same consumer loop as the in-process stage (agents/index.py: own consumer
+group, commits only what Elasticsearch accepted) over its own `Resources`, so a child that dies
+or is stopped at any point loses nothing: its successor re-reads the uncommitted records and
+overwrites the same `_id`s. Process lifetime: agents/children.py.
 """
 
 from __future__ import annotations
@@ -12,27 +13,12 @@ import logging
 import signal
 from multiprocessing.connection import Connection
 
-from agents.children import child_logging, report_to_worker
-from agents.index import IndexConsumer
+from agents.children import child_logging, report_to_worker, with_resources
+from agents.index import run_consumer
 from app.runtime.gc_tuning import tune_gc
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
-
-RESTART_DELAY = 5.0
-
-
-async def run_consumer(settings: Settings) -> None:
-    """`IndexConsumer.run` forever, restarted with a fresh consumer after a failure."""
-    while True:
-        try:
-            await IndexConsumer(settings).run()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - restart with a fresh consumer, never die
-            log.exception("index consumer failed; restarting in 5s (uncommitted records "
-                          "are read again)")
-            await asyncio.sleep(RESTART_DELAY)
 
 
 def index_main(settings: Settings, conn: Connection) -> None:
@@ -49,6 +35,6 @@ async def _run(settings: Settings) -> None:
     assert main is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
     try:
-        await run_consumer(settings)
+        await with_resources(settings, run_consumer)
     except asyncio.CancelledError:
         log.info("index sink process stopping")

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import faust
 from faust.streams import _current_event
 
+from agents.resources import Resources
 from agents.templates import TemplateStage
 from app.kafka.stamp import EVENTS, Stamps
 from app.kafka.topics import Topics
@@ -33,7 +34,6 @@ from app.pipeline.events import LogEvent
 from app.pipeline.normalize import Limits
 from app.pipeline.raw_input import KeyCheck, process, raw_message
 from app.runtime.metrics import METRICS
-from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +65,12 @@ async def until_done(step: Callable[[], Awaitable[None]], *, delay: float = 0.5,
             delay = min(delay * 2, max_delay)
 
 
-def register(app: faust.App, topics: Topics, settings: Settings,
+def register(app: faust.App, topics: Topics, resources: Resources,
              keys: KeyCheck | None = None,
              templates: TemplateStage | None = None) -> faust.types.AgentT:
     """Declare the normalize agent on `app`; with `templates`, events get their template id
     from the tenant's miner (agents/templates.py)."""
+    settings = resources.settings
     limits = Limits.from_settings(settings)
     stamps = Stamps.from_settings(settings)
     checker = keys or KeyCheck(settings)

@@ -10,16 +10,15 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from agents.index import es_client
-from app.db.engine import create_engine
+from agents.resources import Resources
 from app.elastic.promotion import promote_oversized
 from app.elastic.retention import (
     apply_retention,
     prepare_shared_indices,
     prune_snapshots,
-    tenant_retention,
 )
 from app.kafka.client import client_options
+from app.kafka.topics import Topics
 from app.pipeline.watchdog import register_faust
 from app.runtime.metrics import CONTENT_TYPE, METRICS
 from app.runtime.readiness import readiness, report, service_checks
@@ -62,7 +61,8 @@ class LagProbe:
                             topic=tp.topic, partition=tp.partition)
 
 
-def register(app: faust.App, settings: Settings) -> None:
+def register(app: faust.App, topics: Topics, resources: Resources) -> None:
+    settings, es = resources.settings, resources.es
     probe = LagProbe(settings)
     # The watchdog of this app's own assignment: logs.raw (normalize), and logs.events too when
     # the analytics run in this app; the analytics child registers its own
@@ -77,16 +77,11 @@ def register(app: faust.App, settings: Settings) -> None:
     async def healthz(web: Any, request: Any) -> Any:
         return web.json({"status": "ok"})
 
-    services: dict[str, Any] = {}  # made by the first probe, kept for the next ones
-
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
         """The web app's readiness checks (app/runtime/readiness.py): Kafka with the LaaS topics,
         Elasticsearch, the user database; 503 naming what is not ready."""
-        if not services:
-            services.update(es=es_client(settings), engine=create_engine(settings))
-        body, status = report(await readiness(
-            service_checks(settings, services["es"], services["engine"])))
+        body, status = report(await readiness(service_checks(settings, es, resources.engine)))
         return web.json(body, status=status)
 
     @app.timer(settings.metrics_lag_interval)
@@ -98,18 +93,11 @@ def register(app: faust.App, settings: Settings) -> None:
 
     @app.timer(settings.retention_interval, on_leader=True)
     async def retention() -> None:
-        es = es_client(settings)
         try:
-            retention = await tenant_retention(settings)
+            retention = await resources.tenants.retention()
             await apply_retention(es, settings, retention)
             await prune_snapshots(es, settings, retention)
             await prepare_shared_indices(es, settings, retention)
-            engine = create_engine(settings)
-            try:
-                await promote_oversized(es, engine, settings)
-            finally:
-                await engine.dispose()
+            await promote_oversized(es, resources.engine, settings)
         except Exception as exc:  # noqa: BLE001 - next run retries
             log.warning("retention run failed: %r", exc)
-        finally:
-            await es.close()

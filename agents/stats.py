@@ -17,8 +17,8 @@ from typing import Any
 import faust
 from elasticsearch import AsyncElasticsearch
 
+from agents.resources import Resources
 from app.elastic import esindex
-from app.elastic.client import es_client
 from app.kafka.stamp import Stamps
 from app.kafka.topics import Topics
 from app.pipeline.event_messages import by_source, decode_shared
@@ -42,14 +42,16 @@ async def ensure_sources_index(es: AsyncElasticsearch, settings: Settings) -> No
 class SourceStats:
     """The two tables, the agent folding events into them and the snapshot writer."""
 
-    def __init__(self, app: faust.App, topics: Topics, settings: Settings) -> None:
+    def __init__(self, app: faust.App, topics: Topics, settings: Settings,
+                 es: AsyncElasticsearch) -> None:
         self.settings = settings
         self.topics = topics
         self.totals = source_totals(app, settings)
         self.windows = source_windows(app, settings)
         self.dirty: set[str] = set()
         self._runs = 0
-        self._es: AsyncElasticsearch | None = None
+        self.es = es
+        self._index_ready = False  # the sources index exists
 
     def apply(self, events: list[LogEvent]) -> int:
         """Fold the events of one `logs.events` message into both tables (inside the agent: the
@@ -102,15 +104,15 @@ class SourceStats:
         docs = self.documents(keys)
         if not docs:
             return 0
-        if self._es is None:
-            self._es = es_client(self.settings)
-            await ensure_sources_index(self._es, self.settings)
+        if not self._index_ready:
+            await ensure_sources_index(self.es, self.settings)
+            self._index_ready = True
         index = esindex.sources_index(self.settings)
         operations: list[dict[str, Any]] = []
         for key, doc in docs:
             operations += [{"index": {"_index": index, "_id": key}}, doc]
         try:
-            response = await self._es.bulk(operations=operations)
+            response = await self.es.bulk(operations=operations)
         except Exception as exc:  # noqa: BLE001 - retried by the next run
             log.warning("stats snapshot failed (%r); next run retries", exc)
             self.dirty.update(key for key, _ in docs)
@@ -120,8 +122,9 @@ class SourceStats:
         return len(docs)
 
 
-def register(app: faust.App, topics: Topics, settings: Settings) -> SourceStats:
-    stats = SourceStats(app, topics, settings)
+def register(app: faust.App, topics: Topics, resources: Resources) -> SourceStats:
+    settings = resources.settings
+    stats = SourceStats(app, topics, settings, resources.es)
     stamps = Stamps.from_settings(settings)
 
     @app.agent(topics.events, name="stats", concurrency=1)

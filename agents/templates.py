@@ -32,13 +32,14 @@ from typing import Any
 import faust
 from elasticsearch import AsyncElasticsearch
 
-from app.elastic.client import es_client
+from agents.resources import Resources
 from app.elastic.template_index import (
     alias_doc,
     ensure_patterns_index,
     store_templates,
     template_doc,
 )
+from app.kafka.topics import Topics
 from app.pipeline.events import LogEvent
 from app.pipeline.tenant_configs import TenantConfigs
 from app.settings import Settings
@@ -51,18 +52,19 @@ log = logging.getLogger(__name__)
 class TemplateStage:
     """The miners of this worker's raw partitions, their table and the snapshot writer."""
 
-    def __init__(self, app: faust.App, settings: Settings,
-                 configs: TenantConfigs | None = None) -> None:
+    def __init__(self, app: faust.App, settings: Settings, es: AsyncElasticsearch,
+                 configs: TenantConfigs) -> None:
         self.settings = settings
         self.table = templates_table(app, settings)
-        self.configs = configs or TenantConfigs(settings)
+        self.configs = configs
         self.miners: dict[tuple[int, str], TenantMiner] = {}
         self._pending: dict[tuple[int, str], list[list[Any]]] = {}
         self._loaded: set[int] = set()
         self._flushed: dict[tuple[int, str], float] = {}
         self.dirty: dict[str, dict[str, Any]] = {}  # "tenant/template" -> snapshot document
         self._aliased: dict[str, str] = {}  # "tenant/former id" -> id its alias points to
-        self._es: AsyncElasticsearch | None = None
+        self.es = es
+        self._index_ready = False  # the patterns index exists
 
     # -- inside the normalize agent ---------------------------------------------------------
 
@@ -152,10 +154,10 @@ class TemplateStage:
         if not docs:
             return 0
         try:
-            if self._es is None:
-                self._es = es_client(self.settings)
-                await ensure_patterns_index(self._es, self.settings)
-            retry = await store_templates(self._es, self.settings, docs)
+            if not self._index_ready:
+                await ensure_patterns_index(self.es, self.settings)
+                self._index_ready = True
+            retry = await store_templates(self.es, self.settings, docs)
             for key in retry:
                 self.dirty.setdefault(key, docs[key])
             if retry:
@@ -169,9 +171,11 @@ class TemplateStage:
         return len(docs)
 
 
-def register(app: faust.App, settings: Settings) -> TemplateStage:
+def register(app: faust.App, topics: Topics, resources: Resources) -> TemplateStage:
     """Declare the templates table and snapshot timer; pass the stage to normalize."""
-    stage = TemplateStage(app, settings)
+    settings = resources.settings
+    stage = TemplateStage(app, settings, resources.es,
+                          TenantConfigs(settings, engine=resources.engine))
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:

@@ -16,6 +16,7 @@ from typing import Literal
 import faust
 from mode.utils.times import want_seconds
 
+from agents.resources import Resources
 from app.kafka.admin import Say, ensure_topics
 from app.kafka.topics import EVENTS, RAW, Topics, TopicSpec, laas_topic_specs, topic_name
 from app.pipeline.faust_app import analytics_app_id, build_worker
@@ -32,7 +33,9 @@ def create_worker_app(settings: Settings, role: Role = "all") -> faust.App:
     app, topics = build_worker(settings, analytics=role == "analytics")
     app.conf.broker_session_timeout = settings.worker_session_timeout
     app.conf.broker_heartbeat_interval = min(3.0, settings.worker_session_timeout / 5)
-    register_stages(app, topics, settings, role)
+    resources = Resources.build(settings)  # closed once the app's agents and tasks stopped
+    app.async_exit_stack.push_async_callback(resources.close)
+    register_stages(app, topics, resources, role)
     return app
 
 
@@ -89,21 +92,32 @@ def ensure_worker_topics(settings: Settings, say: Say) -> None:
         say(f"created Kafka topics: {', '.join(ensured.created)}")
 
 
-def register_stages(app: faust.App, topics: Topics, settings: Settings,
+def register_stages(app: faust.App, topics: Topics, resources: Resources,
                     role: Role = "all") -> None:
-    """The stream stages (agents/): normalize (with templates), index and operations; stats,
-    detect and alerts (the analytics)."""
+    """The stream stages (agents/), each given the process's `resources`: normalize (with
+    templates), index and operations; stats, detect and alerts (the analytics). With
+    `analytics_process` / `index_sink_process` the analytics app / the index stage run in child
+    processes (agents/children.py) with resources of their own."""
     from agents import alerts, detect, index, normalize, ops, stats, templates
     from agents.children import supervise
+    from agents.index_process import index_main
 
+    settings = resources.settings
     if role in ("all", "stream"):
-        normalize.register(app, topics, settings, templates=templates.register(app, settings))
-        index.register(app, settings)
-        ops.register(app, settings)
+        normalize.register(app, topics, resources,
+                           templates=templates.register(app, topics, resources))
+        if settings.index_sink_process:
+
+            @app.task
+            async def index_sink() -> None:
+                await supervise("index", index_main, settings)
+        else:
+            index.register(app, topics, resources)
+        ops.register(app, topics, resources)
     if role in ("all", "analytics"):
-        stats.register(app, topics, settings)
-        detect.register(app, topics, settings)
-        alerts.register(app, topics, settings)
+        stats.register(app, topics, resources)
+        detect.register(app, topics, resources)
+        alerts.register(app, topics, resources)
     if role == "stream":
 
         @app.task

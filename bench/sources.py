@@ -65,6 +65,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agents.detect import Detection  # noqa: E402
+from agents.resources import Resources  # noqa: E402
 from app.anomaly import WindowAccumulator  # noqa: E402
 from app.anomaly.hst import HalfSpaceTreesDetector, model_input, river_pipeline  # noqa: E402
 from app.kafka.topics import declare_topics  # noqa: E402
@@ -193,7 +194,7 @@ class Run:
     def __init__(self, settings: Settings, seed: int) -> None:
         self.settings = settings
         app = create_app(settings, store="memory://")
-        self.detection = Detection(app, declare_topics(app, settings), settings)
+        self.detection = Detection(app, declare_topics(app, settings), Resources.build(settings))
         self.tables = (TableStandIn(), TableStandIn())
         self.detection.light, self.detection.model = self.tables  # type: ignore[assignment]
         self.rng = random.Random(seed)

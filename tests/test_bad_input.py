@@ -31,6 +31,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue as OtlpAnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as OtlpLogRecord
 
 from agents.detect import load_rules
+from agents.resources import AlertRuleRepository
+from app.db.engine import session_factory
 from app.db.models import AlertRule
 from app.ingest.gateway import OTLP_EXPORT, PUSH, _RpcStatus
 from app.ingest.wire import pb
@@ -170,7 +172,7 @@ async def test_the_worker_rule_reload_survives_a_bad_rule(site: Site) -> None:
         session.add(AlertRule(tenant_id=acme, name="overflows", query="!" * 1999 + "a",
                               threshold=1))
         session.add(AlertRule(tenant_id=beta, name="fine", query="level:error", threshold=1))
-    rules = await load_rules(site.settings, site.world.app.state.engine)
+    rules = await load_rules(AlertRuleRepository(session_factory(site.world.app.state.engine)))
     assert [(r.tenant_id, r.name) for r in rules] == [(str(beta), "fine")]
     assert rules[0].predicate({"severity": "ERROR"})
 

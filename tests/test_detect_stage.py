@@ -13,6 +13,7 @@ import pytest
 
 import agents.detect
 from agents.detect import Detection
+from agents.resources import Resources
 from app.anomaly import SourceMonitor
 from app.kafka.topics import declare_topics
 from app.pipeline.events import NS, LogEvent, RawPosition
@@ -31,7 +32,7 @@ def detection(tmp_path: Path, **overrides: Any) -> Detection:
     event of the table's partition (the worker test covers the real changelog)."""
     settings = load_settings(state_dir=tmp_path, app_id="detect-test", **overrides)
     app = create_app(settings, store="memory://")
-    found = Detection(app, declare_topics(app, settings), settings)
+    found = Detection(app, declare_topics(app, settings), Resources.build(settings))
     found.light, found.model = {}, {}  # type: ignore[assignment]
     return found
 

@@ -30,6 +30,7 @@ from elasticsearch import AsyncElasticsearch
 from starlette.applications import Starlette
 
 from agents.alerts import Webhooks
+from agents.resources import Resources
 from app.db.models import Role, Webhook, WebhookDelivery
 from app.settings import Settings
 from tests.auth_fixtures import World, client_for, make_settings, running_app
@@ -115,7 +116,8 @@ async def deliver(setup: Setup, hook_id: int, url: str, secret: str = "0123abcd"
                   ) -> tuple[bool, list[dict[str, Any]]]:
     """Deliver one alert through the worker's code; the result and the delivery log the
     tenant sees (oldest first)."""
-    hooks = Webhooks(setup.settings)
+    resources = Resources.build(setup.settings)
+    hooks = Webhooks(resources)
     hooks.resolver = resolver
     if client is not None:
         hooks._client = client
@@ -124,7 +126,7 @@ async def deliver(setup: Setup, hook_id: int, url: str, secret: str = "0123abcd"
     try:
         delivered = await hooks.deliver(hook_id, url, secret, alert, body)
     finally:
-        await hooks.engine().dispose()
+        await resources.close()
         if hooks._client is not None:
             await hooks._client.aclose()
     async with client_for(setup.app) as api:

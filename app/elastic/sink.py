@@ -1,10 +1,24 @@
-"""The Elasticsearch bulk sink: idempotent writes, retries with backoff, permanent rejections out.
+"""The Elasticsearch bulk sink: idempotent writes, permanent rejections out, backpressure up.
 
-Lifecycle (quix-streams style): `setup()` installs the template, `write(events)` returns only
-when every event is either accepted by Elasticsearch or permanently rejected (the rejections are
-returned; the caller dead-letters them). 429, 5xx and connection failures are retried — for the
-whole request or per item — with exponential backoff and no limit: the caller, which does not
-consume while `write` runs, is the backpressure (vector's `sinks/elasticsearch/retry.rs` rules).
+Contract (quix-streams' sinks: `setup`, `add`, `flush` and a backpressure error with a
+retry-after; vector's `sinks/elasticsearch/retry.rs` for what is retried):
+
+- `setup()` installs the index template and reads which dedicated indices exist.
+- `add(events)` buffers events (no I/O).
+- `flush()` sends what is buffered and returns a `Flushed` once every buffered event is either
+  accepted by Elasticsearch or permanently rejected (other 4xx; the rejections are returned, the
+  caller dead-letters them). The buffer is then empty.
+- When Elasticsearch pushes back — HTTP 408/429/5xx for the request or for some items, a
+  timeout, no connection — `setup()` and `flush()` raise `Backpressure` with a `retry_after`
+  (exponential from `es_retry_initial` to `es_retry_max`, with jitter). Nothing is lost: the
+  events not yet accepted stay buffered (only those: accepted items are not sent again) and the
+  rejections found so far are kept for the `Flushed` to come. The caller stops reading
+  (pauses its partitions), waits `retry_after` seconds and calls the same method again.
+- Any other error (a bug, a non-retryable request error) is raised as is.
+
+The sink never commits, batches by time or size, dead-letters or measures lag: the consumer
+loop (agents/index.py) does, around it. `write()` is `add` + `flush` until done for callers
+without partitions to pause (replay, tests).
 """
 
 from __future__ import annotations
@@ -15,8 +29,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from elasticsearch import (
@@ -35,8 +48,11 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-# Only what `write` reads of a bulk response: a tenth of its bytes to parse.
+# Only what `flush` reads of a bulk response: a tenth of its bytes to parse.
 BULK_FILTER = "errors,items.*.status,items.*.error"
+UNREACHABLE = (TimeoutError, ConnectionError, ConnectionTimeout, TransportError, OSError)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,14 +65,58 @@ class Rejection:
     reason: str
 
 
-class Retry(Exception):
-    def __init__(self, what: str) -> None:
-        super().__init__(what)
-        self.what = what
+@dataclass(frozen=True)
+class Flushed:
+    """What one completed `flush` did with the buffered events: `accepted` of them are in
+    Elasticsearch, `rejected` were refused for good (to dead-letter)."""
+
+    accepted: int
+    rejected: list[Rejection]
 
 
-Idle = Callable[[], Awaitable[None]]
+class Backpressure(Exception):
+    """Elasticsearch pushed back: call the same method again in `retry_after` seconds, without
+    reading more meanwhile. `cause` says what happened; `pending` events are still buffered."""
+
+    def __init__(self, cause: str, retry_after: float, pending: int = 0) -> None:
+        super().__init__(f"Elasticsearch pushed back ({cause}); {pending} events pending, "
+                         f"retry in {retry_after:.1f}s")
+        self.cause = cause
+        self.retry_after = retry_after
+        self.pending = pending
+
+
+class _Retry(Exception):
+    """A bulk request Elasticsearch did not take (retryable); internal to `flush`."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
 _Item = tuple[LogEvent, esindex.Placement]  # an event and where it goes
+Wait = Callable[[float], Awaitable[None]]
+
+
+def retry_cause(exc: BaseException) -> str | None:
+    """Why `exc` from the Elasticsearch client is worth retrying (it pushed back or could not
+    be reached), or None: a permanent error."""
+    if isinstance(exc, ApiError):
+        return f"HTTP {exc.status_code}" if exc.status_code in RETRYABLE_STATUS else None
+    if isinstance(exc, UNREACHABLE):
+        return repr(exc)
+    return None
+
+
+async def until_accepted(call: Callable[[], Awaitable[T]], wait: Wait = asyncio.sleep) -> T:
+    """`call()` (a sink's `setup` or `flush`) again after `wait(retry_after)` for as long as
+    it raises `Backpressure`."""
+    while True:
+        try:
+            return await call()
+        except Backpressure as exc:
+            log.warning("%s", exc)
+            await wait(exc.retry_after)
 
 
 class ElasticsearchSink:
@@ -81,18 +141,61 @@ class ElasticsearchSink:
         self._known: set[str] = set()
         self._dedicated: set[str] = set()
         self._places: dict[tuple[str, int], esindex.Placement] = {}
-        self.stopping = False
+        self._pending: list[_Item] = []  # added, neither accepted nor rejected yet
+        self._rejected: list[Rejection] = []  # of the flush in progress
+        self._accepted = 0  # of the flush in progress
+        self._started: float | None = None  # monotonic start of the flush in progress
+        self._delay = settings.es_retry_initial  # the next retry_after (before jitter)
 
-    async def setup(self, idle: Idle | None = None) -> None:
+    @property
+    def pending(self) -> int:
+        """Events added and not yet accepted or rejected."""
+        return len(self._pending)
+
+    # -- the contract ------------------------------------------------------------------------
+
+    async def setup(self) -> None:
         """Install the index template and read which dedicated indices exist (their days keep
-        going there), retrying until Elasticsearch answers."""
-        await self._retrying(lambda: esindex.ensure_template(self.es, self.settings), idle,
-                             "put index template")
-        self._dedicated = await self._retrying(
-            lambda: esindex.dedicated_indices(self.es, self.settings), idle,
-            "list dedicated indices")
+        going there). Raises `Backpressure` while Elasticsearch cannot answer."""
+        await self._pushing_back(esindex.ensure_template(self.es, self.settings))
+        self._dedicated = await self._pushing_back(
+            esindex.dedicated_indices(self.es, self.settings))
         self._known |= self._dedicated
         self._places.clear()
+        self._delay = self.settings.es_retry_initial
+
+    def add(self, events: Sequence[LogEvent]) -> None:
+        """Buffer `events` for the next `flush`."""
+        self._pending.extend((event, self.place(event)) for event in events)
+
+    async def flush(self) -> Flushed:
+        """Send the buffered events in bulk requests of at most `es_batch_size`,
+        `es_bulk_concurrency` of them in flight, the next requests' bodies built while one is
+        in Elasticsearch. Returns when each is accepted or permanently rejected; raises
+        `Backpressure` (keeping the rest buffered) when some must be retried."""
+        if self._started is None:
+            self._started = time.monotonic()
+        if self._pending:
+            await self._ensure_indices(self._pending)
+            retry = await self._send(self._pending)
+            if retry:
+                self._pending = [item for _, items in retry for item in items]
+                raise self._backpressure(retry[0][0])
+        done = Flushed(self._accepted, self._rejected)
+        METRICS.observe("laas_sink_batch_seconds", time.monotonic() - self._started,
+                        stage=self.stage)
+        self._pending, self._rejected, self._accepted, self._started = [], [], 0, None
+        self._delay = self.settings.es_retry_initial
+        return done
+
+    async def write(self, events: Sequence[LogEvent], wait: Wait = asyncio.sleep
+                    ) -> list[Rejection]:
+        """`add(events)` and `flush()` until done, waiting out backpressure with `wait`; the
+        permanently rejected events. For callers with no partitions to pause."""
+        self.add(events)
+        return (await until_accepted(self.flush, wait)).rejected
+
+    # -- placement -----------------------------------------------------------------------------
 
     def set_layout(self, layout: Mapping[str, esindex.TenantIndexing]) -> None:
         """Use the tenants' indexing `layout` from now on (placements cached until it changes)."""
@@ -116,53 +219,39 @@ class ElasticsearchSink:
         """The event's index."""
         return self.place(event).index
 
-    async def write(self, events: Sequence[LogEvent], idle: Idle | None = None) -> list[Rejection]:
-        """Index `events` in bulk requests of at most `es_batch_size`, `es_bulk_concurrency`
-        of them in flight, the next requests' bodies built while one is in Elasticsearch;
-        returns the permanently rejected ones. Retries everything else."""
-        items = [(event, self.place(event)) for event in events]
+    # -- one attempt ---------------------------------------------------------------------------
+
+    async def _send(self, items: list[_Item]) -> list[tuple[str, list[_Item]]]:
+        """One attempt at every item: the accepted counted, the rejected kept; the items to
+        retry, with the cause, per bulk request that had some."""
         size = self.settings.es_batch_size
         chunks = [items[start:start + size] for start in range(0, len(items), size)]
-        if len(chunks) <= 1:
-            return await self._write_bulk(items, idle, self._body(items)) if items else []
-        await self._ensure_indices(items, idle)
-        limit = asyncio.Semaphore(self.settings.es_bulk_concurrency)
-        lock = asyncio.Lock()
+        if len(chunks) == 1:
+            retry = [await self._send_bulk(items, self._body(items))]
+        else:
+            limit = asyncio.Semaphore(self.settings.es_bulk_concurrency)
 
-        async def one_idle() -> None:  # retries of concurrent bulks poll the consumer in turn
-            async with lock:
-                await idle()  # type: ignore[misc]
+            async def bulk(chunk: list[_Item]) -> tuple[str, list[_Item]]:
+                body = self._body(chunk)  # while an earlier request is in flight
+                async with limit:
+                    return await self._send_bulk(chunk, body)
 
-        async def bulk(chunk: list[_Item]) -> list[Rejection]:
-            body = self._body(chunk)  # while an earlier request is in flight
-            async with limit:
-                return await self._write_bulk(chunk, one_idle if idle else None, body)
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(bulk(chunk)) for chunk in chunks]
+            retry = [task.result() for task in tasks]
+        return [(cause, chunk) for cause, chunk in retry if chunk]
 
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(bulk(chunk)) for chunk in chunks]
-        return [rejection for task in tasks for rejection in task.result()]
-
-    async def _write_bulk(self, items: list[_Item], idle: Idle | None,
-                          body: bytes) -> list[Rejection]:
-        """Send `body` (the bulk request of `items`), then retry what needs it."""
-        started = time.monotonic()
-        pending = items
-        rejected: list[Rejection] = []
-        delay = self.settings.es_retry_initial
-        while pending:
-            await self._ensure_indices(pending, idle)
-            try:
-                response = await self._bulk(body)
-            except Retry as exc:
-                METRICS.inc("laas_sink_retries_total", stage=self.stage, cause="request")
-                log.warning("bulk of %d events failed (%s); retry in %.1fs", len(pending),
-                            exc.what, delay)
-                delay = await self._backoff(delay, idle)
-                continue
-            if not response.get("errors"):
-                break
-            retry: list[_Item] = []
-            for item, result in zip(pending, response["items"], strict=True):
+    async def _send_bulk(self, items: list[_Item], body: bytes) -> tuple[str, list[_Item]]:
+        """Send `body` (the bulk request of `items`); the cause and items to retry."""
+        try:
+            response = await self._bulk(body)
+        except _Retry as exc:
+            METRICS.inc("laas_sink_retries_total", stage=self.stage, cause="request")
+            return exc.cause, items
+        retry: list[_Item] = []
+        rejected = 0
+        if response.get("errors"):
+            for item, result in zip(items, response["items"], strict=True):
                 result = next(iter(result.values()))
                 status = int(result.get("status", 500))
                 if status < 300:
@@ -171,18 +260,15 @@ class ElasticsearchSink:
                 if status in RETRYABLE_STATUS:
                     retry.append(item)
                 else:
-                    rejected.append(Rejection(item[0], status, str(error.get("type", "")),
-                                              str(error.get("reason", error))[:1000]))
-            if retry:
-                METRICS.inc("laas_sink_retries_total", stage=self.stage, cause="item")
-                log.warning("%d of %d bulk items to retry (429/5xx); retry in %.1fs",
-                            len(retry), len(pending), delay)
-                delay = await self._backoff(delay, idle)
-                body = self._body(retry)
-            pending = retry
-        METRICS.observe("laas_sink_batch_seconds", time.monotonic() - started, stage=self.stage)
-        METRICS.inc("laas_sink_events_total", len(items) - len(rejected), stage=self.stage)
-        return rejected
+                    rejected += 1
+                    self._rejected.append(Rejection(item[0], status, str(error.get("type", "")),
+                                                    str(error.get("reason", error))[:1000]))
+        if retry:
+            METRICS.inc("laas_sink_retries_total", stage=self.stage, cause="item")
+        accepted = len(items) - len(retry) - rejected
+        self._accepted += accepted
+        METRICS.inc("laas_sink_events_total", accepted, stage=self.stage)
+        return f"{len(retry)} of {len(items)} bulk items refused for now (429/5xx)", retry
 
     @staticmethod
     def _body(items: list[_Item]) -> bytes:
@@ -205,46 +291,35 @@ class ElasticsearchSink:
                 request_timeout=self.settings.es_request_timeout,
             ).bulk(operations=body,  # type: ignore[arg-type]  # NDJSON passes as is
                    filter_path=BULK_FILTER)
-        except ApiError as exc:
-            if exc.status_code in RETRYABLE_STATUS:
-                raise Retry(f"HTTP {exc.status_code}") from exc
-            raise
-        except (TimeoutError, ConnectionError, ConnectionTimeout, TransportError, OSError) as exc:
-            raise Retry(repr(exc)) from exc
+        except (ApiError, *UNREACHABLE) as exc:
+            cause = retry_cause(exc)
+            if cause is None:
+                raise
+            raise _Retry(cause) from exc
         return dict(response.body)
 
-    async def _ensure_indices(self, items: list[_Item], idle: Idle | None) -> None:
+    async def _ensure_indices(self, items: list[_Item]) -> None:
         for _, where in items:
             if where.index in self._known:
                 continue
-            await self._retrying(partial(esindex.ensure_placement, self.es, self.settings, where),
-                                 idle, f"create index {where.index}")
+            await self._pushing_back(esindex.ensure_placement(self.es, self.settings, where))
             self._known.add(where.index)
             if not where.shared and where.alias is not None:
                 self._dedicated.add(where.index)
 
-    async def _retrying(self, call: Callable[[], Awaitable[Any]], idle: Idle | None,
-                        what: str) -> Any:
-        delay = self.settings.es_retry_initial
-        while True:
-            try:
-                return await call()
-            except ApiError as exc:
-                if exc.status_code not in RETRYABLE_STATUS:
-                    raise
-                log.warning("%s: HTTP %s; retry in %.1fs", what, exc.status_code, delay)
-            except (TimeoutError, ConnectionError, ConnectionTimeout, TransportError,
-                    OSError) as exc:
-                log.warning("%s: %r; retry in %.1fs", what, exc, delay)
-            delay = await self._backoff(delay, idle)
+    async def _pushing_back(self, call: Awaitable[T]) -> T:
+        """Await `call`; a retryable failure becomes `Backpressure`."""
+        try:
+            return await call
+        except (ApiError, *UNREACHABLE) as exc:
+            cause = retry_cause(exc)
+            if cause is None:
+                raise
+            raise self._backpressure(cause) from exc
 
-    async def _backoff(self, delay: float, idle: Idle | None) -> float:
-        """Sleep `delay` (with jitter) while keeping the consumer alive; the next delay."""
-        if self.stopping:
-            raise asyncio.CancelledError
-        deadline = time.monotonic() + delay * random.uniform(0.8, 1.2)
-        while (left := deadline - time.monotonic()) > 0:
-            if idle is not None:
-                await idle()
-            await asyncio.sleep(min(left, 1.0))
-        return min(delay * 2, self.settings.es_retry_max)
+    def _backpressure(self, cause: str) -> Backpressure:
+        """The signal for `cause`, its retry-after the current delay (with jitter); doubles the
+        next one, up to `es_retry_max` (reset once a flush or setup succeeds)."""
+        after = self._delay * random.uniform(0.8, 1.2)
+        self._delay = min(self._delay * 2, self.settings.es_retry_max)
+        return Backpressure(cause, after, len(self._pending))

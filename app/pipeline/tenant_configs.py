@@ -26,7 +26,8 @@ class TenantConfigs:
     unreachable database keeps the last known configurations (the default for the rest) and is
     asked again after `refresh_after` seconds."""
 
-    def __init__(self, settings: Settings, refresh_after: float = 5.0) -> None:
+    def __init__(self, settings: Settings, refresh_after: float = 5.0, *,
+                 engine: Any = None) -> None:
         self.settings = settings
         self.refresh_after = refresh_after
         self._default = MinerConfig(max_clusters=settings.patterns_max_templates)
@@ -34,7 +35,7 @@ class TenantConfigs:
         self._known: set[str] = set()  # every tenant id of the last load
         self._loaded = float("-inf")  # monotonic time the last load (attempt) began
         self._loading: asyncio.Task[None] | None = None
-        self._engine: Any = None
+        self._engine: Any = engine  # None: one of its own, made at the first load
         self.loads = 0  # queries made (for tests and benchmarks)
 
     def default(self) -> MinerConfig:
