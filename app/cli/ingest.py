@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import IO
 
 import click
@@ -80,6 +81,7 @@ def register(main: click.Group) -> None:
 
         from app.cli.demo import demo_records
         from app.ingest.convert import ConversionError, record_from_json
+        from app.runtime.retry import RetryPolicy, retry_blocking
 
         if demo == (source is not None):
             raise click.UsageError("give exactly one of SOURCE or --demo")
@@ -94,6 +96,9 @@ def register(main: click.Group) -> None:
             count = sum(1 for line in source if line.strip())
             source.seek(0)
         shipper = Shipper(url or settings.web_url, api_key)
+        policy = RetryPolicy(SendError, initial=0.5, maximum=16.0, attempts=6,
+                             retry_if=lambda exc: isinstance(exc, SendError) and exc.retry,
+                             retry_after=lambda exc: getattr(exc, "retry_after", None))
         accepted = rejected = 0
         started = time.monotonic()
         with click.progressbar(length=count or 0, label="sending", show_pos=True,
@@ -108,14 +113,10 @@ def register(main: click.Group) -> None:
                         click.echo(f"\nskipped: {exc}", err=True)
                 if not batch:
                     break
-                for attempt in range(6):
-                    try:
-                        result = shipper.push(batch)
-                        break
-                    except SendError as exc:
-                        if not exc.retry or attempt == 5:
-                            raise click.ClickException(str(exc)) from exc
-                        time.sleep(exc.retry_after or 0.5 * 2**attempt)
+                try:
+                    result = retry_blocking(partial(shipper.push, batch), policy)
+                except SendError as exc:
+                    raise click.ClickException(str(exc)) from exc
                 accepted += result.accepted
                 rejected += result.rejected
                 for err in result.errors[:5]:
