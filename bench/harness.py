@@ -314,14 +314,17 @@ class Sample:
 
 
 MACHINE = "machine (all processes)"
+SELF = "bench client"  # the bench's own process: its children are the processes it started
 
 
 class Sampler:
     """psutil every `interval` s of named pids (children included), in a thread."""
 
-    def __init__(self, pids: Any, interval: float = 1.0, machine: bool = False) -> None:
+    def __init__(self, pids: Any, interval: float = 1.0, machine: bool = False,
+                 solo: tuple[str, ...] = (SELF,)) -> None:
         self.pids = pids  # callable -> dict[name, pid]
         self.interval = interval
+        self.solo = solo  # names sampled without their children (the bench's own process)
         self.machine = machine  # also sample the whole machine's CPU as `MACHINE`
         self.samples: list[Sample] = []
         self.load: list[tuple[float, float]] = []
@@ -348,11 +351,11 @@ class Sampler:
         self._stop.set()
         self._thread.join(5)
 
-    def _family(self, pid: int) -> list[psutil.Process]:
+    def _family(self, pid: int, children: bool = True) -> list[psutil.Process]:
         if pid not in self._procs:
             try:
                 root = psutil.Process(pid)
-                family = [root, *root.children(recursive=True)]
+                family = [root, *(root.children(recursive=True) if children else [])]
                 for p in family:
                     p.cpu_percent(None)
                 self._procs[pid] = family
@@ -370,7 +373,7 @@ class Sampler:
                                            / 2**20))
             for name, pid in self.pids().items():
                 cpu = rss = 0.0
-                for p in self._family(pid):
+                for p in self._family(pid, children=name not in self.solo):
                     try:
                         cpu += p.cpu_percent(None)
                         rss += p.memory_info().rss / 2**20
