@@ -6,8 +6,10 @@ import base64
 import json
 import stat
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -35,10 +37,10 @@ from app.db.models import Role, Scope
 from app.settings import load_settings
 
 
-def codec(secret: bytes = b"s1", previous: list[bytes] | None = None, **kw: object) -> JwtCodec:
-    values: dict[str, object] = {"issuer": "laas", "audience": "laas-api", "ttl": 900}
+def codec(secret: bytes = b"s1", previous: list[bytes] | None = None, **kw: Any) -> JwtCodec:
+    values: dict[str, Any] = {"issuer": "laas", "audience": "laas-api", "ttl": 900}
     values.update(kw)
-    return JwtCodec(keys=SigningKeys.from_secrets(secret, previous), **values)  # type: ignore[arg-type]
+    return JwtCodec(keys=SigningKeys.from_secrets(secret, previous), **values)
 
 
 def issue(c: JwtCodec, now: float | None = None) -> str:
@@ -93,9 +95,9 @@ def _claims(token: str) -> dict[str, object]:
     ids=["tampered-signature", "tampered-claims", "alg-none", "wrong-audience", "wrong-issuer",
          "unknown-key", "expired", "garbage"],
 )
-def test_bad_tokens_are_refused(make: object, reason: str) -> None:
+def test_bad_tokens_are_refused(make: Callable[[JwtCodec, str], str], reason: str) -> None:
     c = codec()
-    bad = make(c, issue(c))  # type: ignore[operator]
+    bad = make(c, issue(c))
     with pytest.raises(TokenError) as caught:
         c.verify(bad)
     assert reason in caught.value.reason

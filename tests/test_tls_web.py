@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -44,12 +45,12 @@ def laas_web(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]
         proc.wait(timeout=30)
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, **client: object) -> None:
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, **client: Any) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert proc.poll() is None, log.read_text()
         try:
-            if httpx.get(f"{url}/healthz", timeout=2, **client).status_code == 200:  # type: ignore[arg-type]
+            if httpx.get(f"{url}/healthz", timeout=2, **client).status_code == 200:
                 return
         except httpx.TransportError:
             time.sleep(0.3)
