@@ -48,8 +48,9 @@ from elasticsearch.helpers import async_bulk
 from app.elastic import esindex
 from app.elastic.client import es_client
 from app.ingest.wire import pb
-from app.ingest.writer import CONTENT_TYPE, raw_batches
+from app.ingest.writer import raw_batches
 from app.kafka.client import client_options
+from app.kafka.headers import LOG_BATCH_CONTENT_TYPE as CONTENT_TYPE
 from app.kafka.stamp import Stamps
 from app.kafka.topics import ALL, RAW, topic_name
 from app.pipeline.normalize import RawMessage, normalize

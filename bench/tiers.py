@@ -208,8 +208,9 @@ async def direct(dep: Deployment, mon: Monitor, name: str, tenants: list[int], p
     from aiokafka import AIOKafkaProducer
 
     from app.ingest.wire import pb
-    from app.ingest.writer import CONTENT_TYPE, raw_batches
+    from app.ingest.writer import raw_batches
     from app.kafka.client import client_options
+    from app.kafka.headers import LOG_BATCH_CONTENT_TYPE as CONTENT_TYPE
     from app.kafka.stamp import Stamps
 
     stamps = Stamps.from_settings(dep.settings)

@@ -14,7 +14,8 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from app.ingest.writer import CONTENT_TYPE, HEADER_TENANT_ID, raw_batches
+from app.ingest.writer import raw_batches
+from app.kafka.headers import H_TENANT_ID, LOG_BATCH_CONTENT_TYPE
 from app.settings import Settings
 from protos.laas.v1 import AnyValue, LogBatch, LogIngestStub, LogRecord, PushAck, Resource
 from tests.ingest_fixtures import *  # noqa: F403
@@ -56,8 +57,8 @@ async def test_push_is_in_kafka_when_acked(gateway: int, raw_settings: Settings)
     first = LogRecord().parse(msgs[0].value)
     assert first.severity_number == 13 and first.resource.service_name == "api"
     assert msgs[0].key == b"1/api" and {m.offset for m in msgs} == {msgs[0].offset}
-    assert dict(msgs[0].headers)[HEADER_TENANT_ID] == b"1"
-    assert dict(msgs[0].headers)["content-type"] == CONTENT_TYPE
+    assert dict(msgs[0].headers)[H_TENANT_ID] == b"1"
+    assert dict(msgs[0].headers)["content-type"] == LOG_BATCH_CONTENT_TYPE
 
 
 async def test_partial_batch_accepts_exactly_the_valid(

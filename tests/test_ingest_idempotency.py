@@ -30,14 +30,9 @@ from app.ingest.errors import BatchRejected
 from app.ingest.gateway import bound_port, start_gateway
 from app.ingest.service import IngestService
 from app.ingest.validate import idempotency_key_problem
-from app.ingest.writer import (
-    CONTENT_TYPE,
-    HEADER_BATCH_INDEX,
-    HEADER_BATCH_KEY,
-    index_ranges,
-    raw_batches,
-)
+from app.ingest.writer import index_ranges, raw_batches
 from app.kafka.client import client_options
+from app.kafka.headers import H_BATCH_INDEX, H_BATCH_KEY, LOG_BATCH_CONTENT_TYPE
 from app.kafka.stamp import Stamps
 from app.kafka.topics import EVENTS, RAW
 from app.pipeline.events import LogEvent, RawPosition, batch_doc_id
@@ -129,14 +124,14 @@ def raw_message(headers: dict[str, bytes], value: bytes = b'{"message": "hi"}',
 
 
 def test_normalize_carries_the_batch_identity_into_the_event() -> None:
-    stamp = {HEADER_BATCH_KEY: KEY.encode(), HEADER_BATCH_INDEX: b"12"}
+    stamp = {H_BATCH_KEY: KEY.encode(), H_BATCH_INDEX: b"12"}
     (first,) = normalize(raw_message(stamp, offset=5), now_ns=NOW, stamps=STAMPS).events
     (resent,) = normalize(raw_message(stamp, offset=77), now_ns=NOW, stamps=STAMPS).events
     assert (first.batch_key, first.batch_index) == (KEY, 12)
     assert first.doc_id() == resent.doc_id() == f"batch/7/{KEY}/12"
     assert (first.raw.offset, resent.raw.offset) == (5, 77)
     # A direct producer may give only the key (index 0); arrays number their records.
-    array = raw_message({HEADER_BATCH_KEY: b"direct-1"},
+    array = raw_message({H_BATCH_KEY: b"direct-1"},
                         value=b'[{"message": "a"}, {"message": "b"}]')
     assert [e.doc_id() for e in normalize(array, now_ns=NOW, stamps=STAMPS).events] == [
         "batch/7/direct-1/0/1", "batch/7/direct-1/0/2"]
@@ -146,9 +141,9 @@ def test_a_log_batch_message_keeps_each_records_request_position() -> None:
     records = [LogRecord(body=AnyValue(string_value=f"r{i}"), time_unix_nano=NOW,
                          resource=Resource(service_name="api")) for i in range(3)]
     (message,) = raw_batches(records, [0, 2, 3], "7", 1024)
-    headers = {"content-type": CONTENT_TYPE, HEADER_BATCH_KEY: KEY.encode(),
-               HEADER_BATCH_INDEX: index_ranges(message.positions).encode()}
-    assert headers[HEADER_BATCH_INDEX] == b"0,2-3"
+    headers = {"content-type": LOG_BATCH_CONTENT_TYPE, H_BATCH_KEY: KEY.encode(),
+               H_BATCH_INDEX: index_ranges(message.positions).encode()}
+    assert headers[H_BATCH_INDEX] == b"0,2-3"
     first = normalize(raw_message(headers, message.value, offset=5), now_ns=NOW,
                       stamps=STAMPS).events
     resent = normalize(raw_message(headers, message.value, offset=9), now_ns=NOW,
@@ -157,7 +152,7 @@ def test_a_log_batch_message_keeps_each_records_request_position() -> None:
         f"batch/7/{KEY}/{i}" for i in (0, 2, 3)]
     assert [e.raw.index for e in first] == [1, 2, 3]
     # positions that do not fit the batch: the raw identity, and the reason
-    bad = normalize(raw_message({**headers, HEADER_BATCH_INDEX: b"0-1"}, message.value),
+    bad = normalize(raw_message({**headers, H_BATCH_INDEX: b"0-1"}, message.value),
                     now_ns=NOW, stamps=STAMPS).events
     assert [e.doc_id() for e in bad] == [f"t.logs.raw/0/5/{i}" for i in (1, 2, 3)]
     assert bad[0].attributes["laas.invalid_batch_key"] == (
@@ -180,10 +175,10 @@ def test_batch_index_ranges(text: str, count: int, found: list[int] | str) -> No
 
 
 @pytest.mark.parametrize(("headers", "problem"), [
-    ({HEADER_BATCH_KEY: b"a/b"}, "laas-batch-key: character '/' at position 1 not allowed"),
-    ({HEADER_BATCH_KEY: b""}, "laas-batch-key: empty"),
-    ({HEADER_BATCH_KEY: b"k", HEADER_BATCH_INDEX: b"-1"}, "laas-batch-index: '-1' is not"),
-    ({HEADER_BATCH_KEY: b"k", HEADER_BATCH_INDEX: b"9" * 4400}, "laas-batch-index: '999"),
+    ({H_BATCH_KEY: b"a/b"}, "laas-batch-key: character '/' at position 1 not allowed"),
+    ({H_BATCH_KEY: b""}, "laas-batch-key: empty"),
+    ({H_BATCH_KEY: b"k", H_BATCH_INDEX: b"-1"}, "laas-batch-index: '-1' is not"),
+    ({H_BATCH_KEY: b"k", H_BATCH_INDEX: b"9" * 4400}, "laas-batch-index: '999"),
 ])
 def test_invalid_batch_headers_keep_the_raw_identity_and_say_why(
         headers: dict[str, bytes], problem: str) -> None:
@@ -204,7 +199,7 @@ def batch(n: int, tag: str) -> LogBatch:
 
 def stamps(records: list[RawRecord]) -> list[tuple[bytes, int | None]]:
     """(batch key, position in the request) of each record read from `logs.raw`."""
-    return [(dict(r.headers).get(HEADER_BATCH_KEY, b""), r.position) for r in records]
+    return [(dict(r.headers).get(H_BATCH_KEY, b""), r.position) for r in records]
 
 
 async def test_gateway_stamps_key_and_index_on_every_record(
@@ -238,7 +233,7 @@ async def test_gateway_stamps_key_and_index_on_every_record(
     # The indexes are positions in the request: the rejected record 1 leaves a gap.
     copy = [(KEY.encode(), 0), (KEY.encode(), 2), (KEY.encode(), 3)]
     assert stamps(msgs) == copy + copy + [(b"s-1", 0), (b"", None), (b"", None)]
-    assert dict(msgs[0].headers)[HEADER_BATCH_INDEX] == b"0,2-3"  # one message per request
+    assert dict(msgs[0].headers)[H_BATCH_INDEX] == b"0,2-3"  # one message per request
     assert len({m.offset for m in msgs}) == 5  # the resent copy is a new Kafka message
 
 

@@ -27,19 +27,21 @@ from aiokafka.errors import KafkaError
 from app.ingest.errors import KafkaUnavailable
 from app.ingest.wire import encode
 from app.kafka.client import client_options
+from app.kafka.headers import (
+    H_BATCH_INDEX,
+    H_BATCH_KEY,
+    H_CONTENT_TYPE,
+    H_SOURCE,
+    H_TENANT,
+    H_TENANT_ID,
+    LOG_BATCH_CONTENT_TYPE,
+)
 from app.kafka.stamp import Stamps
 from app.kafka.topics import RAW, topic_name
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
-CONTENT_TYPE = b"application/x-protobuf; messageType=laas.v1.LogBatch"
-HEADER_CONTENT_TYPE = "content-type"
-HEADER_TENANT_ID = "laas-tenant-id"
-HEADER_TENANT = "laas-tenant"
-HEADER_SOURCE = "laas-source"
-HEADER_BATCH_KEY = "laas-batch-key"
-HEADER_BATCH_INDEX = "laas-batch-index"
 
 
 def record_key(tenant_id: str, record: Any) -> bytes:
@@ -175,13 +177,13 @@ class KafkaWriter:
             return
         producer = await self.start()
         headers = [
-            (HEADER_CONTENT_TYPE, CONTENT_TYPE),
-            (HEADER_TENANT_ID, tenant_id.encode()),
-            (HEADER_TENANT, tenant_slug.encode()),
-            (HEADER_SOURCE, source.encode()),
+            (H_CONTENT_TYPE, LOG_BATCH_CONTENT_TYPE),
+            (H_TENANT_ID, tenant_id.encode()),
+            (H_TENANT, tenant_slug.encode()),
+            (H_SOURCE, source.encode()),
         ]
         if batch_key:
-            headers.append((HEADER_BATCH_KEY, batch_key.encode()))
+            headers.append((H_BATCH_KEY, batch_key.encode()))
         positions = range(len(records)) if indexes is None else indexes
         batches = raw_batches(records, positions, tenant_id,
                               self.settings.ingest_raw_message_bytes)
@@ -189,7 +191,7 @@ class KafkaWriter:
         async def send_all() -> None:
             futures = []
             for batch in batches:
-                stamp = [*headers, (HEADER_BATCH_INDEX, index_ranges(batch.positions).encode())] \
+                stamp = [*headers, (H_BATCH_INDEX, index_ranges(batch.positions).encode())] \
                     if batch_key else headers
                 futures.append(await producer.send(
                     self.topic, batch.value, key=batch.key,

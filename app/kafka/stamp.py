@@ -18,10 +18,9 @@ import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from app.kafka.headers import H_API_KEY, H_SIGNATURE
 from app.settings import Settings
 
-H_SIGNATURE = "laas-signature"
-H_API_KEY = "laas-api-key"  # not signed: a direct producer's credential
 _PURPOSE = b"laas-kafka-stamp-v1"
 # kinds of signed messages, one per topic
 RAW, EVENTS, ALERTS, RULE_COUNTS = "raw", "events", "alerts", "rule-counts"

@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from app.kafka.headers import H_DL_REASON, H_DL_STAGE
+
 NS = 1_000_000_000
 # date_nanos covers 1970-01-01 .. 2262-04-11; events outside get their observed time instead.
 MAX_NS = 9_200_000_000_000_000_000
@@ -175,7 +177,7 @@ class DeadLetter:
         return cls(**doc)
 
     def kafka_headers(self) -> list[tuple[str, bytes]]:
-        return [("laas-dl-reason", self.reason.encode()), ("laas-dl-stage", self.stage.encode())]
+        return [(H_DL_REASON, self.reason.encode()), (H_DL_STAGE, self.stage.encode())]
 
 
 def iso_nanos(ns: int) -> str:

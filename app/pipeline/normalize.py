@@ -23,7 +23,19 @@ from app.ingest.convert import INT64, ConversionError, from_any
 from app.ingest.jsonpb import pb_record_from_json
 from app.ingest.validate import idempotency_key_problem, which
 from app.ingest.wire import pb
-from app.kafka.stamp import H_API_KEY, Stamps
+from app.kafka.headers import (
+    H_API_KEY,
+    H_BATCH_INDEX,
+    H_BATCH_KEY,
+    H_CONTENT_TYPE,
+    H_HOST,
+    H_SERVICE,
+    H_SOURCE,
+    H_TENANT,
+    H_TENANT_ID,
+    LOG_BATCH,
+)
+from app.kafka.stamp import Stamps
 from app.pipeline.events import MAX_NS, AttributeValue, DeadLetter, LogEvent, RawPosition
 from app.pipeline.parsing import (
     UNKNOWN,
@@ -40,16 +52,7 @@ from protos.laas.v1 import LogRecord
 
 log = logging.getLogger(__name__)
 
-H_CONTENT_TYPE = "content-type"
-H_TENANT_ID = "laas-tenant-id"
-H_TENANT = "laas-tenant"
-H_SOURCE = "laas-source"
-H_SERVICE = "laas-service"
-H_HOST = "laas-host"
-H_BATCH_KEY = "laas-batch-key"
-H_BATCH_INDEX = "laas-batch-index"
 MAX_BATCH_INDEX = 2**31 - 1
-LOG_BATCH = "laas.v1.logbatch"  # in the content type: the value is a `LogBatch`
 UNKNOWN_SERVICE = "unknown_service"
 INGEST_SCOPES = frozenset({"ingest", "admin"})
 MAX_ARRAY_RECORDS = 10_000
