@@ -21,6 +21,7 @@ START_TIMEOUT = {"kafka": 120.0, "elasticsearch": 240.0, "postgres": 60.0}
 class Service(Protocol):
     name: str
     log_file: Path
+    pid_file: Path
 
     @property
     def address(self) -> str: ...

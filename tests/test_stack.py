@@ -34,7 +34,7 @@ def test_up_twice_is_harmless(
     settings: Settings, kafka_servers: str, es_url: str, postgres_url: str
 ) -> None:
     stack = Stack(settings)
-    pids_before = [(s.name, s.pid_file.read_text()) for s, _ in stack.services if s.running()]  # type: ignore[attr-defined]
+    pids_before = [(s.name, s.pid_file.read_text()) for s, _ in stack.services if s.running()]
     result = laas("stack", "up")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines() == [
@@ -42,7 +42,7 @@ def test_up_twice_is_harmless(
         f"elasticsearch: already up at {settings.elasticsearch_url}",
         f"postgres: already up at {settings.local_postgres_url}",
     ]
-    pids_after = [(s.name, s.pid_file.read_text()) for s, _ in stack.services if s.running()]  # type: ignore[attr-defined]
+    pids_after = [(s.name, s.pid_file.read_text()) for s, _ in stack.services if s.running()]
     assert pids_after == pids_before
 
 
