@@ -18,8 +18,10 @@ import csv
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 import numpy as np
 
@@ -97,7 +99,7 @@ def make_plan(sources: list[str]) -> Plan:
     return plan
 
 
-def generate(data: Path, plan: Plan, seed: int):  # type: ignore[no-untyped-def]
+def generate(data: Path, plan: Plan, seed: int) -> Iterator[tuple[int, str, str, str]]:
     """Yield (window index, source, content, severity) in time order."""
     rng = np.random.default_rng(seed)
     lines = {s: read(data, s) for s in SOURCES}
@@ -145,7 +147,19 @@ class Scored:
     alerts: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
 
 
-def evaluate(plan: Plan, alerts: dict[str, set[int]], sources: list[str]) -> dict[str, object]:
+class Scores(TypedDict):
+    """One detector's results: per incident kind (recall, mean delay in s), false alerts."""
+
+    kinds: dict[str, tuple[float, float]]
+    recall: float
+    fp_clean_per_h: float
+    fp_drift_per_h: float
+    fp_all: int
+    f1: float
+    by_detector: NotRequired[dict[str, int]]
+
+
+def evaluate(plan: Plan, alerts: dict[str, set[int]], sources: list[str]) -> Scores:
     """Per incident type recall and delay; false alerts per source-hour (clean, drift, all)."""
     covered: dict[str, set[int]] = defaultdict(set)
     per_kind: dict[str, list[float | None]] = defaultdict(list)
@@ -174,7 +188,7 @@ def evaluate(plan: Plan, alerts: dict[str, set[int]], sources: list[str]) -> dic
     }
 
 
-def run(data: Path, seed: int) -> tuple[dict[str, dict[str, object]], dict[str, float]]:
+def run(data: Path, seed: int) -> tuple[dict[str, Scores], dict[str, float]]:
     sources = list(SOURCES)
     plan = make_plan(sources)
     miner = TenantMiner()
@@ -236,10 +250,10 @@ def run(data: Path, seed: int) -> tuple[dict[str, dict[str, object]], dict[str, 
 
 
 def isolation_forest(plan: Plan, feats: dict[str, list[tuple[int, list[float]]]],
-                     sources: list[str], seed: int) -> dict[str, dict[str, object]]:
+                     sources: list[str], seed: int) -> dict[str, Scores]:
     from sklearn.ensemble import IsolationForest
 
-    out: dict[str, dict[str, object]] = {}
+    out: dict[str, Scores] = {}
     for label, contamination in (("IsolationForest (contamination=auto)", "auto"),
                                  ("IsolationForest (contamination=1/360)", 1 / 360)):
         alerts: dict[str, set[int]] = defaultdict(set)
@@ -280,7 +294,7 @@ def normalize_cost(data: Path) -> float:
     return (time.perf_counter() - t0) / max(n, 1) * 1e6
 
 
-def render(results: dict[str, dict[str, object]], cost: dict[str, float]) -> str:
+def render(results: dict[str, Scores], cost: dict[str, float]) -> str:
     kinds = list(KINDS)
     out = "| detector | " + " | ".join(kinds) + " | recall | false/src-h clean | " \
           "false/src-h drift | false alerts (all) | F1 |\n"
@@ -288,7 +302,7 @@ def render(results: dict[str, dict[str, object]], cost: dict[str, float]) -> str
     for name, r in results.items():
         cells = []
         for k in kinds:
-            rec, delay = r["kinds"][k]  # type: ignore[index]
+            rec, delay = r["kinds"][k]
             cells.append(f"{rec:.2f} ({delay:.0f} s)" if rec else "0.00")
         out += (f"| {name} | " + " | ".join(cells)
                 + f" | {r['recall']:.3f} | {r['fp_clean_per_h']:.2f} | {r['fp_drift_per_h']:.2f}"
