@@ -214,7 +214,8 @@ def saturation_section(results: dict[str, Any]) -> list[str]:
     search = results.get("search", {})
     md = [f"Steps of {results['config']['step']} s: the mode's ladder, then ×"
           f"{search.get('factor', 2):g} from the highest step that kept up until one falls "
-          f"behind, then {search.get('bisections', 1)} step halfway back (`bench/knee.py`), up "
+          f"behind, then up to {search.get('bisections', 1)} bisection step(s) between the "
+          "highest rate that kept up and the lowest that did not (`bench/knee.py`), up "
           f"to {_f(results['config'].get('max_rate'))}/s. A step *kept up* when its backlog was "
           f"searchable within {KNEE_DRAIN_S:g} s of its end and its probes' ack → searchable "
           f"p50 stayed within {KNEE_DELAY_X:g}x of the lowest step's; when it kept up but acked "

@@ -12,7 +12,7 @@ searchable and ack → tail. Results go to `bench/results/REPORT.md` (via `bench
 PNG plots next to it.
 
 The steady phase is a saturation search (`bench.knee`): the mode's rate ladder, then ×`factor`
-from the highest step that kept up until a step falls behind, one step halfway back, capped by
+from the highest step that kept up until a step falls behind, two bisection steps, capped by
 `max_rate` and stopped when the generator (or the gateway) no longer delivers the offered rate.
 The load comes from a pool of prebuilt records in batches of `batch_for(rate, batch)` records
 (at most `batch`, what a shipper flushing 20 times a second sends), `inflight` calls at once.
@@ -77,14 +77,14 @@ MODES: dict[str, dict[str, Any]] = {
              "per_tenant": 5, "large": 2000, "search_events": 1_000_000, "search_repeat": 30,
              "baseline": 30, "raw_records": 100_000, "drain": 180},
 }
-# The saturation search's load (every mode): ×FACTOR past the ladder, BISECTIONS steps back,
+# The saturation search (every mode): ×FACTOR past the ladder, BISECTIONS halving steps,
 # requests of up to BATCH records (real shippers send thousands: the OpenTelemetry Collector's
 # batch processor 8,192, Vector's Elasticsearch sink up to 10 MB), INFLIGHT calls at once,
 # records cycled from a pool of POOL distinct ones.
 @dataclass(frozen=True)
 class SearchLoad:
     factor: float = 2.0
-    bisections: int = 1
+    bisections: int = 2
     batch: int = 1000
     inflight: int = 8
     pool: int = 20_000

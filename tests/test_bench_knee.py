@@ -102,3 +102,13 @@ def test_batch_grows_with_the_rate_within_bounds() -> None:
     assert batch_for(250, 1000) == 100
     assert batch_for(8000, 1000) == 400
     assert batch_for(64_000, 1000) == 1000
+
+
+def test_two_bisections_narrow_the_gap_from_the_right_side() -> None:
+    plan = Plan(ladder=(1000,), factor=2.0, max_rate=64_000, bisections=2)
+    # 8,000 keeps up, 16,000 falls behind: 12,000 (behind) then 10,000
+    assert search({16_000: {"drain": None}, 12_000: {"drain": None}}, plan) == [
+        1000, 2000, 4000, 8000, 16_000, 12_000, 10_000]
+    # 12,000 keeps up: the next is between it and 16,000
+    assert search({16_000: {"drain": None}}, plan) == [
+        1000, 2000, 4000, 8000, 16_000, 12_000, 14_000]
