@@ -61,9 +61,9 @@ class Calls:
 
     def __init__(self, port: int, concurrency: int) -> None:
         self.pool: asyncio.Queue[Pusher] = asyncio.Queue()
-        for _ in range(concurrency):
-            self.pool.put_nowait(Pusher(port, "", ""))
-        self.pushers = list(self.pool._queue)  # type: ignore[attr-defined]
+        self.pushers = [Pusher(port, "", "") for _ in range(concurrency)]
+        for pusher in self.pushers:
+            self.pool.put_nowait(pusher)
 
     async def push(self, key: str, tag: str, seqs: range) -> float:
         """Push one tenant's records; the monotonic time of the ack."""
@@ -359,7 +359,8 @@ async def shards(dep: Deployment) -> dict[str, Any]:
     es = es_client(dep.settings, request_timeout=60)
     try:
         found = await es.cat.shards(index=f"{dep.run}-*", format="json", h="index,prirep")
-        mine: list[dict[str, str]] = list(found.body)  # type: ignore[arg-type]
+        assert isinstance(found.body, list)  # format=json (the client types cat as text or JSON)
+        mine: list[dict[str, str]] = list(found.body)
         names = sorted({row["index"] for row in mine})
         health = await es.cluster.health()
         cap = await es.cluster.get_settings(include_defaults=True,
