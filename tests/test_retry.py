@@ -154,15 +154,16 @@ async def test_key_check_waits_while_the_user_database_is_down(
     from app.settings import Settings
 
     owner = Principal("7", "acme", "ingest", None)
-    answers: list[object] = [DatabaseUnavailable("down"), DatabaseUnavailable("down"), owner]
+    answers: list[Principal | BaseException] = [
+        DatabaseUnavailable("down"), DatabaseUnavailable("down"), owner]
 
     async def verifier(key: str) -> Principal | None:
         answer = answers.pop(0)
         if isinstance(answer, BaseException):
             raise answer
-        return answer  # type: ignore[return-value]
+        return answer
 
-    check = KeyCheck(Settings(), verifier=verifier)  # type: ignore[arg-type]
+    check = KeyCheck(Settings(), verifier=verifier)
     with caplog.at_level("WARNING", logger="app.pipeline.raw_input"):
         assert await check("k") is owner
     assert [r.getMessage() for r in caplog.records] == [
