@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import zlib
 from typing import Any
 
@@ -40,6 +41,8 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 # json.loads gives up on deep nesting with a RecursionError (issue 21: 100,000 '[' was a 500);
 # a record may nest values only 8 deep (app.ingest.validate), so such a document is no record.
 TOO_DEEP = "arrays or objects nested too deeply"
+# ... and an integer past Python's int/str conversion limit with a plain ValueError (a 500 too).
+TOO_LONG = f"a number of more than {sys.get_int_max_str_digits()} digits"
 
 
 def ingest_service(request: Request) -> IngestService:
@@ -148,6 +151,8 @@ def parse_records(media: str, data: bytes) -> tuple[list[Item], str, list[int]]:
                 items.append(ConversionError("line", f"not JSON: {TOO_DEEP}"))
             except ConversionError as exc:
                 items.append(exc)
+            except ValueError:  # after ConversionError, a ValueError too
+                items.append(ConversionError("line", f"not JSON: {TOO_LONG}"))
         return items, "line", lines
     doc = json_body(data)
     docs = doc if isinstance(doc, list) else [doc]
@@ -196,6 +201,8 @@ def json_body(data: bytes) -> Any:
         raise HTTPError(400, f"body is not JSON: {exc}") from exc
     except RecursionError:
         raise HTTPError(400, f"body is not JSON: {TOO_DEEP}") from None
+    except ValueError:
+        raise HTTPError(400, f"body is not JSON: {TOO_LONG}") from None
 
 
 def header_map(request: Request) -> dict[str, str]:

@@ -33,11 +33,13 @@ from app.ingest.errors import IngestError
 from app.ingest.jsonpb import pb_record_from_json
 from app.ingest.service import Item
 from app.ingest.shippers import shipper_document
+from app.query.parser import printable
 from web import ui
 from web.ingest import (
     JSON_TYPE,
     NDJSON_TYPES,
     TOO_DEEP,
+    TOO_LONG,
     HTTPError,
     header_map,
     http_error,
@@ -95,8 +97,8 @@ def parse_bulk(data: bytes, default_index: str) -> tuple[list[Item], list[Slot]]
         if parsed is None:
             parsed = seen[line] = _action(line)
         action, meta, problem = parsed
-        index = str(meta.get("_index") or default_index)
-        doc_id = str(meta.get("_id") or "")
+        index = printable(str(meta.get("_index") or default_index))  # echoed in the answer
+        doc_id = printable(str(meta.get("_id") or ""))
         if problem:
             slots.append(Slot(action, index, doc_id, status=400, error=es_error(
                 400, f"line {number}: {problem}", "action_request_validation_exception")))
@@ -127,6 +129,8 @@ def _action(line: bytes) -> tuple[str, dict[str, Any], str | None]:
         return "index", {}, f"malformed action/metadata line, not JSON: {exc}"
     except RecursionError:
         return "index", {}, f"malformed action/metadata line, not JSON: {TOO_DEEP}"
+    except ValueError:
+        return "index", {}, f"malformed action/metadata line, not JSON: {TOO_LONG}"
     if not isinstance(doc, dict) or len(doc) != 1:
         return "index", {}, ("malformed action/metadata line: one object with one key "
                              f"({', '.join(ACTIONS)}) expected")
@@ -151,6 +155,8 @@ def _record(source: bytes, number: int) -> Item:
         return ConversionError("document", f"line {number} is not JSON: {exc}")
     except RecursionError:
         return ConversionError("document", f"line {number} is not JSON: {TOO_DEEP}")
+    except ValueError:
+        return ConversionError("document", f"line {number} is not JSON: {TOO_LONG}")
     if not isinstance(doc, dict):
         return ConversionError("document", f"line {number}: a JSON object expected")
     try:

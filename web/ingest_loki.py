@@ -29,6 +29,7 @@ from app.ingest.errors import IngestError
 from app.ingest.jsonpb import pb_record_from_json
 from app.ingest.service import Item
 from app.ingest.shippers import labels_record
+from app.query.parser import printable
 from protos.loki import push_pb2
 from web.ingest import (
     JSON_TYPE,
@@ -142,8 +143,8 @@ def _json_entry(fields: dict[str, Any], value: object) -> Any:
                               "[\"<unix ns>\", \"<line>\", {structured metadata}]")
     ts, line = value[0], value[1]
     metadata = value[2] if len(value) == 3 else None
-    if isinstance(ts, str) and ts.isdigit():
-        ts = int(ts)
+    if isinstance(ts, str) and ts.isascii() and ts.isdigit() and len(ts) <= 20:  # < 2**64
+        ts = int(ts)  # ("²" is a digit int() refuses; 5,000 digits past int()'s limit: 500s)
     if type(ts) is not int or not 0 <= ts < MAX_NS:
         raise ConversionError("timestamp", f"{_cut(str(ts))!r} is not a number of nanoseconds "
                               "since the epoch (as a string)")
@@ -290,14 +291,15 @@ async def post_push(request: Request) -> Response:
     more = len(ack.rejections) - len(shown)
     text = (f"{len(ack.rejections)} of {len(items)} entries rejected, {ack.accepted} accepted: "
             + "; ".join(shown) + (f"; and {more} more" if more > 0 else ""))
-    return PlainTextResponse(text + "\n", status_code=400)
+    return PlainTextResponse(printable(text) + "\n", status_code=400)  # labels echoed
 
 
 def _error(err: HTTPError) -> Response:
     headers = {}
     if err.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
-    return PlainTextResponse(err.message + "\n", status_code=err.status, headers=headers)
+    return PlainTextResponse(printable(err.message) + "\n", status_code=err.status,
+                             headers=headers)
 
 
 routes: list[BaseRoute] = [Route(PUSH_PATH, post_push, methods=["POST"])]
