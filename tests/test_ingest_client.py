@@ -35,7 +35,8 @@ CLIENT = Path(__file__).resolve().parents[1] / "app" / "client"
 SERVER_MODULES = ("app", "agents", "tables", "web", "deploy", "protos", "faust", "aiokafka",
                   "sqlalchemy", "elasticsearch", "starlette", "uvicorn", "google.protobuf")
 # Run in the fresh venv (python -I: no cwd, no PYTHON* variables): report which server modules
-# are missing there, then log one record through LaasHandler and say what it sent.
+# are importable or loaded there (none may be), then log one record through LaasHandler and
+# say what it sent.
 SHIP = """
 import importlib.util, json, logging, sys
 url, key, service, *server = sys.argv[1:]
