@@ -174,7 +174,7 @@ def read_search(params: Mapping[str, Any], *, now_ns: int) -> SearchRequest:
     order: Order
     match param(params, "order") or param(params, "sort") or "newest":
         case "newest" | "oldest" as given:
-            order = given  # type: ignore[assignment]
+            order = given
         case _:
             raise BadParameter("order", "must be 'newest' or 'oldest'")
     if cursor is not None:

@@ -162,7 +162,7 @@ class Metrics:
         self._lock = threading.Lock()
         self.remote: dict[str, Families] = {}  # the latest snapshot of each child process
         self.served = CollectorRegistry(auto_describe=False)
-        self.served.register(_Served(self))  # type: ignore[arg-type]
+        self.served.register(_Served(self))
         ProcessCollector(registry=self.served)
         PlatformCollector(registry=self.served)
         GCCollector(registry=self.served)
