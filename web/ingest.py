@@ -7,9 +7,7 @@ means Kafka acknowledged every accepted record.
 from __future__ import annotations
 
 import json
-import math
 import sys
-import zlib
 from typing import Any
 
 from starlette.requests import Request
@@ -18,26 +16,24 @@ from starlette.routing import BaseRoute, Route
 
 from app.ingest.auth import DatabaseVerifier, Principal
 from app.ingest.convert import ConversionError
-from app.ingest.errors import (
-    BatchRejected,
-    IngestError,
-    PermissionDenied,
-    RateLimited,
-    Unauthenticated,
-    Unavailable,
+from app.ingest.errors import IngestError
+from app.ingest.http import (
+    IDEMPOTENCY_HEADER,
+    JSON_TYPE,
+    NDJSON_TYPES,
+    HTTPError,
+    header_map,
+    http_error,
+    media_type,
+    otlp_logs,
+    read_body,
+    retry_after_header,
 )
 from app.ingest.jsonpb import pb_record_from_json
-from app.ingest.otlp import RpcStatus, decode_export, export_reply
 from app.ingest.service import IngestService, Item
 from app.ingest.shippers import shipper_document
 from app.settings import Settings
 
-NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl",
-                "application/x-jsonlines", "application/json-lines", "text/plain"}
-JSON_TYPE = "application/json"
-PROTOBUF_TYPES = {"application/x-protobuf", "application/protobuf"}
-# The batch's idempotency key: the same on every retry of one request body (docs/ingest.md).
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 # json.loads gives up on deep nesting with a RecursionError (issue 21: 100,000 '[' was a 500);
 # a record may nest values only 8 deep (app.ingest.validate), so such a document is no record.
 TOO_DEEP = "arrays or objects nested too deeply"
@@ -56,63 +52,8 @@ def ingest_service(request: Request) -> IngestService:
     return service
 
 
-class HTTPError(Exception):
-    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.retry_after = retry_after
-
-
-def http_error(exc: IngestError) -> HTTPError:
-    if isinstance(exc, Unauthenticated):
-        return HTTPError(401, str(exc))
-    if isinstance(exc, PermissionDenied):
-        return HTTPError(403, str(exc))
-    if isinstance(exc, RateLimited):
-        return HTTPError(429, str(exc), exc.retry_after)
-    if isinstance(exc, Unavailable):
-        return HTTPError(503, str(exc), exc.retry_after)
-    if isinstance(exc, BatchRejected):
-        return HTTPError(413 if exc.too_large else 400, exc.reason)
-    return HTTPError(400, str(exc))
-
-
-def media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The (gunzipped) body, refusing more than `limit` bytes before or after decompression."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise HTTPError(413, f"body of {declared} bytes, at most {limit} allowed")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPError(413, f"body over {limit} bytes, at most {limit} allowed")
-        chunks.append(chunk)
-    data = b"".join(chunks)
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding in ("", "identity"):
-        return data
-    if encoding not in ("gzip", "deflate"):
-        raise HTTPError(415, f"content-encoding {encoding!r} not supported; use gzip")
-    inflater = zlib.decompressobj(wbits=47 if encoding == "gzip" else 15)
-    try:
-        out = inflater.decompress(data, limit + 1)
-    except zlib.error as exc:
-        raise HTTPError(400, f"body is not valid {encoding}: {exc}") from exc
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise HTTPError(413, f"decompressed body over {limit} bytes, at most {limit} allowed")
-    return out
-
-
 def _error_response(err: HTTPError) -> JSONResponse:
-    headers = {}
-    if err.retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+    headers = retry_after_header(err)
     if err.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="laas"'
     return JSONResponse({"error": err.message}, status_code=err.status, headers=headers)
@@ -205,51 +146,9 @@ def json_body(data: bytes) -> Any:
         raise HTTPError(400, f"body is not JSON: {TOO_LONG}") from None
 
 
-def header_map(request: Request) -> dict[str, str]:
-    return {k.lower(): v for k, v in request.headers.items()}
-
-
 async def post_otlp_logs(request: Request) -> Response:
-    """`POST /v1/logs`: OTLP/HTTP logs export, protobuf or JSON encoding (gzip or deflate)."""
-    service = ingest_service(request)
-    media = media_type(request)
-    as_json = media == JSON_TYPE
-    try:
-        if media not in PROTOBUF_TYPES and not as_json:
-            raise HTTPError(415, f"content-type {media or 'missing'!r} not supported; send "
-                                 "application/x-protobuf or application/json")
-        principal = await service.authenticate(header_map(request))
-        key = service.check_idempotency_key(
-            (IDEMPOTENCY_HEADER, request.headers.get(IDEMPOTENCY_HEADER)))
-        data = await read_body(request, service.limits.max_batch_bytes)
-        try:
-            records = decode_export(data, as_json=as_json)
-        except ConversionError as exc:
-            raise HTTPError(400, f"not an OTLP ExportLogsServiceRequest: {exc}") from exc
-        ack = await service.push(principal, records, source="http", idempotency_key=key,
-                                 path="otlp-http")
-    except IngestError as exc:
-        return _otlp_error(http_error(exc), as_json)
-    except HTTPError as exc:
-        return _otlp_error(exc, as_json)
-    reply = export_reply(ack)
-    if as_json:
-        return JSONResponse(reply.to_dict())
-    return Response(bytes(reply), media_type="application/x-protobuf")
-
-
-def _otlp_error(err: HTTPError, as_json: bool) -> Response:
-    """OTLP/HTTP errors carry a google.rpc.Status in the request's encoding."""
-    headers = {}
-    if err.retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
-    code = {400: 3, 401: 16, 403: 7, 413: 8, 415: 3, 429: 8, 503: 14}.get(err.status, 2)
-    status = RpcStatus(code=code, message=err.message)
-    if as_json:
-        body: Any = status.to_dict()
-        return JSONResponse(body, status_code=err.status, headers=headers)
-    return Response(bytes(status), status_code=err.status, headers=headers,
-                    media_type="application/x-protobuf")
+    """`POST /v1/logs`: OTLP/HTTP logs export (app/ingest/http.py, as on the gateway's port)."""
+    return await otlp_logs(request, ingest_service(request))
 
 
 async def principal_of(request: Request) -> Principal:

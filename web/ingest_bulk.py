@@ -17,7 +17,6 @@ index layout).
 from __future__ import annotations
 
 import json
-import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -30,23 +29,22 @@ from starlette.routing import BaseRoute, Route
 from app.ingest.auth import Principal
 from app.ingest.convert import ConversionError
 from app.ingest.errors import IngestError
+from app.ingest.http import (
+    JSON_TYPE,
+    NDJSON_TYPES,
+    HTTPError,
+    header_map,
+    http_error,
+    media_type,
+    read_body,
+    retry_after_header,
+)
 from app.ingest.jsonpb import pb_record_from_json
 from app.ingest.service import Item
 from app.ingest.shippers import shipper_document
 from app.query.parser import printable
 from web import ui
-from web.ingest import (
-    JSON_TYPE,
-    NDJSON_TYPES,
-    TOO_DEEP,
-    TOO_LONG,
-    HTTPError,
-    header_map,
-    http_error,
-    ingest_service,
-    media_type,
-    read_body,
-)
+from web.ingest import TOO_DEEP, TOO_LONG, ingest_service
 from web.openapi_schemas import ANY_MAP, BOOL, INT, KEY_ONLY, STR, Spec, json_content, obj, path_id
 
 # The version clients are told: 8.x wire format (elasticsearch-py 8, Beats/Logstash 8).
@@ -216,9 +214,7 @@ async def post_bulk(request: Request) -> Response:
 
 def es_error_response(err: HTTPError) -> JSONResponse:
     """A whole-request error as Elasticsearch writes it."""
-    headers = dict(PRODUCT)
-    if err.retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+    headers = {**PRODUCT, **retry_after_header(err)}
     if err.status == 401:
         headers["WWW-Authenticate"] = 'Basic realm="laas", ApiKey, Bearer realm="laas"'
     error = es_error(err.status, err.message)

@@ -13,7 +13,6 @@ the accepted ones.
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -26,22 +25,22 @@ from starlette.routing import BaseRoute, Route
 
 from app.ingest.convert import ConversionError
 from app.ingest.errors import IngestError
-from app.ingest.jsonpb import pb_record_from_json
-from app.ingest.service import Item
-from app.ingest.shippers import labels_record
-from app.query.parser import printable
-from protos.loki import push_pb2
-from web.ingest import (
+from app.ingest.http import (
     JSON_TYPE,
     PROTOBUF_TYPES,
     HTTPError,
     header_map,
     http_error,
-    ingest_service,
-    json_body,
     media_type,
     read_body,
+    retry_after_header,
 )
+from app.ingest.jsonpb import pb_record_from_json
+from app.ingest.service import Item
+from app.ingest.shippers import labels_record
+from app.query.parser import printable
+from protos.loki import push_pb2
+from web.ingest import ingest_service, json_body
 from web.openapi_schemas import ANY_MAP, KEY_ONLY, STR, Spec
 
 PUSH_PATH = "/loki/api/v1/push"
@@ -295,11 +294,8 @@ async def post_push(request: Request) -> Response:
 
 
 def _error(err: HTTPError) -> Response:
-    headers = {}
-    if err.retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
     return PlainTextResponse(printable(err.message) + "\n", status_code=err.status,
-                             headers=headers)
+                             headers=retry_after_header(err))
 
 
 routes: list[BaseRoute] = [Route(PUSH_PATH, post_push, methods=["POST"])]

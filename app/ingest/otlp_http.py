@@ -1,5 +1,6 @@
 """OTLP/HTTP on its standard port (4318) in the gateway process: `POST /v1/logs`, the same
-handler as the web app's, over the gateway's `IngestService` (one Kafka producer)."""
+handler as the web app's (app/ingest/http.py), over the gateway's `IngestService` (one Kafka
+producer)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
+from app.ingest.http import otlp_logs
 from app.ingest.service import IngestService
+from app.runtime.request_metrics import RequestMetrics
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -19,13 +24,12 @@ log = logging.getLogger(__name__)
 
 def otlp_http_app(service: IngestService) -> Starlette:
     """A Starlette app with only `POST /v1/logs` (OTLP/HTTP, protobuf or JSON)."""
-    from web.ingest import post_otlp_logs
-    from web.metrics import RequestMetrics
 
-    app = Starlette(routes=[Route("/v1/logs", post_otlp_logs, methods=["POST"])],
-                    middleware=[Middleware(RequestMetrics)])  # laas_http_requests_total
-    app.state.ingest = service
-    return app
+    async def post_otlp_logs(request: Request) -> Response:
+        return await otlp_logs(request, service)
+
+    return Starlette(routes=[Route("/v1/logs", post_otlp_logs, methods=["POST"])],
+                     middleware=[Middleware(RequestMetrics)])  # laas_http_requests_total
 
 
 async def start_otlp_http(settings: Settings, service: IngestService, host: str, port: int,
