@@ -34,6 +34,7 @@ from app.pipeline.events import LogEvent
 from app.pipeline.normalize import Limits
 from app.pipeline.raw_input import KeyCheck, process, raw_message
 from app.runtime.metrics import METRICS
+from app.runtime.retry import Failure, RetryPolicy, retry
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +55,12 @@ async def until_done(step: Callable[[], Awaitable[None]], *, delay: float = 0.5,
     more while the worker stays up. The batch stays unacked meanwhile (backpressure); a retry
     may send some of its events twice (statistics skip raw positions already counted, the
     index overwrites the same `_id`)."""
-    while True:
-        try:
-            await step()
-            return
-        except Exception:  # noqa: BLE001 - retried; the traceback is logged
-            log.exception("normalize: a batch failed; retrying in %.1fs", delay)
-            METRICS.inc("laas_stage_retries_total", stage="normalize")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_delay)
+    def failed(failure: Failure) -> None:  # the traceback is logged
+        log.exception("normalize: a batch failed; retrying in %.1fs", failure.delay)
+        METRICS.inc("laas_stage_retries_total", stage="normalize")
+
+    await retry(step, RetryPolicy(Exception, initial=delay, maximum=max_delay), on_retry=failed,
+                sleep=asyncio.sleep)
 
 
 def register(app: faust.App, topics: Topics, resources: Resources,

@@ -88,11 +88,15 @@ async def retry(
     policy: RetryPolicy,
     *,
     on_retry: Callable[[Failure], None] | None = None,
-    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[object]] | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> T:
-    """`await call()` until it returns; each failure `policy` retries is passed to `on_retry`,
-    then slept off; any other failure (or the last one) propagates. Cancellation always does."""
+    """`await call()` until it returns; each failure `policy` retries is passed to `on_retry`
+    (inside the `except`: `log.exception` works), then slept off; any other failure (or the
+    last one) propagates. Cancellation always does. `sleep` and `clock` default to
+    `asyncio.sleep` and `time.monotonic`, looked up at each call."""
+    sleep = sleep or asyncio.sleep
+    clock = clock or time.monotonic
     started = clock()
     number = 0
     while True:
@@ -113,10 +117,13 @@ def retry_blocking(
     policy: RetryPolicy,
     *,
     on_retry: Callable[[Failure], None] | None = None,
-    sleep: Callable[[float], object] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], object] | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> T:
-    """`retry` for a blocking `call` (command-line tools, threads)."""
+    """`retry` for a blocking `call` (command-line tools, threads); `sleep` defaults to
+    `time.sleep`."""
+    sleep = sleep or time.sleep
+    clock = clock or time.monotonic
     started = clock()
     number = 0
     while True:
