@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 
 from pydantic import Field, IPvAnyNetwork, SecretStr
@@ -375,15 +374,15 @@ class Settings(BaseSettings):
     def postgres_managed(self) -> bool:
         return self.postgres_enabled and not self.database_url
 
-    @cached_property
+    @property
     def kafka_servers(self) -> str:
         return self.kafka_bootstrap or f"{LOCAL_HOST}:{self.kafka_port}"
 
-    @cached_property
+    @property
     def elasticsearch_url(self) -> str:
         return self.es_url or f"http://{LOCAL_HOST}:{self.es_port}"
 
-    @cached_property
+    @property
     def web_url(self) -> str:
         """Where local clients reach the web app: https when `tls_certfile` is set; a wildcard
         bind address becomes 127.0.0.1."""
@@ -391,14 +390,14 @@ class Settings(BaseSettings):
         host = f"[{host}]" if ":" in host else host
         return f"{'https' if self.tls_certfile else 'http'}://{host}:{self.web_port}"
 
-    @cached_property
+    @property
     def db_url(self) -> str:
         """The user database: the given URL, else an SQLite file in the state directory."""
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.state_dir / 'laas.db').resolve()}"
 
-    @cached_property
+    @property
     def local_postgres_url(self) -> str:
         """URL of the PostgreSQL cluster that `laas stack up` runs."""
         return f"postgresql+asyncpg://laas@{LOCAL_HOST}:{self.postgres_port}/laas"

@@ -55,3 +55,21 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(ValidationError):
         settings.web_port = 1  # type: ignore[misc]
+
+
+def test_a_copy_derives_its_addresses_from_its_own_fields(tmp_path: Path) -> None:
+    """`model_copy(update=...)` keeps no address derived from the original's fields (they were
+    cached properties: a copy with another es_url still pointed at the first one)."""
+    settings = load_settings(state_dir=tmp_path, es_url=None, kafka_bootstrap=None,
+                             database_url=None, tls_certfile=None)
+    before = (settings.elasticsearch_url, settings.kafka_servers, settings.db_url,
+              settings.web_url)
+    copy = settings.model_copy(update={
+        "es_url": "http://es.example:9200", "kafka_bootstrap": "kafka.example:9092",
+        "database_url": "postgresql+asyncpg://u@db.example/laas",
+        "tls_certfile": tmp_path / "cert.pem"})
+    assert (copy.elasticsearch_url, copy.kafka_servers, copy.db_url) == (
+        "http://es.example:9200", "kafka.example:9092", "postgresql+asyncpg://u@db.example/laas")
+    assert copy.web_url.startswith("https://")
+    assert (settings.elasticsearch_url, settings.kafka_servers, settings.db_url,
+            settings.web_url) == before

@@ -120,7 +120,7 @@ async def test_a_429_from_elasticsearch_is_backpressure_and_nothing_is_lost(
     sink.add(events)
     busy = TooManyRequestsServer()
     async with busy as url:
-        sink.es = es_client(layout.model_copy(update={"elasticsearch_url": url}))
+        sink.es = es_client(layout.model_copy(update={"es_url": url}))
         try:
             waits = []
             for _ in range(3):
