@@ -3,15 +3,21 @@
 Pure functions over the steady steps' result rows (dicts written by `bench.system.steady`), so
 the search and the knee choice are unit-tested without a stack (tests/test_bench_knee.py).
 
-A step *kept up* when its backlog was searchable within `KNEE_DRAIN_S` of the step's end and
-its probes' ack → searchable p50 stayed within `KNEE_DELAY_X` of the lowest step's. A step that
-kept up but whose acknowledged rate fell short of the offered one (below `SHORT_OF_OFFERED`)
-did not find the pipeline's limit: either the load generator could not offer the rate (its
-process near a full core, `GENERATOR_CPU`) or the gateway acknowledged no faster.
+A step *fell behind* (throughput) when its backlog was not searchable within `KNEE_DRAIN_S`
+of the step's end: the pipeline indexed slower than the load came. A step that did not fall
+behind but whose probes' ack → searchable p50 grew beyond `KNEE_DELAY_X` times the lowest
+step's is *slow* (latency); otherwise it *kept up*. A step whose acknowledged rate fell short
+of the offered one (below `SHORT_OF_OFFERED`) without falling behind did not find the
+pipeline's limit: either the load generator could not offer the rate (its process near a full
+core, `GENERATOR_CPU`) or the gateway acknowledged no faster.
 
-The search: the fixed ladder of the mode first, then ×`factor` from the highest step that kept
-up, until a step falls behind (then `bisections` steps halfway between the last good and the
-first bad rate), a step comes up short of the offered rate, or `max_rate` was tried.
+The search looks for the throughput limit: the fixed ladder of the mode first, then ×`factor`
+from the highest step that did not fall behind, until one does (then `bisections` steps halfway
+between the highest rate that did not and the lowest that did), a step comes up short of the
+offered rate, or `max_rate` was tried. Slow steps do not stop it (the probes' latency moves
+with the machine's load, a backlog does not hide). Two knees come out: the *throughput* knee
+(highest acked rate of a step that did not fall behind) and the *latency* knee (of a step that
+kept up: backlog gone and p50 within bounds, the bench's knee before the search).
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ SHORT_OF_OFFERED = 0.9  # acked/s below this fraction of the offered rate: the l
 GENERATOR_CPU = 85.0  # bench client CPU % (100 = one core) from which the generator is the limit
 BISECT_MIN_GAP = 1.15  # no bisection between rates closer than this factor
 
-KEPT_UP, FELL_BEHIND, GENERATOR, GATEWAY = "kept up", "fell behind", "generator", "gateway"
+KEPT_UP, SLOW, FELL_BEHIND = "kept up", "slow", "fell behind"
+GENERATOR, GATEWAY = "generator", "gateway"
+NOT_BEHIND = (KEPT_UP, SLOW, GENERATOR, GATEWAY)
 
 
 @dataclass(frozen=True)
@@ -38,26 +46,28 @@ class Plan:
     bisections: int = 1  # steps between the last good and the first bad rate
 
 
-def kept_up(row: dict[str, Any], base_p50: float) -> bool:
-    """Backlog searchable within `KNEE_DRAIN_S` and searchable p50 within `KNEE_DELAY_X` of the
-    lowest step's p50 (`base_p50`)."""
-    drain = row["drain_s"]
+def drained(row: dict[str, Any]) -> bool:
+    """The step's backlog was searchable within `KNEE_DRAIN_S` of its end."""
+    return row["drain_s"] is not None and row["drain_s"] <= KNEE_DRAIN_S
+
+
+def prompt(row: dict[str, Any], base_p50: float) -> bool:
+    """The step's probes' searchable p50 within `KNEE_DELAY_X` of the lowest step's."""
     p50 = row["searchable_ms"]["p50"]
-    return (drain is not None and drain <= KNEE_DRAIN_S
-            and p50 == p50 and p50 <= KNEE_DELAY_X * base_p50)  # p50 != p50: NaN, no probe
+    return bool(p50 == p50 and p50 <= KNEE_DELAY_X * base_p50)  # p50 != p50: NaN, no probe
 
 
 def verdict(row: dict[str, Any], base_p50: float) -> str:
-    """`KEPT_UP`, `FELL_BEHIND`, or, when it kept up but the acknowledged rate stayed short of
-    the offered one, who could not go faster: `GENERATOR` (the bench client near a full core)
-    or `GATEWAY`."""
-    if not kept_up(row, base_p50):
+    """`FELL_BEHIND`; when not, and the acknowledged rate stayed short of the offered one, who
+    could not go faster: `GENERATOR` (the bench client near a full core) or `GATEWAY`; else
+    `SLOW` or `KEPT_UP` by the probes' latency."""
+    if not drained(row):
         return FELL_BEHIND
     offered = row["offered"]
     if offered and row["acked_per_s"] < SHORT_OF_OFFERED * offered:
         client = row.get("cpu", {}).get("bench client", 0.0)
         return GENERATOR if client >= GENERATOR_CPU else GATEWAY
-    return KEPT_UP
+    return KEPT_UP if prompt(row, base_p50) else SLOW
 
 
 def next_rate(rows: list[dict[str, Any]], plan: Plan) -> int | None:
@@ -75,7 +85,7 @@ def next_rate(rows: list[dict[str, Any]], plan: Plan) -> int | None:
         return min(plan.max_rate, round(top * plan.factor)) if top else plan.ladder[0]
     if len(rows) - bad[0] - 1 >= plan.bisections:
         return None
-    lo = max((r["offered"] for r in rows if r["verdict"] == KEPT_UP), default=0)
+    lo = max((r["offered"] for r in rows if r["verdict"] in NOT_BEHIND), default=0)
     hi = min(r["offered"] for r in rows if r["verdict"] == FELL_BEHIND)
     if not lo or hi < lo * BISECT_MIN_GAP:
         return None
@@ -83,19 +93,28 @@ def next_rate(rows: list[dict[str, Any]], plan: Plan) -> int | None:
 
 
 def knee(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The highest acknowledged rate of a step that kept up (`sustained_per_s`), the first
-    rate that did not (`first_behind_offered`), why the search stopped (`limit`), and the
-    peaks. (Counting "indexed during the step" instead misjudges short steps: ~1 s of records
-    is always in flight, 10 % of a 10 s step.)"""
+    """The throughput knee (`throughput_per_s`: highest acknowledged rate of a step that did not
+    fall behind), the latency knee (`sustained_per_s`: of a step that also kept its probes'
+    p50 within bounds; the rate `laas bench --soak` halves), the first rate that fell behind,
+    why the search stopped (`limit`) and the peaks. (Counting "indexed during the step" instead
+    misjudges short steps: ~1 s of records is always in flight, 10 % of a 10 s step.)"""
     base = rows[0]["searchable_ms"]["p50"]
     verdicts = [r.get("verdict") or verdict(r, base) for r in rows]
-    kept = [r for r, v in zip(rows, verdicts, strict=True) if v in (KEPT_UP, GENERATOR, GATEWAY)]
-    behind = [r["offered"] for r, v in zip(rows, verdicts, strict=True) if v == FELL_BEHIND]
-    best = max(kept, key=lambda r: r["acked_per_s"]) if kept else rows[0]
+    pairs = list(zip(rows, verdicts, strict=True))
+    through = [r for r, v in pairs if v in NOT_BEHIND]
+    prompt_rows = [r for r, v in pairs if v in NOT_BEHIND and prompt(r, base)]
+    behind = [r["offered"] for r, v in pairs if v == FELL_BEHIND]
     short = [v for v in verdicts if v in (GENERATOR, GATEWAY)]
-    limit = (FELL_BEHIND if behind else short[0] if short else "max_rate")
+    limit = FELL_BEHIND if behind else short[0] if short else "max_rate"
+
+    def best(group: list[dict[str, Any]]) -> dict[str, Any]:
+        return max(group, key=lambda r: r["acked_per_s"]) if group else rows[0]
+
     top = max(rows, key=lambda r: r["indexed_per_s"])
-    return {"sustained_per_s": best["acked_per_s"], "sustained_offered": best["offered"],
+    return {"throughput_per_s": best(through)["acked_per_s"],
+            "throughput_offered": best(through)["offered"],
+            "sustained_per_s": best(prompt_rows)["acked_per_s"],
+            "sustained_offered": best(prompt_rows)["offered"],
             "found": bool(behind), "first_behind_offered": min(behind) if behind else None,
             "limit": limit, "peak_indexed_per_s": top["indexed_per_s"],
             "peak_acked_per_s": max(r["acked_per_s"] for r in rows)}

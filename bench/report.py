@@ -213,15 +213,19 @@ def saturation_section(results: dict[str, Any]) -> list[str]:
     k = results["knee"]
     search = results.get("search", {})
     md = [f"Steps of {results['config']['step']} s: the mode's ladder, then ×"
-          f"{search.get('factor', 2):g} from the highest step that kept up until one falls "
-          f"behind, then up to {search.get('bisections', 1)} bisection step(s) between the "
-          "highest rate that kept up and the lowest that did not (`bench/knee.py`), up "
-          f"to {_f(results['config'].get('max_rate'))}/s. A step *kept up* when its backlog was "
-          f"searchable within {KNEE_DRAIN_S:g} s of its end and its probes' ack → searchable "
-          f"p50 stayed within {KNEE_DELAY_X:g}x of the lowest step's; when it kept up but acked "
-          f"< {SHORT_OF_OFFERED:g} × offered, the *generator* (bench client ≥ "
-          f"{GENERATOR_CPU:g} % CPU) or the *gateway* could not deliver the rate and the search "
-          "stops there. Load: records cycled from a pool of "
+          f"{search.get('factor', 2):g} from the highest step that did not fall behind until "
+          f"one does, then up to {search.get('bisections', 1)} bisection step(s) between the "
+          "highest rate that did not and the lowest that did (`bench/knee.py`), up to "
+          f"{_f(results['config'].get('max_rate'))}/s. A step *fell behind* when its backlog "
+          f"was not searchable within {KNEE_DRAIN_S:g} s of its end (the pipeline indexed "
+          "slower than the load came; in a step of "
+          f"{results['config']['step']} s that is an overload of more than about "
+          f"{100 * (KNEE_DRAIN_S - 0.6) / results['config']['step']:.0f} %, the lowest steps' "
+          "drain being ~0.6 s); otherwise it is *slow* when its probes' ack → searchable p50 "
+          f"exceeded {KNEE_DELAY_X:g}x the lowest step's, and *kept up* if not. When acked < "
+          f"{SHORT_OF_OFFERED:g} × offered without falling behind, the *generator* (bench "
+          f"client ≥ {GENERATOR_CPU:g} % CPU) or the *gateway* could not deliver the rate and "
+          "the search stops there. Load: records cycled from a pool of "
           f"{_f(search.get('pool'))} prebuilt ones, requests of up to "
           f"{_f(search.get('batch'))} records (rate/20 per request, at least 100), "
           f"{search.get('inflight', 4)} calls in flight. CPU columns: mean % of one core over "
@@ -229,25 +233,27 @@ def saturation_section(results: dict[str, Any]) -> list[str]:
           "without its index and analytics children; *machine* is every process on the "
           "2 cores, other sessions' included).", "",
           *steps_table(results["steady"]), ""]
-    ratio = k.get("ratio_to_raw_bulk")
     bulk = k.get("raw_bulk_per_s") or results.get("baselines", {}).get("raw_bulk_per_s")
+    through = k.get("throughput_per_s", k["sustained_per_s"])
     limit = {"fell behind": f"the first step that fell behind was offered "
              f"{_f(k.get('first_behind_offered'))}/s",
              "generator": "the load generator could not offer more (the pipeline kept up): "
              "**no pipeline knee found**",
              "gateway": "the gateway acknowledged no faster than this (the pipeline behind it "
              "kept up)",
-             "max_rate": "every step up to the cap kept up: **no knee found**"}.get(
+             "max_rate": "every step up to the cap drained: **no knee found**"}.get(
                  k.get("limit", ""), "")
-    md += [f"**Knee: {_f(k['sustained_per_s'])} records/s** (offered "
-           f"{_f(k.get('sustained_offered'))}/s; {limit}). Raw Elasticsearch bulk of the same "
-           f"documents on the same node, this run: {_f(k.get('raw_bulk_before_per_s'))} docs/s "
-           f"before the search, {_f(k.get('raw_bulk_after_per_s'))} after "
-           f"({_f(k.get('raw_bulk_records'))} documents, the worker's bulk size, one request "
-           f"at a time). **Knee ÷ raw bulk (the higher) = "
-           f"{_ratio(k['sustained_per_s'], bulk) if ratio is None else f'{ratio:.2f}'}** "
-           "(target ≥ 0.6). Peak indexed in a step "
-           f"{_f(k['peak_indexed_per_s'])}/s, peak acked {_f(k['peak_acked_per_s'])}/s.", ""]
+    md += [f"**Throughput knee: {_f(through)} records/s** (offered "
+           f"{_f(k.get('throughput_offered'))}/s; {limit}); **latency knee** (also the probes' "
+           f"p50 within {KNEE_DELAY_X:g}x): {_f(k['sustained_per_s'])} records/s. Raw "
+           "Elasticsearch bulk of the same documents on the same node, this run: "
+           f"{_f(k.get('raw_bulk_before_per_s'))} docs/s before the search, "
+           f"{_f(k.get('raw_bulk_after_per_s'))} after ({_f(k.get('raw_bulk_records'))} "
+           "documents, the worker's bulk size, one request at a time, index created "
+           f"beforehand). **Throughput knee ÷ raw bulk (the higher) = {_ratio(through, bulk)}** "
+           f"(target ≥ 0.6); latency knee ÷ raw bulk {_ratio(k['sustained_per_s'], bulk)}. "
+           f"Peak indexed in a step {_f(k['peak_indexed_per_s'])}/s, peak acked "
+           f"{_f(k['peak_acked_per_s'])}/s.", ""]
     return md
 
 

@@ -9,6 +9,7 @@ from bench.knee import (
     GATEWAY,
     GENERATOR,
     KEPT_UP,
+    SLOW,
     Plan,
     batch_for,
     knee,
@@ -42,8 +43,8 @@ def test_verdicts() -> None:
     assert row(1000)["verdict"] == KEPT_UP
     assert row(1000, drain=None)["verdict"] == FELL_BEHIND  # backlog not searchable in the wait
     assert row(1000, drain=3.5)["verdict"] == FELL_BEHIND
-    assert row(1000, p50=1500)["verdict"] == FELL_BEHIND  # searchable p50 above 2x the base
-    assert row(1000, p50=float("nan"))["verdict"] == FELL_BEHIND  # no probe became searchable
+    assert row(1000, p50=1500)["verdict"] == SLOW  # drained, but p50 above 2x the base
+    assert row(1000, p50=float("nan"))["verdict"] == SLOW  # no probe became searchable
     assert row(1000, acked=950)["verdict"] == KEPT_UP  # within 10 % of the offered rate
     assert row(1000, acked=600, client_cpu=98)["verdict"] == GENERATOR
     assert row(1000, acked=600, client_cpu=40)["verdict"] == GATEWAY
@@ -82,20 +83,31 @@ def test_no_bisection_between_close_rates() -> None:
     assert search({1100: {"drain": None}}, plan) == [1000, 1100]
 
 
-def test_knee_is_the_highest_kept_up_step_not_the_last() -> None:
+def test_knees_are_the_highest_good_steps_not_the_last() -> None:
     rows = [row(1000), row(2000), row(4000, drain=None), row(3000, p50=2000)]
     found = knee(rows)
-    assert found["sustained_per_s"] == 2000
-    assert found["first_behind_offered"] == 3000 and found["found"]
+    assert found["throughput_per_s"] == 3000  # drained, though slow
+    assert found["sustained_per_s"] == 2000  # drained and prompt
+    assert found["first_behind_offered"] == 4000 and found["found"]
     assert found["limit"] == FELL_BEHIND
     assert found["peak_acked_per_s"] == 4000
+
+
+def test_slow_steps_do_not_stop_the_search_for_the_throughput_limit() -> None:
+    slow = {"p50": 5000.0}
+    rates = search({2000: slow, 4000: slow, 8000: {"drain": 12.0}})
+    assert rates == [250, 500, 1000, 2000, 4000, 8000, 6000]
+    rows = [row(r, **({"drain": 12.0} if r == 8000 else slow if r >= 2000 else {}))
+            for r in rates]
+    found = knee(rows)
+    assert (found["throughput_per_s"], found["sustained_per_s"]) == (6000, 1000)
 
 
 def test_knee_without_stored_verdicts_recomputes_them() -> None:
     rows = [row(1000), row(2000, drain=None)]
     for r in rows:
         del r["verdict"]
-    assert knee(rows)["sustained_per_s"] == 1000
+    assert knee(rows)["throughput_per_s"] == 1000
 
 
 def test_batch_grows_with_the_rate_within_bounds() -> None:
