@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import FrameType
 
@@ -292,6 +293,7 @@ def run_demo(settings: Settings, *, rate: float = 8.0, first_burst: float = 20.0
     from laas_client import SendError, Shipper
 
     from app.ingest.convert import record_from_json
+    from app.runtime.retry import RetryPolicy, retry_blocking
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO,
@@ -325,19 +327,20 @@ def run_demo(settings: Settings, *, rate: float = 8.0, first_burst: float = 20.0
              DEMO_TENANT, url, first_burst, *traffic.burst_every, RULE_NAME)
     sent = dropped = 0
     reported = time.monotonic()
+    # a failed batch: 5 attempts in ~7.5 s (or as the server asks), then dropped (demo data)
+    policy = RetryPolicy(SendError, initial=0.5, maximum=8.0, attempts=5,
+                         retry_if=lambda exc: getattr(exc, "retry", False) and not stop.is_set(),
+                         retry_after=lambda exc: getattr(exc, "retry_after", None))
     try:
         while not stop.is_set():
             batch = [record_from_json(doc) for doc in traffic.records(time.time())]
-            for attempt in range(5):
-                if not batch or stop.is_set():
-                    break
+            if batch:
                 try:
-                    sent += shipper.push(batch).accepted
-                    break
+                    sent += retry_blocking(partial(shipper.push, batch), policy,
+                                           sleep=stop.wait).accepted
                 except SendError as exc:
-                    if exc.retry and attempt < 4:
-                        stop.wait(exc.retry_after or 0.5 * 2**attempt)
-                        continue
+                    if stop.is_set():
+                        break
                     if not exc.retry:  # the key was refused: a new one, or stop
                         log.warning("demo: batch refused (%s); checking the demo key", exc)
                         key = asyncio.run(prepare(settings))
@@ -349,7 +352,6 @@ def run_demo(settings: Settings, *, rate: float = 8.0, first_burst: float = 20.0
                     else:
                         log.warning("demo: dropped %d records (%s)", len(batch), exc)
                     dropped += len(batch)
-                    break
             if time.monotonic() - reported >= 60:
                 log.info("demo: %d records sent, %d dropped, %d error bursts", sent, dropped,
                          traffic.burst_count)
