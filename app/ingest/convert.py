@@ -426,8 +426,11 @@ def record_from_json(doc: object) -> LogRecord:
     The shorthand is `{"message", "level", "ts", "service", "host", "attributes", ...}`; other
     keys become attributes. In the full form attribute and body values may be plain JSON values
     as well as AnyValue objects, and trace/span ids hex as well as base64.
-    Raises `ConversionError`. This is the reference (betterproto) converter; the hot paths use
-    `app.ingest.jsonpb.pb_record_from_json`, which gives the same results as upb messages.
+    Raises `ConversionError`. This is the reference (betterproto) converter, not an entry
+    point: server code converts JSON with `app.ingest.jsonpb.pb_record_from_json` (same results,
+    as upb messages), which hands the unusual documents to this function. Only client-side
+    tools that need a betterproto message for the client's `Shipper` (`laas send`, the demo
+    traffic) call it directly: turning a upb record into one costs more than this.
     """
     if not isinstance(doc, dict):
         raise ConversionError("record", "a JSON object expected")
@@ -535,11 +538,12 @@ def _record_error(data: bytes, exc: Exception) -> ConversionError:
 
 # --- values on logs.raw ----------------------------------------------------------------------
 
-def decode_raw_value(value: bytes, headers: Sequence[tuple[str, bytes]]) -> LogRecord:
+def decode_raw_value(value: bytes, headers: Sequence[tuple[str, bytes]]) -> Any:
     """A `logs.raw` value as a `LogRecord`, by its `content-type` header (see docs/ingest.md).
 
-    protobuf `LogRecord`, JSON (full form or shorthand), or a plain text line. Raises
-    `ConversionError`; validation (`validate_record`) is a separate step.
+    protobuf `LogRecord`, JSON (full form or shorthand; by `jsonpb.pb_record_from_json`, so a
+    upb or betterproto record), or a plain text line. Raises `ConversionError`; validation
+    (`validate_record`) is a separate step.
     """
     ctype = next((v.decode("latin-1") for k, v in headers if k.lower() == "content-type"), "")
     media = ctype.split(";")[0].strip().lower()
@@ -552,9 +556,11 @@ def decode_raw_value(value: bytes, headers: Sequence[tuple[str, bytes]]) -> LogR
         text = value.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConversionError("value", f"not valid UTF-8 at byte {exc.start}") from exc
+    from app.ingest.jsonpb import pb_record_from_json  # the one JSON path (imports this module)
+
     if media == "application/json" or (not media and text.lstrip().startswith("{")):
         try:
-            return record_from_json(json.loads(text))
+            return pb_record_from_json(json.loads(text))
         except json.JSONDecodeError as exc:
             raise ConversionError("value", f"not JSON: {exc.msg}") from exc
-    return record_from_json({"message": text.rstrip("\r\n")})
+    return pb_record_from_json({"message": text.rstrip("\r\n")})
