@@ -15,6 +15,7 @@ retry: nothing is dropped, nothing is read ahead beyond one batch.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,7 +27,7 @@ from aiokafka.errors import KafkaError
 
 from agents.resources import Resources
 from app.elastic.known_tenants import KnownTenants
-from app.elastic.sink import Backpressure, ElasticsearchSink, Rejection
+from app.elastic.sink import BACKPRESSURE, ElasticsearchSink, Rejection
 from app.kafka.client import client_options
 from app.kafka.stamp import EVENTS as EVENTS_KIND
 from app.kafka.stamp import Stamps
@@ -34,17 +35,12 @@ from app.kafka.topics import DEADLETTER, EVENTS, Topics, topic_name
 from app.pipeline.event_messages import decode
 from app.pipeline.events import DeadLetter, LogEvent, RawPosition
 from app.runtime.metrics import METRICS
-from app.runtime.retry import RetryPolicy
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 RESTART_DELAY = 5.0
-# Elasticsearch says when to retry (Backpressure.retry_after); the database and Kafka get the
-# process's backoff.
-SINK_POLICY = RetryPolicy(retry_on=Backpressure,
-                          retry_after=lambda exc: getattr(exc, "retry_after", None))
 
 
 def index_group(settings: Settings) -> str:
@@ -249,16 +245,13 @@ class IndexConsumer:
     async def _until_accepted(self, call: Callable[[], Awaitable[T]], what: str) -> T:
         """`call()` (the sink's setup or flush) again each time Elasticsearch pushes back,
         after its retry-after, the partitions paused meanwhile."""
-        return await self.resources.retry(call, f"index: {what}", policy=SINK_POLICY,
+        return await self.resources.retry(call, f"index: {what}", policy=BACKPRESSURE,
                                           sleep=self._paused)
 
     async def _paused_retry(self, call: Callable[[], Awaitable[T]], what: str,
                             retry_on: type[BaseException] = Exception) -> T:
         """`call()` until it succeeds, with the process's backoff, the partitions paused."""
-        policy = self.resources.retry_policy
-        if retry_on is not Exception:
-            policy = RetryPolicy(retry_on=retry_on, initial=policy.initial,
-                                 maximum=policy.maximum, jitter=policy.jitter)
+        policy = dataclasses.replace(self.resources.retry_policy, retry_on=retry_on)
         return await self.resources.retry(call, what, policy=policy, sleep=self._paused)
 
     async def _paused(self, seconds: float) -> None:

@@ -43,6 +43,7 @@ from elasticsearch import (
 from app.elastic import esindex
 from app.pipeline.events import LogEvent
 from app.runtime.metrics import METRICS
+from app.runtime.retry import Failure, RetryPolicy, retry
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class _Retry(Exception):
 
 
 _Item = tuple[LogEvent, esindex.Placement]  # an event and where it goes
-Wait = Callable[[float], Awaitable[None]]
+Wait = Callable[[float], Awaitable[object]]
 
 
 def retry_cause(exc: BaseException) -> str | None:
@@ -108,15 +109,19 @@ def retry_cause(exc: BaseException) -> str | None:
     return None
 
 
+# Waiting out backpressure (app/runtime/retry.py): as long as it takes, as long as it asks.
+BACKPRESSURE = RetryPolicy(retry_on=Backpressure,
+                           retry_after=lambda exc: getattr(exc, "retry_after", None))
+
+
 async def until_accepted(call: Callable[[], Awaitable[T]], wait: Wait = asyncio.sleep) -> T:
     """`call()` (a sink's `setup` or `flush`) again after `wait(retry_after)` for as long as
     it raises `Backpressure`."""
-    while True:
-        try:
-            return await call()
-        except Backpressure as exc:
-            log.warning("%s", exc)
-            await wait(exc.retry_after)
+
+    def logged(failure: Failure) -> None:
+        log.warning("%s", failure.error)
+
+    return await retry(call, BACKPRESSURE, on_retry=logged, sleep=wait)
 
 
 class ElasticsearchSink:
