@@ -181,10 +181,51 @@ def resource_table(samples: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+OTHERS = "others"
 CPU_COLUMNS = (("bench client", "client"), ("gateway", "gateway"),
                ("worker (main)", "worker main"), ("worker:index", "index child"),
                ("worker:analytics", "analytics child"), ("web", "web"), ("kafka", "Kafka"),
-               ("elasticsearch", "ES"), ("machine (all processes)", "machine"))
+               ("elasticsearch", "ES"), ("machine (all processes)", "machine"),
+               (OTHERS, "others"))
+OURS = ("bench client", "gateway", "worker", "web", "kafka", "elasticsearch")
+
+
+def with_others(cpu: dict[str, float]) -> dict[str, float]:
+    """`cpu` plus `OTHERS`: the machine's CPU not used by the bench's processes (other
+    sessions' tests on the shared cores)."""
+    machine = cpu.get("machine (all processes)")
+    if machine is None:
+        return cpu
+    return {**cpu, OTHERS: max(0.0, machine - sum(cpu.get(name, 0.0) for name in OURS))}
+
+
+def time_per_record(results: dict[str, Any]) -> list[str]:
+    """Where the time goes at the throughput knee: CPU µs per record per process."""
+    k = results["knee"]
+    rows = [r for r in results["steady"] if r["offered"] == k.get("throughput_offered")]
+    if not rows or not rows[0].get("cpu"):
+        return []
+    row = rows[0]
+    cpu, rate = with_others(row["cpu"]), row["acked_per_s"]
+    md = [f"Where the time goes at the throughput knee ({_f(rate)} records/s, load "
+          f"{row['load']}): CPU per record of each process (mean CPU over the step ÷ "
+          "records/s).", "",
+          "| process | CPU % of one core | µs per record |", "| --- | --- | --- |"]
+    ours = 0.0
+    for name, short in CPU_COLUMNS:
+        if name in cpu and name != "machine (all processes)":
+            per = "— (not ours)" if name == OTHERS else f"{cpu[name] / 100 / rate * 1e6:,.0f}"
+            md.append(f"| {short} | {cpu[name]:.1f} | {per} |")
+    for name in OURS:
+        ours += cpu.get(name, 0.0) if name != "bench client" else 0.0
+    es_raw = k.get("raw_bulk_es_cpu_us_per_doc")
+    md += [f"| **pipeline (all but client and others)** | {ours:.1f} | "
+           f"**{ours / 100 / rate * 1e6:,.0f}** |", ""]
+    if es_raw:
+        md += [f"Raw bulk, for comparison: Elasticsearch spent {es_raw:,.0f} µs of CPU per "
+               "document (its process's CPU time over the raw bulk run; the client's JSON "
+               "encoding comes on top).", ""]
+    return md
 
 
 def steps_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -194,7 +235,7 @@ def steps_table(rows: list[dict[str, Any]]) -> list[str]:
           "ack→searchable p50 / p99 ms | ack→tail p50 ms | verdict | CPU % " + cpu_head +
           " | load |", "| --- " * 12 + "|"]
     for i, r in enumerate(rows, 1):
-        cpu = r.get("cpu") or {}
+        cpu = with_others(r.get("cpu") or {})
         drain = _f(r["drain_s"], 1)
         if r["drain_s"] is None:
             drain = "not in the wait" + (f" (then {_f(r['settled_s'], 0)} s more)"
@@ -231,7 +272,8 @@ def saturation_section(results: dict[str, Any]) -> list[str]:
           f"{search.get('inflight', 4)} calls in flight. CPU columns: mean % of one core over "
           "the step (psutil, each process with its children; *worker main* is the worker "
           "without its index and analytics children; *machine* is every process on the "
-          "2 cores, other sessions' included).", "",
+          "2 cores (200 = both busy); *others* is machine minus the bench's processes: other "
+          "sessions' tests).", "",
           *steps_table(results["steady"]), ""]
     bulk = k.get("raw_bulk_per_s") or results.get("baselines", {}).get("raw_bulk_per_s")
     through = k.get("throughput_per_s", k["sustained_per_s"])
@@ -247,13 +289,14 @@ def saturation_section(results: dict[str, Any]) -> list[str]:
            f"{_f(k.get('throughput_offered'))}/s; {limit}); **latency knee** (also the probes' "
            f"p50 within {KNEE_DELAY_X:g}x): {_f(k['sustained_per_s'])} records/s. Raw "
            "Elasticsearch bulk of the same documents on the same node, this run: "
-           f"{_f(k.get('raw_bulk_before_per_s'))} docs/s before the search, "
+           f"{_f(k.get('raw_bulk_cold_per_s'))} docs/s cold (first bulk after the start, not "
+           f"counted), {_f(k.get('raw_bulk_before_per_s'))} docs/s before the search, "
            f"{_f(k.get('raw_bulk_after_per_s'))} after ({_f(k.get('raw_bulk_records'))} "
            "documents, the worker's bulk size, one request at a time, index created "
            f"beforehand). **Throughput knee ÷ raw bulk (the higher) = {_ratio(through, bulk)}** "
            f"(target ≥ 0.6); latency knee ÷ raw bulk {_ratio(k['sustained_per_s'], bulk)}. "
            f"Peak indexed in a step {_f(k['peak_indexed_per_s'])}/s, peak acked "
-           f"{_f(k['peak_acked_per_s'])}/s.", ""]
+           f"{_f(k['peak_acked_per_s'])}/s.", "", *time_per_record(results)]
     return md
 
 

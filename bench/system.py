@@ -376,22 +376,39 @@ def commit() -> str:
         return marker.read_text().strip() if marker.exists() else "unknown"
 
 
+async def timed_bulk(stack: BenchStack, docs: list[bytes]) -> dict[str, float]:
+    """`raw_bulk_rate` of `docs`, with the Elasticsearch process's CPU seconds per document
+    (nothing else writes to it meanwhile: the pipeline is idle between steps)."""
+    import psutil
+
+    es = psutil.Process(stack.pids()["elasticsearch"])
+    cpu0 = sum(es.cpu_times()[:2])
+    rate = await raw_bulk_rate(stack.es_url, docs)
+    return {"per_s": rate, "es_cpu_us_per_doc": (sum(es.cpu_times()[:2]) - cpu0) / len(docs)
+            * 1e6}
+
+
 async def saturation(dep: Deployment, stack: BenchStack, mon: Monitor, probe: Probe, key: str,
                      cfg: dict[str, Any], t0: float, expected: list[int],
                      sampler: Sampler | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The saturation search between two raw bulk measurements of the same documents on the
-    same Elasticsearch; the knees with their ratios to the raw bulk rate (the higher of the
-    two)."""
+    """The saturation search between raw bulk measurements of the same documents on the same
+    Elasticsearch (a first one warms it up: its JIT and caches are cold after the start); the
+    knees with their ratios to the raw bulk rate (the higher of the two after the warm-up)."""
     pool = record_pool(dep.run, SEARCH.pool)
     n = min(cfg["raw_records"], len(pool))
-    before = await raw_bulk_rate(stack.es_url, pool[:n])
-    print(f"  raw bulk before: {before:,.0f} docs/s", flush=True)
+    cold = await timed_bulk(stack, pool[:n])
+    before = await timed_bulk(stack, pool[:n])
+    print(f"  raw bulk cold {cold['per_s']:,.0f}, before: {before['per_s']:,.0f} docs/s",
+          flush=True)
     rows = await steady(dep, mon, probe, key, cfg, t0, expected, pool, sampler)
-    after = await raw_bulk_rate(stack.es_url, pool[:n])
-    print(f"  raw bulk after: {after:,.0f} docs/s", flush=True)
+    after = await timed_bulk(stack, pool[:n])
+    print(f"  raw bulk after: {after['per_s']:,.0f} docs/s", flush=True)
     found = knee(rows)
-    bulk = max(before, after)
-    found.update(raw_bulk_records=n, raw_bulk_before_per_s=before, raw_bulk_after_per_s=after,
+    bulk = max(before["per_s"], after["per_s"])
+    found.update(raw_bulk_records=n, raw_bulk_cold_per_s=cold["per_s"],
+                 raw_bulk_before_per_s=before["per_s"], raw_bulk_after_per_s=after["per_s"],
+                 raw_bulk_es_cpu_us_per_doc=min(before["es_cpu_us_per_doc"],
+                                                after["es_cpu_us_per_doc"]),
                  raw_bulk_per_s=bulk, ratio_to_raw_bulk=found["throughput_per_s"] / bulk,
                  latency_ratio_to_raw_bulk=found["sustained_per_s"] / bulk, load=loadavg())
     print(f"  throughput knee {found['throughput_per_s']:,.0f}/s = "
@@ -443,6 +460,7 @@ async def run(mode: str, soak_minutes: float, faults: bool, scale: bool,
             sampler.stop()
             results["samples"] = [asdict(s) for s in sampler.samples]
             results["loadavg"] = sampler.load
+            results["timeline"] = {"indexed": mon.indexed, "lag": mon.lag}
             results["errors"] = {k: v[:20] for k, v in dep.log_errors().items()}
             results["load_end"] = loadavg()
             return results
