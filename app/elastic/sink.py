@@ -178,14 +178,15 @@ class ElasticsearchSink:
         `es_bulk_concurrency` of them in flight, the next requests' bodies built while one is
         in Elasticsearch. Returns when each is accepted or permanently rejected; raises
         `Backpressure` (keeping the rest buffered) when some must be retried."""
+        if not self._pending:
+            return Flushed(0, [])
         if self._started is None:
             self._started = time.monotonic()
-        if self._pending:
-            await self._ensure_indices(self._pending)
-            retry = await self._send(self._pending)
-            if retry:
-                self._pending = [item for _, items in retry for item in items]
-                raise self._backpressure(retry[0][0])
+        await self._ensure_indices(self._pending)
+        retry = await self._send(self._pending)
+        if retry:
+            self._pending = [item for _, items in retry for item in items]
+            raise self._backpressure(retry[0][0])
         done = Flushed(self._accepted, self._rejected)
         METRICS.observe("laas_sink_batch_seconds", time.monotonic() - self._started,
                         stage=self.stage)
