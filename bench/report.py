@@ -249,6 +249,26 @@ def steps_table(rows: list[dict[str, Any]]) -> list[str]:
     return md
 
 
+def sink_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The index sink's bulk requests per step (from the worker's `/metrics`)."""
+    if not any(r.get("sink") for r in rows):
+        return []
+    md = ["The index sink per step (`laas_sink_batch_seconds` and `laas_sink_events_total` "
+          "of the worker's `/metrics`, deltas over the step): bulk requests, their mean "
+          "duration, documents per bulk, and the share of the step spent inside a bulk (the "
+          "sink sends one bulk at a time, `es_bulk_concurrency` 1, and reads no further batch "
+          "meanwhile: near 100 % it cannot index faster).", "",
+          "| # | offered rec/s | bulks | mean bulk ms | docs per bulk | in bulk % of step |",
+          "| --- | --- | --- | --- | --- | --- |"]
+    for i, r in enumerate(rows, 1):
+        k = r.get("sink")
+        if k:
+            md.append(f"| {i} | {_f(r['offered'])} | {k['bulks']:.0f} | "
+                      f"{k['mean_s'] * 1000:,.0f} | {k['docs_per_bulk']:,.0f} | "
+                      f"{k['busy'] * 100:.0f} |")
+    return [*md, ""]
+
+
 def saturation_section(results: dict[str, Any]) -> list[str]:
     """The steps table and the knee, with its ratio to the raw bulk rate of the same run."""
     k = results["knee"]
@@ -274,7 +294,7 @@ def saturation_section(results: dict[str, Any]) -> list[str]:
           "without its index and analytics children; *machine* is every process on the "
           "2 cores (200 = both busy); *others* is machine minus the bench's processes: other "
           "sessions' tests).", "",
-          *steps_table(results["steady"]), ""]
+          *steps_table(results["steady"]), "", *sink_table(results["steady"])]
     bulk = k.get("raw_bulk_per_s") or results.get("baselines", {}).get("raw_bulk_per_s")
     through = k.get("throughput_per_s", k["sustained_per_s"])
     limit = {"fell behind": f"the first step that fell behind was offered "

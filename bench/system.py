@@ -168,6 +168,41 @@ async def start_processes(dep: Deployment, workers: int = 1) -> None:
     await dep.ready(dep.start("web"))
 
 
+SINK_SERIES = ("laas_sink_batch_seconds_count", "laas_sink_batch_seconds_sum",
+               "laas_sink_events_total")
+
+
+async def sink_totals(dep: Deployment) -> dict[str, float]:
+    """The index sink's totals (bulks, seconds in bulks, events) from the worker's `/metrics`
+    (its index child's metrics are merged in); empty when the worker does not answer."""
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            reply = await client.get(f"http://127.0.0.1:{dep.procs['worker'].port}/metrics")
+    except httpx.HTTPError:
+        return {}
+    found: dict[str, float] = {}
+    for line in reply.text.splitlines():
+        name = line.split("{", 1)[0]
+        if name in SINK_SERIES and 'stage="index"' in line:
+            found[name] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def sink_step(before: dict[str, float], after: dict[str, float], seconds: float
+              ) -> dict[str, float] | None:
+    """Bulk requests of the index sink during a step: how many, mean seconds, documents per
+    bulk and the share of the step spent waiting on them (1.0: one bulk after another)."""
+    if not before or not after:
+        return None
+    count, secs, events = (after.get(n, 0.0) - before.get(n, 0.0) for n in SINK_SERIES)
+    if count <= 0:
+        return {"bulks": 0.0, "mean_s": 0.0, "docs_per_bulk": 0.0, "busy": 0.0}
+    return {"bulks": count, "mean_s": secs / count, "docs_per_bulk": events / count,
+            "busy": secs / seconds}
+
+
 def plan_of(cfg: dict[str, Any]) -> Plan:
     return Plan(tuple(cfg["rates"]), SEARCH.factor, cfg["max_rate"], SEARCH.bisections)
 
@@ -199,8 +234,10 @@ async def steady(dep: Deployment, mon: Monitor, probe: Probe, key: str, cfg: dic
         begin = time.monotonic()
         before_acked, before_indexed = pusher.stats.acked, mon.at(begin - t0)
         failed_before = pusher.stats.failed_calls
+        sink_before = await sink_totals(dep)
         await pusher.run(rate, seconds=cfg["step"], t0=t0)
         end = time.monotonic()
+        sink = sink_step(sink_before, await sink_totals(dep), end - begin)
         expected[0] += pusher.stats.acked - before_acked
         indexed_in_step = mon.at(end - t0) - before_indexed
         cpu = step_cpu(sampler, begin - t0 + 1, end - t0)
@@ -216,7 +253,8 @@ async def steady(dep: Deployment, mon: Monitor, probe: Probe, key: str, cfg: dic
             "failed_calls": pusher.stats.failed_calls - failed_before,
             "indexed_per_s": indexed_in_step / (end - begin),
             "drain_s": drained, "settled_s": settled, "searchable_ms": summary(search),
-            "tail_ms": summary(tails), "cpu": cpu, "load": loadavg(), "t": [begin - t0, end - t0],
+            "tail_ms": summary(tails), "cpu": cpu, "sink": sink, "load": loadavg(),
+            "t": [begin - t0, end - t0],
         }
         base = rows[0]["searchable_ms"]["p50"] if rows else row["searchable_ms"]["p50"]
         row["verdict"] = verdict(row, base)
@@ -381,11 +419,15 @@ async def timed_bulk(stack: BenchStack, docs: list[bytes]) -> dict[str, float]:
     (nothing else writes to it meanwhile: the pipeline is idle between steps)."""
     import psutil
 
-    es = psutil.Process(stack.pids()["elasticsearch"])
-    cpu0 = sum(es.cpu_times()[:2])
+    root = psutil.Process(stack.pids()["elasticsearch"])
+    family = [root, *root.children(recursive=True)]  # the pid file's launcher and its JVM
+
+    def cpu() -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in family)
+
+    cpu0 = cpu()
     rate = await raw_bulk_rate(stack.es_url, docs)
-    return {"per_s": rate, "es_cpu_us_per_doc": (sum(es.cpu_times()[:2]) - cpu0) / len(docs)
-            * 1e6}
+    return {"per_s": rate, "es_cpu_us_per_doc": (cpu() - cpu0) / len(docs) * 1e6}
 
 
 async def saturation(dep: Deployment, stack: BenchStack, mon: Monitor, probe: Probe, key: str,
