@@ -477,7 +477,7 @@ class Target:
         assert response.status_code < 500, (method, path, kwargs, response.text[:500])
         return response
 
-    def grpc(self, method: str, data: bytes, reply: type, *, stream: bool = False) -> None:
+    def grpc(self, method: str, data: bytes, reply: type[Any], *, stream: bool = False) -> None:
         async def call() -> Status | None:
             channel = Channel("127.0.0.1", self.port)
             cardinality = Cardinality.STREAM_STREAM if stream else Cardinality.UNARY_UNARY
