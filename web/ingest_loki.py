@@ -66,8 +66,8 @@ def parse_labels(text: str) -> dict[str, str]:
         raise ConversionError("labels", f"{_cut(text)!r} is not {{name=\"value\", ...}}")
     body = body[1:-1]
     out: dict[str, str] = {}
-    pos = 0
-    while pos < len(body) and body[pos:].strip():
+    pos, end = 0, len(body.rstrip())  # not body[pos:].strip() per label: quadratic (issue 21)
+    while pos < end:
         match = _LABEL.match(body, pos)
         if match is None:
             raise ConversionError("labels", f"malformed label at character {pos + 1} of "
