@@ -10,7 +10,6 @@ create it with its own defaults.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -128,6 +127,14 @@ async def _states(admin: AIOKafkaAdminClient, names: Sequence[str]) -> dict[str,
     return states
 
 
+class _Leaderless(Exception):
+    """Some topics are missing from the metadata or have partitions without a leader."""
+
+    def __init__(self, topics: list[str]) -> None:
+        super().__init__(", ".join(topics))
+        self.topics = topics
+
+
 @dataclass(frozen=True)
 class Ensured:
     created: list[str]
@@ -153,8 +160,8 @@ async def ensure_topics(settings: Settings, specs: Sequence[TopicSpec], *,
                 if error["error_code"] not in (0, TOPIC_ALREADY_EXISTS):
                     raise KafkaError(f"creating topic {error['topic']} failed: "
                                      f"{error['error_message']} (code {error['error_code']})")
-        deadline = time.monotonic() + wait
-        while True:
+
+        async def led() -> None:
             states = await _states(admin, names)
             problems = [p for spec in specs if spec.name in states
                         for p in differences(spec, states[spec.name])]
@@ -162,12 +169,14 @@ async def ensure_topics(settings: Settings, specs: Sequence[TopicSpec], *,
                 raise TopicMismatch(problems)
             waiting = [spec.name for spec in specs if spec.name not in states
                        or states[spec.name].leaders < states[spec.name].partitions]
-            if not waiting:
-                break
-            if time.monotonic() >= deadline:
-                raise KafkaNotReachable(f"topics without a partition leader after {wait:.0f}s: "
-                                        + ", ".join(waiting))
-            await asyncio.sleep(0.2)
+            if waiting:
+                raise _Leaderless(waiting)
+
+        try:
+            await retry(led, RetryPolicy(_Leaderless, initial=0.2, maximum=0.2, deadline=wait))
+        except _Leaderless as exc:
+            raise KafkaNotReachable(f"topics without a partition leader after {wait:.0f}s: "
+                                    + ", ".join(exc.topics)) from None
         created = {spec.name for spec in missing}
         return Ensured(created=[n for n in names if n in created],
                        existing=[n for n in names if n not in created])
