@@ -762,10 +762,16 @@ def fuzz_bulk(t: Target) -> None:
             render({"log": "l"})]))), st.lists(st.tuples(st.integers(0, 10**6),
                                                          st.integers(0, 255)), max_size=6)),
         st.lists(HOSTILE, max_size=4).map(lambda lines: encoded("\n".join(map(render, lines))))),
-        st.none() | INDEX_NAMES, mostly(BULK_TYPE, ODD_TYPE), ENCODING, st.booleans())
-    def bodies(body: bytes, index: str | None, media: str, encoding: str, honest: bool) -> None:
+        st.none() | INDEX_NAMES, mostly(BULK_TYPE, ODD_TYPE), ENCODING, st.booleans(),
+        st.dictionaries(st.sampled_from(["refresh", "pipeline", "routing", "filter_path",
+                                         "timeout", "require_alias", "_source"]) | TEXT,
+                        TEXT, max_size=3))
+    def bodies(body: bytes, index: str | None, media: str, encoding: str, honest: bool,
+               query: dict[str, str]) -> None:
+        """Random, mutated and hostile bodies, odd types and encodings, and the query
+        parameters clients add (ignored: `refresh`, `pipeline`, `filter_path`...)."""
         body, headers = encode(body, encoding, honest)
-        r = t.http("POST", bulk_path(index), "key_ingest", content=body,
+        r = t.http("POST", bulk_path(index), "key_ingest", content=body, params=query,
                    headers={"content-type": media, **headers})
         if index is not None and "/" in index:
             return
