@@ -1,1 +1,1 @@
-"""Elasticsearch: the client factory, the index layout, the bulk sink, retention and promotion."""
+"""Elasticsearch: the client, the index layout and ensure_index, the bulk sink, retention."""

@@ -1,1 +1,1 @@
-"""Kafka: how clients connect, the topics, their creation, signatures of LaaS's own messages."""
+"""Kafka: how clients connect, the topics, their creation, wire headers, message signatures."""

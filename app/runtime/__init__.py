@@ -1,1 +1,1 @@
-"""Process plumbing: metrics, readiness, log filtering and garbage-collector tuning."""
+"""Process plumbing: metrics, readiness, the retry helper, log filtering and GC tuning."""
