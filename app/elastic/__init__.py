@@ -1,1 +1,1 @@
-"""Elasticsearch: the client, the index layout and ensure_index, the bulk sink, retention."""
+"""Elasticsearch: client, index layout and ensure_index, bulk sink, retention, promotion."""
