@@ -43,6 +43,9 @@ def test_verdicts() -> None:
     assert row(1000)["verdict"] == KEPT_UP
     assert row(1000, drain=None)["verdict"] == FELL_BEHIND  # backlog not searchable in the wait
     assert row(1000, drain=3.5)["verdict"] == FELL_BEHIND
+    behind = row(8000)
+    behind["indexed_per_s"] = 5000  # drained fast after the step, but indexed 0.62 during it
+    assert verdict(behind, 700.0) == FELL_BEHIND
     assert row(1000, p50=1500)["verdict"] == SLOW  # drained, but p50 above 2x the base
     assert row(1000, p50=float("nan"))["verdict"] == SLOW  # no probe became searchable
     assert row(1000, acked=950)["verdict"] == KEPT_UP  # within 10 % of the offered rate
