@@ -307,6 +307,12 @@ SNAPPY_BODIES = st.one_of(
 )
 
 # Elasticsearch _bulk: lines of actions and documents
+
+
+def not_blank(line: str) -> bool:
+    return line.strip() != "" and "\n" not in line  # a blank line is no line to bulk
+
+
 PARSED_META = st.fixed_dictionaries({}, optional={  # odd but readable action metadata
     "_index": st.one_of(TEXT, JSON_VALUE), "_id": st.one_of(TEXT, JSON_VALUE), "pipeline": TEXT,
     "require_alias": JSON_VALUE, "routing": JSON_VALUE})
@@ -319,7 +325,7 @@ BROKEN_ACTION = st.one_of(
                      "[" * 100_000]),
     st.builds(lambda action, meta: render({action: meta}),
               TEXT.filter(lambda a: a not in ACTIONS), META),
-    TEXT.filter(lambda line: line.strip() != "" and "\n" not in line),
+    TEXT.filter(not_blank),
 )
 GOOD_DOC = st.sampled_from([{"message": "good"}, {"log": "good", "@timestamp": NOW_ISO},
                             {"message": "good", "host": {"name": "h"}, "log.level": "warn"}])
@@ -340,10 +346,6 @@ class BulkItem:
 def write_item(action: str, meta: Any, doc: Any, expect: int | None) -> BulkItem:
     return BulkItem([render({action: meta}), doc if isinstance(doc, str) else render(doc)],
                     action, expect)
-
-
-def not_blank(line: str) -> bool:
-    return line.strip() != "" and "\n" not in line  # a blank line is no line to bulk
 
 
 BULK_ITEM = st.one_of(
