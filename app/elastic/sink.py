@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -150,7 +149,10 @@ class ElasticsearchSink:
         self._rejected: list[Rejection] = []  # of the flush in progress
         self._accepted = 0  # of the flush in progress
         self._started: float | None = None  # monotonic start of the flush in progress
-        self._delay = settings.es_retry_initial  # the next retry_after (before jitter)
+        # retry_after of the n-th backpressure signal since the last success
+        self._backoff = RetryPolicy(initial=settings.es_retry_initial,
+                                    maximum=settings.es_retry_max, jitter=0.2)
+        self._signals = 0
 
     @property
     def pending(self) -> int:
@@ -167,7 +169,7 @@ class ElasticsearchSink:
             esindex.dedicated_indices(self.es, self.settings))
         self._known |= self._dedicated
         self._places.clear()
-        self._delay = self.settings.es_retry_initial
+        self._signals = 0
 
     def add(self, events: Sequence[LogEvent]) -> None:
         """Buffer `events` for the next `flush`."""
@@ -191,7 +193,7 @@ class ElasticsearchSink:
         METRICS.observe("laas_sink_batch_seconds", time.monotonic() - self._started,
                         stage=self.stage)
         self._pending, self._rejected, self._accepted, self._started = [], [], 0, None
-        self._delay = self.settings.es_retry_initial
+        self._signals = 0
         return done
 
     async def write(self, events: Sequence[LogEvent], wait: Wait = asyncio.sleep
@@ -326,6 +328,6 @@ class ElasticsearchSink:
     def _backpressure(self, cause: str) -> Backpressure:
         """The signal for `cause`, its retry-after the current delay (with jitter); doubles the
         next one, up to `es_retry_max` (reset once a flush or setup succeeds)."""
-        after = self._delay * random.uniform(0.8, 1.2)
-        self._delay = min(self._delay * 2, self.settings.es_retry_max)
+        self._signals += 1
+        after = self._backoff.wait(self._signals)
         return Backpressure(cause, after, len(self._pending))

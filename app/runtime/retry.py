@@ -60,6 +60,14 @@ class RetryPolicy:
         """The wait after failed attempt `number` (from 1), before jitter and `retry_after`."""
         return min(self.initial * self.factor ** min(number - 1, 64), self.maximum)
 
+    def wait(self, number: int) -> float:
+        """`backoff(number)` spread by `jitter`: the wait after failed attempt `number`, for a
+        caller that signals it rather than sleeps (a sink's retry-after)."""
+        wait = self.backoff(number)
+        if self.jitter:
+            wait *= random.uniform(1 - self.jitter, 1 + self.jitter)
+        return wait
+
     def delay(self, number: int, error: BaseException, elapsed: float) -> float | None:
         """The wait before the attempt after failed attempt `number`; None: give up (raise)."""
         if not isinstance(error, self.retry_on):
@@ -69,12 +77,7 @@ class RetryPolicy:
         if self.attempts is not None and number >= self.attempts:
             return None
         asked = self.retry_after(error) if self.retry_after is not None else None
-        if asked:
-            wait = asked
-        else:
-            wait = self.backoff(number)
-            if self.jitter:
-                wait *= random.uniform(1 - self.jitter, 1 + self.jitter)
+        wait = asked or self.wait(number)
         if self.deadline is not None:
             left = self.deadline - elapsed
             if left <= 0:
