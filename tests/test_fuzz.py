@@ -913,6 +913,11 @@ async def test_what_the_shipper_fuzzers_found_is_a_400_naming_it(target: Target)
     r = await post("/api/v1/logs", '[{"message": "m", "n": ' + long + "}]", json_type)
     assert (r.status_code, r.json()) == (400, {"error": f"body is not JSON: {TOO_LONG}"})
 
+    export = '{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"timeUnixNano": ' + long + "}]}]}]}"
+    r = await post("/v1/logs", export, json_type)  # a 400 before too, with Python's hint
+    assert (r.status_code, r.json()["message"]) == (
+        400, f"not an OTLP ExportLogsServiceRequest: request: not JSON: {TOO_LONG}")
+
     r = await post(LOKI_PUSH, render({"streams": [loki_good_stream(), {
         "stream": {"app": "\ud800"}, "values": [[long, "l"], ["²", "l"], [Raw(long), "l"]]}]}),
                    json_type)

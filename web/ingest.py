@@ -7,7 +7,6 @@ means Kafka acknowledged every accepted record.
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 from starlette.requests import Request
@@ -30,6 +29,7 @@ from app.ingest.http import (
     retry_after_header,
 )
 from app.ingest.jsonpb import pb_record_from_json
+from app.ingest.otlp import TOO_LONG
 from app.ingest.service import IngestService, Item
 from app.ingest.shippers import shipper_document
 from app.settings import Settings
@@ -37,8 +37,8 @@ from app.settings import Settings
 # json.loads gives up on deep nesting with a RecursionError (issue 21: 100,000 '[' was a 500);
 # a record may nest values only 8 deep (app.ingest.validate), so such a document is no record.
 TOO_DEEP = "arrays or objects nested too deeply"
-# ... and an integer past Python's int/str conversion limit with a plain ValueError (a 500 too).
-TOO_LONG = f"a number of more than {sys.get_int_max_str_digits()} digits"
+# ... and an integer past Python's int/str conversion limit with a plain ValueError (a 500 too):
+# TOO_LONG (app.ingest.otlp).
 
 
 def ingest_service(request: Request) -> IngestService:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 __all__ = ["RpcStatus", "decode_export", "export_reply", "retry_status"]
 
 TOO_DEEP = "arrays or objects nested too deeply"
+# json.loads refuses an integer past Python's int/str conversion limit with a plain ValueError
+TOO_LONG = f"a number of more than {sys.get_int_max_str_digits()} digits"
 
 
 def decode_export(data: bytes, *, as_json: bool = False) -> list[Any]:
@@ -41,6 +44,10 @@ def decode_export(data: bytes, *, as_json: bool = False) -> list[Any]:
             return pb_records_from_otlp_bytes(data)  # orjson; the stdlib's errors
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ConversionError("request", f"not JSON: {exc}") from exc
+        except ValueError as exc:  # not a warning with Python's hint at its limit setting
+            if isinstance(exc, ConversionError) or "integer string conversion" not in str(exc):
+                raise
+            raise ConversionError("request", f"not JSON: {TOO_LONG}") from None
     except RecursionError:
         raise ConversionError("request", TOO_DEEP) from None
     except ConversionError:
