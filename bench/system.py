@@ -91,6 +91,7 @@ class SearchLoad:
 
 
 SEARCH = SearchLoad()
+RAW_BULK_REPEAT = 3  # raw bulk measurements before and after the search (the best counts)
 
 
 class Monitor:
@@ -430,27 +431,33 @@ async def timed_bulk(stack: BenchStack, docs: list[bytes]) -> dict[str, float]:
     return {"per_s": rate, "es_cpu_us_per_doc": (cpu() - cpu0) / len(docs) * 1e6}
 
 
+def rates(measured: list[dict[str, float]]) -> str:
+    return ", ".join(f"{m['per_s']:,.0f}" for m in measured)
+
+
 async def saturation(dep: Deployment, stack: BenchStack, mon: Monitor, probe: Probe, key: str,
                      cfg: dict[str, Any], t0: float, expected: list[int],
                      sampler: Sampler | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The saturation search between raw bulk measurements of the same documents on the same
-    Elasticsearch (a first one warms it up: its JIT and caches are cold after the start); the
-    knees with their ratios to the raw bulk rate (the higher of the two after the warm-up)."""
+    Elasticsearch (a first one warms it up: its JIT and caches are cold after the start; then
+    `RAW_BULK_REPEAT` before and after); the knees with their ratios to the raw bulk rate, the
+    best of those measurements (other sessions' load only ever slows a measurement down)."""
     pool = record_pool(dep.run, SEARCH.pool)
     n = min(cfg["raw_records"], len(pool))
     cold = await timed_bulk(stack, pool[:n])
-    before = await timed_bulk(stack, pool[:n])
-    print(f"  raw bulk cold {cold['per_s']:,.0f}, before: {before['per_s']:,.0f} docs/s",
-          flush=True)
+    before = [await timed_bulk(stack, pool[:n]) for _ in range(RAW_BULK_REPEAT)]
+    print(f"  raw bulk cold {cold['per_s']:,.0f}, before: {rates(before)} docs/s", flush=True)
     rows = await steady(dep, mon, probe, key, cfg, t0, expected, pool, sampler)
-    after = await timed_bulk(stack, pool[:n])
-    print(f"  raw bulk after: {after['per_s']:,.0f} docs/s", flush=True)
+    after = [await timed_bulk(stack, pool[:n]) for _ in range(RAW_BULK_REPEAT)]
+    print(f"  raw bulk after: {rates(after)} docs/s", flush=True)
     found = knee(rows)
-    bulk = max(before["per_s"], after["per_s"])
+    bulk = max(b["per_s"] for b in before + after)
     found.update(raw_bulk_records=n, raw_bulk_cold_per_s=cold["per_s"],
-                 raw_bulk_before_per_s=before["per_s"], raw_bulk_after_per_s=after["per_s"],
-                 raw_bulk_es_cpu_us_per_doc=min(before["es_cpu_us_per_doc"],
-                                                after["es_cpu_us_per_doc"]),
+                 raw_bulk_before=[b["per_s"] for b in before],
+                 raw_bulk_after=[b["per_s"] for b in after],
+                 raw_bulk_before_per_s=max(b["per_s"] for b in before),
+                 raw_bulk_after_per_s=max(b["per_s"] for b in after),
+                 raw_bulk_es_cpu_us_per_doc=min(b["es_cpu_us_per_doc"] for b in before + after),
                  raw_bulk_per_s=bulk, ratio_to_raw_bulk=found["throughput_per_s"] / bulk,
                  latency_ratio_to_raw_bulk=found["sustained_per_s"] / bulk, load=loadavg())
     print(f"  throughput knee {found['throughput_per_s']:,.0f}/s = "
