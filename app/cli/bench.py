@@ -21,9 +21,12 @@ def register(main: click.Group) -> None:
     @click.option("--scale", is_flag=True, help="Also run the 1/2/3-worker scale-out.")
     @click.option("--soak", type=float, default=None, metavar="MINUTES",
                   help="Also soak at half the knee rate (full mode: 30 unless given).")
+    @click.option("--saturation", is_flag=True,
+                  help="Only the saturation search (rates rising until the pipeline falls "
+                  "behind, against the raw Elasticsearch bulk rate): saturation.md.")
     @click.option("--out", type=click.Path(path_type=Path), default=None,
                   help="Report directory (default bench/results).")
-    def bench(mode: str, faults: bool, scale: bool, soak: float | None,
+    def bench(mode: str, faults: bool, scale: bool, soak: float | None, saturation: bool,
               out: Path | None) -> None:
         """Run the benchmark scenarios on a dedicated local Kafka and Elasticsearch.
 
@@ -39,5 +42,6 @@ def register(main: click.Group) -> None:
             raise click.ClickException(
                 f"{exc}; install the bench extra: pip install -e '.[bench]'") from exc
         minutes = soak if soak is not None else (30.0 if mode == "full" else 0.0)
-        asyncio.run(run(mode, minutes, faults, scale, out or RESULTS))
-        click.echo(f"report: {(out or RESULTS) / 'REPORT.md'}")
+        asyncio.run(run(mode, minutes, faults, scale, out or RESULTS, saturation))
+        report = "saturation.md" if saturation else "REPORT.md"
+        click.echo(f"report: {(out or RESULTS) / report}")
