@@ -39,6 +39,7 @@ from app.ingest.wire import pb
 __all__ = ["pb_record_from_json", "pb_records_from_otlp_bytes", "pb_records_from_otlp_json"]
 
 U32 = 2**32
+I32 = 2**31
 U64 = 2**64
 _TIME_KEYS = ("ts", "timestamp", "time")
 _SCALAR_STRINGS = {"severityText": "severity_text", "eventName": "event_name"}
@@ -375,6 +376,81 @@ def _otlp_record(doc: object, template: bytes) -> Any:
     return record
 
 
+def _fill_common(record: Any, doc: object) -> bool:
+    """Fill `record` (empty but for its resource and scope) from OTLP/JSON LogRecord `doc` if
+    it is in the forms exporters write: string body and attribute values, no duplicate key,
+    numbers in range; False (the record partly filled, to be dropped) for anything else, which
+    `_otlp_record` reads instead. Where it returns True, the record is the one `_otlp_record`
+    makes: the same fields, set the same way, with fewer checks and calls per key (the
+    common record is ~0.5 µs cheaper)."""
+    if type(doc) is not dict:
+        return False
+    try:
+        for key, value in doc.items():
+            kind = type(value)
+            if key == "body":
+                text = value.get("stringValue") if kind is dict and len(value) == 1 else None
+                if type(text) is not str:
+                    return False
+                record.body.string_value = text
+            elif key == "attributes":
+                if kind is not list:
+                    return False
+                attrs = record.attributes
+                for pair in value:
+                    if type(pair) is not dict or len(pair) != 2:
+                        return False
+                    name, any_value = pair["key"], pair["value"]
+                    text = any_value.get("stringValue") if (
+                        type(any_value) is dict and len(any_value) == 1) else None
+                    if type(text) is not str or type(name) is not str:
+                        return False
+                    attrs[name].string_value = text
+                if len(attrs) != len(value):
+                    return False  # a duplicate key: `_otlp_pairs` keeps the last one
+            elif key == "timeUnixNano" or key == "observedTimeUnixNano":
+                if kind is not str and kind is not int:
+                    return False
+                number = int(value)
+                if not 0 <= number < U64:
+                    return False
+                if key == "timeUnixNano":
+                    record.time_unix_nano = number
+                else:
+                    record.observed_time_unix_nano = number
+            elif key == "severityText":
+                if kind is not str:
+                    return False
+                record.severity_text = value
+            elif key == "severityNumber":
+                if kind is not int or not 0 <= value < I32:
+                    return False
+                record.severity_number = value
+            elif key == "traceId" or key == "spanId":
+                if kind is not str:
+                    return False
+                if key == "traceId":
+                    record.trace_id = bytes.fromhex(value)
+                else:
+                    record.span_id = bytes.fromhex(value)
+            elif key == "flags" or key == "droppedAttributesCount":
+                if kind is not int or not 0 <= value < U32:
+                    return False
+                if key == "flags":
+                    record.flags = value
+                else:
+                    record.dropped_attributes_count = value
+            elif key == "eventName":
+                if kind is not str:
+                    return False
+                record.event_name = value
+            else:
+                return False
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+        return False  # e.g. a pair without "value", a lone surrogate, bad hex
+    return True
+
+
 def _otlp_record_slowly(doc: object) -> Any:
     """One OTLP/JSON LogRecord by the reference converter (a `ConversionError` if unreadable)."""
     try:
@@ -484,16 +560,29 @@ def _otlp_export(doc: dict[str, Any], *, strict: bool = False) -> list[Any]:
             holder = pb.LogRecord(resource=resource, scope=scope)
             holder.scope.SetInParent()
             template = holder.SerializeToString()
-            for item in _otlp_list(scope_logs, "logRecords"):
-                try:
-                    record = _otlp_record(item, template)
-                except (ConversionError, RecursionError, _Slow, ValueError, TypeError,
-                        OverflowError) as exc:
-                    if strict:
-                        raise
-                    record = _otlp_record_refused_or_slow(item, exc, resource, scope)
+            items = _otlp_list(scope_logs, "logRecords")
+            for item, record in zip(items, _copies(holder, len(items)), strict=True):
+                if not _fill_common(record, item):
+                    try:
+                        record = _otlp_record(item, template)
+                    except (ConversionError, RecursionError, _Slow, ValueError, TypeError,
+                            OverflowError) as exc:
+                        if strict:
+                            raise
+                        record = _otlp_record_refused_or_slow(item, exc, resource, scope)
                 out.append(record)
     return out
+
+
+def _copies(holder: Any, count: int) -> list[Any]:
+    """`count` copies of `holder` (a record with only its resource and scope) made by one upb
+    parse of a `LogBatch`: one C call, and records sharing one arena, which are cheaper to
+    fill, check and free than as many messages of their own (the protobuf path's records are
+    parts of one request message too)."""
+    if not count:
+        return []
+    entry = pb.LogBatch(records=[holder]).SerializeToString()
+    return list(pb.LogBatch.FromString(entry * count).records)
 
 
 def _otlp_record_refused_or_slow(item: object, exc: Exception, resource: Any,
