@@ -87,11 +87,13 @@ def test_common_forms_are_filled_and_odd_ones_declined() -> None:
         1796505637277087886, "00112233445566778899aabbccddeeff", 1)
     assert record.resource.service_name == "svc" and record.scope.name == "s"
     _check(plain)
-    for odd in ({"attributes": [{"key": "a", "value": {"stringValue": "x"}},
-                                {"key": "a", "value": {"stringValue": "y"}}]},  # duplicate
-                {"attributes": [{"key": "n", "value": {"intValue": "3"}}]},
-                {"body": {"stringValue": "\ud800"}}, {"body": None}, {"traceId": "zz"},
-                {"timeUnixNano": 1.5}, {"severityNumber": -1}, {"severityNumber": "INFO"},
-                {"flags": 2**32}, {"time_unix_nano": 1}, []):
+    odds: list[object] = [
+        {"attributes": [{"key": "a", "value": {"stringValue": "x"}},
+                        {"key": "a", "value": {"stringValue": "y"}}]},  # a duplicate key
+        {"attributes": [{"key": "n", "value": {"intValue": "3"}}]},
+        {"body": {"stringValue": "\ud800"}}, {"body": None}, {"traceId": "zz"},
+        {"timeUnixNano": 1.5}, {"severityNumber": -1}, {"severityNumber": "INFO"},
+        {"flags": 2**32}, {"time_unix_nano": 1}, []]
+    for odd in odds:
         assert not jsonpb._fill_common(jsonpb._copies(_holder(), 1)[0], odd), odd
         _check(odd)
