@@ -27,6 +27,7 @@ from faust.streams import _current_event
 
 from agents.resources import Resources
 from agents.templates import TemplateStage
+from app.ingest.auth import DatabaseVerifier
 from app.kafka.stamp import EVENTS, Stamps
 from app.kafka.topics import Topics
 from app.pipeline.event_messages import by_source, encode
@@ -71,7 +72,8 @@ def register(app: faust.App, topics: Topics, resources: Resources,
     settings = resources.settings
     limits = Limits.from_settings(settings)
     stamps = Stamps.from_settings(settings)
-    checker = keys or KeyCheck(settings)
+    checker = keys or KeyCheck(settings, DatabaseVerifier(  # on the process's engine
+        resources.sessions, ttl=settings.api_key_cache_seconds))
     events_topic = topics.events.get_topic_name()
     dead_topic = topics.deadletter.get_topic_name()
 
