@@ -49,7 +49,7 @@ from app.elastic import esindex
 from app.elastic.client import es_client
 from app.ingest.wire import pb
 from app.ingest.writer import raw_batches
-from app.kafka.client import client_options
+from app.kafka.client import client_options, cluster_env
 from app.kafka.headers import LOG_BATCH_CONTENT_TYPE as CONTENT_TYPE
 from app.kafka.stamp import Stamps
 from app.kafka.topics import ALL, RAW, topic_name
@@ -209,7 +209,9 @@ async def main(n: int, chunks: int, request: int, warmup: int, cold: bool) -> No
     if cold:
         await produce(producer, raw_topic, backlog)
     port = free_port()
-    env = {**os.environ, "LAAS_APP_ID": run, "LAAS_TOPIC_PREFIX": f"{run}.",
+    # the stack's broker as a Kafka of the worker's own (its state directory has no passwords)
+    env = {**os.environ, **cluster_env(settings),
+           "LAAS_APP_ID": run, "LAAS_TOPIC_PREFIX": f"{run}.",
            "LAAS_INDEX_PREFIX": f"{run}-", "LAAS_WORKER_WEB_PORT": str(port),
            "LAAS_STATE_DIR": f"/tmp/{run}", "LAAS_SECRET_KEY": BENCH_SECRET,
            "LAAS_DATABASE_URL": f"sqlite+aiosqlite:////tmp/{run}-users.db"}
