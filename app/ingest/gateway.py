@@ -161,7 +161,8 @@ class Gateway:
                 raise BatchRejected(f"not an ExportLogsServiceRequest: {exc}") from exc
             self.service.check_batch(len(records), len(request))
             ack = await self.service.push(principal, records, source="gateway",
-                                          idempotency_key=key, path="otlp-grpc")
+                                          idempotency_key=key, path="otlp-grpc",
+                                          shared_resources=True)
             return bytes(export_reply(ack))
 
         return await self._call(context, work)

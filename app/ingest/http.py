@@ -122,7 +122,7 @@ async def otlp_logs(request: Request, service: IngestService) -> Response:
         except ConversionError as exc:
             raise HTTPError(400, f"not an OTLP ExportLogsServiceRequest: {exc}") from exc
         ack = await service.push(principal, records, source="http", idempotency_key=key,
-                                 path="otlp-http")
+                                 path="otlp-http", shared_resources=True)
     except IngestError as exc:
         return otlp_error(http_error(exc), as_json)
     except HTTPError as exc:

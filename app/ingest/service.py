@@ -10,7 +10,12 @@ from app.ingest.auth import KeyVerifier, Principal, authenticate, key_from_heade
 from app.ingest.convert import ConversionError
 from app.ingest.errors import BatchRejected, RateLimited, RecordRejected, Unavailable
 from app.ingest.ratelimit import RateLimiter
-from app.ingest.validate import Limits, idempotency_key_problem, validate_record
+from app.ingest.validate import (
+    Limits,
+    check_shared,
+    idempotency_key_problem,
+    validate_record,
+)
 from app.ingest.writer import KafkaWriter
 from app.query.parser import printable
 from app.runtime.metrics import METRICS
@@ -69,6 +74,7 @@ class IngestService:
         source: str = "gateway",
         idempotency_key: str = "",
         path: str = "",
+        shared_resources: bool = False,
     ) -> PushAck:
         """Validate `items`, write the valid records, and report the invalid ones by index.
 
@@ -76,6 +82,10 @@ class IngestService:
         every record with the record's index in `items`, so a resent batch maps onto the same
         documents (see docs/ingest.md, *Idempotent batches*). `path` names the endpoint in
         the metrics (grpc, otlp-grpc, http-ndjson, http-json, otlp-http; default from `source`).
+        `shared_resources` (OTLP exports, whose records carry copies of their `ScopeLogs`'
+        resource and scope, normalised at decoding): a record whose resource and scope equal
+        the previous record's has them checked once for all (`validate.check_shared`), not
+        again per record; the same refusals, each naming its own record.
         """
         path = path or ("grpc" if source == "gateway" else source)
         self.check_batch(len(items), sum(sizes) if sizes else 0)
@@ -83,15 +93,23 @@ class IngestService:
         valid: list[Any] = []
         indexes: list[int] = []
         rejections: list[Rejection] = []
+        shared: tuple[Any, Any] | None = None  # the last resource and scope checked
+        refusal: tuple[str, str] | None = None  # theirs
         for i, item in enumerate(items):
             try:
                 if isinstance(item, RecordRejected):
                     raise item
                 if isinstance(item, ConversionError):
                     raise RecordRejected(i, item.field, item.reason)
+                if shared_resources:
+                    resource, scope = item.resource, item.scope
+                    if shared is None or not (resource == shared[0] and scope == shared[1]):
+                        refusal = check_shared(item, self.limits, default_resource)
+                        shared = resource, scope
                 valid.append(validate_record(
                     item, i, self.limits, now, default_resource=default_resource,
-                    size=sizes[i] if sizes else None))
+                    size=sizes[i] if sizes else None, shared_checked=shared_resources,
+                    shared_refusal=refusal))
                 indexes.append(i)
             except RecordRejected as exc:
                 rejections.append(Rejection(index=exc.index, field=printable(exc.field),

@@ -178,6 +178,8 @@ def validate_record(
     *,
     default_resource: Any = None,
     size: int | None = None,
+    shared_checked: bool = False,
+    shared_refusal: tuple[str, str] | None = None,
 ) -> Any:
     """Check one record against `limits` and normalise it in place; return it.
 
@@ -188,6 +190,10 @@ def validate_record(
     Raises `RecordRejected` naming the record `index`, the field and the limit.
     `record` (and `default_resource`) may be betterproto `LogRecord`s or their upb counterparts
     from `app.ingest.wire` (the gateway's fast path); the checks are the same.
+    `shared_checked`: the record's resource and scope were normalised and checked already
+    (`check_shared` on a record with an equal resource and scope; its refusal, if any, is
+    `shared_refusal`, raised here for this record after its own fields are checked, where
+    `check_shared` would have raised it).
     """
     if size is not None:
         _check_size(index, size, limits)
@@ -230,6 +236,29 @@ def validate_record(
                             _check_message_keys(index, f"body.{name}", text)
                         break
     _check_attributes(index, "attributes", record.attributes, limits)
+    if not shared_checked:
+        _check_shared(record, index, limits, default_resource)
+    elif shared_refusal is not None:
+        raise RecordRejected(index, *shared_refusal)
+    if size is None:  # after the field checks, which name a bad string's field
+        _check_size(index, wire.size_of(record), limits)
+    return record
+
+
+def check_shared(record: Any, limits: Limits,
+                 default_resource: Any = None) -> tuple[str, str] | None:
+    """Normalise and check `record`'s resource and scope, as `validate_record` does after the
+    record's own fields: the (field, reason) refusing them, None if they pass. What it finds
+    holds for every record with an equal resource and scope (the records of one OTLP export's
+    `ScopeLogs`: each carries a copy, already normalised by `lift_names` at decoding)."""
+    try:
+        _check_shared(record, 0, limits, default_resource)
+    except RecordRejected as exc:
+        return exc.field, exc.reason
+    return None
+
+
+def _check_shared(record: Any, index: int, limits: Limits, default_resource: Any) -> None:
     res = _normalise_resource(record, default_resource)
     _check_text(index, "resource.service_name", res.service_name, limits.max_key_length)
     _check_text(index, "resource.host", res.host, limits.max_key_length)
@@ -238,9 +267,6 @@ def validate_record(
         _check_text(index, "scope.name", record.scope.name, limits.max_key_length)
         _check_text(index, "scope.version", record.scope.version, limits.max_key_length)
         _check_attributes(index, "scope.attributes", record.scope.attributes, limits)
-    if size is None:  # after the field checks, which name a bad string's field
-        _check_size(index, wire.size_of(record), limits)
-    return record
 
 
 def _check_size(index: int, size: int, limits: Limits) -> None:
