@@ -1,4 +1,4 @@
-"""µs per JSON record: `record_from_json` (betterproto), the upb fast path, and normalize.
+"""µs per JSON record: the JSON reader (`pb_record_from_json`, upb), and normalize.
 
     python -m bench.json_records [--n 2000] [--repeat 5]
 
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from app.ingest import convert
+from app.ingest.jsonpb import pb_record_from_json
 from app.kafka.stamp import Stamps
 from app.pipeline.normalize import RawMessage, normalize
 
@@ -57,18 +57,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
-    pb_value = bytes(convert.record_from_json(FULL))
+    pb_value = pb_record_from_json(FULL).SerializeToString()
     cases: dict[str, Callable[[], Any]] = {
-        "record_from_json shorthand (betterproto)": lambda: convert.record_from_json(SHORTHAND),
-        "record_from_json full form (betterproto)": lambda: convert.record_from_json(FULL),
+        "pb_record_from_json shorthand (upb)": lambda: pb_record_from_json(SHORTHAND),
+        "pb_record_from_json full form (upb)": lambda: pb_record_from_json(FULL),
     }
-    try:
-        from app.ingest.jsonpb import pb_record_from_json as fast
-    except ImportError:  # before the upb JSON path existed
-        pass
-    else:
-        cases["pb_record_from_json shorthand (upb)"] = lambda: fast(SHORTHAND)
-        cases["pb_record_from_json full form (upb)"] = lambda: fast(FULL)
     for name, doc in (("shorthand", SHORTHAND), ("full form", FULL)):
         msg = raw(json.dumps(doc).encode(), b"application/json")
         cases[f"normalize JSON {name}"] = functools.partial(normalize, msg, now_ns=NOW,

@@ -18,7 +18,7 @@ from app.cli.demo import BURST_LINES, HOSTS, LINES, DemoTraffic, Line, demo_reco
 from app.db.engine import create_engine, session_factory
 from app.db.migrations import upgrade_database_async
 from app.db.models import AlertRule, ApiKey
-from app.ingest.convert import record_from_json
+from app.ingest.jsonpb import pb_record_from_json
 from app.query import parse
 from app.query.match import compile_predicate
 from app.settings import Settings
@@ -82,7 +82,7 @@ def test_traffic_has_several_services_hosts_levels_and_templates() -> None:
     assert 5 <= len(records) / 300 <= 20
     # every record is valid input of the HTTP ingest
     for record in records[:500]:
-        converted = record_from_json(record)
+        converted = pb_record_from_json(record)
         assert converted.resource.service_name == record["service"]
         assert converted.resource.host == record["host"]
     ts = [r["ts"] for r in records]

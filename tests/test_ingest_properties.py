@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import copy
 import json
-import struct
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from google.protobuf.json_format import MessageToDict, ParseDict
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from laas_client.values import to_any
 
-from app.ingest.convert import ConversionError, from_any, record_from_json, to_any
+from app.ingest.convert import ConversionError, from_any
 from app.ingest.errors import RateLimited, RecordRejected
+from app.ingest.jsonpb import pb_record_from_json
 from app.ingest.ratelimit import RateLimiter
 from app.ingest.validate import (
     NS,
@@ -22,6 +23,7 @@ from app.ingest.validate import (
     severity_text_for,
     validate_record,
 )
+from app.ingest.wire import encode, pb
 from app.settings import load_settings
 from protos.laas.v1 import AnyValue, ArrayValue, KeyValueList, LogRecord, Resource, Scope
 
@@ -79,7 +81,8 @@ def test_protobuf_round_trip(record: LogRecord) -> None:
 def test_json_round_trip(record: LogRecord) -> None:
     assert LogRecord().from_json(record.to_json()) == record
     # ...and the ingest JSON reader takes the same form.
-    assert record_from_json(json.loads(record.to_json())) == record
+    assert pb_record_from_json(json.loads(record.to_json())) == pb.LogRecord.FromString(
+        bytes(record))
 
 
 @given(json_values)
@@ -148,13 +151,27 @@ def test_limits_name_field_and_limit(key: str, extra: int) -> None:
 
 
 def test_lone_surrogate_is_rejected() -> None:
-    r = record_from_json({"message": "x", "attributes": {"a": "\ud800"}})
-    try:
+    """A upb record cannot hold one: the JSON reader refuses it, named as validation would
+    name it (the answer to the client is the same as when validation refused it)."""
+    r = LogRecord(attributes={"a": AnyValue(string_value="\ud800")})
+    with pytest.raises(RecordRejected) as rejected:
         validate_record(r, 0, LIMITS, NOW)
-    except RecordRejected as exc:
-        assert exc.field == "attributes.a" and "UTF-8" in exc.reason
-    else:
-        raise AssertionError("lone surrogate accepted")
+    assert rejected.value.field == "attributes.a" and "UTF-8" in rejected.value.reason
+    for doc, field in (
+            ({"message": "x", "attributes": {"a": "\ud800"}}, "attributes.a"),
+            ({"message": "x", "k\udfff": 2}, "attributes.k\udfff"),
+            ({"message": {"a": ["ok", "\ud800"]}}, "body.a[1]"),
+            ({"message": "x", "level": "\ud800", "service": "s"}, "severity_text"),
+            ({"message": "x", "host": "\ud800"}, "resource.host"),
+            ({"body": {"kvlistValue": {"values": {"k": {"arrayValue": {"values": [
+                {"stringValue": "\ud800"}]}}}}}}, "body.k[0]"),
+            ({"body": "x", "resource": {"attributes": {"\ud800": 1}}},
+             "resource.attributes.\ud800"),
+            ({"body": "x", "scope": {"name": "\ud800"}}, "scope.name"),
+            ({"body": "x", "eventName": "\ud800"}, "event_name")):
+        with pytest.raises(ConversionError) as refused:
+            pb_record_from_json(doc)
+        assert (refused.value.field, refused.value.reason) == (field, rejected.value.reason)
 
 
 @pytest.mark.parametrize(("value", "field"), [
@@ -165,15 +182,12 @@ def test_lone_surrogate_is_rejected() -> None:
     ({"kvlistValue": {"values": {"k": {"bytesValue": "%%"}}}}, "bytesValue"),
 ])
 def test_anyvalue_json_past_int64_or_not_base64_is_refused(value: object, field: str) -> None:
-    """Both converters refuse it by name (betterproto wrapped the int and the upb path decoded
-    bad base64 to other bytes); the in-range neighbours are kept."""
-    from app.ingest.jsonpb import pb_record_from_json
-
+    """Refused by name (betterproto wrapped the int and decoded bad base64 to other bytes);
+    the in-range neighbours are kept."""
     doc = {"body": {"stringValue": "x"}, "attributes": {"a": value}}
-    for convert in (record_from_json, pb_record_from_json):
-        with pytest.raises(ConversionError) as caught:
-            convert(doc)
-        assert caught.value.field == field
+    with pytest.raises(ConversionError) as caught:
+        pb_record_from_json(doc)
+    assert caught.value.field == field
     kept = {"body": {"stringValue": "x"},
             "attributes": {"a": {"intValue": str(2**63 - 1)}, "b": {"bytesValue": "aGk="}}}
     record = pb_record_from_json(kept)
@@ -184,7 +198,7 @@ def test_anyvalue_json_past_int64_or_not_base64_is_refused(value: object, field:
 @given(st.dictionaries(st.text(max_size=5), json_values, max_size=5))
 def test_shorthand_never_crashes(doc: dict[str, object]) -> None:
     try:
-        record_from_json(doc)
+        pb_record_from_json(doc)
     except ConversionError as exc:
         assert exc.field
 
@@ -213,7 +227,6 @@ def test_upb_and_betterproto_validate_alike(
 ) -> None:
     """The gateway's upb fast path (app.ingest.wire) accepts, rejects and normalises exactly
     as the betterproto path does."""
-    from app.ingest.wire import encode, pb
 
     if fresh:  # mostly inside the time window: exercise normalisation, not only rejection
         record.time_unix_nano = record.observed_time_unix_nano = 0
@@ -233,106 +246,225 @@ def test_upb_and_betterproto_validate_alike(
     assert outcomes[0] == outcomes[1]
 
 
-# --- the upb JSON fast path (app.ingest.jsonpb) against the reference converter ----------------
+# --- the JSON reader (app.ingest.jsonpb) -------------------------------------------------------
+# Valid proto3 JSON of a LogRecord is read as protobuf's own parser (json_format.ParseDict)
+# reads it, in either field spelling, with defaults written out or null; the LaaS extensions
+# and the shorthand are checked against explicit expectations.
 
-def _outcome(convert: Callable[[object], object], doc: object) -> object:
-    """What a converter makes of `doc`: the record as a dict, or the error's field and reason."""
-    from app.ingest.wire import encode
-
-    try:
-        record = convert(copy.deepcopy(doc))
-    except ConversionError as exc:
-        return ("error", exc.field, exc.reason)
-    try:
-        data = encode(record)
-    except (ValueError, TypeError, OverflowError, struct.error) as exc:
-        # e.g. a lone surrogate, a time past 2**64: both must fail alike
-        return ("unencodable", type(exc).__name__)
-    return LogRecord().parse(data).to_dict()
-
-
-def _same_as_reference(doc: object) -> None:
-    from app.ingest.jsonpb import pb_record_from_json
-
-    assert _outcome(pb_record_from_json, doc) == _outcome(record_from_json, doc)
+def _with_nulls(doc: object, draw: st.DrawFn, top: bool = True) -> object:
+    """`doc` with some fields (not map values or list items) set to null, and some absent
+    fields written as null: proto3 JSON's spelling of a default."""
+    if not isinstance(doc, dict):
+        return doc
+    out = {}
+    for key, value in doc.items():
+        if isinstance(value, dict) and key not in ("attributes", "values"):
+            value = _with_nulls(value, draw, False)
+        out[key] = None if draw(st.booleans()) and draw(st.booleans()) else value
+    for key, name in (("severityText", "severity_text"), ("flags", "flags"),
+                      ("eventName", "event_name")) if top else ():
+        if key not in out and name not in out and draw(st.booleans()):
+            out[name if "trace_id" in out or "span_id" in out else key] = None
+    return out
 
 
-shorthand_keys = st.sampled_from(["message", "msg", "level", "ts", "timestamp", "time",
-                                  "service", "host", "trace_id", "span_id", "attributes",
-                                  "user", "n", ""])
-shorthand_values = st.one_of(
-    json_values, st.sampled_from(["warn", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00",
-                                  "5b8efff798038103d269b633813fc60c", "051581bf3cb55c13",
-                                  "AAECAwQFBgc=", "1767225600000", 1767225600.5, 17, 99, -3]))
+@st.composite
+def proto3_json(draw: st.DrawFn) -> dict[str, Any]:
+    record = pb.LogRecord.FromString(bytes(draw(records)))
+    doc = MessageToDict(record, preserving_proto_field_name=draw(st.booleans()),
+                        always_print_fields_with_no_presence=draw(st.booleans()))
+    result = _with_nulls(doc, draw) if draw(st.booleans()) else doc
+    assert isinstance(result, dict)
+    return result
 
 
-@given(st.dictionaries(shorthand_keys, shorthand_values, max_size=7))
-@settings(max_examples=400, deadline=None)
-def test_fast_json_path_matches_reference_shorthand(doc: dict[str, object]) -> None:
-    _same_as_reference(doc)
-
-
-@given(records)
+@given(proto3_json())
 @settings(max_examples=300, deadline=None)
-def test_fast_json_path_matches_reference_full_form(record: LogRecord) -> None:
-    _same_as_reference(json.loads(record.to_json()))
-    _same_as_reference(record.to_dict())
+def test_json_reader_reads_proto3_json_as_protobuf_does(doc: dict[str, Any]) -> None:
+    expected = ParseDict(copy.deepcopy(doc), pb.LogRecord())
+    assert pb_record_from_json(doc) == expected
+
+
+def test_json_reader_extensions_of_the_full_form() -> None:
+    """Plain JSON values, hex ids, RFC 3339 times and severity names in the full form."""
+    record = pb_record_from_json({
+        "body": {"k": [1, "x", None]}, "attributes": {"n": 3, "s": {"stringValue": "v"}},
+        "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "051581bf3cb55c13",
+        "timeUnixNano": "2026-01-01T00:00:00Z", "observedTimeUnixNano": 1767225600.5,
+        "severityNumber": "warning", "resource": {"service_name": "api"}})
+    assert from_any(LogRecord().parse(encode(record)).body) == {"k": [1, "x", None]}
+    assert (record.attributes["n"].int_value, record.attributes["s"].string_value) == (3, "v")
+    assert record.trace_id.hex() == "5b8efff798038103d269b633813fc60c"
+    assert record.span_id.hex() == "051581bf3cb55c13"
+    assert record.time_unix_nano == 1767225600 * NS
+    assert record.observed_time_unix_nano == 1767225600 * NS + NS // 2
+    assert record.severity_number == 13 and record.resource.service_name == "api"
+
+
+_TS: list[tuple[object, int | None]] = [
+    (1767225600, 1767225600 * NS), (1767225600.5, 1767225600 * NS + NS // 2),
+    (1767225600123, int(1767225600123 * 1e6)), ("1767225600", 1767225600),  # text: ns
+    ("2026-01-01T00:00:00Z", 1767225600 * NS),
+    ("2026-01-01T01:00:00.25+01:00", 1767225600 * NS + NS // 4),
+    ("2026-01-01T00:00:00", None), ("yesterday", None), (True, None), (None, None), (-5, None),
+    ([1], None), (10**30, None)]
+plain = json_values.filter(lambda v: v is not None)
+
+
+def _plain(value: object) -> object:
+    """What `from_any` gives back for a plain JSON value (ints past int64 become text)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+@given(message=st.none() | plain, msg=st.none() | plain,
+       level=st.none() | st.sampled_from(["warn", "ERROR", 17, 99, 2**40, 1.5, True, [1]]),
+       ts=st.none() | st.sampled_from(range(len(_TS))),
+       time_key=st.sampled_from(["ts", "timestamp", "time"]),
+       service=st.sampled_from([None, "api", 5]), host=st.sampled_from([None, "h", ["x"]]),
+       trace=st.sampled_from([None, "5b8efff798038103d269b633813fc60c", "AAECAwQFBgc=", "z"]),
+       attrs=st.none() | st.dictionaries(st.text(max_size=5), plain, max_size=3) | st.just([1]),
+       extra=st.dictionaries(st.sampled_from(["user", "n", "", "message2"]), plain,
+                             max_size=3))
+@settings(max_examples=400, deadline=None)
+def test_json_reader_shorthand(message: object, msg: object, level: object, ts: int | None,
+                               time_key: str, service: object, host: object, trace: str | None,
+                               attrs: object, extra: dict[str, object]) -> None:
+    doc: dict[str, object] = {"message": message} if message is not None else {}
+    for key, value in (("msg", msg), ("level", level), ("service", service), ("host", host),
+                       ("trace_id", trace)):
+        if value is not None:
+            doc[key] = value
+    if ts is not None:
+        doc[time_key] = _TS[ts][0]
+    if attrs is not None:
+        doc["attributes"] = attrs
+    doc.update(extra)
+    if not ({"message", "msg", "level", time_key, "service", "host"} & doc.keys()):
+        doc["message"] = "m"
+    try:
+        record = pb_record_from_json(copy.deepcopy(doc))
+    except ConversionError as exc:
+        # refused only for one of these, named by its key
+        bad = {"level": level is not None and not isinstance(level, str) and (
+                   not isinstance(level, int) or isinstance(level, bool)
+                   or not -(2**31) <= level < 2**31),
+               time_key: ts is not None and _TS[ts][1] is None,
+               "service": service == 5, "host": host == ["x"],
+               "traceId": trace == "z", "attributes": attrs == [1]}
+        assert bad.get(exc.field), (doc, exc)
+        return
+    body = doc["message"] if "message" in doc else doc.get("msg")
+    if body is None:
+        assert not record.HasField("body")
+    else:
+        assert from_any(LogRecord().parse(encode(record)).body) == _plain(body)
+    if isinstance(level, str):
+        assert (record.severity_text, record.severity_number) == (level, 0)
+    elif isinstance(level, int):
+        assert (record.severity_text, record.severity_number) == ("", level)
+    assert record.time_unix_nano == (_TS[ts][1] if ts is not None else 0)
+    assert record.resource.service_name == (service or "")
+    assert record.resource.host == (host or "")
+    if trace == "5b8efff798038103d269b633813fc60c":
+        assert record.trace_id.hex() == trace
+    elif trace:
+        assert record.trace_id == bytes(range(8))
+    expected = dict(attrs) if isinstance(attrs, dict) else {}
+    expected.update({k: v for k, v in doc.items() if k not in (
+        "message", "msg", "level", "service", "host", "trace_id", "attributes", time_key)})
+    got = {k: from_any(LogRecord().parse(encode(record)).attributes[k])
+           for k in record.attributes}
+    assert got == _plain(expected)
 
 
 record_keys = st.sampled_from(["timeUnixNano", "observedTimeUnixNano", "severityNumber",
                                "severityText", "body", "attributes", "resource", "traceId",
                                "spanId", "flags", "scope", "eventName",
-                               "droppedAttributesCount"])
+                               "droppedAttributesCount", "severity_text", "trace_id"])
 any_json = st.recursive(
     json_values,
     lambda inner: st.dictionaries(st.sampled_from(["stringValue", "intValue", "boolValue",
                                                    "doubleValue", "bytesValue", "arrayValue",
-                                                   "kvlistValue", "values"]),
+                                                   "kvlistValue", "values", "string_value",
+                                                   "int_value"]),
                                   inner, max_size=2),
     max_leaves=8)
 full_values = st.one_of(
     any_json,
     st.sampled_from(["SEVERITY_NUMBER_WARN", "warning", "nope", "13", "AAECAwQFBgc=",
                      "5b8efff798038103d269b633813fc60c", "2026-01-01T00:00:00Z", 2**64, -1,
-                     2**31, {"serviceName": "api", "host": "h", "schemaUrl": "u"},
+                     2**31, "NaN", {"serviceName": "api", "host": "h", "schemaUrl": "u"},
                      {"service_name": "api"}, {"name": "n", "attributes": {"a": 1}},
                      {"attributes": {"a": {"intValue": "7"}, "b": [1, "x"]}},
-                     {"droppedAttributesCount": 3, "foo": 1}]))
+                     {"droppedAttributesCount": 3, "foo": 1}, {"values": [1, {"x": None}]}]))
 
 
 @given(st.dictionaries(record_keys, full_values, min_size=1, max_size=6))
 @settings(max_examples=400, deadline=None)
-def test_fast_json_path_matches_reference_on_odd_full_forms(doc: dict[str, object]) -> None:
-    _same_as_reference(doc)
+def test_json_reader_refuses_odd_full_forms_by_name(doc: dict[str, object]) -> None:
+    """Any document is a record that serializes, or a `ConversionError` naming a field."""
+    try:
+        record = pb_record_from_json(copy.deepcopy(doc))
+    except ConversionError as exc:
+        assert exc.field and exc.reason
+        return
+    assert pb.LogRecord.FromString(record.SerializeToString()) == record
 
 
-def test_fast_json_path_builds_upb_records_for_plain_input() -> None:
-    from app.ingest.jsonpb import pb_record_from_json
-    from app.ingest.wire import is_pb
-
+def test_json_reader_builds_upb_records() -> None:
     short = pb_record_from_json({"message": "hi", "level": "warn", "ts": 1767225600,
                                  "service": "api", "host": "h", "user": "u1"})
     full = pb_record_from_json(json.loads(LogRecord(
         severity_number=13, body=AnyValue(string_value="x"),
         attributes={"n": AnyValue(int_value=3)},
         resource=Resource(service_name="api")).to_json()))
-    assert is_pb(short) and is_pb(full)
+    assert isinstance(short, pb.LogRecord) and isinstance(full, pb.LogRecord)
     assert (short.body.string_value, short.severity_text, short.time_unix_nano) == \
         ("hi", "warn", 1767225600 * NS)
     assert (short.resource.service_name, short.attributes["user"].string_value) == ("api", "u1")
     assert (full.severity_number, full.attributes["n"].int_value) == (13, 3)
 
 
-def test_fast_json_path_errors_name_the_field() -> None:
-    from app.ingest.jsonpb import pb_record_from_json
-
-    for doc, field in (({"message": "x", "ts": "yesterday"}, "ts"),
-                       ({"message": "x", "level": 1.5}, "level"),
-                       ({"body": "x", "severityNumber": "loud"}, "severityNumber"),
-                       ({"body": "x", "colour": 1}, "colour"), ([1], "record")):
-        try:
-            pb_record_from_json(doc)
-        except ConversionError as exc:
-            assert exc.field == field, (doc, exc)
-        else:
-            raise AssertionError(f"{doc} accepted")
+@pytest.mark.parametrize(("doc", "field", "reason"), [
+    ({"message": "x", "ts": "yesterday"}, "ts", "'yesterday' is not an RFC 3339 timestamp"),
+    ({"message": "x", "level": 1.5}, "level",
+     "a level name or an OpenTelemetry severity number"),
+    ({"body": "x", "severityNumber": "loud"}, "severityNumber", "'loud' is not a severity"),
+    ({"body": "x", "colour": 1}, "colour", "unknown field; a LogRecord has attributes, body, "
+     "droppedAttributesCount, eventName, flags, observedTimeUnixNano, resource, scope, "
+     "severityNumber, severityText, spanId, timeUnixNano, traceId"),
+    ([1], "record", "a JSON object expected"),
+    ({"body": "x", "flags": -1}, "flags", "-1 is not a uint32 (0 to 4294967295)"),
+    ({"body": "x", "timeUnixNano": 2**64}, "timeUnixNano",
+     "18446744073709551616 is outside the range of a time (0 to 2**64-1 ns since 1970)"),
+    ({"body": "x", "severityNumber": 2**31}, "severityNumber",
+     "2147483648 is outside the int32 range of a severity number"),
+    ({"body": "x", "severityText": "a", "severity_text": "b"}, "severity_text",
+     "given twice, as 'severityText' and as 'severity_text'"),
+    ({"body": "x", "resource": {"foo": 1}}, "resource.foo",
+     "unknown field; a resource has attributes, droppedAttributesCount, serviceName, host, "
+     "schemaUrl"),
+    ({"body": "x", "attributes": [1]}, "attributes", "an object expected"),
+    ({"body": "x", "traceId": 5}, "traceId", "a hex or base64 string expected"),
+    ({"body": {"arrayValue": {"values": [{"foo": 1}]}}}, "foo",
+     "unknown field; an AnyValue has one of stringValue, boolValue, intValue, doubleValue, "
+     "arrayValue, kvlistValue, bytesValue"),
+    ({"body": {"arrayValue": {"values": [{"stringValue": "a", "intValue": 1}]}}}, "AnyValue",
+     "one value expected, got stringValue, intValue"),
+    ({"body": {"intValue": "x1"}}, "intValue", '"x1" is not an integer'),
+    ({"body": {"boolValue": "yes"}}, "boolValue", '"yes" is not true or false'),
+    ({"message": "x", "level": 2**40}, "level",
+     "1099511627776 is outside the int32 range of a severity number"),
+])
+def test_json_reader_errors_name_the_field(doc: object, field: str, reason: str) -> None:
+    with pytest.raises(ConversionError) as caught:
+        pb_record_from_json(doc)
+    assert (caught.value.field, caught.value.reason) == (field, reason)

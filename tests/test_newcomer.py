@@ -42,7 +42,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, SimpleLogRecordPro
 from opentelemetry.sdk.resources import Resource
 
 from app.cli import demo
-from app.ingest.convert import record_from_json
+from app.ingest.jsonpb import pb_record_from_json
 from app.kafka.client import client_options
 from app.pipeline.events import DeadLetter
 from app.settings import Settings, load_settings
@@ -221,7 +221,7 @@ def _send_every_way(one: Newcomer, key: str, marks: dict[str, str]) -> None:
           "otlp-grpc", marks["otlp-grpc"])
     shipper = Shipper(f"grpc://{grpc}", key)
     try:
-        result = shipper.push([record_from_json({"message": marks["grpc"], "service": "grpc"})])
+        result = shipper.push([pb_record_from_json({"message": marks["grpc"], "service": "grpc"})])
         assert result.accepted == 1, result
     finally:
         shipper.close()

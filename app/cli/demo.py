@@ -292,7 +292,7 @@ def run_demo(settings: Settings, *, rate: float = 8.0, first_burst: float = 20.0
     """
     from laas_client import SendError, Shipper
 
-    from app.ingest.convert import record_from_json
+    from app.ingest.jsonpb import pb_record_from_json
     from app.runtime.retry import RetryPolicy, retry_blocking
 
     if not logging.getLogger().handlers:
@@ -333,7 +333,7 @@ def run_demo(settings: Settings, *, rate: float = 8.0, first_burst: float = 20.0
                          retry_after=lambda exc: getattr(exc, "retry_after", None))
     try:
         while not stop.is_set():
-            batch = [record_from_json(doc) for doc in traffic.records(time.time())]
+            batch = [pb_record_from_json(doc) for doc in traffic.records(time.time())]
             if batch:
                 try:
                     sent += retry_blocking(partial(shipper.push, batch), policy,

@@ -80,7 +80,8 @@ def register(main: click.Group) -> None:
         from laas_client import SendError, Shipper
 
         from app.cli.demo import demo_records
-        from app.ingest.convert import ConversionError, record_from_json
+        from app.ingest.convert import ConversionError
+        from app.ingest.jsonpb import pb_record_from_json
         from app.runtime.retry import RetryPolicy, retry_blocking
 
         if demo == (source is not None):
@@ -107,7 +108,7 @@ def register(main: click.Group) -> None:
                 batch = []
                 for doc in itertools.islice(docs, batch_size):
                     try:
-                        batch.append(record_from_json(doc))
+                        batch.append(pb_record_from_json(doc))
                     except ConversionError as exc:
                         rejected += 1
                         click.echo(f"\nskipped: {exc}", err=True)

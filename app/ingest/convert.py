@@ -1,4 +1,7 @@
-"""Conversions into `laas.v1.LogRecord`: OTLP requests, the JSON forms, plain Python values.
+"""Conversions into `laas.v1.LogRecord`: OTLP requests, protobuf batches, `logs.raw` values.
+
+JSON records (the full form and the shorthand) are read by `app.ingest.jsonpb`, the one JSON
+reader; `ConversionError` is the error of both modules.
 
 OTLP mapping (lossless): every OpenTelemetry `LogRecord` field keeps its name and meaning (the
 LaaS message is wire-compatible with it); the `ResourceLogs.resource` becomes `record.resource`
@@ -11,32 +14,22 @@ on a duplicate the last one wins).
 from __future__ import annotations
 
 import base64
-import binascii
 import json
-import math
-import struct
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import betterproto
 from google.protobuf.unknown_fields import UnknownFieldSet
-from laas_client.values import INT64, to_any
+from laas_client.values import INT64
 
 from app.ingest import wire
 from app.ingest.validate import MAX_DEPTH as MAX_VALUE_DEPTH
 from app.ingest.validate import lift_names, which
-from protos.laas.v1 import AnyValue, LogRecord, Resource
+from protos.laas.v1 import AnyValue, LogRecord
 from protos.opentelemetry.proto.collector.logs.v1 import ExportLogsServiceRequest
 
-ANY_KEYS = frozenset({"stringValue", "boolValue", "intValue", "doubleValue", "arrayValue",
-                      "kvlistValue", "bytesValue"})
-_RECORD_KEYS = frozenset({"timeUnixNano", "observedTimeUnixNano", "severityNumber",
-                          "severityText", "body", "attributes", "resource", "traceId", "spanId",
-                          "flags", "scope", "eventName", "droppedAttributesCount"})
-_SHORTHAND_KEYS = {"message", "msg", "level", "ts", "timestamp", "time", "service", "host"}
-RECORD_KEYS = _RECORD_KEYS  # the top-level fields of the JSON form (app.ingest.jsonpb)
-SHORTHAND_KEYS = frozenset(_SHORTHAND_KEYS)
+__all__ = ["INT64", "ConversionError", "decode_batch", "decode_raw_value", "from_any",
+           "from_otlp", "otlp_from_dict", "otlp_from_json", "otlp_records"]
 
 
 class ConversionError(ValueError):
@@ -58,10 +51,6 @@ def from_any(value: AnyValue) -> object:
     if kind == "kvlist_value":
         return {k: from_any(v) for k, v in inner.values.items()}
     return inner if kind else None
-
-
-def attributes(values: dict[str, object]) -> dict[str, AnyValue]:
-    return {str(k): to_any(v) for k, v in values.items()}
 
 
 # --- OTLP ------------------------------------------------------------------------------------
@@ -281,192 +270,6 @@ def otlp_from_dict(doc: object) -> ExportLogsServiceRequest:
         raise ConversionError("request", f"not an OTLP/JSON logs export: {exc!r}") from exc
 
 
-# --- LaaS JSON and the shorthand -------------------------------------------------------------
-
-def _id_bytes(field: str, value: str) -> str:
-    """Accept trace/span ids in hex (as OTLP/JSON writes them) or base64 (proto3 JSON)."""
-    hex_len = 32 if field == "traceId" else 16
-    if len(value) == hex_len:
-        try:
-            return base64.b64encode(bytes.fromhex(value)).decode()
-        except ValueError:
-            pass
-    try:
-        base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ConversionError(field, "neither hex nor base64") from exc
-    return value
-
-
-id_bytes = _id_bytes
-
-
-def _any_json(value: object) -> object:
-    """A JSON attribute/body value as AnyValue JSON; `{"stringValue": ...}` forms pass as is."""
-    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in ANY_KEYS:
-        _check_any_json(value)
-        return value
-    return to_any(value).to_dict()
-
-
-def _check_any_json(value: object) -> None:
-    """Refuse what betterproto would silently change: an int past int64 (it wraps) and bytes
-    that are not base64 (they decode to something else)."""
-    if not isinstance(value, dict) or len(value) != 1:
-        return
-    ((key, v),) = value.items()
-    if key == "intValue" and isinstance(v, int | str) and not isinstance(v, bool):
-        try:
-            number = int(v)
-        except ValueError:
-            return  # betterproto names it
-        if not -INT64 <= number < INT64:
-            raise ConversionError("intValue", f"{v} is outside the int64 range")
-    elif key == "bytesValue" and isinstance(v, str):
-        try:
-            base64.b64decode(v, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise ConversionError("bytesValue", "not base64") from exc
-    elif key in ("arrayValue", "kvlistValue") and isinstance(v, dict):
-        items = v.get("values")
-        if isinstance(items, list):
-            for item in items:
-                _check_any_json(item.get("value") if key == "kvlistValue"
-                                and isinstance(item, dict) else item)
-        elif isinstance(items, dict):
-            for item in items.values():
-                _check_any_json(item)
-
-
-def parse_time(field: str, value: object) -> int:
-    """Nanoseconds since the epoch from RFC 3339 text, or a number of s, ms, µs or ns."""
-    if isinstance(value, bool):
-        raise ConversionError(field, "a timestamp expected")
-    if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            pass
-        try:
-            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise ConversionError(field, f"{value!r} is not an RFC 3339 timestamp") from exc
-        if dt.tzinfo is None:
-            raise ConversionError(field, f"{value!r} has no time zone")
-        return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
-    if isinstance(value, int | float):
-        if not math.isfinite(value) or value < 0:
-            raise ConversionError(field, f"{value!r} is not a timestamp")
-        # Guess the unit from the magnitude (seconds until the year 5138).
-        for limit, scale in ((1e11, 1e9), (1e14, 1e6), (1e17, 1e3)):
-            if value < limit:
-                return int(value * scale)
-        return int(value)
-    raise ConversionError(field, "a timestamp expected")
-
-
-def _from_shorthand(doc: dict[str, Any]) -> LogRecord:
-    doc = dict(doc)
-    record = LogRecord()
-    message = doc.pop("message", doc.pop("msg", None))
-    if message is not None:
-        record.body = to_any(message)
-    level = doc.pop("level", None)
-    if level is not None:
-        if isinstance(level, int) and not isinstance(level, bool):
-            record.severity_number = level
-        elif isinstance(level, str):
-            record.severity_text = level
-        else:
-            raise ConversionError("level", "a level name or an OpenTelemetry severity number")
-    for key in ("ts", "timestamp", "time"):
-        if key in doc:
-            record.time_unix_nano = parse_time(key, doc.pop(key))
-            break
-    resource = Resource()
-    for key, attr in (("service", "service_name"), ("host", "host")):
-        value = doc.pop(key, None)
-        if value is not None:
-            if not isinstance(value, str):
-                raise ConversionError(key, "a string expected")
-            setattr(resource, attr, value)
-    record.resource = resource
-    for key in ("trace_id", "span_id"):
-        value = doc.pop(key, None)
-        if value is not None:
-            name = "traceId" if key == "trace_id" else "spanId"
-            setattr(record, key, base64.b64decode(_id_bytes(name, str(value))))
-    extra = doc.pop("attributes", {})
-    if not isinstance(extra, dict):
-        raise ConversionError("attributes", "an object expected")
-    extra.update(doc)  # every other key is an attribute
-    record.attributes = attributes(extra)
-    return record
-
-
-def _severity_name(value: str) -> int:
-    from app.ingest.validate import severity_number_for
-
-    try:
-        return int(value)
-    except ValueError:
-        pass
-    number = severity_number_for(value.removeprefix("SEVERITY_NUMBER_"))
-    if not number and value != "SEVERITY_NUMBER_UNSPECIFIED":
-        raise ConversionError("severityNumber", f"{value!r} is not a severity")
-    return number
-
-
-severity_from_name = _severity_name
-
-
-def record_from_json(doc: object) -> LogRecord:
-    """A record from its JSON form (proto3 JSON of LogRecord) or the shorthand.
-
-    The shorthand is `{"message", "level", "ts", "service", "host", "attributes", ...}`; other
-    keys become attributes. In the full form attribute and body values may be plain JSON values
-    as well as AnyValue objects, and trace/span ids hex as well as base64.
-    Raises `ConversionError`. This is the reference (betterproto) converter, not an entry
-    point: server code converts JSON with `app.ingest.jsonpb.pb_record_from_json` (same results,
-    as upb messages), which hands the unusual documents to this function. Only client-side
-    tools that need a betterproto message for the client's `Shipper` (`laas send`, the demo
-    traffic) call it directly: turning a upb record into one costs more than this.
-    """
-    if not isinstance(doc, dict):
-        raise ConversionError("record", "a JSON object expected")
-    keys = set(doc)
-    if not keys & _RECORD_KEYS or keys & _SHORTHAND_KEYS:
-        return _from_shorthand(doc)
-    unknown = keys - _RECORD_KEYS
-    if unknown:
-        raise ConversionError(sorted(unknown)[0], f"unknown field; a LogRecord has "
-                              f"{', '.join(sorted(_RECORD_KEYS))}")
-    doc = dict(doc)
-    try:
-        sev = doc.get("severityNumber")
-        if isinstance(sev, str):
-            doc["severityNumber"] = _severity_name(sev)
-        if "body" in doc:
-            doc["body"] = _any_json(doc["body"])
-        for holder, name in ((doc, "attributes"), (doc.get("resource"), "attributes"),
-                             (doc.get("scope"), "attributes")):
-            if isinstance(holder, dict) and isinstance(holder.get(name), dict):
-                holder[name] = {k: _any_json(v) for k, v in holder[name].items()}
-        for key in ("traceId", "spanId"):
-            if isinstance(doc.get(key), str):
-                doc[key] = _id_bytes(key, doc[key])
-        for key in ("timeUnixNano", "observedTimeUnixNano"):
-            if key in doc and not isinstance(doc[key], int):
-                doc[key] = parse_time(key, doc[key])
-        # betterproto does not type-check from_dict: serialising is the check.
-        return LogRecord().parse(bytes(LogRecord().from_dict(doc)))
-    except ConversionError:
-        raise
-    except (ValueError, TypeError, KeyError, AttributeError, binascii.Error, struct.error,
-            OverflowError, AssertionError) as exc:  # betterproto asserts on some shapes
-        raise ConversionError("record", f"not a LogRecord: {exc}") from exc
-
-
 # --- protobuf batches, record by record ------------------------------------------------------
 
 def decode_batch(data: bytes) -> tuple[list[Any], list[int], Any, int, str]:
@@ -541,8 +344,8 @@ def _record_error(data: bytes, exc: Exception) -> ConversionError:
 def decode_raw_value(value: bytes, headers: Sequence[tuple[str, bytes]]) -> Any:
     """A `logs.raw` value as a `LogRecord`, by its `content-type` header (see docs/ingest.md).
 
-    protobuf `LogRecord`, JSON (full form or shorthand; by `jsonpb.pb_record_from_json`, so a
-    upb or betterproto record), or a plain text line. Raises `ConversionError`; validation
+    protobuf `LogRecord` (betterproto), JSON (full form or shorthand; a upb record by
+    `jsonpb.pb_record_from_json`), or a plain text line. Raises `ConversionError`; validation
     (`validate_record`) is a separate step.
     """
     ctype = next((v.decode("latin-1") for k, v in headers if k.lower() == "content-type"), "")

@@ -1,61 +1,121 @@
-"""JSON records straight into the C-backed (upb) `LogRecord`: the hot path of HTTP and normalize.
+"""JSON records into the C-backed (upb) `LogRecord`: the one JSON reader of every entry point.
 
-`convert.record_from_json` builds a betterproto message, which costs ~0.3 ms for a shorthand
-record and ~3 ms for the full proto3 JSON form (betterproto's attribute machinery). This module
-fills a `protobuf` (upb) `LogRecord` directly, for the plain, well-typed documents clients send.
-Anything unusual — a value of an unexpected type, a number out of range, a lone surrogate, a
-`null`, a snake_case key, any error — is handed to `convert.record_from_json` itself, so what is
-accepted, what a record contains and every `ConversionError` (field and reason) are the same as
-before by construction; `tests/test_ingest_properties.py` checks both paths against each other.
-The result is a upb `LogRecord`, or a betterproto one for the rare documents handed over;
-validation, the Kafka writer and normalize take either (`app.ingest.wire`).
+`pb_record_from_json` reads both JSON forms of a record (docs/ingest.md): the proto3 JSON form
+of `laas.v1.LogRecord` (lowerCamelCase or the proto field names, `null` for a default, int64
+as numbers or strings, plus the LaaS extensions: plain JSON values for the body and attribute
+values, hex trace/span ids, RFC 3339 or numeric times, severity names) and the shorthand
+`{"message", "level", "ts", "service", "host", "attributes", ...}`. HTTP ingest, Loki and
+`_bulk`, normalize (JSON values on `logs.raw`), `laas send` and the demo traffic all call it.
+A document that is not a record is a `ConversionError` naming the field; a lone surrogate is
+refused here, named as validation names the field (`attributes.k: not valid UTF-8 (lone
+surrogate)`), since a upb message cannot hold it. `tests/test_ingest_properties.py` checks
+valid full-form documents against protobuf's own proto3 JSON parser (`json_format.ParseDict`).
+
+OTLP/JSON exports (below) share the AnyValue reader; records in unusual spellings there still
+go through the betterproto reference converter (`convert.otlp_from_dict`).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import gc
 import json
+import math
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from app.ingest.convert import (
-    ANY_KEYS,
     INT64,
-    RECORD_KEYS,
-    SHORTHAND_KEYS,
     ConversionError,
     from_otlp,
-    id_bytes,
     otlp_from_dict,
-    parse_time,
-    record_from_json,
-    severity_from_name,
 )
-from app.ingest.validate import lift_names
+from app.ingest.validate import lift_names, severity_number_for
 from app.ingest.wire import pb
 
-__all__ = ["pb_record_from_json", "pb_records_from_otlp_bytes", "pb_records_from_otlp_json"]
+__all__ = ["RECORD_KEYS", "SHORTHAND_KEYS", "pb_record_from_json", "pb_records_from_otlp_bytes",
+           "pb_records_from_otlp_json"]
 
 U32 = 2**32
 I32 = 2**31
 U64 = 2**64
+SURROGATE = "not valid UTF-8 (lone surrogate)"  # as validation says it
+
+# The full form's fields: proto3 JSON name → proto field name (both spellings are accepted).
+_RECORD_FIELDS = {
+    "timeUnixNano": "time_unix_nano", "observedTimeUnixNano": "observed_time_unix_nano",
+    "severityNumber": "severity_number", "severityText": "severity_text", "body": "body",
+    "attributes": "attributes", "droppedAttributesCount": "dropped_attributes_count",
+    "flags": "flags", "traceId": "trace_id", "spanId": "span_id", "eventName": "event_name",
+    "resource": "resource", "scope": "scope"}
+_RESOURCE_FIELDS = {"attributes": "attributes",
+                    "droppedAttributesCount": "dropped_attributes_count",
+                    "serviceName": "service_name", "host": "host", "schemaUrl": "schema_url"}
+_SCOPE_FIELDS = {"name": "name", "version": "version", "attributes": "attributes",
+                 "droppedAttributesCount": "dropped_attributes_count", "schemaUrl": "schema_url"}
+_ANY_FIELDS = {"stringValue": "string_value", "boolValue": "bool_value", "intValue": "int_value",
+               "doubleValue": "double_value", "arrayValue": "array_value",
+               "kvlistValue": "kvlist_value", "bytesValue": "bytes_value"}
+
+
+def _both(fields: dict[str, str]) -> dict[str, str]:
+    """Either spelling of a field → its proto name."""
+    return {**fields, **{name: name for name in fields.values()}}
+
+
+_RECORD_NAMES = _both(_RECORD_FIELDS)
+_RESOURCE_NAMES = _both(_RESOURCE_FIELDS)
+_SCOPE_NAMES = _both(_SCOPE_FIELDS)
+_ANY_NAMES = _both(_ANY_FIELDS)
+RECORD_KEYS = frozenset(_RECORD_FIELDS)  # a document with one of these (only) is the full form
+SHORTHAND_KEYS = frozenset({"message", "msg", "level", "ts", "timestamp", "time", "service",
+                            "host"})
+ANY_KEYS = frozenset(_ANY_NAMES)
+_ANY_CAMEL = {name: key for key, name in _ANY_FIELDS.items()}
+_RECORD_CAMEL = {name: key for key, name in _RECORD_FIELDS.items()}
 _TIME_KEYS = ("ts", "timestamp", "time")
+_SHORTHAND_USED = frozenset({"message", "msg", "level", "service", "host", "trace_id",
+                             "span_id", "attributes"})
 _SCALAR_STRINGS = {"severityText": "severity_text", "eventName": "event_name"}
-_RESOURCE_STRINGS = {"serviceName": "service_name", "host": "host", "schemaUrl": "schema_url"}
-_SCOPE_STRINGS = {"name": "name", "version": "version", "schemaUrl": "schema_url"}
 
 
 class _Slow(Exception):
-    """The document needs the reference converter (betterproto)."""
+    """An OTLP/JSON record for the reference converter (betterproto)."""
+
+
+class _Unencodable(ValueError):
+    """A lone surrogate in a string or key; `path` is where, below the value being filled
+    (`.k[2]`), built up as the exception passes each map entry and list item."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
+def _below(segment: str, exc: Exception) -> _Unencodable:
+    return _Unencodable(segment + (exc.path if isinstance(exc, _Unencodable) else ""))
+
+
+def _refused(field: str, exc: Exception | None = None) -> ConversionError:
+    """The `ConversionError` for a lone surrogate under record field `field`."""
+    return ConversionError(field + (exc.path if isinstance(exc, _Unencodable) else ""),
+                           SURROGATE)
+
+
+def _shown(key: str) -> str:
+    """An attribute key as validation names it: at most 64 characters, NUL as `\\u0000`."""
+    return key[:64].replace("\x00", "\\u0000")
 
 
 def pb_record_from_json(doc: object) -> Any:
-    """A record from its JSON form or the shorthand, like `convert.record_from_json`.
+    """A upb `pb.LogRecord` from a record's JSON form or the shorthand (see the module).
 
-    Same input, same accepted records, same content and the same `ConversionError`s; returns a
-    upb `pb.LogRecord` (a betterproto `LogRecord` for documents this fast path hands over).
+    The shorthand is `{"message", "level", "ts", "service", "host", "attributes", ...}`; other
+    keys become attributes. A document with a full-form key (`RECORD_KEYS`) and no shorthand
+    key is the full form. Raises `ConversionError`.
     """
     if not isinstance(doc, dict):
         raise ConversionError("record", "a JSON object expected")
@@ -64,14 +124,103 @@ def pb_record_from_json(doc: object) -> Any:
         if not keys & RECORD_KEYS or keys & SHORTHAND_KEYS:
             return _shorthand(doc)
         return _full(doc)
-    except Exception:  # noqa: BLE001 - unusual input or an error: the reference path decides
-        return record_from_json(doc)
+    except RecursionError:
+        raise ConversionError("record", "values nested too deeply") from None
 
 
-# --- plain JSON values -----------------------------------------------------------------------
+# --- scalars -----------------------------------------------------------------------------------
+
+def parse_time(field: str, value: object) -> int:
+    """Nanoseconds since the epoch from RFC 3339 text, or a number of s, ms, µs or ns."""
+    if isinstance(value, bool):
+        raise ConversionError(field, "a timestamp expected")
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ConversionError(field, f"{value!r} is not an RFC 3339 timestamp") from exc
+        if dt.tzinfo is None:
+            raise ConversionError(field, f"{value!r} has no time zone")
+        return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0:
+            raise ConversionError(field, f"{value!r} is not a timestamp")
+        # Guess the unit from the magnitude (seconds until the year 5138).
+        for limit, scale in ((1e11, 1e9), (1e14, 1e6), (1e17, 1e3)):
+            if value < limit:
+                return int(value * scale)
+        return int(value)
+    raise ConversionError(field, "a timestamp expected")
+
+
+def _nanos(field: str, value: object, number: int) -> int:
+    """`number`, the time `value` read as nanoseconds, if a fixed64 holds it."""
+    if not 0 <= number < U64:
+        raise ConversionError(field, f"{value!r} is outside the range of a time "
+                                     f"(0 to 2**64-1 ns since 1970)")
+    return number
+
+
+def severity_from_name(value: str, field: str = "severityNumber") -> int:
+    """A severity number from its text: a number, `SEVERITY_NUMBER_WARN` or a level name."""
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    number = severity_number_for(value.removeprefix("SEVERITY_NUMBER_"))
+    if not number and value != "SEVERITY_NUMBER_UNSPECIFIED":
+        raise ConversionError(field, f"{value!r} is not a severity")
+    return number
+
+
+def _severity(field: str, value: object) -> int:
+    if isinstance(value, str):
+        value = severity_from_name(value, field)
+    elif not isinstance(value, int) or isinstance(value, bool):
+        raise ConversionError(field, "a severity number or name expected")
+    if not -I32 <= value < I32:
+        raise ConversionError(field, f"{value} is outside the int32 range of a severity number")
+    return value
+
+
+def _uint32(field: str, value: object) -> int:
+    """A uint32 field: an integer, or its decimal text (proto3 JSON allows both)."""
+    number = value if type(value) is int else None
+    if type(value) is str and value.isascii() and value.isdigit():
+        number = int(value)
+    if number is None or not 0 <= number < U32:
+        raise ConversionError(field, f"{value!r} is not a uint32 (0 to {U32 - 1})")
+    return number
+
+
+def id_bytes(field: str, value: str) -> bytes:
+    """A trace/span id in hex (as OTLP/JSON writes it) or base64 (proto3 JSON)."""
+    hex_len = 32 if field == "traceId" else 16
+    if len(value) == hex_len:
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            pass
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ConversionError(field, "neither hex nor base64") from exc
+
+
+def _text(field: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ConversionError(field, "a string expected")
+    return value
+
+
+# --- plain JSON values -------------------------------------------------------------------------
 
 def _fill(target: Any, value: object) -> None:
-    """Set AnyValue `target` from a plain JSON value (as `convert.to_any` would)."""
+    """Set AnyValue `target` from a plain JSON value (as `laas_client.to_any` would)."""
     kind = type(value)
     if kind is str:
         target.string_value = value
@@ -91,202 +240,377 @@ def _fill(target: Any, value: object) -> None:
         kv.SetInParent()
         values = kv.values
         for k, v in value.items():  # type: ignore[attr-defined]
-            _fill(values[str(k)], v)
+            try:
+                _fill(values[str(k)], v)
+            except (UnicodeEncodeError, _Unencodable) as exc:
+                raise _below(f".{_shown(str(k))}", exc) from None
     elif kind is list:
-        arr = target.array_value
-        arr.SetInParent()
-        add = arr.values.add
-        for v in value:  # type: ignore[attr-defined]
-            _fill(add(), v)
+        _fill_items(target, value)  # type: ignore[arg-type]
     else:
-        raise _Slow
+        _fill_other(target, value)
+
+
+def _fill_items(target: Any, items: list[Any] | tuple[Any, ...]) -> None:
+    arr = target.array_value
+    arr.SetInParent()
+    add = arr.values.add
+    for i, v in enumerate(items):
+        try:
+            _fill(add(), v)
+        except (UnicodeEncodeError, _Unencodable) as exc:
+            raise _below(f"[{i}]", exc) from None
+
+
+def _fill_other(target: Any, value: object) -> None:
+    """Python values a JSON parser does not make (callers in Python: the demo traffic)."""
+    if isinstance(value, bool):
+        target.bool_value = value
+    elif isinstance(value, int):
+        _fill(target, int(value))
+    elif isinstance(value, float):
+        target.double_value = float(value)
+    elif isinstance(value, str):
+        target.string_value = str(value)
+    elif isinstance(value, bytes | bytearray):
+        target.bytes_value = bytes(value)
+    elif isinstance(value, dict):
+        _fill(target, dict(value))
+    elif isinstance(value, list | tuple):
+        _fill_items(target, value)
+    else:
+        target.string_value = str(value)
 
 
 # --- AnyValue JSON ({"stringValue": ...}) ------------------------------------------------------
 
 def _fill_json(target: Any, value: object, otlp: bool = False) -> None:
     """Set AnyValue `target` from its proto3 JSON form: a kvlist's values are a map in the LaaS
-    form, a list of key/value pairs in OTLP/JSON (`otlp`)."""
+    form, a list of key/value pairs in OTLP/JSON (`otlp`). In OTLP/JSON anything unusual is
+    `_Slow` (the record goes to the reference converter); in the LaaS form `null` is a default
+    and anything else not an AnyValue is a `ConversionError` naming the key at fault."""
     if type(value) is not dict:
-        raise _Slow
+        if otlp:
+            raise _Slow
+        if value is None:
+            return
+        raise ConversionError("AnyValue", f"{_brief(value)} is not an AnyValue object "
+                                          f"(one of {', '.join(_ANY_FIELDS)})")
     if not value:
         return
     if len(value) != 1:
-        raise _Slow
+        if otlp:
+            raise _Slow
+        raise ConversionError("AnyValue", f"one value expected, got {', '.join(value)}")
     ((key, v),) = value.items()
     kind = type(v)
     if key == "stringValue" and kind is str:
         target.string_value = v
     elif key == "intValue" and (kind is int or kind is str):
-        number = int(v)
+        try:
+            number = int(v)
+        except ValueError:
+            if otlp:
+                raise _Slow from None
+            raise ConversionError(key, f"{_brief(v)} is not an integer") from None
         if not -INT64 <= number < INT64:
-            raise _Slow  # the reference path names it
+            if otlp:
+                raise _Slow
+            raise ConversionError(key, f"{v} is outside the int64 range")
         target.int_value = number
     elif key == "boolValue" and kind is bool:
         target.bool_value = v
     elif key == "doubleValue" and (kind is float or kind is int):
-        target.double_value = float(v)
+        try:
+            target.double_value = float(v)
+        except OverflowError:
+            if otlp:
+                raise _Slow from None
+            raise ConversionError(key, f"{v} is outside the range of a double") from None
     elif key == "bytesValue" and kind is str:
-        target.bytes_value = base64.b64decode(v, validate=True)
+        try:
+            target.bytes_value = base64.b64decode(v, validate=True)
+        except (binascii.Error, ValueError):
+            if otlp:
+                raise _Slow from None
+            raise ConversionError(key, "not base64") from None
     elif key == "arrayValue" and kind is dict and v.keys() <= {"values"}:
         arr = target.array_value
         arr.SetInParent()
         items = v.get("values", [])
         if type(items) is not list:
-            raise _Slow
+            if otlp:
+                raise _Slow
+            if items is not None:
+                raise ConversionError(key, f"its values: {_brief(items)} is not a list")
+            items = []
         add = arr.values.add
-        for item in items:
-            _fill_json(add(), item, otlp)
+        for i, item in enumerate(items):
+            try:
+                _fill_json(add(), item, otlp)
+            except (UnicodeEncodeError, _Unencodable) as exc:
+                if otlp:
+                    raise
+                raise _below(f"[{i}]", exc) from None
     elif key == "kvlistValue" and kind is dict and v.keys() <= {"values"}:
         kv = target.kvlist_value
         kv.SetInParent()
         if otlp:
             _otlp_pairs(kv.values, v.get("values", []))
         else:
-            _fill_json_map(kv.values, v.get("values", {}))
+            items = v.get("values")
+            _fill_json_map(key, kv.values, {} if items is None else items)
+    elif otlp:
+        raise _Slow
     else:
-        raise _Slow
+        _fill_json_odd(target, key, v)
 
 
-def _fill_json_map(target: Any, values: object) -> None:
+def _fill_json_odd(target: Any, key: str, value: object) -> None:
+    """The LaaS form's AnyValue members in other spellings (the proto field name, `null`, a
+    double as text) or of a wrong type."""
+    name = _ANY_NAMES.get(key)
+    if name is None:
+        raise ConversionError(key, f"unknown field; an AnyValue has one of "
+                                   f"{', '.join(_ANY_FIELDS)}")
+    if value is None:
+        return  # null: the default, an empty AnyValue
+    if name == key:  # the proto field name: read as its JSON name, errors naming `key`
+        camel = _ANY_CAMEL[key]
+        try:
+            _fill_json(target, {camel: value})
+        except ConversionError as exc:
+            if exc.field != camel:
+                raise
+            raise ConversionError(key, exc.reason) from None
+        return
+    if name == "double_value" and type(value) is str:
+        try:
+            target.double_value = float(_DOUBLE_WORDS.get(value, value))
+            return
+        except ValueError:
+            pass
+    expected = {"string_value": "a string", "bool_value": "true or false",
+                "int_value": "an integer (a number or its decimal text)",
+                "double_value": "a number (or \"NaN\", \"Infinity\", \"-Infinity\")",
+                "bytes_value": "base64 text", "array_value": "an object {\"values\": [...]}",
+                "kvlist_value": "an object {\"values\": {...}}"}[name]
+    raise ConversionError(key, f"{_brief(value)} is not {expected}")
+
+
+_DOUBLE_WORDS = {"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf"}
+
+
+def _fill_json_map(key: str, target: Any, values: object) -> None:
     if type(values) is not dict:
-        raise _Slow
+        raise ConversionError(key, f"its values: {_brief(values)} is not an object")
     for k, v in values.items():
-        if not k:
-            raise _Slow  # betterproto's parse drops an empty-key entry in some cases
-        _fill_json(target[k], v)
+        try:
+            _fill_json(target[k], v)
+        except (UnicodeEncodeError, _Unencodable) as exc:
+            raise _below(f".{_shown(k)}", exc) from None
+
+
+def _brief(value: object) -> str:
+    """A value as an error message quotes it (at most ~40 characters of its JSON)."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _fill_either(target: Any, value: object) -> None:
-    """Body and top-level attribute values: an AnyValue JSON object or a plain JSON value."""
+    """Body and attribute values of the full form: an AnyValue JSON object (one member, in
+    either spelling) or a plain JSON value."""
     if type(value) is dict and len(value) == 1 and next(iter(value)) in ANY_KEYS:
         _fill_json(target, value)
-    elif value is None:
-        raise _Slow  # betterproto sets an empty value here; not worth copying
     else:
         _fill(target, value)
 
 
-def _attributes(target: Any, values: object) -> None:
+def _attributes(field: str, target: Any, values: object) -> None:
     if type(values) is not dict:
-        raise _Slow
+        raise ConversionError(field, "an object expected")
     for k, v in values.items():
-        if not k:
-            raise _Slow
-        _fill_either(target[k], v)
+        try:
+            _fill_either(target[k], v)
+        except (UnicodeEncodeError, _Unencodable) as exc:
+            raise _below(f".{_shown(k)}", exc) from None
 
 
-# --- records ---------------------------------------------------------------------------------
+# --- records -----------------------------------------------------------------------------------
 
 def _shorthand(doc: dict[str, Any]) -> Any:
     record = pb.LogRecord()
-    used = {"message", "msg", "level", "service", "host", "trace_id", "span_id", "attributes"}
+    used = _SHORTHAND_USED
     message = doc["message"] if "message" in doc else doc.get("msg")
     if message is not None:
         body = record.body
-        _fill(body, message)
+        try:
+            _fill(body, message)
+        except (UnicodeEncodeError, _Unencodable) as exc:
+            raise _refused("body", exc) from None
         body.SetInParent()
     level = doc.get("level")
     if level is not None:
-        if type(level) is int:
+        if type(level) is str or isinstance(level, str):
+            try:
+                record.severity_text = level
+            except UnicodeEncodeError:
+                raise _refused("severity_text") from None
+        elif isinstance(level, int) and not isinstance(level, bool):
+            if not -I32 <= level < I32:
+                raise ConversionError("level", f"{level} is outside the int32 range of a "
+                                               f"severity number")
             record.severity_number = level
-        elif type(level) is str:
-            record.severity_text = level
         else:
-            raise _Slow
+            raise ConversionError("level", "a level name or an OpenTelemetry severity number")
     for key in _TIME_KEYS:
         if key in doc:
-            record.time_unix_nano = parse_time(key, doc[key])
-            used.add(key)
+            number = parse_time(key, doc[key])
+            if not 0 <= number < U64:
+                _nanos(key, doc[key], number)
+            record.time_unix_nano = number
+            used = used | {key}
             break
     resource = record.resource
-    for key, attr in (("service", "service_name"), ("host", "host")):
+    for key, name in (("service", "service_name"), ("host", "host")):
         value = doc.get(key)
         if value is not None:
             if type(value) is not str:
-                raise _Slow
-            setattr(resource, attr, value)
-    for key, name in (("trace_id", "traceId"), ("span_id", "spanId")):
+                value = _text(key, value)
+            try:
+                setattr(resource, name, value)
+            except UnicodeEncodeError:
+                raise _refused(f"resource.{name}") from None
+    for key, field in (("trace_id", "traceId"), ("span_id", "spanId")):
         value = doc.get(key)
         if value is not None:
-            setattr(record, key, base64.b64decode(id_bytes(name, str(value))))
+            setattr(record, key, id_bytes(field, str(value)))
     extra = doc.get("attributes", {})
     if type(extra) is not dict:
-        raise _Slow
+        raise ConversionError("attributes", "an object expected")
     merged = dict(extra)
     for key, value in doc.items():
         if key not in used:
             merged[key] = value
     attrs = record.attributes
     for key, value in merged.items():
-        if not key:
-            raise _Slow  # refused by validation anyway; betterproto drops some such entries
-        _fill(attrs[str(key)], value)
+        try:
+            _fill(attrs[str(key)], value)
+        except (UnicodeEncodeError, _Unencodable) as exc:
+            raise _refused(f"attributes.{_shown(str(key))}", exc) from None
     return record
 
 
 def _full(doc: dict[str, Any]) -> Any:
     if not doc.keys() <= RECORD_KEYS:
-        raise _Slow  # the reference path names the unknown field
+        return _full_spelled(doc)
     record = pb.LogRecord()
     for key, value in doc.items():
-        kind = type(value)
-        if key in ("timeUnixNano", "observedTimeUnixNano"):
-            if kind is not int:
-                if value is None or kind is bool:
-                    raise _Slow
-                value = parse_time(key, value)
-            if not 0 <= value < U64:
-                raise _Slow
-            setattr(record, "time_unix_nano" if key == "timeUnixNano"
-                    else "observed_time_unix_nano", value)
-        elif key == "severityNumber":
-            if kind is str:
-                value = severity_from_name(value)
-            elif kind is not int:
-                raise _Slow
-            record.severity_number = value
-        elif key in _SCALAR_STRINGS:
-            if kind is not str:
-                raise _Slow
-            setattr(record, _SCALAR_STRINGS[key], value)
-        elif key == "body":
-            _fill_either(record.body, value)
-            record.body.SetInParent()
+        if value is None:
+            continue  # proto3 JSON: null is the field's default
+        if key == "body":
+            body = record.body
+            try:
+                _fill_either(body, value)
+            except (UnicodeEncodeError, _Unencodable) as exc:
+                raise _refused("body", exc) from None
+            body.SetInParent()
         elif key == "attributes":
-            _attributes(record.attributes, value)
-        elif key in ("traceId", "spanId"):
-            if kind is not str:
-                raise _Slow
-            setattr(record, "trace_id" if key == "traceId" else "span_id",
-                    base64.b64decode(id_bytes(key, value)))
-        elif key in ("flags", "droppedAttributesCount"):
-            if kind is not int or not 0 <= value < U32:
-                raise _Slow
-            setattr(record, "flags" if key == "flags" else "dropped_attributes_count", value)
+            try:
+                _attributes(key, record.attributes, value)
+            except (UnicodeEncodeError, _Unencodable) as exc:
+                raise _refused("attributes", exc) from None
+        elif key == "timeUnixNano" or key == "observedTimeUnixNano":
+            # the full form's integers are nanoseconds; text and floats as `parse_time` says
+            number = value if type(value) is int else parse_time(key, value)
+            if not 0 <= number < U64:
+                _nanos(key, value, number)
+            setattr(record, _RECORD_FIELDS[key], number)
+        elif key == "severityNumber":
+            if type(value) is not int or not -I32 <= value < I32:
+                value = _severity(key, value)
+            record.severity_number = value
+        elif key == "severityText" or key == "eventName":
+            if type(value) is not str:
+                value = _text(key, value)
+            name = _RECORD_FIELDS[key]
+            try:
+                setattr(record, name, value)
+            except UnicodeEncodeError:
+                raise _refused(name) from None
+        elif key == "traceId" or key == "spanId":
+            if not isinstance(value, str):
+                raise ConversionError(key, "a hex or base64 string expected")
+            setattr(record, _RECORD_FIELDS[key], id_bytes(key, value))
+        elif key == "flags" or key == "droppedAttributesCount":
+            setattr(record, _RECORD_FIELDS[key], _uint32(key, value))
         elif key == "resource":
-            _holder(record.resource, value, _RESOURCE_STRINGS)
-        elif key == "scope":
-            _holder(record.scope, value, _SCOPE_STRINGS)
+            _holder(record.resource, key, value, _RESOURCE_NAMES, "resource")
         else:
-            raise _Slow
+            _holder(record.scope, key, value, _SCOPE_NAMES, "scope")
     return record
 
 
-def _holder(target: Any, value: object, strings: dict[str, str]) -> None:
-    """A `Resource` or `Scope` object: its strings, attributes and dropped count."""
+def _full_spelled(doc: dict[str, Any]) -> Any:
+    """`_full` of a document with proto field names (`time_unix_nano`) among its keys, or an
+    unknown key; errors name the keys as written."""
+    _check_names(doc)
+    written = {_RECORD_CAMEL.get(key, key): key for key in doc}
+    try:
+        return _full({_RECORD_CAMEL.get(key, key): value for key, value in doc.items()})
+    except ConversionError as exc:
+        if written.get(exc.field, exc.field) == exc.field:
+            raise
+        raise ConversionError(written[exc.field], exc.reason) from None
+
+
+def _check_names(doc: dict[str, Any]) -> None:
+    """Refuse a full-form document with an unknown field, or one given in both spellings."""
+    unknown = doc.keys() - _RECORD_NAMES.keys()
+    if unknown:
+        raise ConversionError(sorted(unknown)[0] or '""', f"unknown field; a LogRecord has "
+                              f"{', '.join(sorted(RECORD_KEYS))}")
+    _check_twice(doc, _RECORD_FIELDS, "")
+
+
+def _check_twice(doc: dict[str, Any], fields: dict[str, str], prefix: str) -> None:
+    for json_name, name in fields.items():
+        if json_name != name and json_name in doc and name in doc:
+            raise ConversionError(f"{prefix}{name}",
+                                  f"given twice, as {json_name!r} and as {name!r}")
+
+
+def _holder(target: Any, field: str, value: object, names: dict[str, str], path: str) -> None:
+    """A `Resource` or `Scope` object (`path`: its record field, as validation names it)."""
     if type(value) is not dict:
-        raise _Slow
+        raise ConversionError(field, "an object expected")
     target.SetInParent()
+    fields = _RESOURCE_FIELDS if path == "resource" else _SCOPE_FIELDS
     for key, v in value.items():
-        if key in strings and type(v) is str:
-            setattr(target, strings[key], v)
-        elif key == "attributes":
-            _attributes(target.attributes, v)
-        elif key == "droppedAttributesCount" and type(v) is int and 0 <= v < U32:
-            target.dropped_attributes_count = v
+        name = names.get(key)
+        if name is None:
+            raise ConversionError(f"{field}.{key}", f"unknown field; a {path} has "
+                                  f"{', '.join(fields)}")
+        if v is None:
+            continue
+        if name == "attributes":
+            try:
+                _attributes(f"{field}.{key}", target.attributes, v)
+            except (UnicodeEncodeError, _Unencodable) as exc:
+                raise _refused(f"{path}.attributes", exc) from None
+        elif name == "dropped_attributes_count":
+            target.dropped_attributes_count = _uint32(f"{field}.{key}", v)
         else:
-            raise _Slow
+            if type(v) is not str:
+                v = _text(f"{field}.{key}", v)
+            try:
+                setattr(target, name, v)
+            except UnicodeEncodeError:
+                raise _refused(f"{path}.{name}") from None
+    if not value.keys() <= fields.keys():
+        _check_twice(value, fields, f"{field}.")
 
 
 # --- OTLP/JSON exports -----------------------------------------------------------------------

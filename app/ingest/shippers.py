@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.ingest.convert import RECORD_KEYS
+from app.ingest.jsonpb import RECORD_KEYS
 
 # Keys that make a document worth a look; any other document is passed through untouched.
 DOCUMENT_KEYS = frozenset({"log", "@timestamp", "log.level", "severity", "levelname",

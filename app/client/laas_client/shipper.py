@@ -1,5 +1,9 @@
 """Sending batches of laas.v1 `LogRecord`s to LaaS over HTTP or gRPC, with idempotency keys.
 
+Records are `laas_client.v1.LogRecord`s, or `protobuf` (upb) messages of the same schema
+(`laas.v1.LogRecord` from the server's `logs_pb2`, as the `laas` command line makes them): those
+are sent as they are, without a conversion (the client itself does not need `protobuf`).
+
 Every batch carries an idempotency key (HTTP header `Idempotency-Key`, gRPC metadata
 `idempotency-key`), the same on each retry of that batch: when a send failed although the
 server had stored the records, the retry overwrites them in the index instead of duplicating.
@@ -12,11 +16,21 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
+import betterproto
 import httpx
 
 from laas_client.v1 import LogBatch, LogRecord
+
+
+class ProtobufRecord(Protocol):
+    """A `protobuf` message of the laas.v1 `LogRecord` schema (not a `LogRecord` here)."""
+
+    def SerializeToString(self, **kwargs: Any) -> bytes: ...  # noqa: N802 - protobuf's name
+
+
+Record = LogRecord | ProtobufRecord
 
 
 class SendError(Exception):
@@ -45,9 +59,9 @@ class Shipper:
         self._http: httpx.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._channel: Any = None
-        self._last: tuple[Sequence[LogRecord], str] | None = None
+        self._last: tuple[Sequence[Record], str] | None = None
 
-    def push(self, records: Sequence[LogRecord], *, key: str | None = None) -> PushResult:
+    def push(self, records: Sequence[Record], *, key: str | None = None) -> PushResult:
         """Send one batch; raises `SendError`.
 
         `key` is the batch's idempotency key: pass the same one on every retry of the batch
@@ -62,10 +76,10 @@ class Shipper:
             return self._push_grpc(records, key)
         return self._push_http(records, key)
 
-    def _push_http(self, records: Sequence[LogRecord], key: str) -> PushResult:
+    def _push_http(self, records: Sequence[Record], key: str) -> PushResult:
         if self._http is None:
             self._http = httpx.Client(timeout=self.timeout)
-        body = "\n".join(json.dumps(r.to_dict()) for r in records)
+        body = "\n".join(_json(r) for r in records)
         try:
             r = self._http.post(f"{self.url}/api/v1/logs", content=body.encode(), headers={
                 "content-type": "application/x-ndjson", "x-api-key": self.api_key,
@@ -83,7 +97,7 @@ class Shipper:
                           [f"line {e['line']}: {e['field']}: {e['reason']}"
                            for e in out["errors"]])
 
-    def _push_grpc(self, records: Sequence[LogRecord], key: str) -> PushResult:
+    def _push_grpc(self, records: Sequence[Record], key: str) -> PushResult:
         from grpclib.client import Channel
         from grpclib.const import Status
         from grpclib.exceptions import GRPCError
@@ -100,7 +114,7 @@ class Shipper:
             stub = LogIngestStub(self._channel, metadata={"x-api-key": self.api_key,
                                                           "idempotency-key": key},
                                  timeout=self.timeout)
-            return await stub.push(LogBatch(records=list(records)))
+            return await stub.push(_batch(records))
 
         try:
             ack = self._loop.run_until_complete(call())
@@ -120,6 +134,36 @@ class Shipper:
             self._channel.close()
         if self._loop is not None:
             self._loop.close()
+
+
+def _json(record: Record) -> str:
+    """A record as the proto3 JSON the HTTP ingest reads."""
+    if isinstance(record, LogRecord):
+        return json.dumps(record.to_dict())
+    from google.protobuf.json_format import MessageToJson  # a protobuf message: it is installed
+
+    return MessageToJson(record, indent=None)
+
+
+class _SerializedBatch:
+    """A `LogBatch` already serialized: grpclib's codec sends what `SerializeToString` gives
+    (and checks the message's type against the request's own)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def SerializeToString(self) -> bytes:  # noqa: N802 - protobuf's name
+        return self.data
+
+
+def _batch(records: Sequence[Record]) -> LogBatch:
+    """The `LogBatch` of `records`: each record's bytes framed as field 1 (records), so a
+    protobuf message is sent without a conversion to a `LogRecord`."""
+    parts = []
+    for record in records:
+        data = bytes(record) if isinstance(record, LogRecord) else record.SerializeToString()
+        parts += [b"\x0a", betterproto.encode_varint(len(data)), data]
+    return cast(LogBatch, _SerializedBatch(b"".join(parts)))
 
 
 def new_batch_key() -> str:
