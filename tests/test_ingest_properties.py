@@ -468,3 +468,17 @@ def test_json_reader_errors_name_the_field(doc: object, field: str, reason: str)
     with pytest.raises(ConversionError) as caught:
         pb_record_from_json(doc)
     assert (caught.value.field, caught.value.reason) == (field, reason)
+
+
+@given(st.lists(records, max_size=3))
+@settings(max_examples=100, deadline=None)
+def test_shipper_sends_protobuf_records_as_they_are(batch: list[LogRecord]) -> None:
+    """`laas send` hands the client's Shipper the JSON reader's upb records: over gRPC their
+    bytes make the `LogBatch`, over HTTP their JSON reads back as the same record."""
+    from laas_client.shipper import _batch, _json
+
+    upb = [pb.LogRecord.FromString(bytes(r)) for r in batch]
+    sent = _batch(upb).SerializeToString()
+    assert pb.LogBatch.FromString(sent) == pb.LogBatch(records=upb)
+    for record in upb:
+        assert pb_record_from_json(json.loads(_json(record))) == record
