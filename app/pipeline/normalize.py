@@ -353,7 +353,7 @@ def _from_json(ctx: _Context, doc: object, out: Normalized, now_ns: int) -> None
                                         index=index, tenant_id=ctx.tenant.id, now_ns=now_ns))
             continue
         try:
-            record = pb_record_from_json(item)  # upb; same checks as record_from_json
+            record = pb_record_from_json(item)  # upb, the one JSON reader (app.ingest.jsonpb)
         except ConversionError as exc:
             out.dead.append(dead_letter(ctx.raw, R_INVALID_RECORD, f"{exc.field}: {exc.reason}",
                                         index=index, tenant_id=ctx.tenant.id, now_ns=now_ns))
