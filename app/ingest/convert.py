@@ -1,7 +1,8 @@
-"""Conversions into `laas.v1.LogRecord`: OTLP requests, protobuf batches, `logs.raw` values.
+"""Conversions into `laas.v1.LogRecord`: OTLP protobuf requests, protobuf batches, `logs.raw`
+values.
 
-JSON records (the full form and the shorthand) are read by `app.ingest.jsonpb`, the one JSON
-reader; `ConversionError` is the error of both modules.
+JSON (records in the full form and the shorthand, OTLP/JSON exports) is read by
+`app.ingest.jsonpb`, the one JSON reader; `ConversionError` is the error of both modules.
 
 OTLP mapping (lossless): every OpenTelemetry `LogRecord` field keeps its name and meaning (the
 LaaS message is wire-compatible with it); the `ResourceLogs.resource` becomes `record.resource`
@@ -13,7 +14,6 @@ on a duplicate the last one wins).
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -26,10 +26,9 @@ from app.ingest import wire
 from app.ingest.validate import MAX_DEPTH as MAX_VALUE_DEPTH
 from app.ingest.validate import lift_names, which
 from protos.laas.v1 import AnyValue, LogRecord
-from protos.opentelemetry.proto.collector.logs.v1 import ExportLogsServiceRequest
 
 __all__ = ["INT64", "ConversionError", "decode_batch", "decode_raw_value", "from_any",
-           "from_otlp", "otlp_from_dict", "otlp_from_json", "otlp_records"]
+           "otlp_records"]
 
 
 class ConversionError(ValueError):
@@ -54,15 +53,6 @@ def from_any(value: AnyValue) -> object:
 
 
 # --- OTLP ------------------------------------------------------------------------------------
-
-def from_otlp(request: ExportLogsServiceRequest) -> list[Any]:
-    """The records of an OTLP export request (see `otlp_records`, which this serializes for)."""
-    try:
-        data = bytes(request)
-    except Exception as exc:  # noqa: BLE001 - betterproto leaves wrong types from lax input
-        raise ConversionError("request", f"not an ExportLogsServiceRequest: {exc!r}") from exc
-    return otlp_records(data)
-
 
 def otlp_records(data: bytes) -> list[Any]:
     """The records of a serialized OTLP `ExportLogsServiceRequest`, in order, each with its
@@ -227,47 +217,6 @@ def _text(data: bytes, where: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConversionError(where, f"not valid UTF-8 at byte {exc.start}") from exc
-
-
-def _hex_ids(obj: Any) -> Any:
-    """OTLP/JSON spells trace and span ids in hex; proto3 JSON (betterproto) wants base64."""
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            if k in ("traceId", "spanId", "trace_id", "span_id") and isinstance(v, str):
-                try:
-                    v = base64.b64encode(bytes.fromhex(v)).decode()
-                except ValueError as exc:
-                    raise ConversionError(k, f"{v!r} is not a hex id") from exc
-            out[k] = _hex_ids(v)
-        return out
-    if isinstance(obj, list):
-        return [_hex_ids(v) for v in obj]
-    return obj
-
-
-def otlp_from_json(data: bytes | str) -> ExportLogsServiceRequest:
-    """Parse the OTLP/HTTP JSON encoding (hex trace/span ids, enum numbers) of a logs export."""
-    try:
-        doc = json.loads(data)
-    except RecursionError:
-        raise ConversionError("request", "arrays or objects nested too deeply") from None
-    return otlp_from_dict(doc)
-
-
-def otlp_from_dict(doc: object) -> ExportLogsServiceRequest:
-    """The OTLP/JSON document of a logs export as a (betterproto) request: the reference
-    converter behind `app.ingest.jsonpb.pb_records_from_otlp_json`. Raises `ConversionError`."""
-    if not isinstance(doc, dict):
-        raise ConversionError("request", "an ExportLogsServiceRequest object expected")
-    try:
-        return ExportLogsServiceRequest().from_dict(_hex_ids(doc))
-    except ConversionError:
-        raise
-    except RecursionError:
-        raise ConversionError("request", "values nested too deeply") from None
-    except Exception as exc:  # noqa: BLE001 - betterproto's errors for wrong JSON types
-        raise ConversionError("request", f"not an OTLP/JSON logs export: {exc!r}") from exc
 
 
 # --- protobuf batches, record by record ------------------------------------------------------

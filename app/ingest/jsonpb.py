@@ -11,8 +11,8 @@ refused here, named as validation names the field (`attributes.k: not valid UTF-
 surrogate)`), since a upb message cannot hold it. `tests/test_ingest_properties.py` checks
 valid full-form documents against protobuf's own proto3 JSON parser (`json_format.ParseDict`).
 
-OTLP/JSON exports (below) share the AnyValue reader; records in unusual spellings there still
-go through the betterproto reference converter (`convert.otlp_from_dict`).
+OTLP/JSON exports (`pb_records_from_otlp_json`, below) are read here too, into the same upb
+records, as `json_format.ParseDict` reads them (`tests/test_otlp_json_reader.py`).
 """
 
 from __future__ import annotations
@@ -27,12 +27,7 @@ from typing import Any
 
 import orjson
 
-from app.ingest.convert import (
-    INT64,
-    ConversionError,
-    from_otlp,
-    otlp_from_dict,
-)
+from app.ingest.convert import INT64, ConversionError
 from app.ingest.validate import lift_names, severity_number_for
 from app.ingest.wire import pb
 
@@ -79,11 +74,6 @@ _RECORD_CAMEL = {name: key for key, name in _RECORD_FIELDS.items()}
 _TIME_KEYS = ("ts", "timestamp", "time")
 _SHORTHAND_USED = frozenset({"message", "msg", "level", "service", "host", "trace_id",
                              "span_id", "attributes"})
-_SCALAR_STRINGS = {"severityText": "severity_text", "eventName": "event_name"}
-
-
-class _Slow(Exception):
-    """An OTLP/JSON record for the reference converter (betterproto)."""
 
 
 class _Unencodable(ValueError):
@@ -283,14 +273,11 @@ def _fill_other(target: Any, value: object) -> None:
 
 # --- AnyValue JSON ({"stringValue": ...}) ------------------------------------------------------
 
-def _fill_json(target: Any, value: object, otlp: bool = False) -> None:
-    """Set AnyValue `target` from its proto3 JSON form: a kvlist's values are a map in the LaaS
-    form, a list of key/value pairs in OTLP/JSON (`otlp`). In OTLP/JSON anything unusual is
-    `_Slow` (the record goes to the reference converter); in the LaaS form `null` is a default
-    and anything else not an AnyValue is a `ConversionError` naming the key at fault."""
+def _fill_json(target: Any, value: object) -> None:
+    """Set AnyValue `target` from its proto3 JSON form in the LaaS form (a kvlist's values are
+    a map): `null` is a default and anything else not an AnyValue is a `ConversionError`
+    naming the key at fault. (OTLP/JSON's AnyValue, with key/value lists: `_otlp_any`.)"""
     if type(value) is not dict:
-        if otlp:
-            raise _Slow
         if value is None:
             return
         raise ConversionError("AnyValue", f"{_brief(value)} is not an AnyValue object "
@@ -298,8 +285,6 @@ def _fill_json(target: Any, value: object, otlp: bool = False) -> None:
     if not value:
         return
     if len(value) != 1:
-        if otlp:
-            raise _Slow
         raise ConversionError("AnyValue", f"one value expected, got {', '.join(value)}")
     ((key, v),) = value.items()
     kind = type(v)
@@ -309,12 +294,8 @@ def _fill_json(target: Any, value: object, otlp: bool = False) -> None:
         try:
             number = int(v)
         except ValueError:
-            if otlp:
-                raise _Slow from None
             raise ConversionError(key, f"{_brief(v)} is not an integer") from None
         if not -INT64 <= number < INT64:
-            if otlp:
-                raise _Slow
             raise ConversionError(key, f"{v} is outside the int64 range")
         target.int_value = number
     elif key == "boolValue" and kind is bool:
@@ -323,44 +304,31 @@ def _fill_json(target: Any, value: object, otlp: bool = False) -> None:
         try:
             target.double_value = float(v)
         except OverflowError:
-            if otlp:
-                raise _Slow from None
             raise ConversionError(key, f"{v} is outside the range of a double") from None
     elif key == "bytesValue" and kind is str:
         try:
             target.bytes_value = base64.b64decode(v, validate=True)
         except (binascii.Error, ValueError):
-            if otlp:
-                raise _Slow from None
             raise ConversionError(key, "not base64") from None
     elif key == "arrayValue" and kind is dict and v.keys() <= {"values"}:
         arr = target.array_value
         arr.SetInParent()
         items = v.get("values", [])
         if type(items) is not list:
-            if otlp:
-                raise _Slow
             if items is not None:
                 raise ConversionError(key, f"its values: {_brief(items)} is not a list")
             items = []
         add = arr.values.add
         for i, item in enumerate(items):
             try:
-                _fill_json(add(), item, otlp)
+                _fill_json(add(), item)
             except (UnicodeEncodeError, _Unencodable) as exc:
-                if otlp:
-                    raise
                 raise _below(f"[{i}]", exc) from None
     elif key == "kvlistValue" and kind is dict and v.keys() <= {"values"}:
         kv = target.kvlist_value
         kv.SetInParent()
-        if otlp:
-            _otlp_pairs(kv.values, v.get("values", []))
-        else:
-            items = v.get("values")
-            _fill_json_map(key, kv.values, {} if items is None else items)
-    elif otlp:
-        raise _Slow
+        items = v.get("values")
+        _fill_json_map(key, kv.values, {} if items is None else items)
     else:
         _fill_json_odd(target, key, v)
 
@@ -614,89 +582,260 @@ def _holder(target: Any, field: str, value: object, names: dict[str, str], path:
 
 
 # --- OTLP/JSON exports -----------------------------------------------------------------------
-# OTLP/JSON is proto3 JSON with hex trace/span ids and key/value lists
-# ({"key": k, "value": AnyValue}). The fast path below reads the forms exporters write; any
-# other spelling (snake_case names, "NaN", a value of an unexpected type) of a record goes
-# through the reference converter (`convert.otlp_from_dict`, betterproto), for that record
-# alone, so a record it cannot read is refused alone.
+# OTLP/JSON is proto3 JSON with hex trace/span ids and key/value lists ({"key": k, "value":
+# AnyValue}), read as protobuf's own proto3 JSON parser reads it (`json_format.ParseDict`,
+# tests/test_otlp_json_reader.py): lowerCamelCase or proto field names, `null` for a default,
+# 64-bit integers as numbers or decimal text, enums by name or number, doubles as numbers or
+# "NaN"/"Infinity"/"-Infinity"; unknown fields are ignored, as the OTLP specification requires
+# of OTLP/JSON receivers. Records in the forms exporters write are filled by `_fill_common`,
+# any other by `_otlp_record`; a record that cannot be read is a `ConversionError` alone
+# (its field named; `record` with the path for body and attribute values), an envelope
+# (request, ResourceLogs, ScopeLogs, resource, scope) that cannot be read refuses the request.
 
-_OTLP_RECORD_KEYS = frozenset({
-    "timeUnixNano", "observedTimeUnixNano", "severityNumber", "severityText", "body",
-    "attributes", "droppedAttributesCount", "flags", "traceId", "spanId", "eventName"})
-_PAIR_KEYS = frozenset({"key", "value"})
+_OTLP_RECORD_CAMEL = {  # JSON name → proto name
+    "timeUnixNano": "time_unix_nano", "observedTimeUnixNano": "observed_time_unix_nano",
+    "severityNumber": "severity_number", "severityText": "severity_text", "body": "body",
+    "attributes": "attributes", "droppedAttributesCount": "dropped_attributes_count",
+    "flags": "flags", "traceId": "trace_id", "spanId": "span_id", "eventName": "event_name"}
+_OTLP_RECORD_SNAKE = {name: key for key, name in _OTLP_RECORD_CAMEL.items() if key != name}
+_OTLP_RESOURCE_NAMES = _both({"attributes": "attributes",
+                              "droppedAttributesCount": "dropped_attributes_count"})
+_OTLP_SCOPE_NAMES = _both({"name": "name", "version": "version", "attributes": "attributes",
+                           "droppedAttributesCount": "dropped_attributes_count"})
+_REQUEST_NAMES = _both({"resourceLogs": "resource_logs"})
+_RESOURCE_LOGS_NAMES = _both({"resource": "resource", "scopeLogs": "scope_logs",
+                              "schemaUrl": "schema_url"})
+_SCOPE_LOGS_NAMES = _both({"scope": "scope", "logRecords": "log_records",
+                           "schemaUrl": "schema_url"})
+_ANY_JSON = {name: key for name, key in _ANY_NAMES.items()}  # either spelling → proto name
 _TIME_FIELDS = {"timeUnixNano": "time_unix_nano", "observedTimeUnixNano": "observed_time_unix_nano"}
-_EMPTY: dict[str, Any] = {}
 _parse_record = pb.LogRecord.FromString
 
 
-def _otlp_pairs(target: Any, pairs: object) -> None:
-    """Fill a map from OTLP/JSON key/value pairs (the last of duplicate keys wins)."""
-    if type(pairs) is not list:
-        raise _Slow
-    for pair in pairs:
-        if type(pair) is not dict or not pair.keys() <= _PAIR_KEYS:
-            raise _Slow
-        key = pair.get("key", "")
-        if type(key) is not str:
-            raise _Slow
-        if key in target:
-            del target[key]
-        value = pair.get("value", _EMPTY)
-        text = value.get("stringValue") if type(value) is dict and len(value) == 1 else None
-        if type(text) is str:  # the common case, inline: a string attribute
-            target[key].string_value = text
+def _otlp_names(doc: dict[str, Any], names: dict[str, str], where: str) -> dict[str, Any]:
+    """`doc`'s known fields by proto name, without nulls (a default) and unknown fields
+    (ignored); a field given in both spellings is a `ConversionError`."""
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        name = names.get(key)
+        if name is None or value is None:
+            continue
+        if name in out:
+            raise ConversionError(f"{where}{name}", "given twice, in both spellings")
+        out[name] = value
+    return out
+
+
+def _int(field: str, value: object) -> int:
+    """A 64-bit integer field's JSON value: a number or its decimal text."""
+    if type(value) is int:
+        return value
+    if type(value) is str:
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise ConversionError(field, f"{_brief(value)} is not an integer")
+
+
+def _otlp_any(target: Any, value: object) -> None:
+    """Set AnyValue `target` from its OTLP/JSON form. Raises `ConversionError` whose field is
+    the path below the value (`""`, `.k`, `[2]`, ...)."""
+    if type(value) is not dict:
+        if value is None:
+            return
+        raise ConversionError("", f"{_brief(value)} is not an AnyValue object")
+    if len(value) == 1:
+        ((key, v),) = value.items()
+    else:
+        members = [(k, v) for k, v in value.items() if v is not None and k in _ANY_JSON]
+        if len(members) > 1:
+            raise ConversionError("", f"one value expected, got {', '.join(k for k, _ in members)}")
+        if not members:
+            return
+        ((key, v),) = members
+    name = _ANY_JSON.get(key)
+    if name is None or v is None:
+        return  # an unknown field (ignored) or null: an empty AnyValue
+    kind = type(v)
+    try:
+        if name == "string_value":
+            if kind is not str:
+                raise ConversionError("", f"{key}: {_brief(v)} is not a string")
+            target.string_value = v
+        elif name == "int_value":
+            if kind is int:
+                number = v
+            else:
+                try:
+                    number = _int("", v)
+                except ConversionError as exc:
+                    raise ConversionError("", f"{key}: {exc.reason}") from None
+            if not -INT64 <= number < INT64:
+                raise ConversionError("", f"{key}: {v} is outside the int64 range")
+            target.int_value = number
+        elif name == "bool_value":
+            if kind is not bool:
+                raise ConversionError("", f"{key}: {_brief(v)} is not true or false")
+            target.bool_value = v
+        elif name == "double_value":
+            target.double_value = _double(key, v)
+        elif name == "bytes_value":
+            if kind is not str:
+                raise ConversionError("", f"{key}: {_brief(v)} is not base64 text")
+            target.bytes_value = _base64(key, v)
+        elif name == "array_value":
+            arr = target.array_value
+            arr.SetInParent()
+            add = arr.values.add
+            for i, item in enumerate(_values(key, v)):
+                try:
+                    _otlp_any(add(), item)
+                except ConversionError as exc:
+                    raise ConversionError(f"[{i}]{exc.field}", exc.reason) from None
         else:
-            _fill_json(target[key], value, True)
+            kv = target.kvlist_value
+            kv.SetInParent()
+            _otlp_pairs(kv.values, _values(key, v))
+    except UnicodeEncodeError:
+        raise ConversionError("", SURROGATE) from None
+
+
+def _double(key: str, value: object) -> float:
+    if type(value) is float or type(value) is int:
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConversionError("", f"{key}: {value} is outside the range of a double") \
+                from None
+    if type(value) is str:
+        try:
+            return float(_DOUBLE_WORDS.get(value, value))
+        except ValueError:
+            pass
+    raise ConversionError("", f"{key}: {_brief(value)} is not a number (or \"NaN\", "
+                              f"\"Infinity\", \"-Infinity\")")
+
+
+def _base64(key: str, value: str) -> bytes:
+    """proto3 JSON bytes: base64, standard or URL-safe, padding optional."""
+    text = value.replace("-", "+").replace("_", "/")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConversionError("", f"{key}: not base64") from None
+
+
+def _values(key: str, value: object) -> list[Any]:
+    """The `values` list of an ArrayValue or KeyValueList."""
+    if type(value) is not dict:
+        raise ConversionError("", f"{key}: {_brief(value)} is not an object {{\"values\": [...]}}")
+    items = value.get("values")
+    if items is None:
+        return []
+    if type(items) is not list:
+        raise ConversionError("", f"{key}: its values: {_brief(items)} is not a list")
+    return items
+
+
+def _otlp_pairs(target: Any, pairs: object) -> None:
+    """Fill a map from OTLP/JSON key/value pairs (the last of duplicate keys wins). Raises
+    `ConversionError` whose field is the path below the list (`.k`, `[2]`)."""
+    if type(pairs) is not list:
+        raise ConversionError("", f"{_brief(pairs)} is not a list of key/value objects")
+    for i, pair in enumerate(pairs):
+        if type(pair) is not dict:
+            raise ConversionError(f"[{i}]", f"{_brief(pair)} is not a key/value object")
+        key = pair.get("key")
+        if key is None:
+            key = ""
+        elif type(key) is not str:
+            raise ConversionError(f"[{i}].key", f"{_brief(key)} is not a string")
+        try:
+            if key in target:
+                del target[key]
+            value = pair.get("value")
+            text = value.get("stringValue") if type(value) is dict and len(value) == 1 else None
+            if type(text) is str:  # the common case, inline: a string attribute
+                target[key].string_value = text
+            else:
+                _otlp_any(target[key], value)
+        except UnicodeEncodeError:
+            raise ConversionError(f".{_shown(key)}", SURROGATE) from None
+        except ConversionError as exc:
+            raise ConversionError(f".{_shown(key)}{exc.field}", exc.reason) from None
 
 
 def _otlp_record(doc: object, template: bytes) -> Any:
-    """One OTLP/JSON LogRecord as a upb `LogRecord` (`_Slow` for unusual spellings), made
-    from `template` (a serialized record holding its resource and scope: one parse costs less
-    than copying both). The keys exporters always write are tested first."""
-    if type(doc) is not dict or not doc.keys() <= _OTLP_RECORD_KEYS:
-        raise _Slow
+    """One OTLP/JSON LogRecord as a upb `LogRecord`, made from `template` (a serialized record
+    holding its resource and scope: one parse costs less than copying both). Raises
+    `ConversionError` naming the field (`record` and the path for body and attribute values).
+    The lowerCamelCase names exporters write are tested first."""
+    if type(doc) is not dict:
+        raise ConversionError("record", f"{_brief(doc)} is not a LogRecord object")
     record = _parse_record(template)
     for key, value in doc.items():
+        if value is None:
+            continue  # null: the default
+        if key not in _OTLP_RECORD_CAMEL:
+            camel = _OTLP_RECORD_SNAKE.get(key)
+            if camel is None:
+                continue  # an unknown field: ignored
+            if doc.get(camel) is not None:
+                raise ConversionError(key, "given twice, in both spellings")
+            key = camel
         kind = type(value)
         if key == "body":
             body = record.body
             text = value.get("stringValue") if kind is dict and len(value) == 1 else None
-            if type(text) is str:  # the common case, inline: a string body
-                body.string_value = text
-            else:
-                _fill_json(body, value, True)
-                body.SetInParent()
+            try:
+                if type(text) is str:
+                    body.string_value = text
+                else:
+                    _otlp_any(body, value)
+            except UnicodeEncodeError:
+                raise ConversionError("record", f"body: {SURROGATE}") from None
+            except ConversionError as exc:
+                raise ConversionError("record", f"body{exc.field}: {exc.reason}") from None
+            body.SetInParent()
         elif key == "attributes":
-            _otlp_pairs(record.attributes, value)
-        elif key in _TIME_FIELDS:
-            if kind is not str and kind is not int:
-                raise _Slow
-            number = int(value)
+            try:
+                _otlp_pairs(record.attributes, value)
+            except ConversionError as exc:
+                raise ConversionError("record", f"attributes{exc.field}: {exc.reason}") \
+                    from None
+        elif key == "timeUnixNano" or key == "observedTimeUnixNano":
+            number = value if kind is int else _int(key, value)
             if not 0 <= number < U64:
-                raise _Slow
+                _nanos(key, value, number)
             setattr(record, _TIME_FIELDS[key], number)
-        elif key in _SCALAR_STRINGS:
-            if kind is not str:
-                raise _Slow
-            setattr(record, _SCALAR_STRINGS[key], value)
         elif key == "severityNumber":
-            if kind is str:
-                value = severity_from_name(value)
-            elif kind is not int:
-                raise _Slow
+            if kind is not int or not -I32 <= value < I32:
+                value = _severity(key, value)
             record.severity_number = value
-        elif key in ("traceId", "spanId"):
+        elif key == "traceId" or key == "spanId":
             if kind is not str:
-                raise _Slow
+                raise ConversionError(key, f"{_brief(value)} is not a hex id")
             try:
                 raw = bytes.fromhex(value)
             except ValueError:
                 raise ConversionError(key, f"{value[:64]!r} is not a hex id") from None
-            setattr(record, "trace_id" if key == "traceId" else "span_id", raw)
-        else:  # flags, droppedAttributesCount
-            if kind is not int or not 0 <= value < U32:
-                raise _Slow
-            setattr(record, "flags" if key == "flags" else "dropped_attributes_count", value)
+            if key == "traceId":
+                record.trace_id = raw
+            else:
+                record.span_id = raw
+        elif key == "flags":
+            record.flags = value if kind is int and 0 <= value < U32 else _uint32(key, value)
+        elif key == "droppedAttributesCount":
+            record.dropped_attributes_count = (
+                value if kind is int and 0 <= value < U32 else _uint32(key, value))
+        else:  # severityText, eventName
+            if kind is not str:
+                value = _text(key, value)
+            try:
+                setattr(record, _OTLP_RECORD_CAMEL[key], value)
+            except UnicodeEncodeError:
+                raise ConversionError(key, SURROGATE) from None
     return record
 
 
@@ -775,54 +914,62 @@ def _fill_common(record: Any, doc: object) -> bool:
     return True
 
 
-def _otlp_record_slowly(doc: object) -> Any:
-    """One OTLP/JSON LogRecord by the reference converter (a `ConversionError` if unreadable)."""
-    try:
-        records = from_otlp(otlp_from_dict(
-            {"resourceLogs": [{"scopeLogs": [{"logRecords": [doc]}]}]}))
-    except ConversionError as exc:
-        return ConversionError("record", exc.reason if exc.field == "request" else str(exc))
-    return records[0] if records else ConversionError("record", "not a LogRecord")
-
-
-def _otlp_holder(target: Any, doc: object, strings: dict[str, str]) -> None:
-    """An OTLP/JSON Resource or InstrumentationScope into its upb counterpart."""
-    if doc is None:
-        return
+def _otlp_holder(target: Any, doc: object, names: dict[str, str], where: str) -> None:
+    """An OTLP/JSON Resource or InstrumentationScope into its upb counterpart (`where`: its
+    place in the request, for errors)."""
     if type(doc) is not dict:
-        raise _Slow
+        raise ConversionError(where, f"{_brief(doc)} is not an object")
     target.SetInParent()
-    for key, value in doc.items():
-        if key in strings and type(value) is str:
-            setattr(target, strings[key], value)
-        elif key == "attributes":
-            _otlp_pairs(target.attributes, value)
-        elif key == "droppedAttributesCount" and type(value) is int and 0 <= value < U32:
-            target.dropped_attributes_count = value
-        elif key == "entityRefs":
-            continue  # not kept (as for protobuf requests, docs/ingest.md)
-        else:
-            raise _Slow
+    for name, value in _otlp_names(doc, names, f"{where}.").items():
+        field = f"{where}.{name}"
+        if name == "attributes":
+            try:
+                _otlp_pairs(target.attributes, value)
+            except ConversionError as exc:
+                raise ConversionError(f"{field}{exc.field}", exc.reason) from None
+        elif name == "dropped_attributes_count":
+            target.dropped_attributes_count = _uint32(field, value)
+        else:  # a scope's name, version
+            try:
+                setattr(target, name, _text(field, value))
+            except UnicodeEncodeError:
+                raise ConversionError(field, SURROGATE) from None
 
 
-def _otlp_list(doc: dict[str, Any], key: str) -> list[Any]:
-    value = doc.get(key, [])
+def _otlp_list(doc: dict[str, Any], name: str, where: str) -> list[Any]:
+    value = doc.get(name)
+    if value is None:
+        return []
     if type(value) is not list:
-        raise _Slow
+        raise ConversionError(where, f"{_brief(value)} is not a list")
     return value
+
+
+def _otlp_object(value: object, where: str, names: dict[str, str]) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise ConversionError(where, f"{_brief(value)} is not an object")
+    return _otlp_names(value, names, f"{where}.")
+
+
+def _schema_url(target: Any, doc: dict[str, Any], where: str) -> None:
+    """Set `target.schema_url` from a ResourceLogs' or ScopeLogs' `schemaUrl`."""
+    try:
+        target.schema_url = _text(f"{where}.schemaUrl", doc.get("schema_url", ""))
+    except UnicodeEncodeError:
+        raise ConversionError(f"{where}.schemaUrl", SURROGATE) from None
 
 
 def pb_records_from_otlp_json(doc: object) -> list[Any]:
     """The records of an OTLP/JSON logs export, as `convert.otlp_records` gives them for the
     protobuf encoding: upb `LogRecord`s with resource and scope attached, a
     `ConversionError` in place of a record that cannot be read. Raises `ConversionError` for
-    a document that is not an export request (the reference converter decides those)."""
+    a document that is not an export request, naming the part at fault."""
     if type(doc) is not dict:
         raise ConversionError("request", "an ExportLogsServiceRequest object expected")
     try:
         return _otlp_export(doc)
-    except (_Slow, ValueError, TypeError):  # an unusual request: the reference path decides
-        return from_otlp(otlp_from_dict(doc))
+    except RecursionError:
+        raise ConversionError("request", "values nested too deeply") from None
 
 
 def pb_records_from_otlp_bytes(data: bytes) -> list[Any]:
@@ -844,56 +991,57 @@ def pb_records_from_otlp_bytes(data: bytes) -> list[Any]:
 
 def _records_from_bytes(data: bytes) -> list[Any]:
     """`pb_records_from_otlp_json` of a serialized OTLP/JSON export, parsed by orjson when
-    that gives the same request: for an export the fast path reads whole (every record, the
-    forms exporters write). Anything else — a body orjson refuses (bad JSON, NaN, a BOM, UTF-16,
-    lone surrogates, nesting deeper than 1024), or one with a record the fast path hands over
-    (orjson reads integers beyond 64 bits as floats, which the reference converter would see)
-    — is parsed again by `json.loads` and decoded as before, so accepted records, their content
-    and every error message are the stdlib path's. Raises what `json.loads` raises."""
+    that reads every record. Anything else — a body orjson refuses (bad JSON, NaN, a BOM,
+    UTF-16, lone surrogates, nesting deeper than 1024), or one with a record or envelope that is
+    refused (orjson reads integers beyond 64 bits as floats, which would be refused for another
+    reason) — is parsed again by `json.loads` and decoded from that, so accepted records, their
+    content and every error message are the stdlib parse's. Raises what `json.loads` raises."""
     try:
         doc = orjson.loads(data)
         if type(doc) is dict:
             return _otlp_export(doc, strict=True)
-    except (orjson.JSONDecodeError, _Slow, ConversionError, ValueError, TypeError,
-            OverflowError, RecursionError):
-        pass
+    except (orjson.JSONDecodeError, ValueError, TypeError, OverflowError, RecursionError):
+        pass  # ConversionError is a ValueError
     return pb_records_from_otlp_json(json.loads(data))
 
 
 def _otlp_export(doc: dict[str, Any], *, strict: bool = False) -> list[Any]:
-    """The records of an export; `strict`: raise instead of handing a record to the reference
-    converter or refusing it (the caller starts over from the stdlib's parse)."""
-    if not doc.keys() <= {"resourceLogs"}:
-        raise _Slow
+    """The records of an export; `strict`: raise a record's `ConversionError` instead of
+    putting it in the record's place (the caller starts over from the stdlib's parse)."""
     out: list[Any] = []
-    for resource_logs in _otlp_list(doc, "resourceLogs"):
-        if type(resource_logs) is not dict or not resource_logs.keys() <= {
-                "resource", "scopeLogs", "schemaUrl"}:
-            raise _Slow
+    request = _otlp_names(doc, _REQUEST_NAMES, "")
+    for i, item in enumerate(_otlp_list(request, "resource_logs", "resourceLogs")):
+        where = f"resourceLogs[{i}]"
+        resource_logs = _otlp_object(item, where, _RESOURCE_LOGS_NAMES)
         resource = pb.Resource()
-        _otlp_holder(resource, resource_logs.get("resource"), {})
+        if "resource" in resource_logs:
+            _otlp_holder(resource, resource_logs["resource"], _OTLP_RESOURCE_NAMES,
+                         f"{where}.resource")
         lift_names(resource)  # as convert.otlp_records does
-        resource.schema_url = resource_logs.get("schemaUrl", "")
-        for scope_logs in _otlp_list(resource_logs, "scopeLogs"):
-            if type(scope_logs) is not dict or not scope_logs.keys() <= {
-                    "scope", "logRecords", "schemaUrl"}:
-                raise _Slow
+        _schema_url(resource, resource_logs, where)
+        for j, inner in enumerate(_otlp_list(resource_logs, "scope_logs", f"{where}.scopeLogs")):
+            at = f"{where}.scopeLogs[{j}]"
+            scope_logs = _otlp_object(inner, at, _SCOPE_LOGS_NAMES)
             scope = pb.Scope()
-            _otlp_holder(scope, scope_logs.get("scope"), {"name": "name", "version": "version"})
-            scope.schema_url = scope_logs.get("schemaUrl", "")
+            if "scope" in scope_logs:
+                _otlp_holder(scope, scope_logs["scope"], _OTLP_SCOPE_NAMES, f"{at}.scope")
+            _schema_url(scope, scope_logs, at)
             holder = pb.LogRecord(resource=resource, scope=scope)
             holder.scope.SetInParent()
             template = holder.SerializeToString()
-            items = _otlp_list(scope_logs, "logRecords")
+            items = _otlp_list(scope_logs, "log_records", f"{at}.logRecords")
             for item, record in zip(items, _copies(holder, len(items)), strict=True):
                 if not _fill_common(record, item):
                     try:
                         record = _otlp_record(item, template)
-                    except (ConversionError, RecursionError, _Slow, ValueError, TypeError,
-                            OverflowError) as exc:
+                    except ConversionError as exc:
                         if strict:
                             raise
-                        record = _otlp_record_refused_or_slow(item, exc, resource, scope)
+                        record = exc
+                    except RecursionError:
+                        if strict:
+                            raise
+                        record = ConversionError("record", "values nested too deeply")
                 out.append(record)
     return out
 
@@ -907,19 +1055,3 @@ def _copies(holder: Any, count: int) -> list[Any]:
         return []
     entry = pb.LogBatch(records=[holder]).SerializeToString()
     return list(pb.LogBatch.FromString(entry * count).records)
-
-
-def _otlp_record_refused_or_slow(item: object, exc: Exception, resource: Any,
-                                 scope: Any) -> Any:
-    """A record the fast path did not read (`exc`): the `ConversionError` refusing it, or the
-    reference converter's record (or refusal) with `resource` and `scope` attached."""
-    if isinstance(exc, ConversionError):
-        return exc
-    if isinstance(exc, RecursionError):
-        return ConversionError("record", "values nested too deeply")
-    record = _otlp_record_slowly(item)
-    if not isinstance(record, ConversionError):
-        record.resource.CopyFrom(resource)
-        record.scope.CopyFrom(scope)
-        record.scope.SetInParent()
-    return record
