@@ -607,7 +607,6 @@ _RESOURCE_LOGS_NAMES = _both({"resource": "resource", "scopeLogs": "scope_logs",
                               "schemaUrl": "schema_url"})
 _SCOPE_LOGS_NAMES = _both({"scope": "scope", "logRecords": "log_records",
                            "schemaUrl": "schema_url"})
-_ANY_JSON = {name: key for name, key in _ANY_NAMES.items()}  # either spelling → proto name
 _TIME_FIELDS = {"timeUnixNano": "time_unix_nano", "observedTimeUnixNano": "observed_time_unix_nano"}
 _parse_record = pb.LogRecord.FromString
 
@@ -648,13 +647,13 @@ def _otlp_any(target: Any, value: object) -> None:
     if len(value) == 1:
         ((key, v),) = value.items()
     else:
-        members = [(k, v) for k, v in value.items() if v is not None and k in _ANY_JSON]
+        members = [(k, v) for k, v in value.items() if v is not None and k in _ANY_NAMES]
         if len(members) > 1:
             raise ConversionError("", f"one value expected, got {', '.join(k for k, _ in members)}")
         if not members:
             return
         ((key, v),) = members
-    name = _ANY_JSON.get(key)
+    name = _ANY_NAMES.get(key)
     if name is None or v is None:
         return  # an unknown field (ignored) or null: an empty AnyValue
     kind = type(v)
