@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 
-from app.ingest.convert import decode_raw_value, from_any
 from app.kafka.client import client_options
 from app.kafka.topics import RAW, topic_name
+from app.pipeline.normalize import RawMessage, normalize
 from app.settings import Settings
 from protos.laas.v1 import AnyValue, LogRecord
 from tests.ingest_fixtures import *  # noqa: F403
 from tests.ingest_fixtures import consume
+
+
+@dataclass(frozen=True)
+class KeyOwnerStub:
+    """What the API key check answers for `laas-api-key` (app.pipeline.normalize.KeyOwner)."""
+
+    tenant_id: str
+    tenant_slug: str
+    scope: str
 
 
 async def test_plain_producer_formats_are_readable(raw_settings: Settings) -> None:
@@ -32,7 +42,14 @@ async def test_plain_producer_formats_are_readable(raw_settings: Settings) -> No
     finally:
         await producer.stop()
     msgs = await consume(raw_settings, 3)
-    records = [decode_raw_value(m.value, m.headers) for m in msgs]
-    assert [from_any(r.body) for r in records] == ["pb", "js", "plain text line"]
-    assert records[1].resource.service_name == "batch"
     assert all(dict(m.headers)["laas-api-key"] == b"ingest-key" for m in msgs)
+    # read as the normalize stage reads them, the key's owner verified (here: given)
+    owner = KeyOwnerStub(tenant_id="7", tenant_slug="acme", scope="ingest")
+    results = [normalize(RawMessage(RAW, m.partition, m.offset, int(time.time() * 1000), m.key,
+                                    m.value, dict(m.headers)), owner, now_ns=time.time_ns())
+               for m in msgs]
+    assert [r.dead for r in results] == [[], [], []]
+    events = [r.events[0] for r in results]
+    assert [e.message for e in events] == ["pb", "js", "plain text line"]
+    assert events[1].service == "batch"
+    assert {e.tenant_id for e in events} == {"7"}

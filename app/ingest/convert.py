@@ -1,5 +1,4 @@
-"""Conversions into `laas.v1.LogRecord`: OTLP protobuf requests, protobuf batches, `logs.raw`
-values.
+"""Conversions into `laas.v1.LogRecord`: OTLP protobuf requests and protobuf batches.
 
 JSON (records in the full form and the shorthand, OTLP/JSON exports) is read by
 `app.ingest.jsonpb`, the one JSON reader; `ConversionError` is the error of both modules.
@@ -14,8 +13,6 @@ on a duplicate the last one wins).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from typing import Any
 
 import betterproto
@@ -27,8 +24,7 @@ from app.ingest.validate import MAX_DEPTH as MAX_VALUE_DEPTH
 from app.ingest.validate import lift_names, which
 from protos.laas.v1 import AnyValue, LogRecord
 
-__all__ = ["INT64", "ConversionError", "decode_batch", "decode_raw_value", "from_any",
-           "otlp_records"]
+__all__ = ["INT64", "ConversionError", "decode_batch", "from_any", "otlp_records"]
 
 
 class ConversionError(ValueError):
@@ -286,33 +282,3 @@ def _record_error(data: bytes, exc: Exception) -> ConversionError:
     except Exception as err:  # noqa: BLE001
         return ConversionError("record", f"not a LogRecord: {err!r}")
     return ConversionError("record", f"not a LogRecord: {exc}")
-
-
-# --- values on logs.raw ----------------------------------------------------------------------
-
-def decode_raw_value(value: bytes, headers: Sequence[tuple[str, bytes]]) -> Any:
-    """A `logs.raw` value as a `LogRecord`, by its `content-type` header (see docs/ingest.md).
-
-    protobuf `LogRecord` (betterproto), JSON (full form or shorthand; a upb record by
-    `jsonpb.pb_record_from_json`), or a plain text line. Raises `ConversionError`; validation
-    (`validate_record`) is a separate step.
-    """
-    ctype = next((v.decode("latin-1") for k, v in headers if k.lower() == "content-type"), "")
-    media = ctype.split(";")[0].strip().lower()
-    if media in ("application/x-protobuf", "application/protobuf"):
-        try:
-            return LogRecord().parse(value)
-        except Exception as exc:  # noqa: BLE001
-            raise ConversionError("value", f"not a protobuf LogRecord: {exc!r}") from exc
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConversionError("value", f"not valid UTF-8 at byte {exc.start}") from exc
-    from app.ingest.jsonpb import pb_record_from_json  # the one JSON path (imports this module)
-
-    if media == "application/json" or (not media and text.lstrip().startswith("{")):
-        try:
-            return pb_record_from_json(json.loads(text))
-        except json.JSONDecodeError as exc:
-            raise ConversionError("value", f"not JSON: {exc.msg}") from exc
-    return pb_record_from_json({"message": text.rstrip("\r\n")})
