@@ -30,9 +30,9 @@ from app.db.migrations import upgrade_database_async
 from app.elastic.client import es_client
 from app.live.tail import TailHub
 from app.runtime.readiness import readiness, report, service_checks
+from app.runtime.request_metrics import RequestMetrics
 from app.settings import Settings
 from web.auth import AuthBackend, account_error_response
-from web.metrics import RequestMetrics
 from web.proxies import TrustedProxyMiddleware
 
 # Modules exposing `routes: list[BaseRoute]` (and optionally `exception_handlers`); add yours here.

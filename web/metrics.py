@@ -1,5 +1,5 @@
-"""The web app's `GET /metrics` (Prometheus, app/runtime/metrics.py); its request metrics are
-`RequestMetrics` (app/runtime/request_metrics.py, shared with the gateway's OTLP/HTTP port)."""
+"""The web app's `GET /metrics` (Prometheus, app/runtime/metrics.py). Its request metrics are
+`app.runtime.request_metrics.RequestMetrics`, shared with the gateway's OTLP/HTTP port."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from app.runtime.metrics import CONTENT_TYPE, METRICS
-from app.runtime.request_metrics import RequestMetrics
 
-__all__ = ["RequestMetrics", "metrics", "routes"]
+__all__ = ["metrics", "routes"]
 
 
 async def metrics(request: Request) -> Response:
