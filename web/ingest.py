@@ -29,16 +29,15 @@ from app.ingest.http import (
     retry_after_header,
 )
 from app.ingest.jsonpb import pb_record_from_json
-from app.ingest.otlp import TOO_LONG
+from app.ingest.otlp import TOO_DEEP, TOO_LONG
 from app.ingest.service import IngestService, Item
 from app.ingest.shippers import shipper_document
 from app.settings import Settings
 
-# json.loads gives up on deep nesting with a RecursionError (issue 21: 100,000 '[' was a 500);
-# a record may nest values only 8 deep (app.ingest.validate), so such a document is no record.
-TOO_DEEP = "arrays or objects nested too deeply"
-# ... and an integer past Python's int/str conversion limit with a plain ValueError (a 500 too):
-# TOO_LONG (app.ingest.otlp).
+# json.loads gives up on deep nesting with a RecursionError (issue 21: 100,000 '[' was a 500)
+# and on an integer past Python's int/str conversion limit with a plain ValueError (a 500 too):
+# both are 400s naming the cause (TOO_DEEP, TOO_LONG of app.ingest.otlp). A record may nest
+# values only 8 deep (app.ingest.validate), so such a document is no record anyway.
 
 
 def ingest_service(request: Request) -> IngestService:
