@@ -18,6 +18,7 @@ from app.db.migrations import upgrade_database_async
 from app.db.models import ApiKey
 from app.ingest.auth import DatabaseVerifier
 from app.ingest.errors import DatabaseUnavailable
+from tests.clock import Clock
 
 
 @pytest.fixture
@@ -128,14 +129,15 @@ async def test_a_cancelled_caller_does_not_fail_the_others(sessions: SessionFact
 
 async def test_revocation_takes_effect_within_the_ttl(sessions: SessionFactory) -> None:
     (tid, kid, plain), = await make_keys(sessions, 1)
-    verify = DatabaseVerifier(sessions, ttl=0.5)
+    clock = Clock()
+    verify = DatabaseVerifier(sessions, ttl=0.5, clock=clock)
     uncached = DatabaseVerifier(sessions, ttl=0)
     assert await verify(plain) is not None and await uncached(plain) is not None
     async with sessions.begin() as s:
         await revoke_api_key(s, tid, kid)
     assert await uncached(plain) is None  # ttl 0: at once
     # Within the TTL the cached answer may still be given; after it, never.
-    await asyncio.sleep(0.6)
+    clock.sleep(0.6)
     assert await verify(plain) is None
     assert await verify(plain) is None  # the refusal is cached as well
     await verify.aclose()

@@ -23,8 +23,10 @@ async def test_waits_until_the_topic_exists(settings: Settings, unique: str,
     try:
         with caplog.at_level("WARNING", logger="app.live.reader"):
             waiting = asyncio.create_task(topic_partitions(settings, topic))
-            await asyncio.sleep(1.0)
-            assert not waiting.done()  # no topic yet: still waiting, and said so once
+            async with asyncio.timeout(30):  # it says it waits ...
+                while not caplog.records:
+                    await asyncio.sleep(0.05)
+            assert not waiting.done()  # ... and does: no topic yet
             await admin.create_topics([NewTopic(topic, 3, 1)])
             found = await asyncio.wait_for(waiting, 30)
         assert found == [TopicPartition(topic, p) for p in range(3)]

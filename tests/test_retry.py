@@ -7,24 +7,7 @@ import asyncio
 import pytest
 
 from app.runtime.retry import Failure, RetryPolicy, retry, retry_blocking
-
-
-class Clock:
-    """A clock that only moves when slept on."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.sleep(seconds)
+from tests.clock import Clock
 
 
 class Flaky:

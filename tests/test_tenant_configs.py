@@ -18,6 +18,7 @@ from app.db.migrations import upgrade_database_async
 from app.db.models import Tenant
 from app.pipeline.tenant_configs import TenantConfigs
 from app.settings import Settings, load_settings
+from tests.clock import Clock
 
 NO_NUMBERS = {"numbers": False, "extra": [["<ORDER>", r"ord-\d+"]]}
 
@@ -64,13 +65,14 @@ async def test_a_burst_of_new_tenants_costs_one_query(db: tuple[str, SessionFact
                                                       tmp_path: Path) -> None:
     url, sessions = db
     first = await add_tenants(sessions, ["a"])
-    configs = TenantConfigs(settings_for(url, tmp_path), refresh_after=0.3)
+    clock = Clock()
+    configs = TenantConfigs(settings_for(url, tmp_path), refresh_after=0.3, clock=clock)
     await configs.get(first[0])
     new = await add_tenants(sessions, [f"n{i}" for i in range(200)], NO_NUMBERS)
     # Within `refresh_after` of the last load: the default, no query per tenant.
     early = [await configs.get(t) for t in new[:50]]
     assert configs.loads == 1 and all(c == configs.default() for c in early)
-    await asyncio.sleep(0.35)
+    clock.sleep(0.35)
     late = [await configs.get(t) for t in new]
     assert configs.loads == 2  # 200 new tenants: one more query
     assert all(c.masking.numbers is False for c in late)
@@ -83,13 +85,14 @@ async def test_changes_reach_the_worker_within_the_ttl(db: tuple[str, SessionFac
                                                        tmp_path: Path) -> None:
     url, sessions = db
     tid, = await add_tenants(sessions, ["c"])
-    configs = TenantConfigs(settings_for(url, tmp_path, tenant_config_ttl=0.3))
+    clock = Clock()
+    configs = TenantConfigs(settings_for(url, tmp_path, tenant_config_ttl=0.3), clock=clock)
     assert (await configs.get(tid)).masking.numbers is True
     async with sessions.begin() as s:
         await s.execute(update(Tenant).where(Tenant.id == int(tid))
                         .values(pattern_masking=NO_NUMBERS))
     assert (await configs.get(tid)).masking.numbers is True  # cached
-    await asyncio.sleep(0.35)
+    clock.sleep(0.35)
     assert (await configs.get(tid)).masking.numbers is False
     assert configs.loads == 2
 

@@ -114,9 +114,10 @@ class DatabaseVerifier:
 
     def __init__(self, sessions: SessionFactory, ttl: float = 5.0, *, max_keys: int = 100_000,
                  max_refused: int = 10_000, batch: int = 500, linger: float = 0.005,
-                 flush_seconds: float = 60.0) -> None:
+                 flush_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.sessions = sessions
         self.ttl = ttl
+        self.clock = clock  # the TTL's (tests turn it forward)
         self.max_keys, self.max_refused, self.batch = max_keys, max_refused, batch
         self.linger = linger
         self._looked_up = float("-inf")  # when the last look-up ended (monotonic)
@@ -152,7 +153,7 @@ class DatabaseVerifier:
         return entry.principal
 
     def _cached(self, key: str) -> _Checked | None:
-        now = time.monotonic()
+        now = self.clock()
         for cache in (self._accepted, self._refused):
             entry = cache.get(key)
             if entry is not None:
@@ -183,7 +184,7 @@ class DatabaseVerifier:
                 if not self._queue:
                     return
                 keys, self._queue = self._queue[:self.batch], self._queue[self.batch:]
-                started = time.monotonic()  # the TTL counts from before the database answered
+                started = self.clock()  # the TTL counts from before the database answered
                 try:
                     found = await self._lookup(keys)
                 except DatabaseUnavailable as exc:

@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from app.settings import Settings
@@ -27,8 +28,9 @@ class TenantConfigs:
     asked again after `refresh_after` seconds."""
 
     def __init__(self, settings: Settings, refresh_after: float = 5.0, *,
-                 engine: Any = None) -> None:
+                 engine: Any = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        self.clock = clock
         self.refresh_after = refresh_after
         self._default = MinerConfig(max_clusters=settings.patterns_max_templates)
         self._configs: dict[str, MinerConfig] = {}  # tenants whose masking is not the default
@@ -42,7 +44,7 @@ class TenantConfigs:
         return self._default
 
     async def get(self, tenant_id: str) -> MinerConfig:
-        age = time.monotonic() - self._loaded
+        age = self.clock() - self._loaded
         ttl = self.settings.tenant_config_ttl
         if age >= ttl or (age >= min(ttl, self.refresh_after) and tenant_id not in self._known
                           and tenant_id.isdigit()):
@@ -56,7 +58,7 @@ class TenantConfigs:
         await asyncio.shield(self._loading)
 
     async def _refresh(self) -> None:
-        started = time.monotonic()
+        started = self.clock()
         try:
             self._known, self._configs = await self._load()
         except Exception as exc:  # noqa: BLE001 - the stream must not stop for settings
