@@ -17,6 +17,7 @@ from app.db.migrations import upgrade_database_async
 from app.db.models import AlertRule, Tenant, Webhook, WebhookDelivery
 from app.runtime.retry import RetryPolicy
 from app.settings import load_settings
+from tests.clock import Clock
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ async def test_the_repositories_read_the_user_database(resources: Resources) -> 
 
 async def test_retry_waits_with_the_policy_and_logs_what_failed(
         resources: Resources, caplog: pytest.LogCaptureFixture) -> None:
-    slept: list[float] = []
+    clock = Clock()
     calls: list[int] = []
 
     async def flaky() -> str:
@@ -80,18 +81,16 @@ async def test_retry_waits_with_the_policy_and_logs_what_failed(
             raise ConnectionError("database away")
         return "done"
 
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-
     try:
         policy = RetryPolicy(initial=0.5, maximum=0.75)
-        assert await resources.retry(flaky, "reading rules", policy=policy, sleep=sleep) == "done"
-        assert slept == [0.5, 0.75]
+        done = await resources.retry(flaky, "reading rules", policy=policy, sleep=clock.asleep)
+        assert done == "done"
+        assert clock.slept == [0.5, 0.75]
         assert "reading rules failed (ConnectionError('database away')); retry in 0.5s" \
             in caplog.text
         with pytest.raises(ValueError):  # not retried: raised as it is
             await resources.retry(lambda: _raise(ValueError("bad")), "x",
-                                  policy=RetryPolicy(retry_on=ConnectionError), sleep=sleep)
+                                  policy=RetryPolicy(retry_on=ConnectionError), sleep=clock.asleep)
     finally:
         await resources.close()
 
