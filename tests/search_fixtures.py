@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from elasticsearch.helpers import async_bulk
 from starlette.applications import Starlette
 
 from app.elastic import esindex
+from app.elastic.sink import ElasticsearchSink
 from app.pipeline.events import NS, Attributes, LogEvent, RawPosition
 from app.pipeline.parsing import severity_from_text, severity_name
 from app.settings import Settings
@@ -123,3 +125,21 @@ async def search_world(
         async with client_for(app) as client:
             yield SearchWorld(world, app, client, settings, es, tier)
     await es.indices.delete(index=f"{unique}-*", allow_no_indices=True)
+
+
+def second_item_busy_once(sink: ElasticsearchSink) -> list[bytes]:
+    """Make `sink`'s first bulk answer 429 for its second item (as if Elasticsearch had been
+    too busy for it; the other items are really written); returns the bulk bodies sent."""
+    bodies: list[bytes] = []
+    bulk = sink._bulk
+
+    async def busy_once(body: bytes) -> dict[str, Any]:
+        bodies.append(body)
+        response = await bulk(body)
+        if len(bodies) == 1:
+            response["errors"] = True
+            response["items"][1] = {"index": {"status": 429, "error": {"type": "es_rejected"}}}
+        return response
+
+    sink._bulk = busy_once  # type: ignore[method-assign]
+    return bodies

@@ -21,7 +21,7 @@ from app.elastic.client import es_client
 from app.elastic.sink import Backpressure, ElasticsearchSink, Flushed
 from app.pipeline.events import LogEvent, RawPosition
 from app.settings import Settings, load_settings
-from tests.search_fixtures import tier_indexing
+from tests.search_fixtures import second_item_busy_once, tier_indexing
 
 
 def event(offset: int, **changes: Any) -> LogEvent:
@@ -165,18 +165,7 @@ async def test_setup_raises_backpressure_while_elasticsearch_is_unreachable(
 async def test_items_to_retry_stay_buffered_and_rejections_wait_for_the_flush_that_completes(
         es: AsyncElasticsearch, layout: Settings) -> None:
     sink = await sink_on(es, layout)
-    bodies: list[bytes] = []
-    bulk = sink._bulk
-
-    async def second_item_429(body: bytes) -> dict[str, Any]:
-        bodies.append(body)
-        response = await bulk(body)
-        if len(bodies) == 1:  # as if Elasticsearch had been too busy for the second item
-            response["errors"] = True
-            response["items"][1] = {"index": {"status": 429, "error": {"type": "es_rejected"}}}
-        return response
-
-    sink._bulk = second_item_429  # type: ignore[method-assign]
+    bodies = second_item_busy_once(sink)
     events = [event(0), event(1), event(2, severity_number=1000)]
     sink.add(events)
     with pytest.raises(Backpressure) as raised:

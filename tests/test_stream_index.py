@@ -20,7 +20,7 @@ from app.elastic.template_index import ensure_patterns_index, patterns_index
 from app.pipeline.events import LogEvent, RawPosition
 from app.pipeline.stats import fold, fold_all
 from app.settings import Settings, load_settings
-from tests.search_fixtures import TIERS, tier_indexing
+from tests.search_fixtures import TIERS, second_item_busy_once, tier_indexing
 
 
 def event(tenant: str, offset: int, *, time_ns: int | None = None, **changes: Any) -> LogEvent:
@@ -286,18 +286,7 @@ async def test_sink_builds_the_next_bodies_while_one_request_is_in_flight(
 async def test_sink_retries_only_the_items_elasticsearch_asked_to_retry(
         es: AsyncElasticsearch, layout: Settings) -> None:
     sink = ElasticsearchSink(es, layout)
-    bodies: list[bytes] = []
-    bulk = sink._bulk
-
-    async def first_item_429(body: bytes) -> dict[str, Any]:
-        bodies.append(body)
-        response = await bulk(body)
-        if len(bodies) == 1:  # as if Elasticsearch had been too busy for the second item
-            response["errors"] = True
-            response["items"][1] = {"index": {"status": 429, "error": {"type": "es_rejected"}}}
-        return response
-
-    sink._bulk = first_item_429  # type: ignore[method-assign]
+    bodies = second_item_busy_once(sink)
     await sink.setup()
     events = [event("1", i) for i in range(3)]
     assert await sink.write(events) == []
