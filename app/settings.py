@@ -310,7 +310,13 @@ class Settings(BaseSettings):
     tail_ring_seconds: float = Field(
         30.0, ge=0, description="Recent events each web process keeps per tenant (tail seam)"
     )
-    tail_ring_max: int = Field(10000, ge=0, description="Most recent events kept per tenant")
+    tail_ring_max: int = Field(
+        10000, ge=0, description="Most recent events a new tail takes from the ring (per tenant)"
+    )
+    tail_ring_bytes: int = Field(
+        8 * 1024 * 1024, ge=0,
+        description="Most `logs.events` bytes each web process keeps per tenant (tail seam)",
+    )
     tail_history_max: int = Field(5000, ge=0, description="Most history events a tail replays")
     tail_heartbeat_seconds: float = Field(15.0, gt=0, description="Idle seconds between heartbeats")
 

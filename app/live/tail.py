@@ -4,8 +4,10 @@ The hub's consumer joins no consumer group (it assigns itself every partition), 
 takes partitions from the workers. Each subscription has a bounded queue; when a client is too
 slow its queue fills and further events are counted as dropped (the socket reports the count)
 instead of slowing the hub, other sockets or the pipeline. The hub keeps the last
-`tail_ring_seconds` of events per tenant so a tail that starts with history from search can
-bridge the indexing delay without a gap.
+`tail_ring_seconds` of messages per tenant (at most `tail_ring_bytes`) so a tail that starts
+with history from search can bridge the indexing delay without a gap. It decodes a message only
+when its tenant has a tail open or a new tail asks for the recent past: the hub's cost is then
+reading Kafka, not decoding every event of every tenant.
 """
 
 from __future__ import annotations
@@ -77,23 +79,60 @@ class Subscription:
         return dropped
 
 
+class Message:
+    """A `logs.events` message as read, decoded (and its signature checked) on first need:
+    the hub reads every tenant's events but decodes only those someone tails or asks for."""
+
+    __slots__ = ("read_ns", "record", "_events")
+
+    def __init__(self, record: ConsumerRecord[bytes, bytes], read_ns: int) -> None:
+        self.read_ns = read_ns
+        self.record = record
+        self._events: list[LogEvent] | None = None
+
+    def events(self, stamps: stamp.Stamps) -> list[LogEvent]:
+        """The message's events; none (and a warning, once) if LaaS did not sign it or it is
+        not events JSON."""
+        if self._events is None:
+            self._events = []
+            record = self.record
+            where = f"{record.topic}/{record.partition}/{record.offset}"
+            if not stamps.valid_message(record, kind=stamp.EVENTS):
+                log.warning("tail: skipping an event message not signed by LaaS at %s", where)
+            else:
+                try:
+                    self._events = decode(record.value)
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.warning("tail: skipping undecodable event at %s: %r", where, exc)
+        return self._events
+
+
+def key_tenant(key: bytes | None) -> str | None:
+    """The tenant of a `logs.events` key (`tenant/service/host`), None without one."""
+    if not key:
+        return None
+    return key.split(b"/", 1)[0].decode("utf-8", "replace")
+
+
 @dataclass
 class Ring:
-    """Recent events of one tenant, bounded by age and count."""
+    """The messages of one tenant read in the last `seconds`, at most `max_bytes` of them."""
 
     seconds: float
-    limit: int
-    events: deque[LogEvent] = field(default_factory=deque)
+    max_bytes: int
+    messages: deque[Message] = field(default_factory=deque)
+    size: int = 0
 
-    def add(self, event: LogEvent, now_ns: int) -> None:
-        if self.limit == 0:
+    def add(self, message: Message) -> None:
+        if self.max_bytes == 0:
             return
-        self.events.append(event)
-        horizon = now_ns - int(self.seconds * NS)
-        while self.events and (
-            len(self.events) > self.limit or self.events[0].observed_time < horizon
+        self.messages.append(message)
+        self.size += len(message.record.value or b"")
+        horizon = message.read_ns - int(self.seconds * NS)
+        while self.messages and (
+            self.size > self.max_bytes or self.messages[0].read_ns < horizon
         ):
-            self.events.popleft()
+            self.size -= len(self.messages.popleft().record.value or b"")
 
 
 class TailHub(TopicReader):
@@ -121,24 +160,35 @@ class TailHub(TopicReader):
                 del self.subscriptions[sub.tenant_id]
 
     def recent(self, tenant_id: str) -> list[LogEvent]:
-        """The tenant's events read in the last `tail_ring_seconds`, in arrival order."""
+        """The tenant's events read in the last `tail_ring_seconds` (at most `tail_ring_max`,
+        the newest), in arrival order."""
         ring = self.rings.get(tenant_id)
-        return list(ring.events) if ring else []
-
-    def dispatch(self, event: LogEvent, *, live: bool = True) -> None:
-        """Remember the event; hand it to the tenant's matching subscriptions if `live`."""
-        ring = self.rings.get(event.tenant_id)
         if ring is None:
-            ring = self.rings[event.tenant_id] = Ring(
-                self.settings.tail_ring_seconds, self.settings.tail_ring_max
-            )
-        ring.add(event, time.time_ns())
-        subs = self.subscriptions.get(event.tenant_id)
-        if not live or not subs:
+            return []
+        horizon = time.time_ns() - int(ring.seconds * NS)
+        events = [event for message in ring.messages if message.read_ns >= horizon
+                  for event in message.events(self.stamps) if event.tenant_id == tenant_id]
+        limit = self.settings.tail_ring_max
+        return events[-limit:] if limit else []
+
+    def dispatch(self, message: Message, *, live: bool = True) -> None:
+        """Remember the message; hand its events to their tenants' matching subscriptions if
+        `live` (decoding it only then: most tenants have no tail open)."""
+        tenant = key_tenant(message.record.key)
+        if tenant is not None:
+            ring = self.rings.get(tenant)
+            if ring is None:
+                ring = self.rings[tenant] = Ring(
+                    self.settings.tail_ring_seconds, self.settings.tail_ring_bytes)
+            ring.add(message)
+        if not live or (tenant is not None and tenant not in self.subscriptions):
             return
-        delivery = Delivery(event)
-        for sub in subs:
-            sub.offer(delivery)
+        for event in message.events(self.stamps):
+            subs = self.subscriptions.get(event.tenant_id)
+            if subs:
+                delivery = Delivery(event)
+                for sub in subs:
+                    sub.offer(delivery)
 
     # -- the consumer ---------------------------------------------------------------------
     async def _consume(self) -> None:
@@ -173,25 +223,8 @@ class TailHub(TopicReader):
             await consumer.stop()
 
     def _handle(self, record: ConsumerRecord[bytes, bytes], *, live: bool) -> None:
-        if record.value is None:
-            return
-        if not self.stamps.valid_message(record, kind=stamp.EVENTS):
-            log.warning("tail: skipping an event message not signed by LaaS at %s/%d/%d",
-                        record.topic, record.partition, record.offset)
-            return
-        try:
-            events = decode(record.value)
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning(
-                "tail: skipping undecodable event at %s/%d/%d: %r",
-                record.topic,
-                record.partition,
-                record.offset,
-                exc,
-            )
-            return
-        for event in events:
-            self.dispatch(event, live=live)
+        if record.value is not None:
+            self.dispatch(Message(record, time.time_ns()), live=live)
 
     async def _seek_recent(
         self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
