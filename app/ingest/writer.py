@@ -113,8 +113,9 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     """The `AIOKafkaProducer` arguments of the writer (also the benchmark's raw baseline).
 
     acks=all + idempotence are the ack guarantee. A request's messages (`raw_batches`, at most
-    `ingest_raw_message_bytes` each) are sent at once, no linger; gzip (the only codec aiokafka
-    has without extra packages) costs less than it saves once records leave the host.
+    `ingest_raw_message_bytes` each) are sent at once, no linger; compressed with zstd (level 3,
+    through cramjam): ~20x cheaper than aiokafka's gzip at level 9 (2.2 µs per record, 10 % of
+    the gateway), and smaller.
     """
     return {
         **client_options(settings),
@@ -124,7 +125,7 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "max_batch_size": 1024 * 1024,
         "max_request_size": max(2 * 1024 * 1024, settings.ingest_max_record_bytes * 2),
         "request_timeout_ms": int(settings.ingest_produce_timeout * 1000),
-        "compression_type": "gzip",
+        "compression_type": "zstd",
     }
 
 

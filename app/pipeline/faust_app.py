@@ -26,6 +26,9 @@ def create_app(
         topic_replication_factor=settings.replication_factor,
         producer_acks=-1,
         producer_linger=0.005,  # batch sends: one produce request per few ms, not per event
+        # logs.events and the changelogs: 5-15x fewer bytes through Kafka and every reader's
+        # socket for ~0.1 µs per event (app/ingest/writer.py measures the codecs)
+        producer_compression_type="zstd",
         web_port=settings.worker_web_port,
         web_bind=settings.web_host,
         autodiscover=False,

@@ -26,32 +26,42 @@ def fold(value: dict[str, Any] | None, event: LogEvent) -> dict[str, Any] | None
 def fold_all(value: dict[str, Any] | None, events: Iterable[LogEvent]
              ) -> tuple[dict[str, Any] | None, int]:
     """`fold` of each event in turn (the value is copied once, not once per event): the new
-    value (None if no event was counted) and how many events were counted."""
-    out: dict[str, Any] | None = None
-    counted = 0
+    value (None if no event was counted) and how many events were counted. Sums are kept in
+    locals and written once (the analytics process folds every event twice: totals, window)."""
+    base = value or {}
+    positions: dict[str, list[int]] = dict(base.get("raw", {}))
+    severity: dict[str, int] = {}
+    count = size = 0
+    first = last = 0
+    counted: LogEvent | None = None
+    where, of = "", ("", -1)
     for event in events:
-        where = f"{event.raw.topic}/{event.raw.partition}"
-        position = [event.raw.offset, event.raw.index]
-        seen = (out or value or {}).get("raw", {})
-        if where in seen and seen[where] >= position:
-            continue
-        if out is None:
-            base = value or {}
-            out = {"count": base.get("count", 0), "bytes": base.get("bytes", 0),
-                   "severity": dict(base.get("severity", {})),
-                   "first_seen": base.get("first_seen") or event.time,
-                   "last_seen": base.get("last_seen", 0), "raw": dict(seen)}
-        out.update(tenant_id=event.tenant_id, tenant=event.tenant, service=event.service,
-                   host=event.host)
-        out["raw"][where] = position
-        severity = out["severity"]
+        raw = event.raw
+        if (raw.topic, raw.partition) != of:
+            of = (raw.topic, raw.partition)
+            where = f"{raw.topic}/{raw.partition}"
+        stored = positions.get(where)
+        if stored is not None and (stored[0], stored[1]) >= (raw.offset, raw.index):
+            continue  # counted already (a re-delivery)
+        positions[where] = [raw.offset, raw.index]
         severity[event.severity] = severity.get(event.severity, 0) + 1
-        out["count"] += 1
-        out["bytes"] += event.size
-        out["first_seen"] = min(out["first_seen"], event.time)
-        out["last_seen"] = max(out["last_seen"], event.time)
-        counted += 1
-    return out, counted
+        size += event.size
+        if counted is None:
+            first = last = event.time
+        else:
+            first, last = min(first, event.time), max(last, event.time)
+        count += 1
+        counted = event
+    if counted is None:
+        return None, 0
+    totals = dict(base.get("severity", {}))
+    for name, n in severity.items():
+        totals[name] = totals.get(name, 0) + n
+    return {"count": base.get("count", 0) + count, "bytes": base.get("bytes", 0) + size,
+            "severity": totals, "first_seen": min(base.get("first_seen") or first, first),
+            "last_seen": max(base.get("last_seen", 0), last), "raw": positions,
+            "tenant_id": counted.tenant_id, "tenant": counted.tenant,
+            "service": counted.service, "host": counted.host}, count
 
 
 def window_doc(start: float, value: dict[str, Any]) -> dict[str, Any]:
