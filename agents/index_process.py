@@ -16,6 +16,7 @@ from multiprocessing.connection import Connection
 from agents.children import child_logging, report_to_worker, with_resources
 from agents.index import run_consumer
 from app.runtime.gc_tuning import tune_gc
+from app.runtime.loop_lag import LoopLag
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,10 @@ async def _run(settings: Settings) -> None:
     main = asyncio.current_task()
     assert main is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
+    lag = asyncio.create_task(LoopLag("index").run())
     try:
         await with_resources(settings, run_consumer)
     except asyncio.CancelledError:
         log.info("index sink process stopping")
+    finally:
+        lag.cancel()

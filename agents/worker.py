@@ -21,6 +21,7 @@ from app.kafka.admin import Say, ensure_topics
 from app.kafka.topics import EVENTS, RAW, Topics, TopicSpec, laas_topic_specs, topic_name
 from app.pipeline.faust_app import analytics_app_id, build_worker
 from app.runtime.gc_tuning import tune_analytics_gc, tune_gc
+from app.runtime.loop_lag import LoopLag
 from app.settings import Settings
 
 Role = Literal["all", "stream", "analytics"]
@@ -36,6 +37,12 @@ def create_worker_app(settings: Settings, role: Role = "all") -> faust.App:
     resources = Resources.build(settings)  # closed once the app's agents and tasks stopped
     app.async_exit_stack.push_async_callback(resources.close)
     register_stages(app, topics, resources, role)
+    lag = LoopLag("analytics" if role == "analytics" else "worker")
+
+    @app.task
+    async def event_loop_lag() -> None:
+        await lag.run()
+
     return app
 
 

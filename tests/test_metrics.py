@@ -275,6 +275,9 @@ async def test_every_process_exports_what_it_did(compose_run: ComposeRun) -> Non
     groups = {dict(labels)["group"] for (name, labels) in got if name == "laas_consumer_lag"}
     assert {compose_run.unique, f"{compose_run.unique}-index"} <= groups
     assert ("process_cpu_seconds_total", ()) in got
+    for process in ("worker", "analytics", "index"):  # each process probes its event loop
+        assert value(got, "laas_event_loop_lag_seconds_count", process=process) >= 1, process
+        assert value(got, "laas_event_loop_lag_max_seconds", process=process) >= 0
 
     # the live tail: a socket open is counted while it is open
     tail = f"ws://127.0.0.1:{compose_run.port('LAAS_WEB_PORT')}/api/v1/tail?token={read}"
@@ -301,6 +304,22 @@ async def test_every_process_exports_what_it_did(compose_run: ComposeRun) -> Non
 
 async def _tail_closed(url: str) -> bool:
     return value(await scrape(url), "laas_tail_sockets") == 0
+
+
+async def test_the_loop_lag_probe_sees_a_step_that_holds_the_loop() -> None:
+    from app.runtime.loop_lag import LoopLag
+    from app.runtime.metrics import METRICS
+
+    probe = LoopLag("test-probe")
+    task = asyncio.create_task(probe.run(interval=0.01))
+    await asyncio.sleep(0.05)  # probed a few times while the loop is free
+    before = METRICS.value("laas_event_loop_lag_seconds", process="test-probe")
+    time.sleep(0.3)  # noqa: ASYNC251 - the step that holds the loop, on purpose
+    await asyncio.sleep(0.05)
+    task.cancel()
+    assert before >= 1
+    assert probe.worst >= 0.25  # woke at least 0.3 s after asking for 0.01 s
+    assert METRICS.value("laas_event_loop_lag_max_seconds", process="test-probe") == probe.worst
 
 
 def test_docs_list_every_metric() -> None:

@@ -95,6 +95,12 @@ SPECS: dict[str, Spec] = {
         "histogram", "Time from bulk start to all items accepted (retries included)",
         ("stage",)),
     "laas_retention_deleted_total": Spec("counter", "Indices deleted by the retention job"),
+    "laas_event_loop_lag_seconds": Spec(
+        "histogram", "How late the event loop woke a 50 ms sleep (app/runtime/loop_lag.py), by "
+        "process (worker, analytics, index)", ("process",)),
+    "laas_event_loop_lag_max_seconds": Spec(
+        "gauge", "The longest event loop lag since the process started, by process",
+        ("process",)),
     # analytics
     "laas_alerts_total": Spec(
         "counter", "Alerts raised (anomaly kinds and rule), by kind", ("kind",)),
