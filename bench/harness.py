@@ -9,6 +9,7 @@ CPU and memory belong to the benchmark alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -539,6 +540,43 @@ async def consumer_lag(settings: Settings, group: str, topic: str) -> int:
     finally:
         await consumer.stop()
         await admin.close()
+
+
+async def loop_lags(dep: Deployment) -> dict[str, dict[str, float]]:
+    """Per worker process (`worker`, `analytics`, `index`), from the worker's `/metrics`
+    (app/runtime/loop_lag.py): probes so far, those that woke over 100 ms late, and the longest
+    lag so far (s), with the process's RSS (bytes); empty when the worker does not answer."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            reply = await client.get(f"http://127.0.0.1:{dep.procs['worker'].port}/metrics")
+    except httpx.HTTPError:
+        return {}
+    found: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(reply.text):
+        for sample in family.samples:
+            process = sample.labels.get("process")
+            if process is None or not sample.name.startswith("laas_event_loop_lag"):
+                continue
+            row = found.setdefault(process, {})
+            if sample.name == "laas_event_loop_lag_seconds_count":
+                row["probes"] = sample.value
+            elif sample.name == "laas_event_loop_lag_seconds_bucket" and \
+                    sample.labels["le"] == "0.1":
+                row["within_100ms"] = sample.value
+            elif sample.name == "laas_event_loop_lag_max_seconds":
+                row["max_s"] = sample.value
+    pids = {"worker": dep.pids().get("worker"),
+            **{name.split(":", 1)[1]: pid for name, pid in dep.child_pids().items()}}
+    for process, row in found.items():
+        row["over_100ms"] = row.get("probes", 0.0) - row.pop("within_100ms", 0.0)
+        pid = pids.get(process)
+        if pid is not None:
+            with contextlib.suppress(psutil.Error):
+                row["rss_bytes"] = float(psutil.Process(pid).memory_info().rss)
+    return found
 
 
 def machine() -> str:

@@ -37,7 +37,7 @@ from app.elastic import esindex
 from app.elastic.client import es_client
 from app.kafka.client import kafka_login
 from app.settings import load_settings
-from bench.harness import ROOT, Deployment, Pusher, batch_bytes, loadavg, machine
+from bench.harness import ROOT, Deployment, Pusher, batch_bytes, loadavg, loop_lags, machine
 from bench.probes import summary
 from bench.system import Monitor, start_processes
 
@@ -159,7 +159,8 @@ async def phase(dep: Deployment, mon: Monitor, calls: Calls, name: str,
            "calls": len(calls_of), "acked_s": acked_s, "acked_per_s": events / acked_s,
            "searchable_s": took, "end_to_end_per_s": None if took is None else events / took,
            "first_event_searchable_s": summary([x * 1000 for x in first]) | {
-               "unit": "ms", "seen": len(first)}, "load": loadavg()}
+               "unit": "ms", "seen": len(first)}, "load": loadavg(),
+           "loop_lag": await loop_lags(dep)}
     print(f"  {name}: {out}", flush=True)
     return out
 
@@ -195,7 +196,8 @@ async def paced(dep: Deployment, mon: Monitor, calls: Calls, new: list[tuple[int
     out = {"new_tenants": len(acked_new), "tenants_per_s": rate,
            "events_per_s": 2 * rate * per_tenant, "seconds": time.monotonic() - begin,
            "new_first_event_ms": summary(new_ms) | {"seen": len(new_ms)},
-           "existing_event_ms": summary(old_ms) | {"seen": len(old_ms)}, "load": loadavg()}
+           "existing_event_ms": summary(old_ms) | {"seen": len(old_ms)}, "load": loadavg(),
+           "loop_lag": await loop_lags(dep)}
     print(f"  paced: {out}", flush=True)
     return out
 
@@ -378,6 +380,23 @@ def pct(values: dict[str, Any], key: str) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
+LAG_ROWS = (("warm-up", "warmup"), ("few", "few"), ("few, small calls", "few_small_calls"),
+            ("many (new tenants)", "many"), ("many, second round", "many_again"),
+            ("paced", "paced"))
+
+
+def lag_row(name: str, lags: dict[str, dict[str, float]]) -> str:
+    def cell(process: str, rss: bool = False) -> str:
+        row = lags.get(process)
+        if not row:
+            return "-"
+        text = f"{row.get('over_100ms', 0):,.0f} / {row.get('probes', 0):,.0f}, " \
+            f"{1000 * row.get('max_s', 0):,.0f}"
+        return text + (f", {row['rss_bytes'] / 1e6:,.0f}" if rss and "rss_bytes" in row else "")
+
+    return f"| {name} | {cell('analytics', rss=True)} | {cell('worker')} | {cell('index')} |"
+
+
 def render(r: dict[str, Any]) -> str:
     many, pace, sh = r["many"], r["paced"], r["shards"]
     ratios = {k: "-" if v is None else format(v, ".2f") for k, v in r.items()
@@ -426,6 +445,15 @@ def render(r: dict[str, Any]) -> str:
         "| --- | --- | --- | --- | --- |",
         f"| new | {pct(n, 'p50')} | {pct(n, 'p99')} | {pct(n, 'max')} | {n['seen']:,} |",
         f"| existing | {pct(o, 'p50')} | {pct(o, 'p99')} | {pct(o, 'max')} | {o['seen']:,} |",
+        "",
+        "The worker's event loops (`laas_event_loop_lag_*` of its `/metrics`, a 50 ms sleep's "
+        "lateness; counts since the start of the run, the longest so far after each case) and "
+        "the analytics process's memory (its sources: one per tenant):",
+        "",
+        "| after | analytics: probes over 100 ms / probes, longest ms, RSS MB | normalize "
+        "(worker): over 100 ms, longest ms | index: over 100 ms, longest ms |",
+        "| --- | --- | --- | --- |",
+        *[lag_row(name, r[key].get("loop_lag", {})) for name, key in LAG_ROWS if key in r],
         "",
         f"Shards of the run's indices: **{sh['run_shards']}** ({', '.join(sh['run_indices'])}); "
         f"on the node: {sh['node_shards']} (every engineer's test indices included); "
