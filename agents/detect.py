@@ -74,6 +74,7 @@ from app.query import parse
 from app.query.match import compile_predicate
 from app.runtime.gc_tuning import Freezer
 from app.runtime.metrics import METRICS
+from app.runtime.turns import Turns
 from tables.detection import detect_light, detect_model
 
 log = logging.getLogger(__name__)
@@ -332,20 +333,6 @@ class Detection:
                        lateness=min(2.0, self.settings.detect_window_seconds / 2),
                        forget_after=self.settings.detect_idle_seconds,
                        max_sources=self.settings.detect_max_sources)
-
-
-class Turns:
-    """Gives the event loop to the other tasks once `budget` seconds of work have passed since
-    the last time (a `sleep(0)` after every item costs more than the items themselves)."""
-
-    def __init__(self, budget: float) -> None:
-        self.budget = budget
-        self.since = time.perf_counter()
-
-    async def maybe(self) -> None:
-        if time.perf_counter() - self.since >= self.budget:
-            await asyncio.sleep(0)
-            self.since = time.perf_counter()
 
 
 RULE_GRACE = 3.0  # seconds before a below-rule window is judged (shares are sent every tick)

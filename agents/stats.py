@@ -10,7 +10,6 @@ source's totals and recent windows to the `{index_prefix}sources` index, which
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -26,6 +25,7 @@ from app.pipeline.event_messages import by_source, decode_shared
 from app.pipeline.events import LogEvent
 from app.pipeline.stats import SOURCES_MAPPINGS, fold_all, snapshot_doc
 from app.runtime.metrics import METRICS
+from app.runtime.turns import Turns
 from app.settings import Settings
 from tables.sources import source_totals, source_windows
 
@@ -92,11 +92,9 @@ class SourceStats:
         `SNAPSHOT_SLICE` seconds (the agents and the lag probe go on meanwhile)."""
         now = time.time()
         docs = []
-        slice_end = time.monotonic() + SNAPSHOT_SLICE
+        turns = Turns(SNAPSHOT_SLICE)
         for key in list(self.totals.keys()) if keys is None else keys:
-            if time.monotonic() >= slice_end:
-                await asyncio.sleep(0)
-                slice_end = time.monotonic() + SNAPSHOT_SLICE
+            await turns.maybe()
             totals = self.totals.get(key)
             if not totals:
                 continue
