@@ -52,17 +52,25 @@ class SourceStats:
         self.totals = source_totals(app, settings)
         self.windows = source_windows(app, settings)
         self.dirty: set[str] = set()
+        # sources new to the table since this process started -> the start of the oldest
+        # window they can have (a snapshot reads no window before it: 1-2 reads, not 60)
+        self.young: dict[str, float] = {}
         self._runs = 0
         self.es = es
         self._index_ready = False  # the sources index exists
 
-    def apply(self, events: list[LogEvent]) -> int:
+    def apply(self, events: list[LogEvent], arrived: float) -> int:
         """Fold the events of one `logs.events` message into both tables (inside the agent: the
-        current message decides the changelog partition), one table write per source and
-        table. Returns how many events were counted (not counted by the totals before)."""
+        current message decides the changelog partition and, by its timestamp `arrived` (s),
+        the window), one table write per source and table. Returns how many events were
+        counted (not counted by the totals before)."""
         counted = 0
+        size = self.settings.stats_window_seconds
         for key, group in by_source(events).items():
-            totals, new = fold_all(self.totals[key], group)
+            before = self.totals[key]
+            if not before and key not in self.young:
+                self.young[key] = arrived - arrived % size
+            totals, new = fold_all(before, group)
             window, _ = fold_all(self.windows[key].current(), group)
             counted += new
             if totals is not None:
@@ -74,12 +82,21 @@ class SourceStats:
         return counted
 
     def recent_windows(self, key: str, now: float) -> list[tuple[float, dict[str, Any]]]:
+        """The source's windows of the last `SNAPSHOT_WINDOWS` (newest first), none read from
+        before a young source's first one."""
         size = self.settings.stats_window_seconds
         table: Any = self.windows.table
         start = now - now % size
+        count = min(SNAPSHOT_WINDOWS, self.settings.stats_window_retention // size)
+        oldest = self.young.get(key)
+        if oldest is not None and oldest <= start - count * size:
+            del self.young[key]  # as old as the snapshot reaches: no longer young
+            oldest = None
         found = []
-        for i in range(min(SNAPSHOT_WINDOWS, self.settings.stats_window_retention // size)):
+        for i in range(count):
             at = start - i * size
+            if oldest is not None and at < oldest:
+                break
             value = table._windowed_timestamp(key, at)  # read outside an event: no writes
             if value:
                 found.append((at, value))
@@ -148,7 +165,7 @@ def register(app: faust.App, topics: Topics, resources: Resources) -> SourceStat
             except (ValueError, TypeError, KeyError):
                 continue  # the index stage dead-letters undecodable messages
             METRICS.inc("laas_events_in_total", len(events), stage="stats")
-            stats.apply(events)
+            stats.apply(events, event.message.timestamp)
 
     @app.timer(settings.stats_snapshot_interval)
     async def stats_snapshot() -> None:

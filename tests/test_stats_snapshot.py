@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import defaultdict
+from types import SimpleNamespace
 from typing import Any
 
-from agents.stats import SNAPSHOT_SLICE, SourceStats
+from agents.stats import SNAPSHOT_SLICE, SNAPSHOT_WINDOWS, SourceStats
+from app.pipeline.events import LogEvent, RawPosition
 from app.settings import load_settings
 
 
@@ -50,3 +53,51 @@ async def test_a_snapshot_of_many_sources_lets_the_loop_run_meanwhile() -> None:
     assert turns - before >= 0.5 * took / SNAPSHOT_SLICE
     only = await stats.documents({"1/s3/h", "1/missing/h"})  # the changed sources only
     assert [key for key, _ in only] == ["1/s3/h"]
+
+
+class Windows:
+    """The windowed table's surface SourceStats uses; records which windows were read."""
+
+    def __init__(self) -> None:
+        self.read: list[float] = []
+        self.table = self
+
+    def __getitem__(self, key: str) -> SimpleNamespace:
+        return SimpleNamespace(current=dict)
+
+    def __setitem__(self, key: str, value: dict[str, Any]) -> None:
+        pass
+
+    def _windowed_timestamp(self, key: str, at: float) -> dict[str, Any]:
+        self.read.append(at)
+        return {}
+
+
+def event(service: str, offset: int) -> LogEvent:
+    return LogEvent(tenant_id="1", tenant="t", time=10**18, observed_time=10**18,
+                    severity="INFO", severity_number=9, message="m", service=service,
+                    host="h", raw=RawPosition("x.logs.raw", 0, offset))
+
+
+def test_a_new_sources_snapshot_reads_only_the_windows_since_it_arrived() -> None:
+    stats = SourceStats.__new__(SourceStats)
+    stats.settings = load_settings()
+    size = stats.settings.stats_window_seconds
+    stats.totals = defaultdict(dict, {"1/old/h": totals(0)})  # type: ignore[assignment]
+    stats.windows = windows = Windows()  # type: ignore[assignment]
+    stats.dirty, stats.young = set(), {}
+    arrived = 1_800_000_000.0 + 30  # a message's timestamp (s), mid-window
+    stats.apply([event("new", 1), event("old", 2)], arrived)
+    first = arrived - arrived % size
+    assert stats.young == {"1/new/h": first}  # "old" was in the table before
+    stats.apply([event("new", 3)], arrived + 5 * size)
+    assert stats.young == {"1/new/h": first}  # still from its first window
+
+    stats.recent_windows("1/new/h", first + 2 * size + 1)
+    assert windows.read == [first + 2 * size, first + size, first]  # not 60 reads
+    windows.read.clear()
+    stats.recent_windows("1/old/h", first + 2 * size + 1)
+    assert len(windows.read) == SNAPSHOT_WINDOWS
+    windows.read.clear()
+    stats.recent_windows("1/new/h", first + SNAPSHOT_WINDOWS * size)  # an hour later
+    assert len(windows.read) == SNAPSHOT_WINDOWS and stats.young == {}  # young no more
