@@ -1,11 +1,12 @@
 """Stage `detect`: `logs.events` → `alerts`: per-source anomaly detection and user alert rules.
 
-Per tenant+source (`tenant/service/host`, the `logs.events` key, so one source lives on one
-partition) events are folded into tumbling windows of `detect_window_seconds` by **ingest
-time** (`observed_time`: a backlog replayed after an outage is not a spike of event time, and
-producer clocks do not matter). A timer closes windows (empty ones too: that is how silence is
-seen) and hands each to the source's `SourceMonitor` (Half-Space Trees + explicit detectors,
-app/anomaly); findings become alerts, grouped per tenant and source (app/pipeline/alerting.py).
+Per tenant+source (`tenant/service/host`; `logs.events` puts a source on one partition,
+app/pipeline/event_messages.py) events are folded into tumbling windows of
+`detect_window_seconds` by **ingest time** (`observed_time`: a backlog replayed after an outage
+is not a spike of event time, and producer clocks do not matter). A timer closes windows (empty
+ones too: that is how silence is seen) and hands each to the source's `SourceMonitor`
+(Half-Space Trees + explicit detectors, app/anomaly); findings become alerts, grouped per tenant
+and source (app/pipeline/alerting.py).
 
 State: tables `detect-light` (key: source; the monitor without its model, under 1 KB, written
 every `detect_light_snapshot_seconds`, at once after a window that fired) and `detect-model`

@@ -3,9 +3,9 @@
 
 The agent takes raw messages in batches (`stream_batch_size` messages or `stream_batch_linger`
 seconds, Faust's `noack_take`; a message is one record or an ingest request's `LogBatch`) and
-sends one `logs.events` message per source and part of a batch (`stream_batch_events` events;
-app/pipeline/event_messages.py): one Kafka message per event made Faust's per-message machinery the
-worker's bottleneck (bench/results/pipeline.md).
+sends one `logs.events` message per partition and part of a batch (`stream_batch_events`
+events; app/pipeline/event_messages.py): one Kafka message per event, later per source, made
+Faust's per-message machinery the worker's bottleneck (bench/results/pipeline.md, tiers.md).
 
 Concurrency stays 1 (faust-streaming #606: with concurrency > 1 an offset can be committed past
 an event still in flight). The batch's raw records are acked only after all their events and
@@ -28,9 +28,10 @@ from faust.streams import _current_event
 from agents.resources import Resources
 from agents.templates import TemplateStage
 from app.ingest.auth import DatabaseVerifier
+from app.kafka.headers import H_TENANTS
 from app.kafka.stamp import EVENTS, Stamps
 from app.kafka.topics import Topics
-from app.pipeline.event_messages import by_source, encode
+from app.pipeline.event_messages import messages
 from app.pipeline.events import LogEvent
 from app.pipeline.normalize import Limits
 from app.pipeline.raw_input import KeyCheck, process, raw_message
@@ -80,17 +81,18 @@ def register(app: faust.App, topics: Topics, resources: Resources,
     async def send_events(made: dict[int, list[LogEvent]],
                           last: dict[int, faust.EventT]) -> None:
         """Mine the templates of events made from each raw partition, send them to
-        `logs.events`, one message per source (split at `events_message_bytes`)."""
+        `logs.events`, one message per partition (split at `events_message_bytes`)."""
         out: list[LogEvent] = []
         for partition, events in made.items():
             if templates is not None and events:
                 writing_for(last[partition])
                 events = await templates.assign(events, partition)
             out.extend(events)
-        for key, events in by_source(out).items():
-            for value in encode(events, settings.events_message_bytes):
-                await topics.events.send(key=key.encode(), value=value,
-                                         headers=stamps.sign(key.encode(), value, kind=EVENTS))
+        for message in messages(out, settings.partitions, settings.events_message_bytes):
+            headers = stamps.sign(message.key, message.value, [(H_TENANTS, message.tenants)],
+                                  kind=EVENTS)
+            await topics.events.send(key=message.key, value=message.value,
+                                     partition=message.partition, headers=headers)
         if out:
             METRICS.inc("laas_events_out_total", len(out), stage="normalize",
                         topic=events_topic)

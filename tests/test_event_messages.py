@@ -1,4 +1,4 @@
-"""`logs.events` message encoding: arrays of one source's events, split by size."""
+"""`logs.events` message encoding: arrays of the events of a partition's sources, split by size."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from app.pipeline.event_messages import by_source, decode, encode
+from app.pipeline.event_messages import by_source, decode, encode, messages, partition_of
 from app.pipeline.events import LogEvent, RawPosition
 
 
@@ -102,3 +102,35 @@ def test_with_template_copies_and_leaves_the_original() -> None:
     assert (tagged.template_id, tagged.template_new) == ("t-1", True)
     assert original.template_id == "" and not original.template_new
     assert tagged == dataclasses.replace(original, template_id="t-1", template_new=True)
+
+
+def test_a_source_keeps_the_partition_kafka_gave_its_key() -> None:
+    from aiokafka.partitioner import DefaultPartitioner
+
+    for key in ("1/api/h1", "7/checkout/web-1", "12345/x/", "3/ünï/h"):
+        for partitions in (1, 4, 12):
+            assert partition_of(key, partitions) == DefaultPartitioner()(
+                key.encode(), list(range(partitions)), [])
+
+
+def test_messages_hold_every_source_of_a_partition() -> None:
+    def of(tenant: str, host: str, i: int) -> LogEvent:
+        return dataclasses.replace(event(i, host), tenant_id=tenant)
+
+    events = [of(str(t), f"h{t % 3}", i) for i in range(4) for t in range(1, 40)]
+    out = list(messages(events, 4, 1 << 20))
+    assert sorted(m.partition for m in out) == [0, 1, 2, 3]  # one message per partition
+    got = [e for m in out for e in decode(m.value)]
+    assert sorted(e.doc_id() for e in got) == sorted(e.doc_id() for e in events)
+    for m in out:
+        held = decode(m.value)
+        assert {partition_of(e.source_key, 4) for e in held} == {m.partition}
+        assert m.tenants == ",".join(sorted({e.tenant_id for e in held})).encode()
+        assert m.key is None  # several sources
+        for group in by_source(held).values():  # each source's events in order
+            assert [e.time for e in group] == sorted(e.time for e in group)
+    (alone,) = messages([event(1), event(2)], 4, 1 << 20)
+    assert alone.key == b"1/api/h1" and alone.tenants == b"1"  # one source: keyed by it
+    split = list(messages([event(i, message="x" * 300) for i in range(20)], 4, 2000))
+    assert len(split) > 1 and all(len(m.value) <= 2000 for m in split)
+    assert [e.time for m in split for e in decode(m.value)] == list(range(20))

@@ -12,7 +12,7 @@ from elasticsearch import AsyncElasticsearch
 from app.elastic import esindex
 from app.kafka.stamp import Stamps
 from app.kafka.topics import DEADLETTER, EVENTS
-from app.pipeline.event_messages import decode
+from app.pipeline.event_messages import decode, partition_of
 from app.pipeline.events import DeadLetter, LogEvent, RawPosition
 from protos.laas.v1 import AnyValue, LogRecord, Resource
 from tests.stream_fixtures import *  # noqa: F403
@@ -127,16 +127,24 @@ async def test_raw_records_become_documents_and_dead_letters(
     other = await es.search(**esindex.tenant_search(stream.settings, "8"))
     assert other["hits"]["total"]["value"] == 0
 
-    # logs.events carries the same events, one message per source and batch, keyed by source.
-    records = await read_topic(stream.settings, EVENTS, 7)
+    # logs.events carries the same events, a source always on its key's partition, with the
+    # message's tenants in a signed header: one message per partition of the worker's batch,
+    # next to the 4 written straight onto the topic above.
+    produced = {"7/checkout/web-1", "7/db/", "7/api/"}
+    partitions = stream.settings.partitions
+    records = await read_topic(stream.settings, EVENTS,
+                               4 + len({partition_of(k, partitions) for k in produced}))
     stamps = Stamps.from_settings(stream.settings)
     assert [r.key for r in records if not stamps.valid_message(r, kind="events")] == [b"8/x/"]
-    messages = {r.key.decode(): decode(r.value) for r in records
-                if r.value != b"not an event" and stamps.valid_message(r, kind="events")
-                and r.key != b"99/x/"}
-    assert set(messages) == {"7/checkout/web-1", "7/db/", "7/api/", "7/x/"}
-    assert all(e.source_key == key for key, events in messages.items() for e in events)
-    assert sum(map(len, messages.values())) == 4
+    normalized = [r for r in records if stamps.valid_message(r, kind="events")
+                  and "laas-tenants" in dict(r.headers)]
+    events = [e for r in normalized for e in decode(r.value)]
+    assert {e.source_key for e in events} == produced and len(events) == 3
+    for r in normalized:
+        held = decode(r.value)
+        assert {partition_of(e.source_key, partitions) for e in held} == {r.partition}
+        assert dict(r.headers)["laas-tenants"] == b"7"
+        assert r.key is None or {e.source_key.encode() for e in held} == {r.key}
 
     # The stats snapshot reaches the sources index.
     sources = esindex.sources_index(stream.settings)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aiokafka import ConsumerRecord
 
+from app.kafka.headers import H_TENANTS
 from app.kafka.stamp import EVENTS, RAW
 from app.live.tail import Message, Ring, TailHub
 from app.pipeline.event_messages import encode
@@ -31,13 +32,17 @@ def hub(tmp_path: Path, **overrides: object) -> TailHub:
 
 
 def record(tail: TailHub, offset: int, events: list[LogEvent], *, key: bytes | None = None,
-           signed_as: str | None = EVENTS, value: bytes | None = None
-           ) -> ConsumerRecord[bytes, bytes]:
-    key = key if key is not None else events[0].source_key.encode()
+           signed_as: str | None = EVENTS, value: bytes | None = None,
+           tenants: bytes | None = None) -> ConsumerRecord[bytes, bytes]:
+    """A message as an older worker wrote it (keyed by its source), or with `tenants` as the
+    worker writes it now (header `laas-tenants`, no key)."""
+    if tenants is None:
+        key = key if key is not None else events[0].source_key.encode()
     (value,) = [value] if value is not None else list(encode(events, 1_000_000))
-    headers = tail.stamps.sign(key, value, kind=signed_as) if signed_as else []
-    return ConsumerRecord("x.logs.events", 0, offset, 0, 0, key, value, None, len(key),
-                          len(value), tuple(headers))
+    extra = [(H_TENANTS, tenants)] if tenants is not None else []
+    headers = tail.stamps.sign(key, value, extra, kind=signed_as) if signed_as else extra
+    return ConsumerRecord("x.logs.events", 0, offset, 0, 0, key, value, None,
+                          len(key or b""), len(value), tuple(headers))
 
 
 async def test_only_tailed_tenants_are_decoded_and_recent_decodes_on_demand(
@@ -80,6 +85,22 @@ async def test_history_before_the_live_offset_is_remembered_not_delivered(
         tail._handle(record(tail, 1, [event("1", 1)]), live=False)
         assert sub.queue.empty()
         assert [e.message for e in tail.recent("1")] == ["m 1"]
+    finally:
+        await tail.stop()
+
+
+async def test_a_message_of_several_tenants_reaches_each_only_with_its_own_events(
+        tmp_path: Path) -> None:
+    tail = hub(tmp_path)
+    sub = tail.subscribe("2", lambda fields: True)
+    try:
+        both = [event("1", 1), event("2", 2), event("1", 3)]
+        tail._handle(record(tail, 1, both, tenants=b"1,2"), live=True)
+        assert sub.queue.get_nowait().event.message == "m 2" and sub.queue.empty()
+        assert [e.message for e in tail.recent("1")] == ["m 1", "m 3"]
+        assert [e.message for e in tail.recent("2")] == ["m 2"]
+        tail._handle(record(tail, 2, [event("3", 4)], tenants=b"3"), live=True)
+        assert tail.rings["3"].messages[0]._events is None  # nobody tails tenant 3
     finally:
         await tail.stop()
 

@@ -4,10 +4,11 @@ The hub's consumer joins no consumer group (it assigns itself every partition), 
 takes partitions from the workers. Each subscription has a bounded queue; when a client is too
 slow its queue fills and further events are counted as dropped (the socket reports the count)
 instead of slowing the hub, other sockets or the pipeline. The hub keeps the last
-`tail_ring_seconds` of messages per tenant (at most `tail_ring_bytes`) so a tail that starts
-with history from search can bridge the indexing delay without a gap. It decodes a message only
-when its tenant has a tail open or a new tail asks for the recent past: the hub's cost is then
-reading Kafka, not decoding every event of every tenant.
+`tail_ring_seconds` of messages per tenant (by their `laas-tenants` header; at most
+`tail_ring_bytes`) so a tail that starts with history from search can bridge the indexing
+delay without a gap. It decodes a message only when one of its tenants has a tail open or a
+new tail asks for the recent past: the hub's cost is then reading Kafka, not decoding every
+event of every tenant.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from app.kafka import stamp
 from app.kafka.client import client_options
+from app.kafka.headers import H_TENANTS
 from app.kafka.topics import EVENTS, topic_name
 from app.live.reader import TopicReader, topic_partitions
 from app.pipeline.event_messages import decode
@@ -107,11 +109,15 @@ class Message:
         return self._events
 
 
-def key_tenant(key: bytes | None) -> str | None:
-    """The tenant of a `logs.events` key (`tenant/service/host`), None without one."""
-    if not key:
+def tenants_of(record: ConsumerRecord[bytes, bytes]) -> list[str] | None:
+    """The tenants of a `logs.events` message: its `laas-tenants` header, else its key's
+    (`tenant/service/host`, as older workers wrote); None when neither says."""
+    for name, value in record.headers or ():
+        if name.lower() == H_TENANTS and value:
+            return value.decode("utf-8", "replace").split(",")
+    if not record.key:
         return None
-    return key.split(b"/", 1)[0].decode("utf-8", "replace")
+    return [record.key.split(b"/", 1)[0].decode("utf-8", "replace")]
 
 
 @dataclass
@@ -174,14 +180,15 @@ class TailHub(TopicReader):
     def dispatch(self, message: Message, *, live: bool = True) -> None:
         """Remember the message; hand its events to their tenants' matching subscriptions if
         `live` (decoding it only then: most tenants have no tail open)."""
-        tenant = key_tenant(message.record.key)
-        if tenant is not None:
+        tenants = tenants_of(message.record)
+        for tenant in tenants or ():
             ring = self.rings.get(tenant)
             if ring is None:
                 ring = self.rings[tenant] = Ring(
                     self.settings.tail_ring_seconds, self.settings.tail_ring_bytes)
             ring.add(message)
-        if not live or (tenant is not None and tenant not in self.subscriptions):
+        if not live or (tenants is not None
+                        and not any(tenant in self.subscriptions for tenant in tenants)):
             return
         for event in message.events(self.stamps):
             subs = self.subscriptions.get(event.tenant_id)

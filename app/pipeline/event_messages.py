@@ -1,20 +1,27 @@
-"""`logs.events` messages: the events of one source from one normalize batch, as a JSON array.
+"""`logs.events` messages: the events of a normalize batch's sources of one partition, as a
+JSON array.
 
-Normalize works on batches of raw records and sends one `logs.events` message per source (key
-`tenant/service/host`) and batch, split at `events_message_bytes`, instead of one message per
-event: Faust's per-message cost (send, deliver to each agent, ack) dominated the stage, and the
-readers of `logs.events` (stats, detect, index, live tail) fold a source's events together
-anyway. A message may also hold a single JSON object (one event), as direct publishers and
-older workers write it; `decode` takes both forms.
+A source (`tenant/service/host`) always goes to the same partition, the one Kafka's default
+partitioner gives its key (`partition_of`: the stats and detect tables live with their
+partition). Normalize works on batches of raw records and sends, per partition and batch, one
+message with the events of all its sources (each source's in arrival order, split at
+`events_message_bytes`), with the partition set explicitly: Faust's per-message cost (send,
+deliver to each agent, ack) dominated the stages, first with a message per event, then — with
+many small tenants — with a message per source. Key: the source when the message holds one
+(as older workers wrote every message), else none; header `laas-tenants`: the tenant ids in
+it, for readers that serve some tenants only (the live tail). A message may also hold a single
+JSON object (one event), as direct publishers and older workers write it; `decode` takes both
+forms.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
+from aiokafka.partitioner import murmur2
 
 from app.kafka.stamp import EVENTS, Stamps
 from app.pipeline.events import LogEvent
@@ -55,17 +62,56 @@ def decode_shared(message: Any, stamps: Stamps) -> list[LogEvent]:
 
 def encode(events: Iterable[LogEvent], max_bytes: int) -> Iterator[bytes]:
     """JSON arrays of the events, each at most `max_bytes` (a larger single event alone)."""
+    return (value for value, _ in encode_parts(events, max_bytes))
+
+
+def encode_parts(events: Iterable[LogEvent], max_bytes: int
+                 ) -> Iterator[tuple[bytes, list[LogEvent]]]:
+    """`encode`, with the events each array holds."""
     parts: list[bytes] = []
+    held: list[LogEvent] = []
     size = 2
     for event in events:
         data = event.to_json()
         if parts and size + len(data) + 1 > max_bytes:
-            yield b"[" + b",".join(parts) + b"]"
-            parts, size = [], 2
+            yield b"[" + b",".join(parts) + b"]", held
+            parts, held, size = [], [], 2
         parts.append(data)
+        held.append(event)
         size += len(data) + 1
     if parts:
-        yield b"[" + b",".join(parts) + b"]"
+        yield b"[" + b",".join(parts) + b"]", held
+
+
+def partition_of(source_key: str, partitions: int) -> int:
+    """The `logs.events` partition of a source: Kafka's default partitioner (murmur2 of the
+    key, as aiokafka and the Java client compute it), so a source stays on the partition its
+    messages had when each was keyed by it."""
+    return (murmur2(source_key.encode()) & 0x7FFFFFFF) % partitions
+
+
+class Outgoing(NamedTuple):
+    """One `logs.events` message to send."""
+
+    partition: int
+    key: bytes | None  # the source, when the message holds one
+    value: bytes
+    tenants: bytes  # `laas-tenants`: the tenant ids in it, comma-separated, sorted
+
+
+def messages(events: Iterable[LogEvent], partitions: int, max_bytes: int
+             ) -> Iterator[Outgoing]:
+    """The `logs.events` messages of a batch's events: per partition, every source's events
+    together (each source's in arrival order), arrays of at most `max_bytes`."""
+    by_partition: dict[int, list[LogEvent]] = {}
+    for source, group in by_source(events).items():
+        by_partition.setdefault(partition_of(source, partitions), []).extend(group)
+    for partition, group in by_partition.items():
+        for value, held in encode_parts(group, max_bytes):
+            sources = {event.source_key for event in held}
+            key = next(iter(sources)).encode() if len(sources) == 1 else None
+            tenants = ",".join(sorted({event.tenant_id for event in held})).encode()
+            yield Outgoing(partition, key, value, tenants)
 
 
 def by_source(events: Iterable[LogEvent]) -> dict[str, list[LogEvent]]:

@@ -87,7 +87,8 @@ class LogEvent:
 
     @property
     def source_key(self) -> str:
-        """`tenant_id/service/host`: the unit of statistics and the `logs.events` key."""
+        """`tenant_id/service/host`: the unit of statistics; it decides the `logs.events`
+        partition (app/pipeline/event_messages.py)."""
         return f"{self.tenant_id}/{self.service}/{self.host}"
 
     def doc_id(self) -> str:
