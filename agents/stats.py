@@ -125,6 +125,10 @@ class SourceStats:
         """Write changed sources (every source every few runs) to the sources index."""
         self._runs += 1
         full = self._runs % FULL_SNAPSHOT_EVERY == 1
+        if full:  # sources that stopped or moved to another worker stay young no longer
+            size = self.settings.stats_window_seconds
+            horizon = time.time() - SNAPSHOT_WINDOWS * size
+            self.young = {key: at for key, at in self.young.items() if at > horizon}
         keys, self.dirty = (None if full else self.dirty), set()
         docs = await self.documents(keys)
         if not docs:
