@@ -19,6 +19,7 @@ The load comes from a pool of prebuilt records in batches of `batch_for(rate, ba
 The raw Elasticsearch bulk rate of the same documents on the same node is measured just before
 and just after the search; the knee's ratio to it is the figure of merit (issue 18: ≥ 0.6).
 With `--saturation` only this phase runs and the results go to `bench/results/saturation.md`.
+Each run starts the bench stack afresh (stopping one left running) and stops it at the end.
 """
 
 from __future__ import annotations
@@ -471,6 +472,9 @@ async def run(mode: str, soak_minutes: float, faults: bool, scale: bool,
     cfg = MODES[mode]
     stack = BenchStack()
     print("starting the bench stack ...", flush=True)
+    # Fresh JVMs every run: a stack left running by an earlier run kept its warm JIT and heap,
+    # and runs on it were not comparable with runs on a new one. Stopped again at the end.
+    await asyncio.to_thread(stack.down)
     await stack.up()
     results: dict[str, Any] = {"mode": mode, "config": cfg, "search": asdict(SEARCH),
                                "started": time.ctime(), "commit": commit(),
@@ -542,6 +546,8 @@ async def run(mode: str, soak_minutes: float, faults: bool, scale: bool,
             (out_dir / "saturation.json").write_text(json.dumps(results, indent=1,
                                                                 default=str))
             write_saturation(results, out_dir)
+        if saturation_only:
+            await asyncio.to_thread(stack.down)
     print("analytics baselines ...", flush=True)
     results["analytics"] = await asyncio.to_thread(analytics_baselines)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -573,6 +579,7 @@ async def run(mode: str, soak_minutes: float, faults: bool, scale: bool,
     from bench.report import write_report
 
     write_report(results, out_dir)
+    await asyncio.to_thread(stack.down)
     return results
 
 
