@@ -544,8 +544,9 @@ async def consumer_lag(settings: Settings, group: str, topic: str) -> int:
 
 async def loop_lags(dep: Deployment) -> dict[str, dict[str, float]]:
     """Per worker process (`worker`, `analytics`, `index`), from the worker's `/metrics`
-    (app/runtime/loop_lag.py): probes so far, those that woke over 100 ms late, and the longest
-    lag so far (s), with the process's RSS (bytes); empty when the worker does not answer."""
+    (app/runtime/loop_lag.py): probes so far, those that woke over 100 ms late, the longest lag
+    so far and the longest the loop's own CPU explains (s), with the process's RSS (bytes);
+    empty when the worker does not answer."""
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -568,6 +569,8 @@ async def loop_lags(dep: Deployment) -> dict[str, dict[str, float]]:
                 row["within_100ms"] = sample.value
             elif sample.name == "laas_event_loop_lag_max_seconds":
                 row["max_s"] = sample.value
+            elif sample.name == "laas_event_loop_held_max_seconds":
+                row["held_max_s"] = sample.value
     pids = {"worker": dep.pids().get("worker"),
             **{name.split(":", 1)[1]: pid for name, pid in dep.child_pids().items()}}
     for process, row in found.items():

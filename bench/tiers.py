@@ -391,7 +391,7 @@ def lag_row(name: str, lags: dict[str, dict[str, float]]) -> str:
         if not row:
             return "-"
         text = f"{row.get('over_100ms', 0):,.0f} / {row.get('probes', 0):,.0f}, " \
-            f"{1000 * row.get('max_s', 0):,.0f}"
+            f"{1000 * row.get('max_s', 0):,.0f} ({1000 * row.get('held_max_s', 0):,.0f})"
         return text + (f", {row['rss_bytes'] / 1e6:,.0f}" if rss and "rss_bytes" in row else "")
 
     return f"| {name} | {cell('analytics', rss=True)} | {cell('worker')} | {cell('index')} |"
@@ -446,12 +446,13 @@ def render(r: dict[str, Any]) -> str:
         f"| new | {pct(n, 'p50')} | {pct(n, 'p99')} | {pct(n, 'max')} | {n['seen']:,} |",
         f"| existing | {pct(o, 'p50')} | {pct(o, 'p99')} | {pct(o, 'max')} | {o['seen']:,} |",
         "",
-        "The worker's event loops (`laas_event_loop_lag_*` of its `/metrics`, a 50 ms sleep's "
-        "lateness; counts since the start of the run, the longest so far after each case) and "
-        "the analytics process's memory (its sources: one per tenant):",
+        "The worker's event loops (`laas_event_loop_*` of its `/metrics`, a 50 ms sleep's "
+        "lateness; counts since the start of the run, the longest so far after each case, in "
+        "brackets the longest the loop's own CPU explains — the rest was waiting for a core) "
+        "and the analytics process's memory (its sources: one per tenant):",
         "",
-        "| after | analytics: probes over 100 ms / probes, longest ms, RSS MB | normalize "
-        "(worker): over 100 ms, longest ms | index: over 100 ms, longest ms |",
+        "| after | analytics: probes over 100 ms / probes, longest (own) ms, RSS MB | normalize "
+        "(worker): over 100 ms, longest (own) ms | index: over 100 ms, longest (own) ms |",
         "| --- | --- | --- | --- |",
         *[lag_row(name, r[key].get("loop_lag", {})) for name, key in LAG_ROWS if key in r],
         "",

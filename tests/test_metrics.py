@@ -277,7 +277,8 @@ async def test_every_process_exports_what_it_did(compose_run: ComposeRun) -> Non
     assert ("process_cpu_seconds_total", ()) in got
     for process in ("worker", "analytics", "index"):  # each process probes its event loop
         assert value(got, "laas_event_loop_lag_seconds_count", process=process) >= 1, process
-        assert value(got, "laas_event_loop_lag_max_seconds", process=process) >= 0
+        for gauge in ("laas_event_loop_lag_max_seconds", "laas_event_loop_held_max_seconds"):
+            assert (gauge, (("process", process),)) in got, (gauge, process)  # set, served
 
     # the live tail: a socket open is counted while it is open
     tail = f"ws://127.0.0.1:{compose_run.port('LAAS_WEB_PORT')}/api/v1/tail?token={read}"
@@ -314,12 +315,20 @@ async def test_the_loop_lag_probe_sees_a_step_that_holds_the_loop() -> None:
     task = asyncio.create_task(probe.run(interval=0.01))
     await asyncio.sleep(0.05)  # probed a few times while the loop is free
     before = METRICS.value("laas_event_loop_lag_seconds", process="test-probe")
-    time.sleep(0.3)  # noqa: ASYNC251 - the step that holds the loop, on purpose
-    await asyncio.sleep(0.05)
-    task.cancel()
+    time.sleep(0.3)  # noqa: ASYNC251 - the loop waits, its thread uses no CPU (like a machine
+    await asyncio.sleep(0.05)  # without a free core)
     assert before >= 1
     assert probe.worst >= 0.25  # woke at least 0.3 s after asking for 0.01 s
+    assert probe.worst_held < 0.1  # but the loop's thread did not work meanwhile
     assert METRICS.value("laas_event_loop_lag_max_seconds", process="test-probe") == probe.worst
+    busy_until = time.thread_time() + 0.3
+    while time.thread_time() < busy_until:  # a step that holds the loop, working
+        pass
+    await asyncio.sleep(0.05)
+    task.cancel()
+    assert probe.worst_held >= 0.25
+    assert METRICS.value("laas_event_loop_held_max_seconds",
+                         process="test-probe") == probe.worst_held
 
 
 def test_docs_list_every_metric() -> None:

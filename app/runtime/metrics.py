@@ -101,6 +101,10 @@ SPECS: dict[str, Spec] = {
     "laas_event_loop_lag_max_seconds": Spec(
         "gauge", "The longest event loop lag since the process started, by process",
         ("process",)),
+    "laas_event_loop_held_max_seconds": Spec(
+        "gauge", "The longest lag explained by the loop's own CPU time (min of the lag and "
+        "the CPU its thread used meanwhile) since the process started, by process",
+        ("process",)),
     # analytics
     "laas_alerts_total": Spec(
         "counter", "Alerts raised (anomaly kinds and rule), by kind", ("kind",)),
