@@ -559,7 +559,7 @@ async def loop_lags(dep: Deployment) -> dict[str, dict[str, float]]:
     for family in text_string_to_metric_families(reply.text):
         for sample in family.samples:
             process = sample.labels.get("process")
-            if process is None or not sample.name.startswith("laas_event_loop_lag"):
+            if process is None or not sample.name.startswith("laas_event_loop_"):
                 continue
             row = found.setdefault(process, {})
             if sample.name == "laas_event_loop_lag_seconds_count":
