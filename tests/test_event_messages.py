@@ -19,14 +19,14 @@ def event(i: int, host: str = "h1", message: str = "hello") -> LogEvent:
 
 def test_round_trip_keeps_order() -> None:
     events = [event(i) for i in range(5)]
-    (message,) = encode(events, 1 << 20)
+    ((message, _),) = encode(events, 1 << 20)
     assert decode(message) == events
 
 
 def test_split_at_max_bytes() -> None:
     events = [event(i, message="x" * 200) for i in range(50)]
     limit = 2000
-    messages = list(encode(events, limit))
+    messages = [value for value, _ in encode(events, limit)]
     assert len(messages) > 1
     assert all(len(m) <= limit for m in messages)
     assert [e for m in messages for e in decode(m)] == events
@@ -34,7 +34,7 @@ def test_split_at_max_bytes() -> None:
 
 def test_an_event_larger_than_the_limit_travels_alone() -> None:
     big, small = event(1, message="y" * 5000), event(2)
-    messages = list(encode([small, big, small], 1024))
+    messages = [value for value, _ in encode([small, big, small], 1024)]
     assert [len(decode(m)) for m in messages] == [1, 1, 1]
     assert decode(messages[1]) == [big]
 
@@ -55,12 +55,12 @@ def test_by_source_groups_in_arrival_order() -> None:
     groups = by_source(events)
     assert list(groups) == ["1/api/a", "1/api/b"]
     assert [e.time for e in groups["1/api/a"]] == [1, 3]
-    assert json.loads(next(encode(groups["1/api/b"], 1 << 20)))[0]["host"] == "b"
+    assert json.loads(next(encode(groups["1/api/b"], 1 << 20))[0])[0]["host"] == "b"
 
 
 def test_decoded_events_equal_constructed_ones_with_or_without_every_field() -> None:
     full = event(3)
-    (message,) = encode([full], 1 << 20)
+    ((message, _),) = encode([full], 1 << 20)
     (decoded,) = decode(message)  # every field present: built without the dataclass __init__
     assert decoded == full and decoded.raw == full.raw and decoded.doc_id() == full.doc_id()
     assert decoded.source_key == "1/api/h1"
@@ -83,7 +83,7 @@ def test_decode_shared_decodes_each_message_once() -> None:
     stamps = Stamps(b"unit-test-secret")
 
     def message(offset: int, events: list[LogEvent], signed: bool = True) -> Message:
-        (value,) = encode(events, 1 << 20)
+        ((value, _),) = encode(events, 1 << 20)
         headers = stamps.sign(b"k", value, kind="events") if signed else []
         return Message("logs.events", 0, offset, 0.0, 0, headers, b"k", value, None)
 

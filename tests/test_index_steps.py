@@ -40,7 +40,7 @@ def record(offset: int, value: bytes, *, signed_as: str | None = EVENTS, partiti
 
 def test_a_batch_becomes_events_and_dead_letters_with_reasons() -> None:
     events = [event("1", 1), event("2", 2)]
-    (value,) = encode(events, 1_000_000)
+    ((value, _),) = encode(events, 1_000_000)
     batch = [record(10, value),
              record(11, value, signed_as=None),  # no signature: not LaaS's
              record(12, value, signed_as=RAW),  # signed, but as another kind of message

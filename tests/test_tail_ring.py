@@ -38,7 +38,7 @@ def record(tail: TailHub, offset: int, events: list[LogEvent], *, key: bytes | N
     worker writes it now (header `laas-tenants`, no key)."""
     if tenants is None:
         key = key if key is not None else events[0].source_key.encode()
-    (value,) = [value] if value is not None else list(encode(events, 1_000_000))
+    (value,) = [value] if value is not None else [v for v, _ in encode(events, 1_000_000)]
     extra = [(H_TENANTS, tenants)] if tenants is not None else []
     headers = tail.stamps.sign(key, value, extra, kind=signed_as) if signed_as else extra
     return ConsumerRecord("x.logs.events", 0, offset, 0, 0, key, value, None,

@@ -60,14 +60,10 @@ def decode_shared(message: Any, stamps: Stamps) -> list[LogEvent]:
     return events
 
 
-def encode(events: Iterable[LogEvent], max_bytes: int) -> Iterator[bytes]:
-    """JSON arrays of the events, each at most `max_bytes` (a larger single event alone)."""
-    return (value for value, _ in encode_parts(events, max_bytes))
-
-
-def encode_parts(events: Iterable[LogEvent], max_bytes: int
-                 ) -> Iterator[tuple[bytes, list[LogEvent]]]:
-    """`encode`, with the events each array holds."""
+def encode(events: Iterable[LogEvent], max_bytes: int
+           ) -> Iterator[tuple[bytes, list[LogEvent]]]:
+    """JSON arrays of the events, each at most `max_bytes` (a larger single event alone), with
+    the events each holds."""
     parts: list[bytes] = []
     held: list[LogEvent] = []
     size = 2
@@ -107,7 +103,7 @@ def messages(events: Iterable[LogEvent], partitions: int, max_bytes: int
     for source, group in by_source(events).items():
         by_partition.setdefault(partition_of(source, partitions), []).extend(group)
     for partition, group in by_partition.items():
-        for value, held in encode_parts(group, max_bytes):
+        for value, held in encode(group, max_bytes):
             sources = {event.source_key for event in held}
             key = next(iter(sources)).encode() if len(sources) == 1 else None
             tenants = ",".join(sorted({event.tenant_id for event in held})).encode()
