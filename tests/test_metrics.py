@@ -312,21 +312,27 @@ async def test_the_loop_lag_probe_sees_a_step_that_holds_the_loop() -> None:
     from app.runtime.metrics import METRICS
 
     probe = LoopLag("test-probe")
+
+    async def probed() -> float:
+        return METRICS.value("laas_event_loop_lag_seconds", process="test-probe")
+
+    async def late() -> bool:
+        return probe.worst >= 0.25  # woke at least 0.3 s after asking for 0.01 s
+
+    async def held() -> bool:
+        return probe.worst_held >= 0.25
+
     task = asyncio.create_task(probe.run(interval=0.01))
-    await asyncio.sleep(0.05)  # probed a few times while the loop is free
-    before = METRICS.value("laas_event_loop_lag_seconds", process="test-probe")
+    await wait_for(probed, 10, "a probe while the loop is free", interval=0.01)
     time.sleep(0.3)  # noqa: ASYNC251 - the loop waits, its thread uses no CPU (like a machine
-    await asyncio.sleep(0.05)  # without a free core)
-    assert before >= 1
-    assert probe.worst >= 0.25  # woke at least 0.3 s after asking for 0.01 s
+    await wait_for(late, 10, "the probe to see the wait", interval=0.01)  # without a free core)
     assert probe.worst_held < 0.1  # but the loop's thread did not work meanwhile
     assert METRICS.value("laas_event_loop_lag_max_seconds", process="test-probe") == probe.worst
     busy_until = time.thread_time() + 0.3
     while time.thread_time() < busy_until:  # a step that holds the loop, working
         pass
-    await asyncio.sleep(0.05)
+    await wait_for(held, 10, "the probe to see the loop's own hold", interval=0.01)
     task.cancel()
-    assert probe.worst_held >= 0.25
     assert METRICS.value("laas_event_loop_held_max_seconds",
                          process="test-probe") == probe.worst_held
 

@@ -6,6 +6,8 @@ and bytes; a tenant's recent events never include another tenant's."""
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from aiokafka import ConsumerRecord
@@ -31,6 +33,16 @@ def hub(tmp_path: Path, **overrides: object) -> TailHub:
     return TailHub(settings)
 
 
+@asynccontextmanager
+async def hub_in_use(tmp_path: Path, **overrides: object) -> AsyncIterator[TailHub]:
+    """A hub whose Kafka reader (started by a subscription) is stopped afterwards."""
+    tail = hub(tmp_path, **overrides)
+    try:
+        yield tail
+    finally:
+        await tail.stop()
+
+
 def record(tail: TailHub, offset: int, events: list[LogEvent], *, key: bytes | None = None,
            signed_as: str | None = EVENTS, value: bytes | None = None,
            tenants: bytes | None = None) -> ConsumerRecord[bytes, bytes]:
@@ -47,9 +59,8 @@ def record(tail: TailHub, offset: int, events: list[LogEvent], *, key: bytes | N
 
 async def test_only_tailed_tenants_are_decoded_and_recent_decodes_on_demand(
         tmp_path: Path) -> None:
-    tail = hub(tmp_path)
-    sub = tail.subscribe("1", lambda fields: True)
-    try:
+    async with hub_in_use(tmp_path) as tail:
+        sub = tail.subscribe("1", lambda fields: True)
         tail._handle(record(tail, 1, [event("1", 1), event("1", 2)]), live=True)
         tail._handle(record(tail, 2, [event("2", 3)]), live=True)
         (mine,), (theirs,) = tail.rings["1"].messages, tail.rings["2"].messages
@@ -59,41 +70,32 @@ async def test_only_tailed_tenants_are_decoded_and_recent_decodes_on_demand(
         assert [e.message for e in tail.recent("2")] == ["m 3"]  # decoded when asked
         assert [e.message for e in tail.recent("1")] == ["m 1", "m 2"]
         assert tail.recent("3") == []
-    finally:
-        await tail.stop()
 
 
 async def test_unsigned_and_undecodable_messages_reach_nobody(tmp_path: Path) -> None:
-    tail = hub(tmp_path)
-    sub = tail.subscribe("1", lambda fields: True)
-    try:
+    async with hub_in_use(tmp_path) as tail:
+        sub = tail.subscribe("1", lambda fields: True)
         tail._handle(record(tail, 1, [event("1", 1)], signed_as=None), live=True)
         tail._handle(record(tail, 2, [event("1", 2)], signed_as=RAW), live=True)
         tail._handle(record(tail, 3, [], key=b"1/api/h", value=b"not json"), live=True)
         tail._handle(record(tail, 4, [event("1", 4)]), live=True)
         assert sub.queue.get_nowait().event.message == "m 4" and sub.queue.empty()
         assert [e.message for e in tail.recent("1")] == ["m 4"]
-    finally:
-        await tail.stop()
 
 
 async def test_history_before_the_live_offset_is_remembered_not_delivered(
         tmp_path: Path) -> None:
-    tail = hub(tmp_path)
-    sub = tail.subscribe("1", lambda fields: True)
-    try:
+    async with hub_in_use(tmp_path) as tail:
+        sub = tail.subscribe("1", lambda fields: True)
         tail._handle(record(tail, 1, [event("1", 1)]), live=False)
         assert sub.queue.empty()
         assert [e.message for e in tail.recent("1")] == ["m 1"]
-    finally:
-        await tail.stop()
 
 
 async def test_a_message_of_several_tenants_reaches_each_only_with_its_own_events(
         tmp_path: Path) -> None:
-    tail = hub(tmp_path)
-    sub = tail.subscribe("2", lambda fields: True)
-    try:
+    async with hub_in_use(tmp_path) as tail:
+        sub = tail.subscribe("2", lambda fields: True)
         both = [event("1", 1), event("2", 2), event("1", 3)]
         tail._handle(record(tail, 1, both, tenants=b"1,2"), live=True)
         assert sub.queue.get_nowait().event.message == "m 2" and sub.queue.empty()
@@ -101,18 +103,13 @@ async def test_a_message_of_several_tenants_reaches_each_only_with_its_own_event
         assert [e.message for e in tail.recent("2")] == ["m 2"]
         tail._handle(record(tail, 2, [event("3", 4)], tenants=b"3"), live=True)
         assert tail.rings["3"].messages[0]._events is None  # nobody tails tenant 3
-    finally:
-        await tail.stop()
 
 
 async def test_a_message_keyed_for_one_tenant_never_shows_another_tenants_event(
         tmp_path: Path) -> None:
-    tail = hub(tmp_path)
-    try:
+    async with hub_in_use(tmp_path) as tail:
         tail._handle(record(tail, 1, [event("2", 1)], key=b"1/api/h"), live=True)
         assert tail.recent("1") == [] and tail.recent("2") == []
-    finally:
-        await tail.stop()
 
 
 def test_the_ring_keeps_the_last_seconds_within_its_bytes(tmp_path: Path) -> None:
@@ -132,9 +129,6 @@ def test_the_ring_keeps_the_last_seconds_within_its_bytes(tmp_path: Path) -> Non
 
 
 async def test_recent_returns_at_most_tail_ring_max_events(tmp_path: Path) -> None:
-    tail = hub(tmp_path, tail_ring_max=3)
-    try:
+    async with hub_in_use(tmp_path, tail_ring_max=3) as tail:
         tail._handle(record(tail, 1, [event("1", i) for i in range(5)]), live=False)
         assert [e.message for e in tail.recent("1")] == ["m 2", "m 3", "m 4"]
-    finally:
-        await tail.stop()
